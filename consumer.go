@@ -1,0 +1,848 @@
+package statesync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ConsumerOptions configures a [Consumer]. The zero value (or nil) gives the
+// defaults of the TypeScript original: no throttling, no retry, no timeout,
+// no filter, no logging (B-DEF-01). Options are copied by [NewConsumer].
+type ConsumerOptions struct {
+	// Logger receives the engine's debug, warn and error records, with the
+	// attributes component=statesync and topic. Nil discards them.
+	Logger *slog.Logger
+
+	// OnError is called once for each error the consumer reports, on the
+	// goroutine that detected it and with no engine lock held, so it may call
+	// Stop, Refresh or Revision. A panic in OnError is recovered and logged.
+	// Errors are reported even when OnError is nil (to the Logger).
+	OnError func(*Error)
+
+	// ShouldRefresh, if set, is asked about each invalidation that passed
+	// validation, the topic match and the revision gate; returning false
+	// drops it. It is not consulted by Start, Refresh or Offer. A panic is
+	// reported with PhaseInvalidation and the invalidation is dropped.
+	// The usual use skips one's own writes: inv.SourceID != myID.
+	ShouldRefresh func(inv Invalidation) bool
+
+	// Throttle limits how often invalidations cause refreshes. Manual
+	// Refresh calls are never throttled.
+	Throttle Throttle
+
+	// FetchTimeout bounds each provider call (each attempt, with Retry).
+	// Zero means no timeout.
+	FetchTimeout time.Duration
+
+	// Retry, if set, retries failed provider calls inside one refresh. Each
+	// scheduled retry is logged at warn level and reported to OnError with
+	// WillRetry set; the final failure is reported as usual with Attempt and
+	// WillRetry=false.
+	Retry *RetryPolicy
+}
+
+// lifecycle states of a Consumer.
+const (
+	stateIdle = iota
+	stateStarting
+	stateStarted
+	stateStopped
+)
+
+// applied is what the consumer has applied. It is replaced, never mutated.
+type applied struct {
+	rev   Revision
+	epoch string
+	any   bool // something was applied
+}
+
+// A Consumer keeps one topic in sync: it listens for invalidations, pulls
+// newer snapshots from its [Provider] and hands them to its [Applier], in
+// revision order, at most one refresh in flight and one queued (whatever the
+// rate of invalidations).
+//
+// All methods are safe for concurrent use. The provider and applier are
+// never called concurrently for one Consumer, and never with an engine lock
+// held. A Consumer is single-use: once stopped it cannot start again.
+//
+// A Consumer is a [Handler]: transports deliver invalidations to
+// [Consumer.Invalidate] and [Consumer.InvalidateRaw], which may also be
+// called directly.
+type Consumer struct {
+	topic string
+	sub   Subscriber
+	prov  Provider
+	app   Applier
+	opts  ConsumerOptions
+	log   *slog.Logger // nil: no logging
+
+	ctx    context.Context // cancelled by Stop; passed to provider and applier
+	runCtx context.Context // ctx marked as "inside this consumer's run"
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // counts run goroutines
+
+	stopped atomic.Bool
+	state   atomic.Pointer[applied]
+	sched   atomic.Pointer[scheduler] // nil: passthrough or not started
+
+	mu          sync.Mutex // protects the fields below
+	lc          int        // lifecycle state
+	startDone   chan struct{}
+	startErr    error
+	unsubscribe func()
+	running     bool          // a run or an Offer holds the refresh slot
+	pending     bool          // one more run is requested after the current one
+	started     uint64        // number of runs started
+	waiters     []waiter      // Refresh and Start calls waiting for a run
+	idle        chan struct{} // closed when the slot is released, if someone waits
+	regressed   Revision      // revision at which a regression was last reported (0: none)
+}
+
+type waiter struct {
+	target uint64 // the run whose end this waiter wants
+	ch     chan error
+}
+
+type runCtxKey struct{}
+
+// NewConsumer returns a Consumer for topic that listens with sub, pulls from
+// prov and applies with app. It does no I/O: nothing happens until
+// [Consumer.Start] or [Consumer.Refresh].
+//
+// It returns an error wrapping [ErrInvalidTopic] for an invalid topic,
+// [ErrMissingDependency] for a nil sub, prov or app, and
+// [ErrInvalidThrottle] or [ErrInvalidRetry] for bad options.
+func NewConsumer(topic string, sub Subscriber, prov Provider, app Applier, opts *ConsumerOptions) (*Consumer, error) {
+	if err := CheckTopic(topic); err != nil {
+		return nil, err
+	}
+	switch {
+	case sub == nil:
+		return nil, fmt.Errorf("%w: nil Subscriber", ErrMissingDependency)
+	case prov == nil:
+		return nil, fmt.Errorf("%w: nil Provider", ErrMissingDependency)
+	case app == nil:
+		return nil, fmt.Errorf("%w: nil Applier", ErrMissingDependency)
+	}
+	c := &Consumer{topic: topic, sub: sub, prov: prov, app: app}
+	if opts != nil {
+		c.opts = *opts
+	}
+	if err := c.opts.Throttle.validate(); err != nil {
+		return nil, err
+	}
+	if c.opts.FetchTimeout < 0 {
+		return nil, fmt.Errorf("statesync: negative FetchTimeout %v", c.opts.FetchTimeout)
+	}
+	if c.opts.Retry != nil {
+		p := *c.opts.Retry
+		rp, err := NewRetryProvider(prov, &p)
+		if err != nil {
+			return nil, err
+		}
+		rp.onRetry = c.reportRetry
+		rp.attemptTimeout = c.opts.FetchTimeout
+		c.prov = rp
+	}
+	if c.opts.Logger != nil {
+		c.log = c.opts.Logger.With(slog.String("component", "statesync"), slog.String("topic", topic))
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.runCtx = context.WithValue(c.ctx, runCtxKey{}, c)
+	c.state.Store(&applied{})
+	return c, nil
+}
+
+// Topic returns the consumer's topic.
+func (c *Consumer) Topic() string { return c.topic }
+
+// Revision returns the revision of the last applied snapshot, or 0 before
+// the first. It keeps its value after Stop.
+func (c *Consumer) Revision() Revision { return c.state.Load().rev }
+
+// Epoch returns the epoch of the last applied snapshot ("" if none).
+func (c *Consumer) Epoch() string { return c.state.Load().epoch }
+
+// Start subscribes to the topic, then refreshes, and returns once the
+// initial snapshot has been applied (or skipped as not newer). The
+// subscription is made before the refresh, so a change made during Start
+// is not missed.
+//
+// Start is idempotent; concurrent calls wait for the first and return its
+// result. If subscribing or the initial refresh fails, or ctx ends first,
+// Start undoes the subscription and returns the error, and may be called
+// again. Start after [Consumer.Stop] returns [ErrStartAfterStop]; if Stop
+// runs while Start is in progress, Start returns [ErrStopped].
+func (c *Consumer) Start(ctx context.Context) error {
+	c.mu.Lock()
+	switch c.lc {
+	case stateStopped:
+		c.mu.Unlock()
+		return ErrStartAfterStop
+	case stateStarted:
+		c.mu.Unlock()
+		return nil
+	case stateStarting:
+		done := c.startDone
+		c.mu.Unlock()
+		select {
+		case <-done:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.startErr
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c.lc = stateStarting
+	c.startDone = make(chan struct{})
+	c.mu.Unlock()
+
+	err := c.start(ctx)
+
+	c.mu.Lock()
+	c.startErr = err
+	if c.lc == stateStarting {
+		if err == nil {
+			c.lc = stateStarted
+		} else {
+			c.lc = stateIdle
+		}
+	}
+	close(c.startDone)
+	c.mu.Unlock()
+	return err
+}
+
+func (c *Consumer) start(ctx context.Context) error {
+	c.debug("starting")
+	var sched *scheduler
+	if !c.opts.Throttle.passthrough() {
+		sched = newScheduler(c.opts.Throttle, c.requestRun)
+		c.sched.Store(sched)
+	}
+	rollback := func(unsub func()) {
+		if sched != nil {
+			sched.dispose()
+			c.sched.CompareAndSwap(sched, nil)
+		}
+		if unsub != nil {
+			callUnsubscribe(unsub)
+		}
+	}
+
+	unsub, err := c.subscribe(ctx)
+	if err != nil {
+		rollback(nil)
+		if c.stopped.Load() {
+			return ErrStopped
+		}
+		e := &Error{Phase: PhaseSubscribe, Topic: c.topic, Err: err, LocalRevision: c.Revision()}
+		c.report(e)
+		return e
+	}
+	c.mu.Lock()
+	if c.lc == stateStopped { // Stop ran during Subscribe (B-LIFE-24)
+		c.mu.Unlock()
+		rollback(unsub)
+		return ErrStopped
+	}
+	c.unsubscribe = unsub
+	c.mu.Unlock()
+	c.debug("subscribed")
+
+	err = c.refresh(ctx)
+	if err == nil {
+		c.debug("started")
+		return nil
+	}
+	c.mu.Lock()
+	unsub, c.unsubscribe = c.unsubscribe, nil
+	c.mu.Unlock()
+	rollback(unsub)
+	if c.stopped.Load() {
+		return ErrStopped
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		e := &Error{Phase: PhaseStart, Topic: c.topic, Err: err, LocalRevision: c.Revision()}
+		c.report(e)
+		return e
+	}
+	return err
+}
+
+func (c *Consumer) subscribe(ctx context.Context) (unsub func(), err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r}
+		}
+	}()
+	unsub, err = c.sub.Subscribe(ctx, c.topic, c)
+	if err == nil && unsub == nil {
+		unsub = func() {}
+	}
+	return unsub, err
+}
+
+func callUnsubscribe(unsub func()) {
+	defer func() { _ = recover() }()
+	unsub()
+}
+
+// Stop stops the consumer: pending throttled refreshes are cancelled, the
+// subscription is removed, and the context given to the provider and
+// applier is cancelled. Once Stop returns, no provider or applier call
+// begins, no revision is adopted and nothing more is reported; a call
+// already running finishes on its own goroutine and its result is dropped.
+// Use [Consumer.Wait] to wait for it.
+//
+// Stop is idempotent, does not block on the provider or applier, and may be
+// called from any callback.
+func (c *Consumer) Stop() {
+	c.mu.Lock()
+	if c.lc == stateStopped {
+		c.mu.Unlock()
+		return
+	}
+	c.lc = stateStopped
+	c.stopped.Store(true)
+	unsub := c.unsubscribe
+	c.unsubscribe = nil
+	c.pending = false
+	var wake []waiter
+	if !c.running {
+		wake, c.waiters = c.waiters, nil
+	}
+	c.mu.Unlock()
+
+	c.cancel()
+	if s := c.sched.Swap(nil); s != nil {
+		s.dispose()
+	}
+	if unsub != nil {
+		callUnsubscribe(unsub)
+	}
+	for _, w := range wake {
+		w.ch <- ErrStopped
+	}
+	c.debug("stopped")
+}
+
+// Wait blocks until every goroutine the consumer started has returned, or
+// ctx ends. After [Consumer.Stop], that happens as soon as an in-flight
+// provider or applier call returns. Wait must not be called from the
+// consumer's own provider, applier or callbacks.
+func (c *Consumer) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Refresh pulls the latest snapshot and applies it if newer, bypassing
+// throttling, and returns once a refresh that began after the call has
+// finished, with that refresh's error (an *[Error]) or ctx.Err() (B-COAL-08).
+// A refresh already in flight is not interrupted: the call queues one more,
+// shared with every other caller and invalidation that arrives meanwhile.
+//
+// Refresh works before Start (without subscribing) and returns nil without
+// doing anything after Stop. Called from inside the consumer's applier with
+// the context the applier received, it queues a refresh and returns nil at
+// once instead of waiting for itself.
+func (c *Consumer) Refresh(ctx context.Context) error {
+	if ctx.Value(runCtxKey{}) == c {
+		c.requestRun()
+		return nil
+	}
+	if c.stopped.Load() {
+		return nil
+	}
+	err := c.refresh(ctx)
+	if errors.Is(err, ErrStopped) {
+		return nil
+	}
+	return err
+}
+
+// refresh requests a run and waits for it.
+func (c *Consumer) refresh(ctx context.Context) error {
+	w := waiter{ch: make(chan error, 1)}
+	c.mu.Lock()
+	if c.lc == stateStopped {
+		c.mu.Unlock()
+		return ErrStopped
+	}
+	if c.running {
+		c.pending = true
+		w.target = c.started + 1
+	} else {
+		c.running = true
+		c.started++
+		w.target = c.started
+		c.wg.Add(1)
+		go c.loop(c.started)
+	}
+	c.waiters = append(c.waiters, w)
+	c.mu.Unlock()
+	c.debug("refresh started")
+	select {
+	case err := <-w.ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// requestRun starts a run, or queues one if a run is in flight. It never
+// blocks.
+func (c *Consumer) requestRun() {
+	c.mu.Lock()
+	if c.lc == stateStopped {
+		c.mu.Unlock()
+		return
+	}
+	if c.running {
+		c.pending = true
+		c.mu.Unlock()
+		c.debug("refresh coalesced (in-flight)")
+		return
+	}
+	c.running = true
+	c.started++
+	seq := c.started
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go c.loop(seq)
+}
+
+// loop runs refreshes while more are queued. It owns the refresh slot.
+func (c *Consumer) loop(seq uint64) {
+	defer c.wg.Done()
+	for {
+		e := c.cycle()
+		next, ok := c.finish(seq, e)
+		if !ok {
+			return
+		}
+		seq = next
+	}
+}
+
+// finish ends run seq with result e: it hands the slot to the next queued
+// run (on this goroutine, or on a new one when an error must be reported so
+// that OnError may wait for that run), reports e, then wakes the waiters.
+// It returns the next run to execute on this goroutine.
+func (c *Consumer) finish(seq uint64, e *Error) (next uint64, ok bool) {
+	var err error
+	if e != nil {
+		err = e
+	}
+	c.mu.Lock()
+	stopped := c.lc == stateStopped
+	if stopped {
+		err = ErrStopped
+	}
+	var wake []waiter
+	keep := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.target <= seq || stopped {
+			wake = append(wake, w)
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	clear(c.waiters[len(keep):])
+	c.waiters = keep
+	if c.pending && !stopped {
+		c.pending = false
+		c.started++
+		next, ok = c.started, true
+		if e != nil {
+			c.wg.Add(1)
+			go c.loop(next)
+			ok = false
+		}
+	} else {
+		c.running = false
+		if c.idle != nil {
+			close(c.idle)
+			c.idle = nil
+		}
+	}
+	c.mu.Unlock()
+	if e != nil && !stopped {
+		c.report(e)
+	}
+	for _, w := range wake {
+		w.ch <- err
+	}
+	return next, ok
+}
+
+// cycle is one refresh: fetch, validate, gate, apply, advance.
+func (c *Consumer) cycle() *Error {
+	if c.stopped.Load() {
+		c.debug("refresh skipped (stopped)")
+		return nil
+	}
+	snap, err := c.fetch()
+	if err != nil {
+		if c.stopped.Load() {
+			return nil
+		}
+		return c.fetchError(err)
+	}
+	return c.offer(c.runCtx, snap)
+}
+
+func (c *Consumer) fetch() (snap Snapshot, err error) {
+	ctx := c.ctx
+	if c.opts.FetchTimeout > 0 && c.opts.Retry == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.FetchTimeout)
+		defer cancel()
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r}
+		}
+	}()
+	return c.prov.Snapshot(ctx, c.topic)
+}
+
+func (c *Consumer) fetchError(err error) *Error {
+	e := &Error{Phase: PhaseGetSnapshot, Topic: c.topic, Err: err, LocalRevision: c.Revision()}
+	var se *SnapshotError
+	if errors.As(err, &se) {
+		e.Phase = PhaseProtocol
+		if se.RevisionIsString {
+			e.SnapshotRevision = se.Revision
+		}
+	}
+	var re *RetryError
+	if errors.As(err, &re) {
+		e.Attempt = re.Attempts
+	}
+	return e
+}
+
+// offer validates, gates and applies snap. The caller holds the slot.
+func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
+	c.mu.Lock()
+	if c.lc == stateStopped {
+		c.mu.Unlock()
+		return nil
+	}
+	cur := c.state.Load()
+	switch c.gate(cur, snap) {
+	case gateSkip:
+		c.mu.Unlock()
+		if c.debugOn() {
+			c.log.LogAttrs(context.Background(), slog.LevelDebug, "snapshot skipped (not newer)",
+				slog.String("snapshotRevision", snap.Revision.String()), slog.String("localRevision", cur.rev.String()))
+		}
+		return nil
+	case gateRegressed:
+		report := c.regressed != cur.rev || cur.rev == 0
+		c.regressed = cur.rev
+		c.mu.Unlock()
+		if !report {
+			return nil
+		}
+		if c.log != nil {
+			c.log.LogAttrs(context.Background(), slog.LevelWarn, "snapshot revision went backwards",
+				slog.String("snapshotRevision", snap.Revision.String()), slog.String("localRevision", cur.rev.String()))
+		}
+		return &Error{Phase: PhaseProtocol, Topic: c.topic, LocalRevision: cur.rev, SnapshotRevision: snap.Revision.String(),
+			Err: fmt.Errorf("%w: snapshot %d is older than applied %d in the same epoch", ErrRevisionRegressed, snap.Revision, cur.rev)}
+	}
+	c.mu.Unlock()
+
+	if err := c.apply(ctx, snap); err != nil {
+		if c.stopped.Load() {
+			return nil
+		}
+		return &Error{Phase: PhaseApply, Topic: c.topic, Err: err, LocalRevision: cur.rev, SnapshotRevision: snap.Revision.String()}
+	}
+
+	c.mu.Lock()
+	if c.lc == stateStopped { // B-LIFE-16
+		c.mu.Unlock()
+		return nil
+	}
+	epoch := snap.Epoch
+	if epoch == "" {
+		epoch = cur.epoch
+	}
+	c.state.Store(&applied{rev: snap.Revision, epoch: epoch, any: true})
+	c.regressed = 0
+	c.mu.Unlock()
+	if c.debugOn() {
+		c.log.LogAttrs(context.Background(), slog.LevelDebug, "applied snapshot", slog.String("revision", snap.Revision.String()))
+	}
+	return nil
+}
+
+type gateResult int
+
+const (
+	gateApply gateResult = iota
+	gateSkip
+	gateRegressed
+)
+
+// gate decides whether snap is to be applied over cur (B-GATE-03, DESIGN §3).
+func (c *Consumer) gate(cur *applied, snap Snapshot) gateResult {
+	switch {
+	case !cur.any:
+		return gateApply // the first snapshot always applies
+	case snap.Epoch != "" && snap.Epoch != cur.epoch:
+		return gateApply // the source lost continuity: adopt its state
+	case snap.Revision > cur.rev:
+		return gateApply
+	case snap.Revision == cur.rev:
+		return gateSkip
+	}
+	return gateRegressed
+}
+
+func (c *Consumer) apply(ctx context.Context, snap Snapshot) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r}
+		}
+	}()
+	return c.app.Apply(ctx, snap)
+}
+
+// Offer applies snap as if a refresh had fetched it: it is validated against
+// the revision gate, applied if newer, and adopted as the consumer's
+// revision. Use it with the snapshot a write returns, so that the writer's
+// own consumer moves past the write without pulling it again (B-GATE-12).
+//
+// Offer waits for a refresh in flight and runs in turn with refreshes. It
+// returns nil if the snapshot was applied or skipped as not newer, an
+// *[Error] if the applier failed (also reported to OnError), ctx.Err() if
+// ctx ended first, and [ErrStopped] after Stop.
+func (c *Consumer) Offer(ctx context.Context, snap Snapshot) error {
+	if ctx.Value(runCtxKey{}) == c { // from inside our applier: we hold the slot
+		if e := c.offer(ctx, snap); e != nil {
+			return e
+		}
+		return nil
+	}
+	for {
+		c.mu.Lock()
+		if c.lc == stateStopped {
+			c.mu.Unlock()
+			return ErrStopped
+		}
+		if !c.running {
+			c.running = true
+			c.started++
+			seq := c.started
+			c.mu.Unlock()
+			e := c.offer(c.runCtx, snap)
+			// This goroutine is the caller's: a queued run gets its own.
+			if next, ok := c.finish(seq, e); ok {
+				c.wg.Add(1)
+				go c.loop(next)
+			}
+			if e != nil {
+				return e
+			}
+			return nil
+		}
+		if c.idle == nil {
+			c.idle = make(chan struct{})
+		}
+		idle := c.idle
+		c.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Invalidate handles an invalidation: it is dropped if the consumer is
+// stopped, if its topic is another one, if its revision is not newer than
+// the applied one (within the same epoch) or if ShouldRefresh says so;
+// otherwise it requests a refresh, through the throttle if one is set. It
+// never blocks and does not allocate on the drop paths.
+func (c *Consumer) Invalidate(inv Invalidation) {
+	if c.stopped.Load() {
+		return
+	}
+	if inv.Topic != c.topic {
+		if strings.TrimSpace(inv.Topic) == "" {
+			c.reportEvent(inv.AppendJSON(nil), inv.Topic,
+				fmt.Errorf("%w: empty topic in invalidation event", ErrInvalidPayload))
+		}
+		return // another topic: not ours (B-TOPIC-01)
+	}
+	c.handle(inv)
+}
+
+func (c *Consumer) handle(inv Invalidation) {
+	cur := c.state.Load()
+	otherEpoch := inv.Epoch != "" && inv.Epoch != cur.epoch && cur.any
+	if !otherEpoch && inv.Revision <= cur.rev {
+		if c.debugOn() {
+			c.log.LogAttrs(context.Background(), slog.LevelDebug, "invalidation skipped (not newer)",
+				slog.String("eventRevision", inv.Revision.String()), slog.String("localRevision", cur.rev.String()))
+		}
+		return
+	}
+	if f := c.opts.ShouldRefresh; f != nil {
+		ok, err := callFilter(f, inv)
+		if err != nil {
+			c.report(&Error{Phase: PhaseInvalidation, Topic: c.topic, Err: err, LocalRevision: cur.rev,
+				EventRevision: inv.Revision.String(), EventTopic: inv.Topic, SourceID: inv.SourceID})
+			return
+		}
+		if !ok {
+			if c.debugOn() {
+				c.log.LogAttrs(context.Background(), slog.LevelDebug, "invalidation skipped (shouldRefresh)", slog.Any("event", inv))
+			}
+			return
+		}
+	}
+	if c.debugOn() {
+		c.log.LogAttrs(context.Background(), slog.LevelDebug, "invalidation triggered refresh", slog.String("eventRevision", inv.Revision.String()))
+	}
+	if s := c.sched.Load(); s != nil {
+		s.trigger()
+		return
+	}
+	c.requestRun()
+}
+
+func callFilter(f func(Invalidation) bool, inv Invalidation) (ok bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r}
+		}
+	}()
+	return f(inv), nil
+}
+
+// InvalidateRaw decodes an invalidation payload and handles it like
+// [Consumer.Invalidate]. A payload for another topic is dropped before its
+// revision is looked at (B-PROTO-10); a malformed payload for this topic, or
+// one whose topic is missing, empty or not a string, is reported with
+// [PhaseProtocol] (or [PhaseInvalidation] if it is not JSON at all) and the
+// raw payload, and dropped.
+func (c *Consumer) InvalidateRaw(payload []byte) {
+	if c.stopped.Load() {
+		return
+	}
+	d := decodeInvalidation(payload)
+	if d.topicOK && d.inv.Topic != c.topic && strings.TrimSpace(d.inv.Topic) != "" {
+		return
+	}
+	if d.err != nil {
+		raw := json.RawMessage(append([]byte(nil), payload...))
+		if !json.Valid(payload) {
+			c.report(&Error{Phase: PhaseInvalidation, Topic: c.topic, Err: d.err, LocalRevision: c.Revision(), SourceEvent: raw})
+			return
+		}
+		c.reportEvent(raw, d.inv.Topic, d.err)
+		return
+	}
+	c.handle(d.inv)
+}
+
+// reportEvent reports a malformed invalidation with its raw payload. The
+// context has no EventRevision: the revision may be what is wrong (B-PROTO-08).
+func (c *Consumer) reportEvent(raw json.RawMessage, topic string, err error) {
+	c.report(&Error{Phase: PhaseProtocol, Topic: c.topic, Err: err, LocalRevision: c.Revision(),
+		EventTopic: topic, SourceEvent: raw})
+}
+
+// reportRetry reports a scheduled retry of the provider (B-RETRY-12).
+func (c *Consumer) reportRetry(info RetryInfo) {
+	if c.stopped.Load() {
+		return
+	}
+	if c.log != nil {
+		c.log.LogAttrs(context.Background(), slog.LevelWarn, "getSnapshot retry scheduled",
+			slog.String("phase", string(PhaseGetSnapshot)), slog.Int("attempt", info.Attempt),
+			slog.Bool("willRetry", true), slog.Duration("nextDelay", info.NextDelay), slog.Any("error", info.Err))
+	}
+	c.callOnError(&Error{Phase: PhaseGetSnapshot, Topic: c.topic, Err: info.Err, LocalRevision: c.Revision(),
+		Attempt: info.Attempt, WillRetry: true, NextDelay: info.NextDelay})
+}
+
+// report logs e at error level and calls OnError.
+func (c *Consumer) report(e *Error) {
+	if c.log != nil {
+		c.log.LogAttrs(context.Background(), slog.LevelError, string(e.Phase)+" error", e.attrs()...)
+	}
+	c.callOnError(e)
+}
+
+func (c *Consumer) callOnError(e *Error) {
+	if c.opts.OnError == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil && c.log != nil {
+			c.log.LogAttrs(context.Background(), slog.LevelError, "onError callback threw", slog.Any("error", &PanicError{Value: r}))
+		}
+	}()
+	c.opts.OnError(e)
+}
+
+// attrs returns the context of e as log attributes (topic is on the logger).
+func (e *Error) attrs() []slog.Attr {
+	a := []slog.Attr{slog.String("phase", string(e.Phase)), slog.Any("error", e.Err),
+		slog.String("localRevision", e.LocalRevision.String())}
+	if e.EventRevision != "" {
+		a = append(a, slog.String("eventRevision", e.EventRevision))
+	}
+	if e.EventTopic != "" {
+		a = append(a, slog.String("eventTopic", e.EventTopic))
+	}
+	if e.SnapshotRevision != "" {
+		a = append(a, slog.String("snapshotRevision", e.SnapshotRevision))
+	}
+	if e.SourceID != "" {
+		a = append(a, slog.String("sourceId", e.SourceID))
+	}
+	if e.SourceEvent != nil {
+		a = append(a, slog.String("sourceEvent", truncate(e.SourceEvent, 512)))
+	}
+	if e.Attempt > 0 {
+		a = append(a, slog.Int("attempt", e.Attempt), slog.Bool("willRetry", e.WillRetry))
+		if e.WillRetry {
+			a = append(a, slog.Duration("nextDelay", e.NextDelay))
+		}
+	}
+	return a
+}
+
+func (c *Consumer) debugOn() bool {
+	return c.log != nil && c.log.Enabled(context.Background(), slog.LevelDebug)
+}
+
+func (c *Consumer) debug(msg string) {
+	if c.debugOn() {
+		c.log.LogAttrs(context.Background(), slog.LevelDebug, msg)
+	}
+}

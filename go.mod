@@ -1,0 +1,3 @@
+module github.com/statesync-go/statesync
+
+go 1.26

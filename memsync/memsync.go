@@ -1,0 +1,167 @@
+// Package memsync is the in-process transport of statesync: a [Bus] carries
+// invalidations between goroutines of one process as Go values, without any
+// encoding, and serves snapshots straight from a [statesync.Source].
+//
+// # Model
+//
+// A Bus is a [statesync.Subscriber] (consumers subscribe to topics), a
+// [statesync.Notifier] (whoever owns the truth notifies it) and, when made
+// with a Source, a [statesync.Provider]. Delivery is synchronous: Notify
+// calls every handler of the topic on the caller's goroutine before it
+// returns. Handlers are looked up by topic, so an invalidation costs O(1)
+// per interested handler, whatever the number of other topics and handlers.
+//
+// [statesync.Consumer] handlers return at once (they only record the
+// revision and wake a goroutine), so a Notify to 10,000 consumers takes
+// microseconds per consumer.
+package memsync
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/statesync-go/statesync"
+)
+
+// A Bus delivers invalidations to the handlers subscribed to their topic.
+// The zero value is not usable; make one with [New]. A Bus is safe for
+// concurrent use; Notify may be called re-entrantly from a handler.
+type Bus struct {
+	src  *statesync.Source // nil: no provider
+	stop func()
+
+	mu     sync.Mutex // serialises changes to topics' handler lists
+	topics sync.Map   // topic -> *topicSubs
+}
+
+// topicSubs holds the handlers of a topic as an immutable slice that is
+// replaced on change, so delivery takes no lock.
+type topicSubs struct {
+	handlers atomic.Pointer[[]*sub]
+}
+
+type sub struct {
+	h      statesync.Handler
+	active atomic.Bool
+}
+
+var (
+	_ statesync.Subscriber = (*Bus)(nil)
+	_ statesync.Notifier   = (*Bus)(nil)
+	_ statesync.Provider   = (*Bus)(nil)
+)
+
+// ErrNoSource is returned by [Bus.Snapshot] on a Bus made without a Source.
+var ErrNoSource = errors.New("memsync: bus has no source")
+
+// New returns a Bus. If src is not nil, the Bus follows it, delivering each
+// invalidation src emits, and serves its snapshots; Close stops following.
+func New(src *statesync.Source) *Bus {
+	b := &Bus{src: src}
+	if src != nil {
+		b.stop = src.Watch(b.Publish)
+	}
+	return b
+}
+
+// Close stops following the Source. Subscriptions stay, and Notify still
+// works. It is idempotent.
+func (b *Bus) Close() error {
+	if b.stop != nil {
+		b.stop()
+	}
+	return nil
+}
+
+// Subscribe implements [statesync.Subscriber]. h receives every
+// invalidation of topic notified after Subscribe returns and before the
+// returned function is called.
+func (b *Bus) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("memsync: nil handler")
+	}
+	s := &sub{h: h}
+	s.active.Store(true)
+	b.mu.Lock()
+	ts := b.subs(topic)
+	list := append(slices.Clone(*ts.handlers.Load()), s)
+	ts.handlers.Store(&list)
+	b.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.active.Store(false)
+			b.mu.Lock()
+			list := slices.DeleteFunc(slices.Clone(*ts.handlers.Load()), func(x *sub) bool { return x == s })
+			ts.handlers.Store(&list)
+			b.mu.Unlock()
+		})
+	}, nil
+}
+
+// subs returns the handler list of topic, creating it. b.mu is held.
+func (b *Bus) subs(topic string) *topicSubs {
+	if v, ok := b.topics.Load(topic); ok {
+		return v.(*topicSubs)
+	}
+	ts := &topicSubs{}
+	ts.handlers.Store(new([]*sub))
+	b.topics.Store(topic, ts)
+	return ts
+}
+
+// Publish delivers inv to every handler of its topic, synchronously.
+func (b *Bus) Publish(inv statesync.Invalidation) {
+	v, ok := b.topics.Load(inv.Topic)
+	if !ok {
+		return
+	}
+	for _, s := range *v.(*topicSubs).handlers.Load() {
+		if s.active.Load() {
+			s.h.Invalidate(inv)
+		}
+	}
+}
+
+// Notify implements [statesync.Notifier]; it is [Bus.Publish].
+func (b *Bus) Notify(ctx context.Context, inv statesync.Invalidation) error {
+	b.Publish(inv)
+	return nil
+}
+
+// PublishRaw delivers a raw invalidation payload to every handler of topic,
+// which decode and validate it. It exists for tests of malformed input.
+func (b *Bus) PublishRaw(topic string, payload []byte) {
+	v, ok := b.topics.Load(topic)
+	if !ok {
+		return
+	}
+	for _, s := range *v.(*topicSubs).handlers.Load() {
+		if s.active.Load() {
+			s.h.InvalidateRaw(payload)
+		}
+	}
+}
+
+// Subscribers returns the number of handlers subscribed to topic.
+func (b *Bus) Subscribers(topic string) int {
+	v, ok := b.topics.Load(topic)
+	if !ok {
+		return 0
+	}
+	return len(*v.(*topicSubs).handlers.Load())
+}
+
+// Snapshot implements [statesync.Provider] with the Bus's Source.
+func (b *Bus) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, error) {
+	if b.src == nil {
+		return statesync.Snapshot{}, ErrNoSource
+	}
+	return b.src.Get(ctx, topic)
+}

@@ -1,0 +1,310 @@
+package statesync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// SourceOptions configures a [Source].
+type SourceOptions struct {
+	// Logger receives the source's records. Nil discards them.
+	Logger *slog.Logger
+	// MaxUpdateAttempts bounds the compare-and-set attempts of
+	// [Source.Update] under contention. 0 means 64.
+	MaxUpdateAttempts int
+}
+
+// A Source is the source of truth of a set of topics, kept in a [Store].
+// Writes bump a topic's revision atomically, with optional compare-and-set;
+// after each committed write (its own, or, with a shared store, another
+// process's) the Source emits an [Invalidation] to its watchers. It is also
+// the [Provider] of its topics, and builds each revision's JSON snapshot
+// only once, however many readers ask.
+//
+// All methods are safe for concurrent use.
+type Source struct {
+	store Store
+	log   *slog.Logger
+	opts  SourceOptions
+
+	stopWatch func()
+
+	mu       sync.Mutex // protects watchers and cache writes
+	watchers atomic.Pointer[[]*sourceWatcher]
+	cache    sync.Map // topic -> *cacheEntry (the newest known revision)
+	closed   atomic.Bool
+}
+
+type sourceWatcher struct{ fn func(Invalidation) }
+
+// cacheEntry holds one revision of a topic and, once asked for, its JSON.
+type cacheEntry struct {
+	rec  Record
+	once sync.Once
+	enc  []byte
+}
+
+func (e *cacheEntry) encoded() []byte {
+	e.once.Do(func() { e.enc = e.rec.Snapshot().AppendJSON(nil) })
+	return e.enc
+}
+
+var _ Provider = (*Source)(nil)
+
+// NewSource returns a Source over store and starts following the store's
+// change feed. Close stops it.
+func NewSource(store Store, opts *SourceOptions) (*Source, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil Store", ErrMissingDependency)
+	}
+	s := &Source{store: store}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.MaxUpdateAttempts <= 0 {
+		s.opts.MaxUpdateAttempts = 64
+	}
+	s.log = s.opts.Logger
+	s.watchers.Store(new([]*sourceWatcher))
+	stop, err := store.Watch(context.Background(), s.changed)
+	if err != nil {
+		return nil, fmt.Errorf("statesync: watching store: %w", err)
+	}
+	s.stopWatch = stop
+	return s, nil
+}
+
+// Close stops following the store and makes later calls return
+// [ErrClosed]. It does not close the store. It is idempotent.
+func (s *Source) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.stopWatch()
+	return nil
+}
+
+// Store returns the source's store.
+func (s *Source) Store() Store { return s.store }
+
+// changed is the store's change feed: remember the revision, then tell the
+// watchers (B-TRANS-08: the invalidation follows the commit).
+func (s *Source) changed(rec Record) {
+	if !rec.DataOmitted {
+		s.remember(rec)
+	} else {
+		s.forget(rec.Topic, rec.Revision)
+	}
+	inv := Invalidation{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch, SourceID: rec.SourceID}
+	if !rec.Time.IsZero() {
+		inv.TimestampMs = rec.Time.UnixMilli()
+	}
+	for _, w := range *s.watchers.Load() {
+		w.fn(inv)
+	}
+}
+
+// remember caches rec if it is newer than the cached revision of its topic.
+func (s *Source) remember(rec Record) *cacheEntry {
+	e := &cacheEntry{rec: rec}
+	for {
+		old, loaded := s.cache.LoadOrStore(rec.Topic, e)
+		if !loaded {
+			return e
+		}
+		o := old.(*cacheEntry)
+		if o.rec.Epoch == rec.Epoch && o.rec.Revision >= rec.Revision {
+			return o
+		}
+		if s.cache.CompareAndSwap(rec.Topic, old, e) {
+			return e
+		}
+	}
+}
+
+// forget drops the cached entry of topic if it is older than rev, for feeds
+// that carry no data.
+func (s *Source) forget(topic string, rev Revision) {
+	if old, ok := s.cache.Load(topic); ok && old.(*cacheEntry).rec.Revision < rev {
+		s.cache.CompareAndDelete(topic, old)
+	}
+}
+
+// Watch calls fn with every invalidation the source emits, until stop is
+// called. fn runs synchronously on the writer's goroutine (or the store's
+// feed goroutine) and must not block; the in-process and HTTP transports
+// only record the revision and wake their own goroutines.
+func (s *Source) Watch(fn func(Invalidation)) (stop func()) {
+	w := &sourceWatcher{fn: fn}
+	s.mu.Lock()
+	list := append(slices.Clone(*s.watchers.Load()), w)
+	s.watchers.Store(&list)
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			list := slices.DeleteFunc(slices.Clone(*s.watchers.Load()), func(x *sourceWatcher) bool { return x == w })
+			s.watchers.Store(&list)
+			s.mu.Unlock()
+		})
+	}
+}
+
+func (s *Source) entry(ctx context.Context, topic string) (*cacheEntry, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := CheckTopic(topic); err != nil {
+		return nil, err
+	}
+	if e, ok := s.cache.Load(topic); ok {
+		return e.(*cacheEntry), nil
+	}
+	rec, err := s.store.Get(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Revision == 0 {
+		return &cacheEntry{rec: rec}, nil // not cached: the first write will be
+	}
+	return s.remember(rec), nil
+}
+
+// Get returns the latest snapshot of topic; a topic never written is at
+// revision 0 with null data. The Data is shared: do not modify it.
+func (s *Source) Get(ctx context.Context, topic string) (Snapshot, error) {
+	e, err := s.entry(ctx, topic)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return e.rec.Snapshot(), nil
+}
+
+// Snapshot implements [Provider]; it is [Source.Get].
+func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
+	return s.Get(ctx, topic)
+}
+
+// Encoded returns the JSON form of the latest snapshot of topic, with the
+// snapshot itself. The bytes are built once per revision and shared by
+// every caller: do not modify them.
+func (s *Source) Encoded(ctx context.Context, topic string) ([]byte, Snapshot, error) {
+	e, err := s.entry(ctx, topic)
+	if err != nil {
+		return nil, Snapshot{}, err
+	}
+	return e.encoded(), e.rec.Snapshot(), nil
+}
+
+// TopicInfo describes a topic of a [Source].
+type TopicInfo struct {
+	Topic    string   `json:"topic"`
+	Revision Revision `json:"revision"`
+	Epoch    string   `json:"epoch,omitempty"`
+}
+
+// List returns the written topics, sorted by name.
+func (s *Source) List(ctx context.Context) ([]TopicInfo, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	recs, err := s.store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TopicInfo, len(recs))
+	for i, r := range recs {
+		out[i] = TopicInfo{Topic: r.Topic, Revision: r.Revision, Epoch: r.Epoch}
+	}
+	return out, nil
+}
+
+// Put sets the data of topic and returns the new snapshot. data must be
+// valid JSON (nil means null).
+func (s *Source) Put(ctx context.Context, topic string, data json.RawMessage) (Snapshot, error) {
+	return s.write(ctx, Write{Topic: topic, Data: data})
+}
+
+// PutIf sets the data of topic only if its revision is ifRevision (0 for a
+// topic never written); otherwise it returns a *[ConflictError] with the
+// current revision and writes nothing.
+func (s *Source) PutIf(ctx context.Context, topic string, data json.RawMessage, ifRevision Revision) (Snapshot, error) {
+	return s.write(ctx, Write{Topic: topic, Data: data, IfRevision: ifRevision, Conditional: true})
+}
+
+// Delete sets the data of topic to null at a new revision: revisions never
+// go back, so consumers see the deletion like any other change.
+func (s *Source) Delete(ctx context.Context, topic string) (Snapshot, error) {
+	return s.write(ctx, Write{Topic: topic})
+}
+
+// Update reads topic, calls fn with its snapshot and writes what fn returns
+// if the topic has not changed meanwhile, retrying with the new snapshot if
+// it has (compare-and-set). An error from fn aborts the update and is
+// returned as is; fn may run several times and must not have side effects.
+func (s *Source) Update(ctx context.Context, topic string, fn func(cur Snapshot) (json.RawMessage, error)) (Snapshot, error) {
+	for range s.opts.MaxUpdateAttempts {
+		rec, err := s.read(ctx, topic)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		data, err := fn(rec.Snapshot())
+		if err != nil {
+			return Snapshot{}, err
+		}
+		snap, err := s.write(ctx, Write{Topic: topic, Data: data, IfRevision: rec.Revision, Conditional: true})
+		if !errors.Is(err, ErrConflict) {
+			return snap, err
+		}
+	}
+	return Snapshot{}, fmt.Errorf("statesync: update of %q: %w after %d attempts", topic, ErrConflict, s.opts.MaxUpdateAttempts)
+}
+
+// read returns the store's record, bypassing the cache (for compare-and-set).
+func (s *Source) read(ctx context.Context, topic string) (Record, error) {
+	if s.closed.Load() {
+		return Record{}, ErrClosed
+	}
+	if err := CheckTopic(topic); err != nil {
+		return Record{}, err
+	}
+	return s.store.Get(ctx, topic)
+}
+
+// WithSourceID returns a context that makes the writes of a [Source] done
+// with it carry id as their invalidations' SourceID.
+func WithSourceID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, sourceIDKey{}, id)
+}
+
+type sourceIDKey struct{}
+
+func (s *Source) write(ctx context.Context, w Write) (Snapshot, error) {
+	if s.closed.Load() {
+		return Snapshot{}, ErrClosed
+	}
+	if err := CheckTopic(w.Topic); err != nil {
+		return Snapshot{}, err
+	}
+	if w.Data != nil {
+		if !json.Valid(w.Data) {
+			return Snapshot{}, fmt.Errorf("%w: data for topic %q is not valid JSON", ErrInvalidPayload, w.Topic)
+		}
+	}
+	if id, ok := ctx.Value(sourceIDKey{}).(string); ok {
+		w.SourceID = id
+	}
+	rec, err := s.store.Write(ctx, w)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	s.remember(rec) // read-your-writes, even if the feed lags
+	return rec.Snapshot(), nil
+}

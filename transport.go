@@ -1,0 +1,96 @@
+package statesync
+
+import (
+	"context"
+	"errors"
+)
+
+// A Handler receives the invalidations of the topics it subscribed to.
+// [Consumer] is a Handler.
+//
+// Both methods are safe for concurrent and re-entrant use, never block and
+// never run provider or applier work inline (B-GO-02).
+type Handler interface {
+	// Invalidate handles a decoded invalidation. Transports that carry Go
+	// values (in-process) call it without any encoding.
+	Invalidate(inv Invalidation)
+	// InvalidateRaw handles an invalidation payload as it came off the wire.
+	// The handler validates it and reports a malformed payload rather than
+	// dropping it silently (B-PROTO-03).
+	InvalidateRaw(payload []byte)
+}
+
+// A Subscriber delivers the invalidations of a topic to a handler.
+//
+// Subscribe registers h for topic and returns a function that removes it;
+// after that function returns, h is not called again for this subscription
+// and calling it again does nothing. Delivery may be synchronous or not, and
+// may lose, duplicate or reorder invalidations: the engine does not depend on
+// delivery guarantees (B-TRANS-10).
+type Subscriber interface {
+	Subscribe(ctx context.Context, topic string, h Handler) (unsubscribe func(), err error)
+}
+
+// A Provider returns the latest snapshot of a topic.
+//
+// A Provider that decodes snapshots from outside returns a *[SnapshotError]
+// for a malformed one (see [DecodeSnapshot]).
+type Provider interface {
+	Snapshot(ctx context.Context, topic string) (Snapshot, error)
+}
+
+// An Applier applies a snapshot to the consumer's state. The engine calls it
+// at most once at a time per [Consumer], only with newer snapshots, and never
+// while holding an engine lock.
+type Applier interface {
+	Apply(ctx context.Context, s Snapshot) error
+}
+
+// A Notifier publishes invalidations to the consumers of a transport. A
+// [Source] calls Notify after each committed write.
+type Notifier interface {
+	Notify(ctx context.Context, inv Invalidation) error
+}
+
+// SubscriberFunc adapts a function to the [Subscriber] interface.
+type SubscriberFunc func(ctx context.Context, topic string, h Handler) (func(), error)
+
+// Subscribe calls f.
+func (f SubscriberFunc) Subscribe(ctx context.Context, topic string, h Handler) (func(), error) {
+	return f(ctx, topic, h)
+}
+
+// ProviderFunc adapts a function to the [Provider] interface.
+type ProviderFunc func(ctx context.Context, topic string) (Snapshot, error)
+
+// Snapshot calls f.
+func (f ProviderFunc) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
+	return f(ctx, topic)
+}
+
+// ApplierFunc adapts a function to the [Applier] interface.
+type ApplierFunc func(ctx context.Context, s Snapshot) error
+
+// Apply calls f.
+func (f ApplierFunc) Apply(ctx context.Context, s Snapshot) error { return f(ctx, s) }
+
+// NotifierFunc adapts a function to the [Notifier] interface.
+type NotifierFunc func(ctx context.Context, inv Invalidation) error
+
+// Notify calls f.
+func (f NotifierFunc) Notify(ctx context.Context, inv Invalidation) error { return f(ctx, inv) }
+
+// Notifiers returns a Notifier that notifies each of ns in turn and joins
+// their errors.
+func Notifiers(ns ...Notifier) Notifier {
+	ns = append([]Notifier(nil), ns...)
+	return NotifierFunc(func(ctx context.Context, inv Invalidation) error {
+		var errs []error
+		for _, n := range ns {
+			if err := n.Notify(ctx, inv); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
