@@ -103,7 +103,7 @@ type MemoryStore struct {
 	mu     sync.RWMutex // protects topics
 	topics map[string]*Record
 
-	watchMu  sync.Mutex                   // serialises changes to watchers
+	watchMu  sync.Mutex                    // serialises changes to watchers
 	watchers atomic.Pointer[[]*memWatcher] // copy-on-write
 	closed   atomic.Bool
 }
