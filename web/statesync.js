@@ -1,0 +1,401 @@
+// statesync.js — browser client for a statesync server (wire protocol v1).
+//
+// An ES module with no dependencies and no build step. One EventSource per
+// client carries the invalidations of every topic the client follows.
+//
+//   import { connect } from "/statesync.js";
+//   const client = connect({ url: "http://127.0.0.1:8765", token: "…" });
+//   const stop = await client.follow("settings", (snap) => render(snap.data));
+//   await client.put("settings", { theme: "dark" }, { ifRevision: "42" });
+//
+// client.subscriber(topic) and client.provider(topic) implement the
+// InvalidationSubscriber and SnapshotProvider interfaces of the TypeScript
+// @statesync/core package, so its createRevisionSync and framework adapters
+// work unchanged against a Go server.
+
+const CANONICAL = /^(0|[1-9][0-9]*)$/;
+const U64_MAX = "18446744073709551615";
+
+/** isCanonicalRevision reports whether r is a canonical u64 decimal string. */
+export function isCanonicalRevision(r) {
+  return typeof r === "string" && CANONICAL.test(r) &&
+    (r.length < 20 || (r.length === 20 && r <= U64_MAX));
+}
+
+/** compareRevisions returns -1, 0 or 1 for canonical revision strings. */
+export function compareRevisions(a, b) {
+  if (a.length !== b.length) return a.length < b.length ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** StateSyncError is thrown for HTTP errors; conflicts have status 412. */
+export class StateSyncError extends Error {
+  constructor(status, code, message, body) {
+    super(message || code || `HTTP ${status}`);
+    this.name = "StateSyncError";
+    this.status = status;
+    this.code = code;
+    this.body = body;
+    /** For a conflict (412/409): the topic's current revision, if the server said. */
+    this.currentRevision = body?.error?.currentRevision ?? body?.error?.current ?? body?.revision;
+  }
+  get conflict() { return this.status === 412 || this.status === 409; }
+}
+
+/**
+ * connect returns a client for the server at url (default: this page's
+ * origin). token, if given, is sent as a bearer token (and as access_token on
+ * the event stream, which EventSource cannot give headers to).
+ */
+export function connect({ url = globalThis.location?.origin ?? "", token, inline = 0, EventSourceImpl } = {}) {
+  return new Client(url.replace(/\/+$/, ""), token, inline, EventSourceImpl ?? globalThis.EventSource);
+}
+
+class Client {
+  constructor(base, token, inline, ES) {
+    this.base = base;
+    this.token = token;
+    this.inline = inline;
+    this.ES = ES;
+    this.handlers = new Map(); // topic -> Set<handler(event, inlineSnapshot?)>
+    this.inlineCache = new Map(); // topic -> {revision, epoch, data}
+    this.snapCache = new Map(); // topic -> {etag, snap}
+    this.es = null;
+    this.esTopics = "";
+    this.reopenScheduled = false;
+    this.closed = false;
+    this.statusListeners = new Set();
+  }
+
+  headers(extra) {
+    const h = { ...extra };
+    if (this.token) h["Authorization"] = `Bearer ${this.token}`;
+    return h;
+  }
+
+  topicURL(topic) {
+    return `${this.base}/v1/topics/${encodeURIComponent(topic)}`;
+  }
+
+  // --- the shared event stream ---
+
+  listen(topic, handler) {
+    let set = this.handlers.get(topic);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(topic, set);
+    }
+    set.add(handler);
+    this.scheduleReopen();
+    return () => {
+      const s = this.handlers.get(topic);
+      if (!s || !s.delete(handler)) return;
+      if (s.size === 0) this.handlers.delete(topic);
+      this.scheduleReopen();
+    };
+  }
+
+  scheduleReopen() {
+    if (this.reopenScheduled || this.closed) return;
+    this.reopenScheduled = true;
+    queueMicrotask(() => {
+      this.reopenScheduled = false;
+      this.reopen();
+    });
+  }
+
+  reopen() {
+    const topics = [...this.handlers.keys()].sort();
+    const key = topics.join("\n");
+    if (key === this.esTopics && this.es) return;
+    if (this.es) this.es.close();
+    this.es = null;
+    this.esTopics = key;
+    if (topics.length === 0 || this.closed) return;
+    const q = new URLSearchParams();
+    for (const t of topics) q.append("topic", t);
+    if (this.inline > 0) q.set("inline", String(this.inline));
+    if (this.token) q.set("access_token", this.token);
+    const es = new this.ES(`${this.base}/v1/events?${q}`);
+    this.es = es;
+    es.addEventListener("invalidation", (m) => this.onFrame(m.data, false));
+    es.addEventListener("snapshot", (m) => this.onFrame(m.data, true));
+    es.onopen = () => this.emitStatus("open");
+    es.onerror = () => this.emitStatus(es.readyState === 2 ? "closed" : "reconnecting");
+  }
+
+  onFrame(text, isSnapshot) {
+    let ev;
+    try {
+      ev = JSON.parse(text);
+    } catch {
+      return; // not JSON: nothing to deliver
+    }
+    if (!ev || typeof ev.topic !== "string") return;
+    if (isSnapshot && isCanonicalRevision(ev.revision)) {
+      this.inlineCache.set(ev.topic, { revision: ev.revision, epoch: ev.epoch, data: ev.data });
+    }
+    const set = this.handlers.get(ev.topic);
+    if (!set) return;
+    const event = { topic: ev.topic, revision: ev.revision };
+    if (typeof ev.epoch === "string") event.epoch = ev.epoch;
+    if (typeof ev.sourceId === "string") event.sourceId = ev.sourceId;
+    if (typeof ev.timestampMs === "number") event.timestampMs = ev.timestampMs;
+    for (const h of [...set]) {
+      try {
+        h(event);
+      } catch (e) {
+        console.error("[statesync] handler threw", e);
+      }
+    }
+  }
+
+  /** onStatus calls fn with "open", "reconnecting" or "closed"; returns an unsubscribe function. */
+  onStatus(fn) {
+    this.statusListeners.add(fn);
+    return () => this.statusListeners.delete(fn);
+  }
+
+  emitStatus(s) {
+    for (const fn of [...this.statusListeners]) {
+      try { fn(s); } catch { /* listener errors are the listener's */ }
+    }
+  }
+
+  /** close ends the event stream; followers stop receiving invalidations. */
+  close() {
+    this.closed = true;
+    if (this.es) this.es.close();
+    this.es = null;
+    this.handlers.clear();
+  }
+
+  // --- @statesync/core interfaces ---
+
+  /** subscriber(topic) is an InvalidationSubscriber of @statesync/core. */
+  subscriber(topic) {
+    return {
+      subscribe: async (handler) => this.listen(topic, handler),
+    };
+  }
+
+  /** provider(topic) is a SnapshotProvider of @statesync/core. */
+  provider(topic) {
+    return { getSnapshot: () => this.getSnapshot(topic) };
+  }
+
+  /** getSnapshot fetches {revision, epoch?, data} of topic (304-aware). */
+  async getSnapshot(topic) {
+    const cached = this.inlineCache.get(topic);
+    if (cached) {
+      this.inlineCache.delete(topic);
+      return cached;
+    }
+    const prev = this.snapCache.get(topic);
+    const res = await fetch(this.topicURL(topic), {
+      headers: this.headers(prev ? { "If-None-Match": prev.etag } : {}),
+      cache: "no-store",
+    });
+    if (res.status === 304 && prev) return prev.snap;
+    const body = await readBody(res);
+    if (!res.ok) throw httpError(res, body);
+    if (!body || !isCanonicalRevision(body.revision)) {
+      throw new StateSyncError(res.status, "protocol", `Non-canonical snapshot revision: ${JSON.stringify(body?.revision)}`, body);
+    }
+    const snap = { revision: body.revision, data: body.data ?? null };
+    if (typeof body.epoch === "string") snap.epoch = body.epoch;
+    const etag = res.headers.get("ETag");
+    if (etag) this.snapCache.set(topic, { etag, snap });
+    return snap;
+  }
+
+  // --- writes ---
+
+  /** put replaces topic's data; with {ifRevision} only if it is at that revision (else a 412 StateSyncError). */
+  put(topic, data, opts = {}) {
+    return this.write("PUT", topic, JSON.stringify(data), "application/json", opts);
+  }
+
+  /** patch applies a JSON merge patch (RFC 7396) to topic's data. */
+  patch(topic, patch, opts = {}) {
+    return this.write("PATCH", topic, JSON.stringify(patch), "application/merge-patch+json", opts);
+  }
+
+  /** delete sets topic's data to null at a new revision. */
+  delete(topic, opts = {}) {
+    return this.write("DELETE", topic, undefined, undefined, opts);
+  }
+
+  async write(method, topic, body, type, { ifRevision, sourceId } = {}) {
+    const h = {};
+    if (type) h["Content-Type"] = type;
+    if (ifRevision !== undefined && ifRevision !== null) h["If-Match"] = `"${ifRevision}"`;
+    if (sourceId) h["X-Source-Id"] = sourceId;
+    const res = await fetch(this.topicURL(topic), { method, headers: this.headers(h), body });
+    const out = await readBody(res);
+    if (!res.ok) throw httpError(res, out);
+    return out; // {revision, epoch}
+  }
+
+  /** topics lists {topic, revision, epoch} of the topics this client may read. */
+  async topics() {
+    const res = await fetch(`${this.base}/v1/topics`, { headers: this.headers(), cache: "no-store" });
+    const body = await readBody(res);
+    if (!res.ok) throw httpError(res, body);
+    return Array.isArray(body) ? body : body?.topics ?? [];
+  }
+
+  // --- a small engine for users without @statesync/core ---
+
+  /**
+   * follow keeps apply(snapshot) called with every newer snapshot of topic:
+   * invalidations older than the applied revision cost nothing, at most one
+   * fetch is in flight and one queued, snapshots are applied only if newer
+   * (or from another epoch: the server restarted without its history).
+   * Resolves, after the first snapshot is applied, to a handle
+   * {stop(), refresh(), revision(), epoch(), offer(snapshot)}.
+   * Options: onError(err, phase), shouldRefresh(event).
+   */
+  async follow(topic, apply, { onError, shouldRefresh } = {}) {
+    const f = new Follower(this, topic, apply, onError, shouldRefresh);
+    await f.start();
+    return f.handle();
+  }
+}
+
+class Follower {
+  constructor(client, topic, apply, onError, shouldRefresh) {
+    Object.assign(this, { client, topic, apply, onError, shouldRefresh });
+    this.local = "0";
+    this.epoch = undefined;
+    this.any = false;
+    this.inflight = null;
+    this.queued = false;
+    this.stopped = false;
+    this.unlisten = null;
+  }
+
+  report(phase, err) {
+    if (this.onError) {
+      try { this.onError(err, phase); } catch (e) { console.error("[statesync] onError threw", e); }
+    } else {
+      console.error(`[statesync] ${phase} error on ${this.topic}`, err);
+    }
+  }
+
+  onEvent(ev) {
+    if (this.stopped) return;
+    if (!isCanonicalRevision(ev.revision)) {
+      this.report("protocol", new Error(`Non-canonical revision in invalidation event: ${JSON.stringify(ev.revision)}`));
+      return;
+    }
+    const otherEpoch = ev.epoch && this.any && ev.epoch !== this.epoch;
+    if (!otherEpoch && compareRevisions(ev.revision, this.local) <= 0) return;
+    if (this.shouldRefresh) {
+      try {
+        if (!this.shouldRefresh(ev)) return;
+      } catch (e) {
+        this.report("invalidation", e);
+        return;
+      }
+    }
+    this.refresh().catch(() => {});
+  }
+
+  // refresh resolves after a fetch that started after the call has finished.
+  refresh() {
+    if (this.stopped) return Promise.resolve();
+    if (this.inflight) {
+      // The running loop goes round once more before it settles.
+      this.queued = true;
+      return this.inflight;
+    }
+    this.inflight = this.runLoop();
+    return this.inflight;
+  }
+
+  async runLoop() {
+    let lastErr;
+    try {
+      do {
+        this.queued = false;
+        lastErr = undefined;
+        try {
+          const snap = await this.client.getSnapshot(this.topic);
+          this.gateAndApply(snap);
+        } catch (e) {
+          lastErr = e;
+          if (!this.stopped) this.report(e.code === "protocol" ? "protocol" : "getSnapshot", e);
+        }
+      } while (this.queued && !this.stopped);
+    } finally {
+      this.inflight = null;
+    }
+    if (lastErr) throw lastErr;
+  }
+
+  gateAndApply(snap) {
+    if (this.stopped) return false;
+    if (!isCanonicalRevision(snap.revision)) {
+      const e = new Error(`Non-canonical snapshot revision: ${JSON.stringify(snap.revision)}`);
+      e.code = "protocol";
+      throw e;
+    }
+    const otherEpoch = snap.epoch && this.any && snap.epoch !== this.epoch;
+    if (this.any && !otherEpoch && compareRevisions(snap.revision, this.local) <= 0) return false;
+    try {
+      this.apply(snap);
+    } catch (e) {
+      this.report("apply", e);
+      return false;
+    }
+    if (this.stopped) return false;
+    this.local = snap.revision;
+    if (snap.epoch) this.epoch = snap.epoch;
+    this.any = true;
+    return true;
+  }
+
+  async start() {
+    this.unlisten = this.client.listen(this.topic, (ev) => this.onEvent(ev));
+    try {
+      await this.refresh();
+    } catch (e) {
+      this.stop();
+      throw e;
+    }
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.unlisten) this.unlisten();
+    this.unlisten = null;
+  }
+
+  handle() {
+    return {
+      stop: () => this.stop(),
+      refresh: () => this.refresh(),
+      revision: () => this.local,
+      epoch: () => this.epoch,
+      // offer applies {revision, epoch, data} (e.g. what you just wrote, with
+      // the revision put returned), so the echo of your own write costs no fetch.
+      offer: (snap) => this.gateAndApply(snap),
+    };
+  }
+}
+
+async function readBody(res) {
+  const text = await res.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { error: { code: "bad_response", message: text.slice(0, 200) } };
+  }
+}
+
+function httpError(res, body) {
+  const err = body?.error ?? {};
+  return new StateSyncError(res.status, err.code, err.message, body);
+}
