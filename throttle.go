@@ -53,12 +53,13 @@ type scheduler struct {
 	t    Throttle
 	fire func()
 
-	mu       sync.Mutex // protects the fields below
-	disposed bool
-	debounce *time.Timer // armed while a debounce is waiting
-	window   *time.Timer // armed while a trailing call is pending
-	lastExec time.Time   // monotonic; zero before the first execution
-	trailing bool        // a suppressed trigger waits for the window's end
+	mu          sync.Mutex // protects the fields below
+	disposed    bool
+	debounce    *time.Timer // armed while a debounce is waiting
+	debounceGen uint64      // generation of debounce; an older timer's callback does nothing
+	window      *time.Timer // armed while a trailing call is pending
+	lastExec    time.Time   // monotonic; zero before the first execution
+	trailing    bool        // a suppressed trigger waits for the window's end
 }
 
 func newScheduler(t Throttle, fire func()) *scheduler {
@@ -73,20 +74,27 @@ func (s *scheduler) trigger() {
 			s.mu.Unlock()
 			return
 		}
-		if s.debounce == nil {
-			s.debounce = time.AfterFunc(s.t.Debounce, s.debounced)
-		} else {
-			s.debounce.Reset(s.t.Debounce)
+		// Each trigger arms a timer of its own generation. Resetting the
+		// old timer instead would run its callback twice if it had just
+		// expired, and that stale run would clear s.debounce while the
+		// reset timer is still armed.
+		if s.debounce != nil {
+			s.debounce.Stop()
 		}
+		s.debounceGen++
+		gen := s.debounceGen
+		s.debounce = time.AfterFunc(s.t.Debounce, func() { s.debounced(gen) })
 		s.mu.Unlock()
 		return
 	}
 	s.throttled()
 }
 
-func (s *scheduler) debounced() {
+// debounced ends the debounce armed as generation gen, unless a later
+// trigger re-armed it.
+func (s *scheduler) debounced(gen uint64) {
 	s.mu.Lock()
-	if s.disposed {
+	if s.disposed || gen != s.debounceGen {
 		s.mu.Unlock()
 		return
 	}
@@ -97,13 +105,14 @@ func (s *scheduler) debounced() {
 
 // throttled applies the throttle window to a (debounced) trigger.
 func (s *scheduler) throttled() {
-	if s.t.Interval == 0 {
-		s.fire()
-		return
-	}
 	s.mu.Lock()
 	if s.disposed {
 		s.mu.Unlock()
+		return
+	}
+	if s.t.Interval == 0 {
+		s.mu.Unlock()
+		s.fire()
 		return
 	}
 	if s.window != nil { // a trailing call is already scheduled
