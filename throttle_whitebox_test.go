@@ -327,7 +327,7 @@ func TestThrottleTrailingStartsWindow(t *testing.T) {
 func TestThrottleDebounceAndInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, r := thrNew(t, Throttle{Debounce: 50 * ms, Interval: 200 * ms})
-		s.trigger() // @0
+		s.trigger()           // @0
 		thrWantCount(t, r, 0) // B-THR-12: not at 0 ms
 		thrAdvance(49 * ms)
 		thrWantCount(t, r, 0)
