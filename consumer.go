@@ -584,6 +584,12 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 		c.mu.Unlock()
 		return nil
 	}
+	if now := c.state.Load(); now != cur && c.gate(now, snap) != gateApply {
+		// The applier offered a newer snapshot while applying this one
+		// (Offer with its ctx): keep that one, never move back (B-GATE-06).
+		c.mu.Unlock()
+		return nil
+	}
 	epoch := snap.Epoch
 	if epoch == "" {
 		epoch = cur.epoch
