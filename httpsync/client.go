@@ -1,0 +1,490 @@
+package httpsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statesync-go/statesync"
+)
+
+// ClientOptions configures a [Client]. Nil or zero fields mean the
+// documented defaults; the options are copied by [NewClient].
+type ClientOptions struct {
+	// HTTPClient makes the requests. It must not have a Timeout, which
+	// would cut the event stream; bound requests with their context
+	// instead. Nil means a client with a transport of its own, whose idle
+	// connections [Client.Close] closes.
+	HTTPClient *http.Client
+	// Token, if set, is sent as a bearer token with every request.
+	Token string
+	// SourceID, if set, is sent with every write (X-Source-Id), so that the
+	// invalidations of this client's writes carry it and its consumers can
+	// skip their own echo with [statesync.ConsumerOptions.ShouldRefresh].
+	SourceID string
+	// Logger receives the client's records (stream errors and reconnects at
+	// warn level, connects at debug level). Nil discards them.
+	Logger *slog.Logger
+	// Inline asks the event stream to carry the snapshots of at most this
+	// many bytes in its frames, so that [Client.Snapshot] returns them
+	// without a request. 0 means no inline snapshots.
+	Inline int
+	// Backoff spaces the event stream's reconnections.
+	Backoff Backoff
+	// Debounce is how long the client waits after the set of followed
+	// topics changes before it reopens the event stream with the new set,
+	// so that many subscriptions made together cost one reconnection.
+	// 0 means 10 ms.
+	Debounce time.Duration
+	// IdleTimeout is how long the event stream may stay silent before the
+	// client drops it and reconnects. It must be longer than the server's
+	// heartbeat interval (HandlerOptions.Heartbeat, 15 s by default).
+	// 0 means 45 s; negative means no limit.
+	IdleTimeout time.Duration
+	// MaxFrame is the largest event stream frame accepted, in bytes; a
+	// larger one breaks the connection. 0 means 1 MiB plus Inline.
+	MaxFrame int
+}
+
+// Backoff is the reconnection policy of the event stream: full-jitter
+// exponential backoff, the n-th consecutive failure waiting a uniformly
+// random time in [0, min(Max, Initial·2ⁿ)). Responses 400, 401, 403 and
+// 404, which retrying soon would not cure, wait between Max/2 and Max.
+type Backoff struct {
+	// Initial is the base delay. 0 means the server's retry hint if it
+	// sent one, else 500 ms.
+	Initial time.Duration
+	// Max caps the delay. 0 means 30 s.
+	Max time.Duration
+	// ResetAfter is how long a connection must have been up for the next
+	// failure to count as the first again. 0 means 30 s.
+	ResetAfter time.Duration
+}
+
+// A Client talks to a statesync HTTP server (a [Handler]). It is a
+// [statesync.Subscriber], multiplexing every topic it follows over one
+// event stream; a [statesync.Provider], making conditional GETs; and a
+// writer (Put, PutIf, Patch, Delete) for producers.
+//
+// A Client is safe for concurrent use. Its goroutines (one for the event
+// stream while it follows topics, one per connection) end with
+// [Client.Close].
+type Client struct {
+	base string // without a trailing slash
+	hc   *http.Client
+	own  *http.Transport // nil if the caller gave HTTPClient
+	opts ClientOptions
+	log  *slog.Logger
+
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	changed chan struct{} // capacity 1: the set of followed topics changed
+
+	mu      sync.Mutex // protects the fields below
+	closed  bool
+	running bool                       // the stream goroutine was started
+	subs    map[string][]*subscription // topic -> handlers, replaced on change
+	cache   map[string]*topicCache
+}
+
+// A subscription is one Subscribe call.
+type subscription struct {
+	h      statesync.Handler
+	active atomic.Bool
+}
+
+// topicCache is what the client knows of a topic's snapshots.
+type topicCache struct {
+	etag    string             // of snap
+	snap    statesync.Snapshot // the last one a GET returned
+	hasSnap bool
+	inline  statesync.Snapshot // the last inline snapshot of the open stream
+	hasInl  bool
+}
+
+var (
+	_ statesync.Subscriber = (*Client)(nil)
+	_ statesync.Provider   = (*Client)(nil)
+)
+
+// NewClient returns a Client of the server at baseURL (http or https, with
+// an optional path prefix, e.g. "http://127.0.0.1:8765"). It does no I/O:
+// the event stream opens with the first subscription.
+func NewClient(baseURL string, opts *ClientOptions) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("httpsync: base URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("httpsync: base URL %q: want http://host[:port][/prefix] or https://…", baseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("httpsync: base URL %q has a query or fragment", baseURL)
+	}
+	c := &Client{base: strings.TrimRight(u.String(), "/"), changed: make(chan struct{}, 1),
+		subs: map[string][]*subscription{}, cache: map[string]*topicCache{}}
+	if opts != nil {
+		c.opts = *opts
+	}
+	c.hc = c.opts.HTTPClient
+	if c.hc == nil {
+		c.own = http.DefaultTransport.(*http.Transport).Clone()
+		c.hc = &http.Client{Transport: c.own}
+	}
+	if c.opts.Backoff.Max <= 0 {
+		c.opts.Backoff.Max = 30 * time.Second
+	}
+	if c.opts.Backoff.ResetAfter <= 0 {
+		c.opts.Backoff.ResetAfter = 30 * time.Second
+	}
+	if c.opts.Debounce <= 0 {
+		c.opts.Debounce = 10 * time.Millisecond
+	}
+	if c.opts.IdleTimeout == 0 {
+		c.opts.IdleTimeout = 45 * time.Second
+	}
+	if c.opts.Inline < 0 {
+		c.opts.Inline = 0
+	}
+	if c.opts.MaxFrame <= 0 {
+		c.opts.MaxFrame = 1<<20 + c.opts.Inline
+	}
+	c.log = c.opts.Logger
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With(slog.String("component", "httpsync"), slog.String("server", c.base))
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Close closes the event stream, stops the client's goroutines and waits
+// for them, and cancels its requests in flight. Afterwards Subscribe and
+// the requests return [statesync.ErrClosed]. Close is idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
+	return nil
+}
+
+// signal tells the stream goroutine that the set of topics changed.
+func (c *Client) signal() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Subscribe implements [statesync.Subscriber]: h receives the
+// invalidations of topic from the client's event stream until the returned
+// function is called. It returns at once; the stream (re)opens in the
+// background with the new set of topics, and its first frames carry the
+// current revision of each, so nothing written meanwhile is missed. The
+// same happens after every reconnection. A malformed frame is given to
+// h.InvalidateRaw, so that the consumer reports it.
+//
+// All the topics of a Client share one stream, and one topic the token may
+// not read makes the server refuse the stream (403) for all of them.
+func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := statesync.CheckTopic(topic); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("httpsync: nil handler")
+	}
+	s := &subscription{h: h}
+	s.active.Store(true)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, statesync.ErrClosed
+	}
+	list := c.subs[topic]
+	c.subs[topic] = append(list[:len(list):len(list)], s)
+	if len(list) == 0 {
+		c.signal()
+	}
+	if !c.running {
+		c.running = true
+		c.wg.Go(c.run)
+	}
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.active.Store(false)
+			c.mu.Lock()
+			list := c.subs[topic]
+			for i, x := range list {
+				if x == s {
+					nl := make([]*subscription, 0, len(list)-1)
+					c.subs[topic] = append(append(nl, list[:i]...), list[i+1:]...)
+					break
+				}
+			}
+			if len(c.subs[topic]) == 0 {
+				delete(c.subs, topic)
+				c.signal()
+			}
+			c.mu.Unlock()
+		})
+	}, nil
+}
+
+// --- requests ---
+
+// request makes a request bound by ctx and by the client's life.
+func (c *Client) request(ctx context.Context, method, path string, body []byte, hdr map[string]string) (*http.Response, context.CancelFunc, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, nil, statesync.ErrClosed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.ctx, cancel)
+	done := func() { stop(); cancel() }
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		done()
+		if c.ctx.Err() != nil && ctx.Err() != nil {
+			return nil, nil, statesync.ErrClosed
+		}
+		return nil, nil, err
+	}
+	return resp, done, nil
+}
+
+// Snapshot implements [statesync.Provider]. It returns the inline snapshot
+// the event stream last carried for topic, if it is still the newest known,
+// and otherwise makes a GET, conditional on the snapshot of the previous
+// one (a 304 returns that snapshot). A malformed body is reported as the
+// *[statesync.SnapshotError] of [statesync.DecodeSnapshot]; another status
+// than 200 and 304 as a *[StatusError] (whose Retryable says whether to
+// try again).
+func (c *Client) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, error) {
+	if err := statesync.CheckTopic(topic); err != nil {
+		return statesync.Snapshot{}, err
+	}
+	hdr := map[string]string{"Accept": "application/json"}
+	c.mu.Lock()
+	tc := c.cache[topic]
+	if tc != nil && tc.hasInl {
+		s := tc.inline
+		c.mu.Unlock()
+		return s, nil
+	}
+	if tc != nil && tc.hasSnap {
+		hdr["If-None-Match"] = tc.etag
+	}
+	c.mu.Unlock()
+
+	resp, done, err := c.request(ctx, http.MethodGet, "/v1/topics/"+topic, nil, hdr)
+	if err != nil {
+		return statesync.Snapshot{}, err
+	}
+	defer done()
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		c.mu.Lock()
+		tc := c.cache[topic]
+		c.mu.Unlock()
+		if tc != nil && tc.hasSnap && tc.etag == resp.Header.Get("ETag") {
+			return tc.snap, nil
+		}
+		if tc != nil && tc.hasSnap && resp.Header.Get("ETag") == "" {
+			return tc.snap, nil
+		}
+		return statesync.Snapshot{}, &StatusError{Method: http.MethodGet, URL: resp.Request.URL.String(), StatusCode: resp.StatusCode,
+			Message: "304 without a cached snapshot of that entity tag"}
+	case http.StatusOK:
+	default:
+		return statesync.Snapshot{}, readError(resp, topic, 0)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return statesync.Snapshot{}, fmt.Errorf("httpsync: reading snapshot of %q: %w", topic, err)
+	}
+	snap, err := statesync.DecodeSnapshot(body)
+	if err != nil {
+		return statesync.Snapshot{}, err
+	}
+	if tag := resp.Header.Get("ETag"); tag != "" {
+		c.mu.Lock()
+		tc := c.topicCache(topic)
+		if !tc.hasSnap || snap.Epoch != tc.snap.Epoch || snap.Revision >= tc.snap.Revision {
+			tc.etag, tc.snap, tc.hasSnap = tag, snap, true
+		}
+		c.mu.Unlock()
+	}
+	return snap, nil
+}
+
+// topicCache returns the cache of topic, creating it. c.mu is held.
+func (c *Client) topicCache(topic string) *topicCache {
+	tc := c.cache[topic]
+	if tc == nil {
+		tc = &topicCache{}
+		c.cache[topic] = tc
+	}
+	return tc
+}
+
+// Topics lists the topics the client's token may read, with their
+// revisions, sorted by name.
+func (c *Client) Topics(ctx context.Context) ([]statesync.TopicInfo, error) {
+	resp, done, err := c.request(ctx, http.MethodGet, "/v1/topics", nil, map[string]string{"Accept": "application/json"})
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, readError(resp, "", 0)
+	}
+	var list topicList
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, fmt.Errorf("httpsync: decoding topic list: %w", err)
+	}
+	if list.Topics == nil {
+		list.Topics = []statesync.TopicInfo{}
+	}
+	return list.Topics, nil
+}
+
+// Put sets the data of topic (nil means null) and returns the new
+// snapshot, which a consumer of this client may be given with
+// [statesync.Consumer.Offer] so that it does not pull its own write again.
+func (c *Client) Put(ctx context.Context, topic string, data json.RawMessage) (statesync.Snapshot, error) {
+	return c.write(ctx, http.MethodPut, topic, data, nil)
+}
+
+// PutIf sets the data of topic only if its revision is rev (0 for a topic
+// never written); otherwise it returns a *[statesync.ConflictError] with the
+// current revision, and nothing is written.
+func (c *Client) PutIf(ctx context.Context, topic string, data json.RawMessage, rev statesync.Revision) (statesync.Snapshot, error) {
+	return c.write(ctx, http.MethodPut, topic, data, &rev)
+}
+
+// Patch applies the JSON merge patch (RFC 7396, see [MergePatch]) patch to
+// the data of topic, atomically on the server, and returns the new
+// snapshot. If ifRev is not nil the patch applies only at that revision,
+// as with [Client.PutIf].
+func (c *Client) Patch(ctx context.Context, topic string, patch json.RawMessage, ifRev *statesync.Revision) (statesync.Snapshot, error) {
+	return c.write(ctx, http.MethodPatch, topic, patch, ifRev)
+}
+
+// Delete sets the data of topic to null at a new revision and returns the
+// new snapshot.
+func (c *Client) Delete(ctx context.Context, topic string) (statesync.Snapshot, error) {
+	return c.write(ctx, http.MethodDelete, topic, nil, nil)
+}
+
+// DeleteIf is [Client.Delete] only if the topic's revision is rev.
+func (c *Client) DeleteIf(ctx context.Context, topic string, rev statesync.Revision) (statesync.Snapshot, error) {
+	return c.write(ctx, http.MethodDelete, topic, nil, &rev)
+}
+
+func (c *Client) write(ctx context.Context, method, topic string, data json.RawMessage, ifRev *statesync.Revision) (statesync.Snapshot, error) {
+	if err := statesync.CheckTopic(topic); err != nil {
+		return statesync.Snapshot{}, err
+	}
+	hdr := map[string]string{"Accept": "application/json"}
+	var body []byte
+	switch method {
+	case http.MethodPut, http.MethodPatch:
+		body = bytes.TrimSpace(data)
+		if len(body) == 0 {
+			body = []byte("null")
+		}
+		if !json.Valid(body) {
+			return statesync.Snapshot{}, fmt.Errorf("%w: data for topic %q is not valid JSON", statesync.ErrInvalidPayload, topic)
+		}
+		body = bytes.Clone(body)
+		hdr["Content-Type"] = "application/json"
+		if method == http.MethodPatch {
+			hdr["Content-Type"] = "application/merge-patch+json"
+		}
+	}
+	var expected statesync.Revision
+	if ifRev != nil {
+		expected = *ifRev
+		hdr["If-Match"] = etag("", expected)
+	}
+	if c.opts.SourceID != "" {
+		hdr["X-Source-Id"] = c.opts.SourceID
+	}
+	resp, done, err := c.request(ctx, method, "/v1/topics/"+topic, body, hdr)
+	if err != nil {
+		return statesync.Snapshot{}, err
+	}
+	defer done()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return statesync.Snapshot{}, readError(resp, topic, expected)
+	}
+	var res writeResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, int64(c.opts.MaxFrame)+maxErrorBody)).Decode(&res); err != nil {
+		return statesync.Snapshot{}, fmt.Errorf("httpsync: decoding %s response: %w", method, err)
+	}
+	c.wrote(topic)
+	snap := statesync.Snapshot{Revision: res.Revision, Epoch: res.Epoch}
+	switch method {
+	case http.MethodPut:
+		snap.Data = json.RawMessage(body)
+	case http.MethodDelete:
+		snap.Data = json.RawMessage("null")
+	default:
+		if res.Data == nil { // a server that does not return the result
+			return c.Snapshot(ctx, topic)
+		}
+		snap.Data = res.Data
+	}
+	return snap, nil
+}
+
+// wrote forgets the inline snapshot of topic, which this client's write
+// made stale before the stream says so.
+func (c *Client) wrote(topic string) {
+	c.mu.Lock()
+	if tc := c.cache[topic]; tc != nil {
+		tc.hasInl, tc.inline = false, statesync.Snapshot{}
+	}
+	c.mu.Unlock()
+}

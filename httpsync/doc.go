@@ -1,0 +1,98 @@
+// Package httpsync is the HTTP transport of statesync: a server [Handler]
+// that serves a [statesync.Source] over HTTP (snapshots, writes and an
+// event stream of invalidations), and a Go [Client] that is a
+// [statesync.Subscriber], a [statesync.Provider] and a writer. The browser
+// module web/statesync.js speaks the same protocol. It uses only the
+// standard library.
+//
+// # Routes
+//
+// Errors are JSON, {"error":{"code":…,"message":…}}, with the codes of the
+// Code* constants.
+//
+//	GET    /v1/topics/{topic}   200 {"revision":"42","epoch":"…","data":…}; a topic never
+//	                            written is {"revision":"0","epoch":"…","data":null}.
+//	                            ETag "<epoch>.<revision>"; If-None-Match → 304; gzip
+//	                            when accepted (built once per revision).
+//	PUT    /v1/topics/{topic}   body: the new data (JSON). 200 {"revision":"43","epoch":"…"}
+//	                            and the new ETag.
+//	PATCH  /v1/topics/{topic}   body: a JSON merge patch (RFC 7396, Content-Type
+//	                            application/merge-patch+json), applied atomically.
+//	                            200 {"revision":"43","epoch":"…","data":<the result>}.
+//	DELETE /v1/topics/{topic}   data becomes null at a new revision. 200 as PUT.
+//	GET    /v1/topics           200 {"topics":[{"topic":…,"revision":…,"epoch":…}]},
+//	                            the topics the caller may read.
+//	GET    /v1/events?topic=a&topic=b[&inline=N]
+//	                            text/event-stream, see below.
+//
+// Writes take an optional If-Match header naming the revision the topic
+// must be at, "<revision>" or the ETag form "<epoch>.<revision>" (quoted,
+// one tag; "*" means no condition). Another revision or epoch is refused
+// with 412 and a body carrying the current revision and epoch:
+//
+//	{"error":{"code":"conflict","message":"…","topic":"settings","revision":"42","epoch":"…","expected":"41"}}
+//
+// An X-Source-Id header names the writer in the write's invalidation.
+// Bodies over [HandlerOptions.MaxBody] are refused with 413. A write is
+// stored whole or not at all.
+//
+// Statuses: 400 (invalid topic, JSON, If-Match or parameter), 401 (no or
+// unknown token), 403 (topic outside the token's grants), 404 (unknown
+// route), 405, 409 (a PATCH that kept losing its compare-and-set), 412,
+// 413, 415 (a PATCH that is not a merge patch), 500 (the store failed) and
+// 503 (the handler or the source is closed).
+//
+// # Event stream
+//
+// A stream follows the topics named in its query. It starts with a retry
+// hint and one frame per topic carrying the topic's current revision, so
+// that a client that reconnects needs no history and misses nothing, then
+// sends a frame whenever a topic changes:
+//
+//	retry: 2000
+//
+//	event: invalidation
+//	data: {"topic":"settings","revision":"42","epoch":"k7Qx…","sourceId":"w1","timestampMs":1764000000000}
+//
+//	: heartbeat
+//
+// With inline=N, a snapshot of at most N bytes (its JSON encoding) travels
+// in the frame instead, saving the client a GET:
+//
+//	event: snapshot
+//	data: {"topic":"settings","revision":"42","epoch":"k7Qx…","data":{"theme":"dark"}}
+//
+// A stream holds at most one pending revision per topic: while a client
+// reads slowly, newer revisions replace older ones, so memory per stream
+// stays bounded by its number of topics and a slow reader catches up on
+// the latest state. Heartbeat comments (every [HandlerOptions.Heartbeat])
+// keep proxies from closing idle streams.
+//
+// # Auth
+//
+// [HandlerOptions.Auth] authenticates requests; [Tokens] is the
+// implementation for bearer tokens from a token file ([TokenFile]), sent
+// in the Authorization header or, for browsers' EventSource, the
+// access_token query parameter. Requests for topics outside a token's
+// grants are refused with 403, a stream naming one included, and lists
+// leave them out.
+//
+// # Client
+//
+// A [Client] follows every topic subscribed to over one event stream,
+// reopened (after a short debounce) when the set of topics changes and,
+// after a failure, with full-jitter exponential backoff. Its Snapshot
+// makes conditional GETs and returns inline snapshots without a request.
+// Its writes return snapshots that can be offered to a consumer
+// ([statesync.Consumer.Offer]) so that the writer's own consumer does not
+// pull its write again.
+//
+// # Caveats
+//
+// The Handler answers the full paths above: mount it at "/v1/" without
+// stripping the prefix. Call [Handler.Shutdown] before
+// http.Server.Shutdown, which otherwise waits for event streams that never
+// go idle. A stream naming a topic the token may not read is refused as a
+// whole, so a Client whose token lacks one of its topics' grants follows
+// none of them (it reports and retries slowly).
+package httpsync

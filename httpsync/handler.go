@@ -1,0 +1,570 @@
+package httpsync
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statesync-go/statesync"
+)
+
+// HandlerOptions configures a [Handler]. Nil or zero fields mean the
+// documented defaults.
+type HandlerOptions struct {
+	// Auth authenticates each request and says which topics it may read
+	// and write. Nil lets every request read and write every topic.
+	Auth Authenticator
+	// Heartbeat is the interval of the heartbeat comments of event
+	// streams, which keep proxies from closing idle streams and let
+	// clients notice dead ones. 0 means 15 s.
+	Heartbeat time.Duration
+	// RetryHint is the reconnection delay an event stream suggests to
+	// clients (its "retry:" field). 0 means 2 s.
+	RetryHint time.Duration
+	// MaxBody is the largest accepted request body, in bytes; a larger one
+	// is refused with 413 and nothing is stored. 0 means 1 MiB.
+	MaxBody int64
+	// WriteTimeout bounds each write to an event stream: a client that
+	// reads nothing for that long while the stream has something to send
+	// is disconnected (it reconnects and misses nothing). It replaces the
+	// http.Server's WriteTimeout for streams. 0 means 1 minute; negative
+	// means none.
+	WriteTimeout time.Duration
+	// MaxStreamTopics is the largest number of topics one event stream may
+	// follow. 0 means 1024.
+	MaxStreamTopics int
+	// Logger receives the handler's records (failed store calls at error
+	// level, streams at debug level). Nil discards them.
+	Logger *slog.Logger
+}
+
+// gzipMinSize is the smallest snapshot that is gzipped: below it gzip
+// saves nothing.
+const gzipMinSize = 256
+
+// maxSourceID bounds the X-Source-Id header.
+const maxSourceID = 256
+
+// A Handler is the HTTP API of a [statesync.Source] (see the package
+// documentation for the routes). It answers the paths /v1/topics,
+// /v1/topics/{topic} and /v1/events as they are, so mount it at "/v1/"
+// without stripping the prefix.
+//
+// A Handler is safe for concurrent use. Its event streams end when the
+// client goes away and when [Handler.Close] or [Handler.Shutdown] is
+// called; after that every request is answered 503.
+type Handler struct {
+	src  *statesync.Source
+	opts HandlerOptions
+	log  *slog.Logger
+
+	stopWatch func()
+	gz        sync.Map // topic -> *gzEntry, the newest gzipped revision
+	stats     counters
+
+	closed  atomic.Bool
+	done    chan struct{} // closed by Close
+	drained chan struct{} // closed when closed and no stream is left
+
+	mu      sync.RWMutex // protects streams and byTopic
+	streams map[*stream]struct{}
+	byTopic map[string]map[*stream]struct{}
+	drain   sync.Once
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// NewHandler returns a Handler serving src and starts following src's
+// invalidations. [Handler.Close] stops it; it does not close src.
+func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
+	h := &Handler{
+		src:     src,
+		done:    make(chan struct{}),
+		drained: make(chan struct{}),
+		streams: map[*stream]struct{}{},
+		byTopic: map[string]map[*stream]struct{}{},
+	}
+	if opts != nil {
+		h.opts = *opts
+	}
+	if h.opts.Heartbeat <= 0 {
+		h.opts.Heartbeat = 15 * time.Second
+	}
+	if h.opts.RetryHint <= 0 {
+		h.opts.RetryHint = 2 * time.Second
+	}
+	if h.opts.MaxBody <= 0 {
+		h.opts.MaxBody = 1 << 20
+	}
+	if h.opts.WriteTimeout == 0 {
+		h.opts.WriteTimeout = time.Minute
+	}
+	if h.opts.MaxStreamTopics <= 0 {
+		h.opts.MaxStreamTopics = 1024
+	}
+	h.log = h.opts.Logger
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.stopWatch = src.Watch(h.invalidated)
+	return h
+}
+
+// Stats returns the handler's counters.
+func (h *Handler) Stats() Stats { return h.stats.snapshot() }
+
+// Close ends every event stream and makes the handler answer 503 from now
+// on, and waits for the streams' handlers to return. It is
+// [Handler.Shutdown] without a deadline. It is idempotent.
+func (h *Handler) Close() error { return h.Shutdown(context.Background()) }
+
+// Shutdown ends every event stream (clients reconnect elsewhere, or to
+// this address once a new server is up, and miss nothing), makes the
+// handler answer 503 from now on, and waits until the streams' handlers
+// have returned or ctx ends. Requests other than streams are not waited
+// for: http.Server.Shutdown does that. Call Shutdown before
+// http.Server.Shutdown, which would otherwise wait for streams that never
+// go idle (or register it with http.Server.RegisterOnShutdown). It is
+// idempotent.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	if !h.closed.Swap(true) {
+		close(h.done)
+		h.stopWatch()
+	}
+	h.mu.RLock()
+	streams := make([]*stream, 0, len(h.streams))
+	for st := range h.streams {
+		streams = append(streams, st)
+	}
+	empty := len(h.streams) == 0
+	h.mu.RUnlock()
+	for _, st := range streams {
+		st.abort()
+	}
+	if empty {
+		h.drain.Do(func() { close(h.drained) })
+	}
+	select {
+	case <-h.drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ServeHTTP implements [http.Handler].
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	var route func(http.ResponseWriter, *http.Request, Grants)
+	var topic string
+	switch {
+	case path == "/v1/topics":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.methodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		route = h.serveList
+	case strings.HasPrefix(path, "/v1/topics/"):
+		topic = path[len("/v1/topics/"):]
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			route = h.readRoute(topic, h.serveSnapshot)
+		case http.MethodPut:
+			route = h.writeRoute(topic, h.servePut)
+		case http.MethodPatch:
+			route = h.writeRoute(topic, h.servePatch)
+		case http.MethodDelete:
+			route = h.writeRoute(topic, h.serveDelete)
+		default:
+			h.methodNotAllowed(w, "GET, HEAD, PUT, PATCH, DELETE")
+			return
+		}
+	case path == "/v1/events":
+		if r.Method != http.MethodGet {
+			h.methodNotAllowed(w, "GET")
+			return
+		}
+		route = h.serveEvents
+	default:
+		h.fail(w, http.StatusNotFound, CodeNotFound, "no route "+strconv.Quote(path))
+		return
+	}
+	if h.closed.Load() {
+		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
+		return
+	}
+	grants := Grants(allGrants{})
+	if h.opts.Auth != nil {
+		g, err := h.opts.Auth.Authenticate(r)
+		if err != nil || g == nil {
+			msg := "authentication failed"
+			if err != nil {
+				msg = err.Error()
+			}
+			h.fail(w, http.StatusUnauthorized, CodeUnauthorized, msg)
+			return
+		}
+		grants = g
+	}
+	route(w, r, grants)
+}
+
+// readRoute and writeRoute check the topic and the grants before serve.
+func (h *Handler) readRoute(topic string, serve func(http.ResponseWriter, *http.Request, string)) func(http.ResponseWriter, *http.Request, Grants) {
+	return func(w http.ResponseWriter, r *http.Request, g Grants) {
+		if h.checkTopic(w, topic) && h.allowed(w, topic, g.CanRead(topic), "read") {
+			serve(w, r, topic)
+		}
+	}
+}
+
+func (h *Handler) writeRoute(topic string, serve func(http.ResponseWriter, *http.Request, string)) func(http.ResponseWriter, *http.Request, Grants) {
+	return func(w http.ResponseWriter, r *http.Request, g Grants) {
+		if h.checkTopic(w, topic) && h.allowed(w, topic, g.CanWrite(topic), "write") {
+			serve(w, r, topic)
+		}
+	}
+}
+
+func (h *Handler) checkTopic(w http.ResponseWriter, topic string) bool {
+	if err := statesync.CheckTopic(topic); err != nil {
+		h.fail(w, http.StatusBadRequest, CodeInvalidTopic, err.Error())
+		return false
+	}
+	return true
+}
+
+func (h *Handler) allowed(w http.ResponseWriter, topic string, ok bool, what string) bool {
+	if !ok {
+		h.fail(w, http.StatusForbidden, CodeForbidden, "this token may not "+what+" topic "+strconv.Quote(topic))
+	}
+	return ok
+}
+
+func (h *Handler) methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	h.fail(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "allowed methods: "+allow)
+}
+
+// fail writes an error response and counts it.
+func (h *Handler) fail(w http.ResponseWriter, status int, code, msg string) {
+	h.stats.countError(status)
+	writeError(w, status, code, msg)
+}
+
+// sourceFailed answers an error of the source.
+func (h *Handler) sourceFailed(w http.ResponseWriter, r *http.Request, topic string, err error) {
+	var ce *statesync.ConflictError
+	switch {
+	case errors.As(err, &ce):
+		h.stats.conflicts.Add(1)
+		h.stats.countError(http.StatusPreconditionFailed)
+		cur, exp := ce.Current, ce.Expected
+		w.Header().Set("ETag", etag(ce.Epoch, ce.Current))
+		writeErrorBody(w, http.StatusPreconditionFailed, errorDetail{Code: CodeConflict,
+			Message: "topic " + strconv.Quote(topic) + " is at revision " + cur.String() + ", not " + exp.String(),
+			Topic:   topic, Revision: &cur, Epoch: ce.Epoch, Expected: &exp})
+	case errors.Is(err, statesync.ErrConflict):
+		h.fail(w, http.StatusConflict, CodeContention, err.Error())
+	case errors.Is(err, statesync.ErrInvalidTopic):
+		h.fail(w, http.StatusBadRequest, CodeInvalidTopic, err.Error())
+	case errors.Is(err, statesync.ErrInvalidPayload):
+		h.fail(w, http.StatusBadRequest, CodeInvalidJSON, err.Error())
+	case errors.Is(err, statesync.ErrClosed):
+		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "the source is closed")
+	case r.Context().Err() != nil:
+		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "request cancelled")
+	default:
+		h.log.LogAttrs(r.Context(), slog.LevelError, "httpsync: source failed",
+			slog.String("method", r.Method), slog.String("topic", topic), slog.Any("err", err))
+		h.fail(w, http.StatusInternalServerError, CodeInternal, "the store failed")
+	}
+}
+
+// --- reads ---
+
+func (h *Handler) serveSnapshot(w http.ResponseWriter, r *http.Request, topic string) {
+	enc, snap, err := h.src.Encoded(r.Context(), topic)
+	if err != nil {
+		h.sourceFailed(w, r, topic, err)
+		return
+	}
+	tag := etag(snap.Epoch, snap.Revision)
+	hdr := w.Header()
+	hdr.Set("ETag", tag)
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("Vary", "Accept-Encoding")
+	if inm := r.Header.Get("If-None-Match"); inm != "" && noneMatch(inm, tag) {
+		h.stats.notModified.Add(1)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	body := enc
+	if len(enc) >= gzipMinSize && acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		body = h.gzipped(topic, snap, enc)
+		hdr.Set("Content-Encoding", "gzip")
+	}
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	h.stats.snapshotGets.Add(1)
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// gzEntry is the gzip encoding of one revision of a topic.
+type gzEntry struct {
+	epoch string
+	rev   statesync.Revision
+	once  sync.Once
+	b     []byte
+}
+
+// gzipped returns the gzip encoding of enc, the snapshot snap of topic,
+// built once per revision: the newest revision of each topic is kept.
+func (h *Handler) gzipped(topic string, snap statesync.Snapshot, enc []byte) []byte {
+	e := &gzEntry{epoch: snap.Epoch, rev: snap.Revision}
+	for {
+		old, loaded := h.gz.LoadOrStore(topic, e)
+		if !loaded {
+			break
+		}
+		o := old.(*gzEntry)
+		if o.epoch == e.epoch && o.rev == e.rev {
+			e = o
+			break
+		}
+		if o.epoch == e.epoch && o.rev > e.rev {
+			break // a newer one is cached: ours is built for this request only
+		}
+		if h.gz.CompareAndSwap(topic, old, e) {
+			break
+		}
+	}
+	e.once.Do(func() {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression) // a valid level
+		_, _ = zw.Write(enc)                                        // a bytes.Buffer never fails
+		_ = zw.Close()
+		e.b = buf.Bytes()
+		h.stats.gzipEncodes.Add(1)
+	})
+	return e.b
+}
+
+// topicList is the body of GET /v1/topics.
+type topicList struct {
+	Topics []statesync.TopicInfo `json:"topics"`
+}
+
+func (h *Handler) serveList(w http.ResponseWriter, r *http.Request, g Grants) {
+	infos, err := h.src.List(r.Context())
+	if err != nil {
+		h.sourceFailed(w, r, "", err)
+		return
+	}
+	out := topicList{Topics: make([]statesync.TopicInfo, 0, len(infos))}
+	for _, ti := range infos {
+		if g.CanRead(ti.Topic) {
+			out.Topics = append(out.Topics, ti)
+		}
+	}
+	h.writeJSON(w, r, http.StatusOK, out)
+}
+
+func (h *Handler) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		h.log.LogAttrs(r.Context(), slog.LevelError, "httpsync: encoding response", slog.Any("err", err))
+		h.fail(w, http.StatusInternalServerError, CodeInternal, "encoding the response failed")
+		return
+	}
+	b = append(b, '\n')
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", strconv.Itoa(len(b)))
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}
+
+// --- writes ---
+
+// writeResult is the body of a successful write. Data is set for PATCH
+// only: the writer of a PUT knows it, the writer of a PATCH does not.
+type writeResult struct {
+	Revision statesync.Revision `json:"revision"`
+	Epoch    string             `json:"epoch,omitempty"`
+	Data     json.RawMessage    `json:"data,omitempty"`
+}
+
+// precondition reads If-Match; ok is false if an error was written.
+func (h *Handler) precondition(w http.ResponseWriter, r *http.Request) (p precondition, has, ok bool) {
+	v := r.Header.Values("If-Match")
+	if len(v) == 0 {
+		return precondition{}, false, true
+	}
+	if len(v) > 1 {
+		h.fail(w, http.StatusBadRequest, CodeInvalidIfMatch, errIfMatch.Error())
+		return precondition{}, false, false
+	}
+	p, err := parseIfMatch(v[0])
+	if err != nil {
+		h.fail(w, http.StatusBadRequest, CodeInvalidIfMatch, err.Error())
+		return precondition{}, false, false
+	}
+	return p, !p.any, true
+}
+
+// writeContext returns the context of a write, carrying X-Source-Id.
+func (h *Handler) writeContext(w http.ResponseWriter, r *http.Request) (context.Context, bool) {
+	ctx := r.Context()
+	if id := r.Header.Get("X-Source-Id"); id != "" {
+		if len(id) > maxSourceID {
+			h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "X-Source-Id is longer than "+strconv.Itoa(maxSourceID)+" bytes")
+			return nil, false
+		}
+		ctx = statesync.WithSourceID(ctx, id)
+	}
+	return ctx, true
+}
+
+// readBody reads a JSON body of at most MaxBody bytes; ok is false if an
+// error was written.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.fail(w, http.StatusRequestEntityTooLarge, CodeTooLarge, "the body is larger than "+strconv.FormatInt(h.opts.MaxBody, 10)+" bytes")
+		} else {
+			h.fail(w, http.StatusBadRequest, CodeInvalidJSON, "reading the body: "+err.Error())
+		}
+		return nil, false
+	}
+	if !json.Valid(b) {
+		h.fail(w, http.StatusBadRequest, CodeInvalidJSON, "the body is not valid JSON")
+		return nil, false
+	}
+	return b, true
+}
+
+func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, topic string) {
+	p, conditional, ok := h.precondition(w, r)
+	if !ok {
+		return
+	}
+	ctx, ok := h.writeContext(w, r)
+	if !ok {
+		return
+	}
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	h.store(w, r, ctx, topic, body, p, conditional)
+}
+
+func (h *Handler) serveDelete(w http.ResponseWriter, r *http.Request, topic string) {
+	p, conditional, ok := h.precondition(w, r)
+	if !ok {
+		return
+	}
+	ctx, ok := h.writeContext(w, r)
+	if !ok {
+		return
+	}
+	h.store(w, r, ctx, topic, nil, p, conditional)
+}
+
+// store writes data (nil: null) to topic, compare-and-set if conditional.
+func (h *Handler) store(w http.ResponseWriter, r *http.Request, ctx context.Context, topic string, data json.RawMessage, p precondition, conditional bool) {
+	var snap statesync.Snapshot
+	var err error
+	switch {
+	case !conditional:
+		snap, err = h.src.Put(ctx, topic, data)
+	default:
+		if p.hasEpoch {
+			// The ETag form: the epoch must be the current one too. Epochs
+			// change only when a store loses continuity, so checking it
+			// before the compare-and-set is enough.
+			cur, gerr := h.src.Get(ctx, topic)
+			if gerr != nil {
+				h.sourceFailed(w, r, topic, gerr)
+				return
+			}
+			if cur.Epoch != p.epoch {
+				h.sourceFailed(w, r, topic, &statesync.ConflictError{Topic: topic, Expected: p.rev, Current: cur.Revision, Epoch: cur.Epoch})
+				return
+			}
+		}
+		snap, err = h.src.PutIf(ctx, topic, data, p.rev)
+	}
+	if err != nil {
+		h.sourceFailed(w, r, topic, err)
+		return
+	}
+	h.written(w, r, snap, false)
+}
+
+func (h *Handler) written(w http.ResponseWriter, r *http.Request, snap statesync.Snapshot, withData bool) {
+	h.stats.writes.Add(1)
+	res := writeResult{Revision: snap.Revision, Epoch: snap.Epoch}
+	if withData {
+		res.Data = snap.Data
+		if len(res.Data) == 0 {
+			res.Data = json.RawMessage("null")
+		}
+	}
+	w.Header().Set("ETag", etag(snap.Epoch, snap.Revision))
+	h.writeJSON(w, r, http.StatusOK, res)
+}
+
+func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, topic string) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/merge-patch+json" && mt != "application/json") {
+			h.fail(w, http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
+				"PATCH takes a JSON merge patch (RFC 7396), Content-Type application/merge-patch+json")
+			return
+		}
+	}
+	p, conditional, ok := h.precondition(w, r)
+	if !ok {
+		return
+	}
+	ctx, ok := h.writeContext(w, r)
+	if !ok {
+		return
+	}
+	patch, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	snap, err := h.src.Update(ctx, topic, func(cur statesync.Snapshot) (json.RawMessage, error) {
+		if conditional && (cur.Revision != p.rev || p.hasEpoch && cur.Epoch != p.epoch) {
+			return nil, &statesync.ConflictError{Topic: topic, Expected: p.rev, Current: cur.Revision, Epoch: cur.Epoch}
+		}
+		return MergePatch(cur.Data, patch)
+	})
+	if err != nil {
+		h.sourceFailed(w, r, topic, err)
+		return
+	}
+	h.written(w, r, snap, true)
+}

@@ -1,0 +1,365 @@
+package httpsync
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/statesync-go/statesync"
+)
+
+// A stream is one open GET /v1/events. The source's watch callback records
+// the latest revision of each of its topics and wakes its goroutine (the
+// request's), which writes the frames. Memory per stream is O(its topics):
+// a revision waiting to be sent is replaced by a newer one, never queued.
+type stream struct {
+	wake chan struct{} // capacity 1: "something is pending"
+
+	mu      sync.Mutex // protects the fields below
+	topics  map[string]*streamTopic
+	dirty   []*streamTopic // topics with a pending revision
+	rc      *http.ResponseController
+	alive   bool // the request's handler is running: rc may be used
+	aborted bool // Close aborted the stream's writes
+}
+
+// streamTopic is the state of one topic of a stream.
+type streamTopic struct {
+	name       string
+	pending    statesync.Invalidation
+	hasPending bool
+	sent       statesync.Invalidation // the last frame's revision and epoch
+	hasSent    bool
+}
+
+// newer reports whether a is a newer revision than b.
+func newer(a, b statesync.Invalidation) bool {
+	return a.Epoch != b.Epoch || a.Revision > b.Revision
+}
+
+// notify records inv for the stream and wakes it. It never blocks for long
+// (a short lock) and allocates nothing. It returns the number of
+// invalidations coalesced by it (0 or 1).
+func (st *stream) notify(inv statesync.Invalidation) (coalesced bool) {
+	st.mu.Lock()
+	t := st.topics[inv.Topic]
+	switch {
+	case t == nil:
+		st.mu.Unlock()
+		return false
+	case t.hasPending:
+		if newer(inv, t.pending) {
+			t.pending = inv
+		}
+		coalesced = true // one of the two is never sent
+	case t.hasSent && !newer(inv, t.sent):
+		coalesced = true // already sent (a duplicate, or an older write reported late)
+	default:
+		t.pending, t.hasPending = inv, true
+		st.dirty = append(st.dirty, t)
+	}
+	st.mu.Unlock()
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+	return coalesced
+}
+
+// take returns the pending invalidations and clears them.
+func (st *stream) take(buf []statesync.Invalidation) []statesync.Invalidation {
+	st.mu.Lock()
+	for _, t := range st.dirty {
+		buf = append(buf, t.pending)
+		t.hasPending = false
+	}
+	clear(st.dirty)
+	st.dirty = st.dirty[:0]
+	st.mu.Unlock()
+	return buf
+}
+
+// markSent records the revision of the frame written for a topic.
+func (st *stream) markSent(inv statesync.Invalidation) {
+	st.mu.Lock()
+	if t := st.topics[inv.Topic]; t != nil && (!t.hasSent || newer(inv, t.sent)) {
+		t.sent, t.hasSent = inv, true
+	}
+	st.mu.Unlock()
+}
+
+// setDeadline sets the write deadline of the next writes, unless the
+// stream was aborted.
+func (st *stream) setDeadline(timeout time.Duration) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.aborted {
+		return false
+	}
+	if timeout > 0 {
+		_ = st.rc.SetWriteDeadline(time.Now().Add(timeout)) // ErrNotSupported: no deadline
+	}
+	return true
+}
+
+// abort unblocks a write in progress, by moving the deadline to the past.
+func (st *stream) abort() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.alive && !st.aborted {
+		st.aborted = true
+		_ = st.rc.SetWriteDeadline(time.Unix(1, 0))
+	}
+}
+
+// invalidated is the source's watch callback: O(1) per interested stream.
+func (h *Handler) invalidated(inv statesync.Invalidation) {
+	h.mu.RLock()
+	var coalesced uint64
+	for st := range h.byTopic[inv.Topic] {
+		if st.notify(inv) {
+			coalesced++
+		}
+	}
+	h.mu.RUnlock()
+	if coalesced > 0 {
+		h.stats.invalidationsCoalesced.Add(coalesced)
+	}
+}
+
+func (h *Handler) register(st *stream) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed.Load() {
+		return false
+	}
+	h.streams[st] = struct{}{}
+	for name := range st.topics {
+		m := h.byTopic[name]
+		if m == nil {
+			m = map[*stream]struct{}{}
+			h.byTopic[name] = m
+		}
+		m[st] = struct{}{}
+	}
+	h.stats.streamsOpen.Add(1)
+	h.stats.streamsTotal.Add(1)
+	return true
+}
+
+func (h *Handler) unregister(st *stream) {
+	st.mu.Lock()
+	st.alive = false
+	st.mu.Unlock()
+	h.mu.Lock()
+	delete(h.streams, st)
+	for name := range st.topics {
+		if m := h.byTopic[name]; m != nil {
+			delete(m, st)
+			if len(m) == 0 {
+				delete(h.byTopic, name)
+			}
+		}
+	}
+	empty := len(h.streams) == 0
+	h.mu.Unlock()
+	h.stats.streamsOpen.Add(-1)
+	if empty && h.closed.Load() {
+		h.drain.Do(func() { close(h.drained) })
+	}
+}
+
+// serveEvents serves GET /v1/events?topic=a&topic=b[&inline=N].
+func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) {
+	q := r.URL.Query()
+	names := q["topic"]
+	if len(names) == 0 {
+		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "name at least one topic: /v1/events?topic=a&topic=b")
+		return
+	}
+	st := &stream{wake: make(chan struct{}, 1), topics: make(map[string]*streamTopic, len(names))}
+	order := make([]string, 0, len(names))
+	for _, name := range names {
+		if !h.checkTopic(w, name) {
+			return
+		}
+		if _, dup := st.topics[name]; dup {
+			continue
+		}
+		st.topics[name] = &streamTopic{name: name}
+		order = append(order, name)
+	}
+	if len(order) > h.opts.MaxStreamTopics {
+		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "more than "+strconv.Itoa(h.opts.MaxStreamTopics)+" topics in one stream")
+		return
+	}
+	for _, name := range order {
+		if !h.allowed(w, name, g.CanRead(name), "read") {
+			return
+		}
+	}
+	inline := -1
+	if s := q.Get("inline"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "inline must be a number of bytes")
+			return
+		}
+		inline = n
+	}
+
+	st.rc = http.NewResponseController(w)
+	st.alive = true
+	if !h.register(st) {
+		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
+		return
+	}
+	defer h.unregister(st)
+
+	// Registered first, read second: a write in between is both pending
+	// and in the initial frame, and sent once.
+	ctx := r.Context()
+	initial := make([]statesync.Invalidation, 0, len(order))
+	for _, name := range order {
+		snap, err := h.src.Get(ctx, name)
+		if err != nil {
+			h.sourceFailed(w, r, name, err)
+			return
+		}
+		initial = append(initial, statesync.Invalidation{Topic: name, Revision: snap.Revision, Epoch: snap.Epoch})
+	}
+
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	h.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: stream opened", slog.Int("topics", len(order)), slog.String("remote", r.RemoteAddr))
+	defer h.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: stream closed", slog.String("remote", r.RemoteAddr))
+
+	sw := &frameWriter{h: h, st: st, w: w, inline: inline}
+	sw.buf = strconv.AppendInt(append(sw.buf, "retry: "...), h.opts.RetryHint.Milliseconds(), 10)
+	sw.buf = append(sw.buf, "\n\n"...)
+	for _, inv := range initial {
+		sw.frame(r, inv)
+	}
+	if !sw.flush() {
+		return
+	}
+
+	heartbeat := time.NewTicker(h.opts.Heartbeat)
+	defer heartbeat.Stop()
+	var batch []statesync.Invalidation
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.done:
+			return
+		case <-heartbeat.C:
+			sw.buf = append(sw.buf, ": heartbeat\n\n"...)
+			h.stats.heartbeats.Add(1)
+		case <-st.wake:
+			batch = st.take(batch[:0])
+			for _, inv := range batch {
+				sw.frame(r, inv)
+			}
+		}
+		if !sw.flush() {
+			return
+		}
+	}
+}
+
+// frameWriter formats frames into buf and writes them in one go.
+type frameWriter struct {
+	h      *Handler
+	st     *stream
+	w      http.ResponseWriter
+	inline int // -1: no inline snapshots
+	buf    []byte
+}
+
+// frame appends the frame of inv: an inline snapshot if asked for and
+// small enough, else an invalidation.
+func (fw *frameWriter) frame(r *http.Request, inv statesync.Invalidation) {
+	if fw.inline >= 0 {
+		enc, snap, err := fw.h.src.Encoded(r.Context(), inv.Topic)
+		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) {
+			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…}
+			fw.buf = append(fw.buf, "event: snapshot\ndata: "...)
+			fw.buf = append(fw.buf, `{"topic":`...)
+			fw.buf = appendQuoted(fw.buf, inv.Topic)
+			if snap.Revision == inv.Revision && snap.Epoch == inv.Epoch {
+				if inv.SourceID != "" {
+					fw.buf = append(fw.buf, `,"sourceId":`...)
+					fw.buf = appendQuoted(fw.buf, inv.SourceID)
+				}
+				if inv.TimestampMs != 0 {
+					fw.buf = strconv.AppendInt(append(fw.buf, `,"timestampMs":`...), inv.TimestampMs, 10)
+				}
+			}
+			fw.buf = append(fw.buf, ',')
+			fw.buf = appendDataLines(fw.buf, enc[1:])
+			fw.buf = append(fw.buf, "\n\n"...)
+			fw.st.markSent(statesync.Invalidation{Topic: inv.Topic, Revision: snap.Revision, Epoch: snap.Epoch})
+			fw.h.stats.snapshotsSent.Add(1)
+			return
+		}
+	}
+	fw.buf = append(fw.buf, "event: invalidation\ndata: "...)
+	fw.buf = inv.AppendJSON(fw.buf)
+	fw.buf = append(fw.buf, "\n\n"...)
+	fw.st.markSent(inv)
+	fw.h.stats.invalidationsSent.Add(1)
+}
+
+// flush writes buf and flushes the response; false means the stream is
+// over (the client is gone, or Close aborted it).
+func (fw *frameWriter) flush() bool {
+	if len(fw.buf) == 0 {
+		return true
+	}
+	if !fw.st.setDeadline(fw.h.opts.WriteTimeout) {
+		return false
+	}
+	_, err := fw.w.Write(fw.buf)
+	if err == nil {
+		err = fw.st.rc.Flush()
+	}
+	if cap(fw.buf) > 64<<10 {
+		fw.buf = nil // do not keep a large inline snapshot's buffer
+	} else {
+		fw.buf = fw.buf[:0]
+	}
+	return err == nil
+}
+
+// appendDataLines appends b as the value of an SSE data field: JSON may
+// hold line breaks between tokens (never inside strings), and each one
+// starts a new "data:" line, which the client joins back with "\n".
+func appendDataLines(buf, b []byte) []byte {
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '\n':
+			buf = append(buf, "\ndata: "...)
+		case '\r':
+			if i+1 < len(b) && b[i+1] == '\n' {
+				i++
+			}
+			buf = append(buf, "\ndata: "...)
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return buf
+}
+
+// appendQuoted appends s as a JSON string.
+func appendQuoted(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
+}

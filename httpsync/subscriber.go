@@ -1,0 +1,275 @@
+package httpsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/statesync-go/statesync"
+)
+
+// streamResult is how a connection of the event stream ended.
+type streamResult struct {
+	err       error
+	status    int           // the HTTP status, if the server answered with an error
+	connected time.Duration // how long the stream was open (0: never)
+	retry     time.Duration // the server's retry hint, if it sent one
+}
+
+// topicSet returns the followed topics, sorted.
+func (c *Client) topicSet() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	topics := make([]string, 0, len(c.subs))
+	for t := range c.subs {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	return topics
+}
+
+// sleep waits d; false if the client closed meanwhile.
+func (c *Client) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// run keeps the event stream open on the current set of topics: it
+// reopens it (after Debounce) when the set changes, and after a failure
+// waits with backoff. It owns the connection goroutines.
+func (c *Client) run() {
+	attempt := 0
+	var hint time.Duration
+	for {
+		if len(c.topicSet()) == 0 {
+			select {
+			case <-c.changed:
+				continue
+			case <-c.ctx.Done():
+				return
+			}
+		}
+		if !c.sleep(c.opts.Debounce) {
+			return
+		}
+		select { // the changes made during the debounce are in this set
+		case <-c.changed:
+		default:
+		}
+		topics := c.topicSet()
+		if len(topics) == 0 {
+			continue
+		}
+		connCtx, cancel := context.WithCancel(c.ctx)
+		res := make(chan streamResult, 1)
+		c.wg.Go(func() { res <- c.stream(connCtx, topics) })
+		var r streamResult
+		reopen := false
+		select {
+		case <-c.changed:
+			reopen = true
+			cancel()
+			r = <-res
+		case r = <-res:
+			cancel()
+		}
+		c.streamClosed()
+		if c.ctx.Err() != nil {
+			return
+		}
+		if r.retry > 0 {
+			hint = r.retry
+		}
+		if r.connected >= c.opts.Backoff.ResetAfter {
+			attempt = 0
+		}
+		if reopen {
+			c.signal() // the change is still to be handled: loop to debounce
+			continue
+		}
+		delay := c.backoff(attempt, r.status, hint)
+		attempt++
+		c.log.LogAttrs(c.ctx, slog.LevelWarn, "httpsync: event stream failed",
+			slog.Any("err", r.err), slog.Int("attempt", attempt), slog.Duration("retryIn", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-c.changed: // a new set of topics may fare better: try it now
+			c.signal()
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}
+
+// backoff returns the delay before reconnection attempt+1.
+func (c *Client) backoff(attempt, status int, hint time.Duration) time.Duration {
+	b := c.opts.Backoff
+	switch status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return b.Max/2 + rand.N(b.Max/2+1)
+	}
+	base := b.Initial
+	if base <= 0 {
+		base = hint
+	}
+	if base <= 0 {
+		base = 500 * time.Millisecond
+	}
+	ceiling := b.Max
+	if attempt < 62 && base < b.Max>>attempt {
+		ceiling = base << attempt
+	}
+	return rand.N(ceiling + 1)
+}
+
+// streamClosed forgets the inline snapshots: without a stream, nothing
+// says whether they are still the newest.
+func (c *Client) streamClosed() {
+	c.mu.Lock()
+	for _, tc := range c.cache {
+		tc.hasInl, tc.inline = false, statesync.Snapshot{}
+	}
+	c.mu.Unlock()
+}
+
+// stream opens the event stream of topics and delivers its frames until
+// it ends.
+func (c *Client) stream(ctx context.Context, topics []string) streamResult {
+	q := url.Values{"topic": topics}
+	if c.opts.Inline > 0 {
+		q.Set("inline", strconv.Itoa(c.opts.Inline))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/events?"+q.Encode(), nil)
+	if err != nil {
+		return streamResult{err: err}
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cache-Control", "no-cache")
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return streamResult{err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return streamResult{err: readError(resp, "", 0), status: resp.StatusCode}
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		return streamResult{err: fmt.Errorf("httpsync: event stream has Content-Type %q", resp.Header.Get("Content-Type"))}
+	}
+	opened := time.Now()
+	c.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: event stream open", slog.Int("topics", len(topics)))
+
+	var idle *time.Timer
+	idleFired := make(chan struct{})
+	if c.opts.IdleTimeout > 0 {
+		idle = time.AfterFunc(c.opts.IdleTimeout, func() { close(idleFired); cancel() })
+		defer idle.Stop()
+	}
+	p := newSSEReader(resp.Body, c.opts.MaxFrame)
+	for {
+		ev, err := p.next()
+		if err != nil {
+			select {
+			case <-idleFired:
+				err = fmt.Errorf("httpsync: event stream silent for %v", c.opts.IdleTimeout)
+			default:
+			}
+			return streamResult{err: err, connected: time.Since(opened), retry: p.retry}
+		}
+		if idle != nil {
+			idle.Reset(c.opts.IdleTimeout)
+		}
+		switch ev.typ {
+		case "invalidation", "message":
+			c.deliver(ev.data, false)
+		case "snapshot":
+			c.deliver(ev.data, true)
+		}
+	}
+}
+
+// deliver hands a frame's payload to the handlers of its topic.
+func (c *Client) deliver(data []byte, isSnapshot bool) {
+	payload := bytes.Clone(data) // handlers may keep it
+	inv, err := statesync.DecodeInvalidation(payload)
+	if err != nil {
+		c.deliverRaw(payload)
+		return
+	}
+	c.mu.Lock()
+	tc := c.cache[inv.Topic]
+	if isSnapshot {
+		snap, serr := statesync.DecodeSnapshot(payload)
+		if serr == nil {
+			tc = c.topicCache(inv.Topic)
+			tc.inline, tc.hasInl = snap, true
+		} else {
+			c.log.LogAttrs(c.ctx, slog.LevelWarn, "httpsync: malformed inline snapshot; it will be fetched",
+				slog.String("topic", inv.Topic), slog.Any("err", serr))
+			if tc != nil {
+				tc.hasInl, tc.inline = false, statesync.Snapshot{}
+			}
+		}
+	} else if tc != nil && tc.hasInl && (inv.Epoch != tc.inline.Epoch && inv.Epoch != "" || inv.Revision > tc.inline.Revision) {
+		tc.hasInl, tc.inline = false, statesync.Snapshot{}
+	}
+	subs := c.subs[inv.Topic]
+	c.mu.Unlock()
+	for _, s := range subs {
+		if s.active.Load() {
+			s.h.Invalidate(inv)
+		}
+	}
+}
+
+// deliverRaw hands a malformed payload to InvalidateRaw of the handlers
+// of its topic, if it names one as a non-blank string, else to every handler: the
+// engine reports it (B-PROTO-03) and, for a topic not its own, drops it
+// (B-PROTO-10).
+func (c *Client) deliverRaw(payload []byte) {
+	var probe struct {
+		Topic json.RawMessage `json:"topic"`
+	}
+	var topic string
+	named := json.Unmarshal(payload, &probe) == nil && len(probe.Topic) > 0 && probe.Topic[0] == '"' &&
+		json.Unmarshal(probe.Topic, &topic) == nil && strings.TrimSpace(topic) != ""
+	var targets []*subscription
+	c.mu.Lock()
+	if named {
+		targets = c.subs[topic]
+	} else {
+		for _, list := range c.subs {
+			targets = append(targets, list...)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range targets {
+		if s.active.Load() {
+			s.h.InvalidateRaw(payload)
+		}
+	}
+}
