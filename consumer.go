@@ -23,7 +23,10 @@ type ConsumerOptions struct {
 	// OnError is called once for each error the consumer reports, on the
 	// goroutine that detected it and with no engine lock held, so it may call
 	// Stop, Refresh or Revision. A panic in OnError is recovered and logged.
-	// Errors are reported even when OnError is nil (to the Logger).
+	// Errors are reported even when OnError is nil (to the Logger). Reports
+	// of scheduled retries (WillRetry) are the exception: the refresh they
+	// belong to is still running, so they are delivered in order on a
+	// goroutine of their own, before the refresh's final report.
 	OnError func(*Error)
 
 	// ShouldRefresh, if set, is asked about each invalidation that passed
@@ -103,6 +106,8 @@ type Consumer struct {
 	waiters     []waiter      // Refresh and Start calls waiting for a run
 	idle        chan struct{} // closed when the slot is released, if someone waits
 	regressed   Revision      // revision at which a regression was last reported (0: none)
+	// retryReported is closed once the last retry report has been delivered.
+	retryReported chan struct{}
 }
 
 type waiter struct {
@@ -316,9 +321,13 @@ func (c *Consumer) Stop() {
 	unsub := c.unsubscribe
 	c.unsubscribe = nil
 	c.pending = false
-	var wake []waiter
-	if !c.running {
-		wake, c.waiters = c.waiters, nil
+	// Callers waiting in Start, Refresh or Offer learn of the Stop now, not
+	// when a provider that ignores its ctx returns.
+	wake := c.waiters
+	c.waiters = nil
+	if c.idle != nil {
+		close(c.idle)
+		c.idle = nil
 	}
 	c.mu.Unlock()
 
@@ -485,6 +494,7 @@ func (c *Consumer) finish(seq uint64, e *Error) (next uint64, ok bool) {
 	}
 	c.mu.Unlock()
 	if e != nil && !stopped {
+		c.waitRetryReports() // the slot is released or handed to another goroutine
 		c.report(e)
 	}
 	for _, w := range wake {
@@ -791,8 +801,40 @@ func (c *Consumer) reportRetry(info RetryInfo) {
 			slog.String("phase", string(PhaseGetSnapshot)), slog.Int("attempt", info.Attempt),
 			slog.Bool("willRetry", true), slog.Duration("nextDelay", info.NextDelay), slog.Any("error", info.Err))
 	}
-	c.callOnError(&Error{Phase: PhaseGetSnapshot, Topic: c.topic, Err: info.Err, LocalRevision: c.Revision(),
-		Attempt: info.Attempt, WillRetry: true, NextDelay: info.NextDelay})
+	if c.opts.OnError == nil {
+		return
+	}
+	e := &Error{Phase: PhaseGetSnapshot, Topic: c.topic, Err: info.Err, LocalRevision: c.Revision(),
+		Attempt: info.Attempt, WillRetry: true, NextDelay: info.NextDelay}
+	// This runs inside the provider call, which holds the refresh slot: an
+	// OnError that called Refresh here would wait for a run that cannot
+	// begin before it returns. So OnError gets its own goroutine, after the
+	// previous retry report (reports stay in order).
+	c.mu.Lock()
+	prev := c.retryReported
+	done := make(chan struct{})
+	c.retryReported = done
+	c.mu.Unlock()
+	c.wg.Go(func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		if !c.stopped.Load() {
+			c.callOnError(e)
+		}
+	})
+}
+
+// waitRetryReports waits until the retry reports made so far have been
+// delivered, so that a run's final report follows them.
+func (c *Consumer) waitRetryReports() {
+	c.mu.Lock()
+	prev := c.retryReported
+	c.mu.Unlock()
+	if prev != nil {
+		<-prev
+	}
 }
 
 // report logs e at error level and calls OnError.
