@@ -49,7 +49,8 @@
 //   - However fast invalidations arrive, at most one refresh is in flight
 //     and at most one is queued, and the memory used does not grow.
 //   - Once [Consumer.Stop] returns, no provider or applier call begins, no
-//     revision is adopted and nothing more is reported.
+//     revision is adopted and nothing more is reported; every Start, Refresh
+//     or Offer call waiting on the consumer has been released.
 //   - No change is missed: [Consumer.Start] subscribes before it pulls, and
 //     a request that arrives while a refresh is in flight causes one more
 //     refresh after it, even if the first one failed.
@@ -142,7 +143,10 @@
 //   - OnError runs on the goroutine that detected the error (a refresh
 //     goroutine, the goroutine of the Start or Offer call, or the delivering
 //     goroutine for a malformed invalidation), with no engine lock held, so
-//     it may call Stop, Refresh or Revision.
+//     it may call Stop, Refresh or Revision. Reports of scheduled retries
+//     are the exception: the refresh they belong to is still running, so
+//     they are delivered in order on a goroutine the consumer owns, before
+//     that refresh's final report.
 //   - The functions given to [Source.Watch] and [Store.Watch] run
 //     synchronously on the writer's goroutine (or the store's feed
 //     goroutine) after the commit, and must not block.
