@@ -395,7 +395,8 @@ func (c *Consumer) refresh(ctx context.Context) error {
 		c.mu.Unlock()
 		return ErrStopped
 	}
-	if c.running {
+	coalesced := c.running
+	if coalesced {
 		c.pending = true
 		w.target = c.started + 1
 	} else {
@@ -407,7 +408,9 @@ func (c *Consumer) refresh(ctx context.Context) error {
 	}
 	c.waiters = append(c.waiters, w)
 	c.mu.Unlock()
-	c.debug("refresh started")
+	if coalesced {
+		c.debug("refresh coalesced (in-flight)")
+	}
 	select {
 	case err := <-w.ch:
 		return err
@@ -509,6 +512,7 @@ func (c *Consumer) cycle() *Error {
 		c.debug("refresh skipped (stopped)")
 		return nil
 	}
+	c.debug("refresh started")
 	snap, err := c.fetch()
 	if err != nil {
 		if c.stopped.Load() {
