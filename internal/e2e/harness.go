@@ -1,0 +1,960 @@
+// Package e2e is the multi-window end-to-end harness of statesync: the Go
+// port of the TypeScript MultiWindowBus (spec section 16, B-HARN). A [Bus]
+// plays a backend that holds one topic (a revision and its data) and talks to
+// several "windows" over a simulated IPC channel; each window is a
+// [statesync.Consumer] wired to the Bus the way a user wires a transport:
+// through a [statesync.Subscriber], a [statesync.Provider] and a
+// [statesync.Applier].
+//
+// # Model
+//
+// The store revision starts at 0 and grows by one per [Bus.Mutate] or
+// [Bus.MutateFrom], which broadcast {topic, revision, epoch, sourceId} to
+// every subscribed handler. Delivery is synchronous by default; the
+// [BusConfig] knobs drop events per handler, duplicate them (redelivered 1–4
+// ms later), delay them by a random jitter, or deliver them on another
+// goroutine ("next tick"), with precedence jitter > async > sync. A window's
+// provider fails while its failCount is positive, then, serialised by a
+// mutex when [BusConfig.MutexContention] is set, waits its IPC delay, reads
+// the revision and data together and returns a fresh JSON encoding of the
+// data (or the store's shared one with [BusConfig.ShareSnapshots]), passed
+// through the window's optional interceptor.
+//
+// # Randomness and time
+//
+// Every random draw comes from one seeded generator per Bus. The seed is
+// logged; [BusConfig.Seed] or the environment variable STATESYNC_E2E_SEED
+// fixes it (B-HARN-09). Delivery decisions are drawn by the goroutine that
+// broadcasts, so a test that mutates from one goroutine sees the same
+// decisions for the same seed. All delays use the time package, so under
+// testing/synctest they run on the bubble's fake clock: a Bus and its
+// windows must be created inside the bubble that uses them.
+//
+// # Goroutines and invariants
+//
+// Delayed deliveries run on goroutines the Bus owns. [Bus.Close], which
+// [NewBus] registers with the test's Cleanup, cancels pending deliveries and
+// waits for them, stops every window and waits for its goroutines, then
+// checks each window's applied history: revisions strictly increase within
+// an epoch and an epoch once left never comes back (B-GATE-06), each applied
+// snapshot carries the data the store held at that revision, and nothing was
+// applied after the window's Stop returned (B-LIFE-15).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statesync-go/statesync"
+)
+
+// SeedEnv is the environment variable that fixes the seed of every Bus whose
+// [BusConfig.Seed] is zero.
+const SeedEnv = "STATESYNC_E2E_SEED"
+
+// Defaults of the harness (B-DEF-14).
+const (
+	DefaultTopic              = "test"
+	DefaultIPCDelay           = time.Millisecond
+	DefaultConvergenceTimeout = 5 * time.Second
+	// PollInterval is how often WaitForConvergence looks at the windows.
+	PollInterval = 5 * time.Millisecond
+)
+
+// ErrSimulated is wrapped by the errors of a provider whose failCount is
+// positive.
+var ErrSimulated = errors.New("e2e: simulated provider failure")
+
+// TB is the part of testing.TB (and of *rapid.T) that the harness uses.
+type TB interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// BusConfig configures a [Bus]. The zero value gives the defaults of the
+// original harness (B-DEF-14): topic "test", 1 ms IPC delay, synchronous
+// delivery, no jitter, no mutex, no drops or duplicates, snapshots
+// serialised per call.
+type BusConfig struct {
+	// Topic is the bus's topic; "" means "test".
+	Topic string
+	// Epoch is the store's epoch at the start; "" means none.
+	Epoch string
+	// IPCDelay is the default time a provider call takes; zero means 1 ms,
+	// a negative value means no delay.
+	IPCDelay time.Duration
+	// Jitter, if positive, delays each delivery by a random 0..Jitter.
+	Jitter time.Duration
+	// Async delivers each event on its own goroutine, without delay
+	// ("next tick"). Jitter takes precedence.
+	Async bool
+	// MutexContention, if positive, serialises provider calls and adds this
+	// delay to each (B-HARN-04).
+	MutexContention time.Duration
+	// DuplicateProb is the probability that a handler receives an event a
+	// second time, 1–4 ms after the first.
+	DuplicateProb float64
+	// DropProb is the probability that a handler does not receive an event.
+	DropProb float64
+	// ShareSnapshots makes providers return the store's own encoding of the
+	// data to every window instead of a fresh JSON encoding per call (the
+	// inverse of the original's serializeSnapshots, which defaults to true).
+	ShareSnapshots bool
+	// Seed seeds the bus's random generator; zero means the value of
+	// STATESYNC_E2E_SEED, or a random seed if it is unset.
+	Seed uint64
+}
+
+// WindowConfig configures one window of a [Bus].
+type WindowConfig[T any] struct {
+	// IPCDelay overrides the bus's IPC delay for this window's provider;
+	// nil means the bus's, zero or negative means none.
+	IPCDelay *time.Duration
+	// FailCount is the number of provider calls that fail (with
+	// ErrSimulated, before any delay) before calls succeed again.
+	FailCount int
+	// Interceptor, if set, rewrites each snapshot the provider returns.
+	Interceptor func(statesync.Snapshot) statesync.Snapshot
+	// OnApply, if set, runs synchronously inside the window's applier after
+	// the snapshot is recorded. It may mutate the bus, whose invalidation
+	// then re-enters the engine (B-HARN-08).
+	OnApply func(Applied[T])
+	// Provider, Applier and Subscriber replace the window's defaults
+	// (B-HARN-06). With a custom Applier the window records no history.
+	// Calls to the provider are counted in every case.
+	Provider   statesync.Provider
+	Applier    statesync.Applier
+	Subscriber statesync.Subscriber
+	// Options are passed to NewConsumer; the window's error collector is
+	// chained before Options.OnError.
+	Options statesync.ConsumerOptions
+}
+
+// WindowPatch changes a window's provider settings at run time
+// ([Bus.ConfigureWindow]). Nil fields are left alone.
+type WindowPatch struct {
+	IPCDelay  *time.Duration
+	FailCount *int
+}
+
+// Applied is one snapshot a window applied.
+type Applied[T any] struct {
+	Revision statesync.Revision
+	Epoch    string
+	// Raw is the snapshot's Data exactly as the applier received it.
+	Raw json.RawMessage
+	// Data is Raw decoded into a new T.
+	Data T
+}
+
+// A Bus is a simulated backend for one topic and the windows that follow it.
+// Create it with [NewBus]; its methods are safe for concurrent use, and
+// Mutate may be called from inside a window's applier.
+type Bus[T any] struct {
+	tb    TB
+	cfg   BusConfig
+	topic string
+	seed  uint64
+	sem   chan struct{} // the provider mutex, nil without contention
+	done  chan struct{} // closed by Close: pending deliveries give up
+	wg    sync.WaitGroup
+
+	mu       sync.Mutex // protects the fields below
+	rng      *rand.Rand
+	closed   bool
+	rev      statesync.Revision
+	epoch    string
+	data     T
+	enc      json.RawMessage              // json of data, shared
+	history  map[storeKey]json.RawMessage // every state the store held
+	windows  []*Window[T]                 // live windows, in creation order
+	all      []*Window[T]                 // every window ever made
+	settings map[string]*providerState    // by window id
+	subs     map[string][]*registration   // handlers by window id
+	subOrder []string                     // window ids in order of first subscription
+}
+
+type storeKey struct {
+	epoch string
+	rev   statesync.Revision
+}
+
+type providerState struct {
+	delay     *time.Duration
+	failCount int
+	intercept func(statesync.Snapshot) statesync.Snapshot
+}
+
+type registration struct {
+	h      statesync.Handler
+	active atomic.Bool
+}
+
+// NewBus returns a Bus holding initial at revision 0. It fails t if initial
+// cannot be encoded as JSON or the seed in STATESYNC_E2E_SEED is not a
+// number, logs the seed, and registers [Bus.Close] with t.Cleanup. cfg may
+// be nil.
+func NewBus[T any](t TB, initial T, cfg *BusConfig) *Bus[T] {
+	t.Helper()
+	b := &Bus[T]{tb: t, done: make(chan struct{}), settings: map[string]*providerState{},
+		subs: map[string][]*registration{}, history: map[storeKey]json.RawMessage{}}
+	if cfg != nil {
+		b.cfg = *cfg
+	}
+	b.topic = b.cfg.Topic
+	if b.topic == "" {
+		b.topic = DefaultTopic
+	}
+	if b.cfg.IPCDelay == 0 {
+		b.cfg.IPCDelay = DefaultIPCDelay
+	}
+	if b.cfg.MutexContention > 0 {
+		b.sem = make(chan struct{}, 1)
+	}
+	b.seed = b.cfg.Seed
+	if b.seed == 0 {
+		if s := os.Getenv(SeedEnv); s != "" {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				t.Fatalf("e2e: %s=%q is not a seed: %v", SeedEnv, s, err)
+			}
+			b.seed = n
+		} else {
+			b.seed = rand.Uint64()
+		}
+	}
+	b.rng = rand.New(rand.NewPCG(b.seed, b.seed^0x9e3779b97f4a7c15))
+	t.Logf("e2e: bus %q seed %d (rerun with %s=%d)", b.topic, b.seed, SeedEnv, b.seed)
+	b.epoch = b.cfg.Epoch
+	b.data = initial
+	var ok bool
+	if b.enc, ok = b.encode(initial); !ok {
+		t.Fatalf("e2e: NewBus: initial data cannot be encoded")
+	}
+	b.history[storeKey{b.epoch, 0}] = b.enc
+	t.Cleanup(b.Close)
+	return b
+}
+
+// encode returns the JSON encoding of v. A value that cannot be encoded is
+// a mistake of the test: it is reported with Errorf (Fatalf is not allowed
+// off the test's goroutine, and Mutate may run inside an applier) and ok is
+// false.
+func (b *Bus[T]) encode(v T) (enc json.RawMessage, ok bool) {
+	enc, err := json.Marshal(v)
+	if err != nil {
+		b.tb.Errorf("e2e: cannot encode %v: %v", v, err)
+		return nil, false
+	}
+	return enc, true
+}
+
+// Topic returns the bus's topic.
+func (b *Bus[T]) Topic() string { return b.topic }
+
+// Seed returns the seed of the bus's random generator.
+func (b *Bus[T]) Seed() uint64 { return b.seed }
+
+// Revision returns the store revision.
+func (b *Bus[T]) Revision() statesync.Revision {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rev
+}
+
+// Epoch returns the store epoch.
+func (b *Bus[T]) Epoch() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.epoch
+}
+
+// Data returns the store data (the value last given to Mutate, Set or
+// Restart; do not modify it).
+func (b *Bus[T]) Data() T {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.data
+}
+
+// Snapshot returns the store's revision, epoch and data, read together. Its
+// Data is the store's own encoding, shared with every caller: custom
+// providers that return it behave like the original's, which handed out the
+// store's object.
+func (b *Bus[T]) Snapshot() statesync.Snapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return statesync.Snapshot{Revision: b.rev, Epoch: b.epoch, Data: b.enc}
+}
+
+// Mutate sets the data, increments the revision and broadcasts the change
+// without a source id (B-HARN-01).
+func (b *Bus[T]) Mutate(data T) { b.MutateFrom("", data) }
+
+// MutateFrom sets the data, increments the revision and broadcasts
+// {topic, revision, epoch, sourceId: id} through the delivery knobs.
+func (b *Bus[T]) MutateFrom(id string, data T) {
+	enc, ok := b.encode(data)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	b.rev++
+	b.data, b.enc = data, enc
+	b.history[storeKey{b.epoch, b.rev}] = enc
+	inv := statesync.Invalidation{Topic: b.topic, Revision: b.rev, Epoch: b.epoch, SourceID: id}
+	b.mu.Unlock()
+	b.broadcast(inv)
+}
+
+// Set replaces the revision and data without broadcasting, as a restore
+// from backup would (B-E2E-33). The revision must not go back within the
+// epoch.
+func (b *Bus[T]) Set(rev statesync.Revision, data T) {
+	enc, ok := b.encode(data)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rev, b.data, b.enc = rev, data, enc
+	b.history[storeKey{b.epoch, rev}] = enc
+}
+
+// Restart simulates a source that lost continuity: it adopts a new epoch
+// (which must never have been used), the revision rev (usually lower than
+// before) and data, and broadcasts {topic, rev, epoch} through the delivery
+// knobs.
+func (b *Bus[T]) Restart(epoch string, rev statesync.Revision, data T) {
+	enc, ok := b.encode(data)
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	b.epoch, b.rev, b.data, b.enc = epoch, rev, data, enc
+	b.history[storeKey{epoch, rev}] = enc
+	inv := statesync.Invalidation{Topic: b.topic, Revision: rev, Epoch: epoch}
+	b.mu.Unlock()
+	b.broadcast(inv)
+}
+
+// delivery is the plan for one handler of one broadcast, drawn up front so
+// that the random sequence depends only on the broadcasting goroutine.
+type delivery struct {
+	r        *registration
+	delay    time.Duration // with jitter
+	mode     int
+	dup      bool
+	dupDelay time.Duration
+}
+
+const (
+	deliverSync = iota
+	deliverAsync
+	deliverDelayed
+)
+
+// handlersLocked returns the active registrations in window order.
+func (b *Bus[T]) handlersLocked() []*registration {
+	var rs []*registration
+	for _, id := range b.subOrder {
+		rs = append(rs, b.subs[id]...)
+	}
+	return rs
+}
+
+func (b *Bus[T]) broadcast(inv statesync.Invalidation) {
+	b.mu.Lock()
+	regs := b.handlersLocked()
+	plans := make([]delivery, 0, len(regs))
+	for _, r := range regs {
+		if b.cfg.DropProb > 0 && b.rng.Float64() < b.cfg.DropProb {
+			continue
+		}
+		d := delivery{r: r}
+		switch {
+		case b.cfg.Jitter > 0:
+			d.mode = deliverDelayed
+			d.delay = time.Duration(b.rng.Float64() * float64(b.cfg.Jitter))
+		case b.cfg.Async:
+			d.mode = deliverAsync
+		}
+		if b.cfg.DuplicateProb > 0 && b.rng.Float64() < b.cfg.DuplicateProb {
+			d.dup = true
+			d.dupDelay = time.Millisecond + time.Duration(b.rng.Float64()*float64(3*time.Millisecond))
+		}
+		plans = append(plans, d)
+	}
+	b.mu.Unlock()
+	for _, d := range plans {
+		switch d.mode {
+		case deliverSync:
+			b.deliver(d, inv)
+		case deliverAsync:
+			b.after(0, func() { b.deliver(d, inv) })
+		case deliverDelayed:
+			b.after(d.delay, func() { b.deliver(d, inv) })
+		}
+	}
+}
+
+func (b *Bus[T]) deliver(d delivery, inv statesync.Invalidation) {
+	if d.r.active.Load() {
+		d.r.h.Invalidate(inv)
+	}
+	if d.dup {
+		b.after(d.dupDelay, func() {
+			if d.r.active.Load() {
+				d.r.h.Invalidate(inv)
+			}
+		})
+	}
+}
+
+// after runs f on a goroutine owned by the bus, after d, unless the bus is
+// closed first.
+func (b *Bus[T]) after(d time.Duration, f func()) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.wg.Done()
+		if d > 0 {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-b.done:
+				return
+			}
+		} else {
+			select {
+			case <-b.done:
+				return
+			default:
+			}
+		}
+		f()
+	}()
+}
+
+// BroadcastToAll synchronously delivers {topic, revision, epoch} without a
+// source id to every handler, bypassing drops and duplicates (B-HARN-05).
+func (b *Bus[T]) BroadcastToAll() {
+	b.mu.Lock()
+	regs := b.handlersLocked()
+	inv := statesync.Invalidation{Topic: b.topic, Revision: b.rev, Epoch: b.epoch}
+	b.mu.Unlock()
+	for _, r := range regs {
+		if r.active.Load() {
+			r.h.Invalidate(inv)
+		}
+	}
+}
+
+// Subscriber returns the default subscriber of window id: handlers it
+// registers receive the bus's broadcasts (under the delivery knobs) until
+// their unsubscribe function is called or the window is destroyed. Custom
+// subscribers may wrap it.
+func (b *Bus[T]) Subscriber(id string) statesync.Subscriber {
+	return statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+		if topic != b.topic {
+			return nil, fmt.Errorf("e2e: window %s subscribed to %q on the bus of %q", id, topic, b.topic)
+		}
+		r := &registration{h: h}
+		r.active.Store(true)
+		b.mu.Lock()
+		if _, ok := b.subs[id]; !ok {
+			b.subOrder = append(b.subOrder, id)
+		}
+		b.subs[id] = append(b.subs[id], r)
+		b.mu.Unlock()
+		var once sync.Once
+		return func() {
+			once.Do(func() {
+				r.active.Store(false)
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				if rs, ok := b.subs[id]; ok {
+					b.subs[id] = slices.DeleteFunc(rs, func(x *registration) bool { return x == r })
+				}
+			})
+		}, nil
+	})
+}
+
+// Subscribers returns the number of handlers subscribed for window id.
+func (b *Bus[T]) Subscribers(id string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs[id])
+}
+
+// Provider returns the default provider of window id (B-HARN-02), which
+// reads the window's settings (failCount, IPC delay, interceptor) at each
+// call.
+func (b *Bus[T]) Provider(id string) statesync.Provider {
+	return statesync.ProviderFunc(func(ctx context.Context, _ string) (statesync.Snapshot, error) {
+		b.mu.Lock()
+		ps := b.settings[id]
+		delay := b.cfg.IPCDelay
+		var intercept func(statesync.Snapshot) statesync.Snapshot
+		if ps != nil {
+			if ps.failCount > 0 {
+				ps.failCount--
+				b.mu.Unlock()
+				return statesync.Snapshot{}, fmt.Errorf("%w for window %s", ErrSimulated, id)
+			}
+			if ps.delay != nil {
+				delay = *ps.delay
+			}
+			intercept = ps.intercept
+		}
+		b.mu.Unlock()
+
+		if b.sem != nil {
+			select {
+			case b.sem <- struct{}{}:
+			case <-ctx.Done():
+				return statesync.Snapshot{}, ctx.Err()
+			}
+			defer func() { <-b.sem }()
+			if err := Sleep(ctx, b.cfg.MutexContention); err != nil {
+				return statesync.Snapshot{}, err
+			}
+		}
+		if err := Sleep(ctx, delay); err != nil {
+			return statesync.Snapshot{}, err
+		}
+		b.mu.Lock()
+		snap := statesync.Snapshot{Revision: b.rev, Epoch: b.epoch, Data: b.enc}
+		data := b.data
+		b.mu.Unlock()
+		if !b.cfg.ShareSnapshots {
+			// A fresh serialisation per call, as IPC would make.
+			enc, err := json.Marshal(data)
+			if err != nil {
+				return statesync.Snapshot{}, err
+			}
+			snap.Data = enc
+		}
+		if intercept != nil {
+			snap = intercept(snap)
+		}
+		return snap, nil
+	})
+}
+
+// Sleep waits for d or until ctx ends, and returns ctx.Err() in that case.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ConfigureWindow changes the provider settings of window id at run time
+// (B-HARN-06).
+func (b *Bus[T]) ConfigureWindow(id string, p WindowPatch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ps := b.settings[id]
+	if ps == nil {
+		ps = &providerState{}
+		b.settings[id] = ps
+	}
+	if p.IPCDelay != nil {
+		ps.delay = new(*p.IPCDelay)
+	}
+	if p.FailCount != nil {
+		ps.failCount = *p.FailCount
+	}
+}
+
+// A Window is one consumer of the bus: an unstarted [statesync.Consumer]
+// plus what the harness records about it. Start it with Start (the
+// Consumer's).
+type Window[T any] struct {
+	*statesync.Consumer
+	ID string
+
+	bus       *Bus[T]
+	calls     atomic.Int64
+	checkData bool // history is checked against the store (no interceptor)
+
+	mu        sync.Mutex // protects the fields below
+	applied   []Applied[T]
+	errs      []*statesync.Error
+	onApply   func(Applied[T])
+	stopped   bool
+	lateApply int // applies begun after Stop returned
+}
+
+// NewWindow creates and registers window id (not started). It fails the
+// test if a live window has that id or NewConsumer fails. cfg may be nil.
+func (b *Bus[T]) NewWindow(id string, cfg *WindowConfig[T]) *Window[T] {
+	b.tb.Helper()
+	var c WindowConfig[T]
+	if cfg != nil {
+		c = *cfg
+	}
+	w := &Window[T]{ID: id, bus: b, onApply: c.OnApply, checkData: c.Interceptor == nil}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.tb.Fatalf("e2e: NewWindow(%q) on a closed bus", id)
+	}
+	for _, x := range b.windows {
+		if x.ID == id {
+			b.mu.Unlock()
+			b.tb.Fatalf("e2e: NewWindow(%q): a live window has that id", id)
+		}
+	}
+	ps := &providerState{failCount: c.FailCount, intercept: c.Interceptor}
+	if c.IPCDelay != nil {
+		ps.delay = new(*c.IPCDelay)
+	}
+	b.settings[id] = ps
+	b.mu.Unlock()
+
+	sub := c.Subscriber
+	if sub == nil {
+		sub = b.Subscriber(id)
+	}
+	prov := c.Provider
+	if prov == nil {
+		prov = b.Provider(id)
+	}
+	counted := statesync.ProviderFunc(func(ctx context.Context, topic string) (statesync.Snapshot, error) {
+		w.calls.Add(1)
+		return prov.Snapshot(ctx, topic)
+	})
+	app := c.Applier
+	if app == nil {
+		app = statesync.ApplierFunc(w.apply)
+	}
+	opts := c.Options
+	userOnError := opts.OnError
+	opts.OnError = func(e *statesync.Error) {
+		w.mu.Lock()
+		w.errs = append(w.errs, e)
+		w.mu.Unlock()
+		if userOnError != nil {
+			userOnError(e)
+		}
+	}
+	cons, err := statesync.NewConsumer(b.topic, sub, counted, app, &opts)
+	if err != nil {
+		b.tb.Fatalf("e2e: NewWindow(%q): %v", id, err)
+	}
+	w.Consumer = cons
+	b.mu.Lock()
+	b.windows = append(b.windows, w)
+	b.all = append(b.all, w)
+	b.mu.Unlock()
+	return w
+}
+
+func (w *Window[T]) apply(ctx context.Context, s statesync.Snapshot) error {
+	var v T
+	if err := json.Unmarshal(s.Data, &v); err != nil {
+		return fmt.Errorf("e2e: window %s cannot decode snapshot %d: %w", w.ID, s.Revision, err)
+	}
+	a := Applied[T]{Revision: s.Revision, Epoch: s.Epoch, Raw: s.Data, Data: v}
+	w.mu.Lock()
+	if w.stopped {
+		w.lateApply++
+	}
+	w.applied = append(w.applied, a)
+	hook := w.onApply
+	w.mu.Unlock()
+	if hook != nil {
+		hook(a)
+	}
+	return nil
+}
+
+// Stop stops the window's consumer and remembers that it did, so that an
+// apply begun afterwards is reported by Close (B-LIFE-15). It is idempotent.
+func (w *Window[T]) Stop() {
+	w.Consumer.Stop()
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+}
+
+// Applied returns a copy of the window's applied history.
+func (w *Window[T]) Applied() []Applied[T] {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.applied)
+}
+
+// Applies returns the number of snapshots the window applied.
+func (w *Window[T]) Applies() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.applied)
+}
+
+// Last returns the last applied snapshot; ok is false if there is none.
+func (w *Window[T]) Last() (a Applied[T], ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.applied) == 0 {
+		return a, false
+	}
+	return w.applied[len(w.applied)-1], true
+}
+
+// Errors returns a copy of the errors the window's consumer reported.
+func (w *Window[T]) Errors() []*statesync.Error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.errs)
+}
+
+// ProviderCalls returns the number of calls made to the window's provider
+// (failed ones included) since creation or the last ResetProviderCalls.
+func (w *Window[T]) ProviderCalls() int { return int(w.calls.Load()) }
+
+// ResetProviderCalls sets the provider call count to zero.
+func (w *Window[T]) ResetProviderCalls() { w.calls.Store(0) }
+
+// Window returns the live window id, or nil.
+func (b *Bus[T]) Window(id string) *Window[T] {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, w := range b.windows {
+		if w.ID == id {
+			return w
+		}
+	}
+	return nil
+}
+
+// Windows returns the live windows in creation order.
+func (b *Bus[T]) Windows() []*Window[T] {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.windows)
+}
+
+// AllWindows returns every window the bus made, destroyed ones included.
+func (b *Bus[T]) AllWindows() []*Window[T] {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.all)
+}
+
+// DestroyWindow stops window id, removes its handlers and unregisters it,
+// so that convergence no longer waits for it (B-HARN-06). It does nothing
+// if there is no such live window.
+func (b *Bus[T]) DestroyWindow(id string) {
+	w := b.Window(id)
+	if w == nil {
+		return
+	}
+	w.Stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.windows = slices.DeleteFunc(b.windows, func(x *Window[T]) bool { return x == w })
+	for _, r := range b.subs[id] {
+		r.active.Store(false)
+	}
+	delete(b.subs, id)
+	b.subOrder = slices.DeleteFunc(b.subOrder, func(x string) bool { return x == id })
+}
+
+// Converged reports whether every live window's revision and epoch equal
+// the store's.
+func (b *Bus[T]) Converged() bool {
+	b.mu.Lock()
+	rev, epoch, ws := b.rev, b.epoch, slices.Clone(b.windows)
+	b.mu.Unlock()
+	for _, w := range ws {
+		if w.Revision() != rev || w.Epoch() != epoch {
+			return false
+		}
+	}
+	return true
+}
+
+// Converge waits until [Bus.Converged], looking every 5 ms, for at most
+// timeout (0 means 5 s). On timeout it returns an error giving the store's
+// revision and each window's (B-HARN-07).
+func (b *Bus[T]) Converge(timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = DefaultConvergenceTimeout
+	}
+	start := time.Now()
+	for {
+		if b.Converged() {
+			return nil
+		}
+		if time.Since(start) >= timeout {
+			break
+		}
+		time.Sleep(PollInterval)
+	}
+	b.mu.Lock()
+	rev, epoch, ws := b.rev, b.epoch, slices.Clone(b.windows)
+	b.mu.Unlock()
+	states := make([]string, 0, len(ws))
+	for _, w := range ws {
+		s := fmt.Sprintf("%s=%d", w.ID, w.Revision())
+		if w.Epoch() != epoch {
+			s += fmt.Sprintf("(epoch %q)", w.Epoch())
+		}
+		states = append(states, s)
+	}
+	return fmt.Errorf("e2e: no convergence after %v: store=%d (epoch %q), windows: %s",
+		timeout, rev, epoch, strings.Join(states, ", "))
+}
+
+// WaitForConvergence is [Bus.Converge] that fails the test on timeout. Call
+// it from the test's goroutine.
+func (b *Bus[T]) WaitForConvergence(timeout time.Duration) {
+	b.tb.Helper()
+	if err := b.Converge(timeout); err != nil {
+		b.tb.Fatalf("%v", err)
+	}
+}
+
+// Float64 returns a number in [0, 1) from the bus's generator.
+func (b *Bus[T]) Float64() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rng.Float64()
+}
+
+// Between returns a duration in [lo, hi) from the bus's generator.
+func (b *Bus[T]) Between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(b.Float64()*float64(hi-lo))
+}
+
+// Close cancels pending deliveries and waits for their goroutines, stops
+// every window and waits for its consumer's goroutines, then reports any
+// broken invariant of the windows' histories with Errorf. It is idempotent.
+// A provider that never returns makes Close wait forever.
+func (b *Bus[T]) Close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	all := slices.Clone(b.all)
+	b.mu.Unlock()
+	close(b.done)
+	b.wg.Wait()
+	for _, w := range all {
+		w.Stop()
+	}
+	for _, w := range all {
+		_ = w.Consumer.Wait(context.Background())
+	}
+	for _, w := range all {
+		if err := b.CheckWindow(w); err != nil {
+			b.tb.Errorf("%v", err)
+		}
+	}
+}
+
+// CheckWindow checks the history of w: [CheckApplied], each applied
+// snapshot's data equals the store's at its epoch and revision (unless w
+// has an interceptor), and nothing was applied after Stop returned.
+func (b *Bus[T]) CheckWindow(w *Window[T]) error {
+	applied := w.Applied()
+	w.mu.Lock()
+	late := w.lateApply
+	w.mu.Unlock()
+	var errs []error
+	if late > 0 {
+		errs = append(errs, fmt.Errorf("e2e: window %s applied %d snapshot(s) after Stop returned", w.ID, late))
+	}
+	if err := CheckApplied(applied); err != nil {
+		errs = append(errs, fmt.Errorf("e2e: window %s: %w", w.ID, err))
+	}
+	if w.checkData {
+		b.mu.Lock()
+		for _, a := range applied {
+			want, ok := b.history[storeKey{a.Epoch, a.Revision}]
+			if !ok {
+				errs = append(errs, fmt.Errorf("e2e: window %s applied revision %d (epoch %q), which the store never had", w.ID, a.Revision, a.Epoch))
+			} else if !bytes.Equal(a.Raw, want) {
+				errs = append(errs, fmt.Errorf("e2e: window %s applied %s at revision %d (epoch %q); the store had %s", w.ID, a.Raw, a.Revision, a.Epoch, want))
+			}
+		}
+		b.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// CheckApplied checks that an applied history never goes back: within an
+// epoch the revisions strictly increase, and an epoch once left never
+// comes back (B-GATE-06).
+func CheckApplied[T any](applied []Applied[T]) error {
+	left := map[string]bool{}
+	for i := 1; i < len(applied); i++ {
+		prev, cur := applied[i-1], applied[i]
+		switch {
+		case cur.Epoch == prev.Epoch:
+			if cur.Revision <= prev.Revision {
+				return fmt.Errorf("applied revision %d after %d in epoch %q (history %s)", cur.Revision, prev.Revision, cur.Epoch, FormatHistory(applied))
+			}
+		default:
+			left[prev.Epoch] = true
+			if left[cur.Epoch] {
+				return fmt.Errorf("went back to epoch %q at revision %d (history %s)", cur.Epoch, cur.Revision, FormatHistory(applied))
+			}
+		}
+	}
+	return nil
+}
+
+// FormatHistory writes the revisions (and epochs) of an applied history.
+func FormatHistory[T any](applied []Applied[T]) string {
+	parts := make([]string, len(applied))
+	for i, a := range applied {
+		parts[i] = strconv.FormatUint(uint64(a.Revision), 10)
+		if a.Epoch != "" {
+			parts[i] = a.Epoch + ":" + parts[i]
+		}
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// Revisions returns the revisions of an applied history.
+func Revisions[T any](applied []Applied[T]) []statesync.Revision {
+	revs := make([]statesync.Revision, len(applied))
+	for i, a := range applied {
+		revs[i] = a.Revision
+	}
+	return revs
+}
