@@ -112,7 +112,11 @@ func (p RetryPolicy) jittered(d time.Duration) time.Duration {
 		return d
 	}
 	fixed := time.Duration(float64(d) * (1 - p.Jitter))
-	return fixed + rand.N(d-fixed+1)
+	span := d - fixed // ≥ 0
+	if span < math.MaxInt64 {
+		span++ // draw from [fixed, d], d included
+	}
+	return fixed + rand.N(span)
 }
 
 // A RetryProvider retries the calls of another Provider according to a
