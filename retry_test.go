@@ -496,3 +496,31 @@ func TestRetryJitter(t *testing.T) {
 		})
 	}
 }
+
+// B-RETRY-11: full jitter over the largest delay a policy allows (MaxDelay
+// as "no cap") must not overflow; the delay still ends with the context.
+func TestRetryJitterMaxDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		p := newRetryScript(5)
+		pol := &statesync.RetryPolicy{InitialDelay: math.MaxInt64, MaxDelay: math.MaxInt64, Jitter: 1}
+		if got := pol.Delay(1); got != math.MaxInt64 {
+			t.Errorf("Delay(1) = %v; want %v", got, time.Duration(math.MaxInt64))
+		}
+		var h retryHook
+		pol.OnRetry = h.onRetry
+		_, err := newRetry(t, p, pol).Snapshot(ctx, "t")
+		infos := h.got()
+		if len(infos) == 0 {
+			t.Fatalf("Snapshot() = %v with no retry scheduled; want one", err)
+		}
+		d := infos[0].NextDelay
+		if d < 0 {
+			t.Errorf("NextDelay = %v; want within [0, %v]", d, time.Duration(math.MaxInt64))
+		}
+		if d >= time.Second && (len(p.calls()) != 1 || !errors.Is(err, context.DeadlineExceeded)) {
+			t.Errorf("Snapshot() = %v after %d calls with a %v delay; want the deadline after 1 call", err, len(p.calls()), d)
+		}
+	})
+}
