@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/memsync"
 )
 
 const topic = "test"
@@ -465,9 +466,19 @@ func TestConsumerDefaults(t *testing.T) {
 		if got := c.Topic(); got != topic {
 			t.Errorf("Topic() = %q; want %q", got, topic)
 		}
+		hasDeadline := make(chan bool, 1)
+		prov.setHook(func(ctx context.Context, call int) error {
+			_, ok := ctx.Deadline()
+			hasDeadline <- ok
+			return nil
+		})
 		if err := c.Start(context.Background()); err != nil {
 			t.Fatalf("Start() = %v; want nil", err)
 		}
+		if <-hasDeadline {
+			t.Errorf("provider ctx has a deadline; want none (FetchTimeout 0)")
+		}
+		prov.setHook(nil)
 		if got := c.Revision(); got != 1 {
 			t.Errorf("Revision() after Start = %v; want 1", got)
 		}
@@ -1147,23 +1158,25 @@ func TestConsumerStartHonoursContext(t *testing.T) {
 	})
 }
 
-// B-LIFE-27: a ctx already cancelled fails Start at Subscribe, with the
-// context's error, and leaves nothing subscribed.
+// B-LIFE-27: a ctx already cancelled fails Start at Subscribe (a
+// subscriber that honours ctx, here memsync), with the context's error, and
+// leaves nothing subscribed and nothing fetched.
 func TestConsumerStartCancelledContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
-		e.sub.setHook(func(ctx context.Context) {
-			e.sub.setErr(ctx.Err())
-		})
+		bus := memsync.New(nil)
+		prov, app := &fakeProvider{}, &recorder{}
+		prov.set(1, `1`)
+		c := newConsumer(t, topic, bus, prov, app, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if err := e.c.Start(ctx); !errors.Is(err, context.Canceled) {
+		if err := c.Start(ctx); !errors.Is(err, context.Canceled) {
 			t.Errorf("Start(cancelled) = %v; want %v", err, context.Canceled)
 		}
-		if got := e.sub.active(); got != 0 {
-			t.Errorf("active subscriptions = %d; want 0", got)
+		if got := bus.Subscribers(topic); got != 0 {
+			t.Errorf("Subscribers(%q) = %d; want 0", topic, got)
 		}
-		if n := e.prov.count(); n != 0 {
+		synctest.Wait()
+		if n := prov.count(); n != 0 {
 			t.Errorf("provider calls = %d; want 0", n)
 		}
 	})

@@ -49,8 +49,9 @@ func TestThrottleDebounce(t *testing.T) {
 	})
 }
 
-// B-THR-17: throttle 100 ms (leading and trailing) with a 20 ms fetch:
-// events 2, 3, 4 cause at most 3 fetches; Go needs 2 (leading, trailing).
+// B-THR-17, B-DEF-01: throttle 100 ms with a 20 ms fetch (leading and
+// trailing by default): events 2, 3, 4 cause at most 3 fetches; Go needs 2
+// (leading, trailing).
 func TestThrottleInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Interval: 100 * time.Millisecond}})
