@@ -150,8 +150,9 @@ var _ Provider = (*RetryProvider)(nil)
 
 // Snapshot calls the wrapped provider until it succeeds, an error is not
 // retryable, the attempts are used up or ctx ends. On failure it returns a
-// *[RetryError] wrapping the last error (or ctx.Err() if ctx ended during a
-// delay).
+// *[RetryError] wrapping the last error; if ctx ended during a delay, it
+// wraps that error joined with ctx.Err(), so that errors.Is(err,
+// context.Canceled) (or DeadlineExceeded) holds.
 func (r *RetryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 	for attempt := 1; ; attempt++ {
 		snap, err := r.attempt(ctx, topic)
