@@ -297,3 +297,23 @@ func TestValidTopic(t *testing.T) {
 		}
 	}
 }
+
+// B-PROTO-11: decoding a JSON string gives the same Go string whether or not
+// it holds escapes; like encoding/json, invalid UTF-8 becomes U+FFFD, so
+// what is decoded survives AppendJSON and decoding again.
+func TestDecodeInvalidUTF8(t *testing.T) {
+	t.Skip("bug: revision.go rawJSONString keeps invalid UTF-8 bytes when a string has no escape, but decodeJSONString (used when it has one) replaces them with U+FFFD; see report")
+	for _, tc := range []struct{ payload, want string }{
+		{"{\"topic\":\"t\",\"revision\":\"1\",\"sourceId\":\"a\xffb\"}", "a\uFFFDb"},
+		{"{\"topic\":\"t\",\"revision\":\"1\",\"sourceId\":\"a\xffb\\n\"}", "a\uFFFDb\n"},
+	} {
+		inv, err := statesync.DecodeInvalidation([]byte(tc.payload))
+		if err != nil || inv.SourceID != tc.want {
+			t.Errorf("DecodeInvalidation(%q).SourceID = %q, %v; want %q", tc.payload, inv.SourceID, err, tc.want)
+		}
+		back, err := statesync.DecodeInvalidation(inv.AppendJSON(nil))
+		if err != nil || back != inv {
+			t.Errorf("round trip of %+v = %+v, %v", inv, back, err)
+		}
+	}
+}
