@@ -131,7 +131,7 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 	if err := dec.Decode(&tf); err != nil {
 		return nil, fmt.Errorf("httpsync: token file: %w", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("httpsync: token file: data after the JSON object")
 	}
 	return NewTokens(tf.Tokens)
