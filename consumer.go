@@ -25,8 +25,9 @@ type ConsumerOptions struct {
 	// Stop, Refresh or Revision. A panic in OnError is recovered and logged.
 	// Errors are reported even when OnError is nil (to the Logger). Reports
 	// of scheduled retries (WillRetry) are the exception: the refresh they
-	// belong to is still running, so they are delivered in order on a
-	// goroutine of their own, before the refresh's final report.
+	// belong to is still running and must not wait for OnError (which may
+	// wait for a refresh), so they are delivered in order on a goroutine of
+	// their own, normally during the retry's delay.
 	OnError func(*Error)
 
 	// ShouldRefresh, if set, is asked about each invalidation that passed
@@ -497,7 +498,6 @@ func (c *Consumer) finish(seq uint64, e *Error) (next uint64, ok bool) {
 	}
 	c.mu.Unlock()
 	if e != nil && !stopped {
-		c.waitRetryReports() // the slot is released or handed to another goroutine
 		c.report(e)
 	}
 	for _, w := range wake {
@@ -813,7 +813,8 @@ func (c *Consumer) reportRetry(info RetryInfo) {
 	// This runs inside the provider call, which holds the refresh slot: an
 	// OnError that called Refresh here would wait for a run that cannot
 	// begin before it returns. So OnError gets its own goroutine, after the
-	// previous retry report (reports stay in order).
+	// previous retry report (retry reports stay in order); the run never
+	// waits for it.
 	c.mu.Lock()
 	prev := c.retryReported
 	done := make(chan struct{})
@@ -828,17 +829,6 @@ func (c *Consumer) reportRetry(info RetryInfo) {
 			c.callOnError(e)
 		}
 	})
-}
-
-// waitRetryReports waits until the retry reports made so far have been
-// delivered, so that a run's final report follows them.
-func (c *Consumer) waitRetryReports() {
-	c.mu.Lock()
-	prev := c.retryReported
-	c.mu.Unlock()
-	if prev != nil {
-		<-prev
-	}
 }
 
 // report logs e at error level and calls OnError.

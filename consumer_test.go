@@ -20,23 +20,23 @@ import (
 	"github.com/statesync-go/statesync/memsync"
 )
 
-const topic = "test"
+const engTopic = "test"
 
-func snap(rev statesync.Revision, data string) statesync.Snapshot {
+func engSnap(rev statesync.Revision, data string) statesync.Snapshot {
 	return statesync.Snapshot{Revision: rev, Data: json.RawMessage(data)}
 }
 
-func inv(rev statesync.Revision) statesync.Invalidation {
-	return statesync.Invalidation{Topic: topic, Revision: rev}
+func engInv(rev statesync.Revision) statesync.Invalidation {
+	return statesync.Invalidation{Topic: engTopic, Revision: rev}
 }
 
 // fakeProvider serves a settable snapshot, read when the call begins (the
 // state of the source at request time), and answers after delay. The delay
 // ignores ctx on purpose: a provider that does not honour cancellation is
 // the harder case for the engine.
-type fakeProvider struct {
+type engProvider struct {
 	mu       sync.Mutex
-	snap     statesync.Snapshot
+	engSnap  statesync.Snapshot
 	err      error
 	calls    int
 	delay    time.Duration
@@ -44,47 +44,47 @@ type fakeProvider struct {
 	inFlight int
 }
 
-func (p *fakeProvider) set(rev statesync.Revision, data string) {
+func (p *engProvider) set(rev statesync.Revision, data string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.snap = snap(rev, data)
+	p.engSnap = engSnap(rev, data)
 }
 
-func (p *fakeProvider) setSnap(s statesync.Snapshot) {
+func (p *engProvider) setSnap(s statesync.Snapshot) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.snap = s
+	p.engSnap = s
 }
 
-func (p *fakeProvider) setHook(hook func(ctx context.Context, call int) error) {
+func (p *engProvider) setHook(hook func(ctx context.Context, call int) error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hook = hook
 }
 
-func (p *fakeProvider) setErr(err error) {
+func (p *engProvider) setErr(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.err = err
 }
 
-func (p *fakeProvider) setDelay(d time.Duration) {
+func (p *engProvider) setDelay(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.delay = d
 }
 
-func (p *fakeProvider) count() int {
+func (p *engProvider) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.calls
 }
 
-func (p *fakeProvider) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, error) {
+func (p *engProvider) Snapshot(ctx context.Context, engTopic string) (statesync.Snapshot, error) {
 	p.mu.Lock()
 	p.calls++
 	n, hook := p.calls, p.hook
-	s, err, d := p.snap, p.err, p.delay
+	s, err, d := p.engSnap, p.err, p.delay
 	p.mu.Unlock()
 	if hook != nil {
 		if herr := hook(ctx, n); herr != nil {
@@ -98,14 +98,14 @@ func (p *fakeProvider) Snapshot(ctx context.Context, topic string) (statesync.Sn
 }
 
 // recorder is an Applier that records every call.
-type recorder struct {
+type engApplier struct {
 	mu   sync.Mutex
 	got  []statesync.Snapshot
 	err  error
 	hook func(ctx context.Context, s statesync.Snapshot) error // runs after recording, without lock
 }
 
-func (r *recorder) Apply(ctx context.Context, s statesync.Snapshot) error {
+func (r *engApplier) Apply(ctx context.Context, s statesync.Snapshot) error {
 	r.mu.Lock()
 	r.got = append(r.got, s)
 	err, hook := r.err, r.hook
@@ -118,25 +118,25 @@ func (r *recorder) Apply(ctx context.Context, s statesync.Snapshot) error {
 	return err
 }
 
-func (r *recorder) setHook(hook func(ctx context.Context, s statesync.Snapshot) error) {
+func (r *engApplier) setHook(hook func(ctx context.Context, s statesync.Snapshot) error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.hook = hook
 }
 
-func (r *recorder) setErr(err error) {
+func (r *engApplier) setErr(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.err = err
 }
 
-func (r *recorder) count() int {
+func (r *engApplier) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.got)
 }
 
-func (r *recorder) revs() []statesync.Revision {
+func (r *engApplier) revs() []statesync.Revision {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]statesync.Revision, len(r.got))
@@ -146,7 +146,7 @@ func (r *recorder) revs() []statesync.Revision {
 	return out
 }
 
-func (r *recorder) last() statesync.Snapshot {
+func (r *engApplier) last() statesync.Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.got) == 0 {
@@ -158,7 +158,7 @@ func (r *recorder) last() statesync.Snapshot {
 // fakeSub is a Subscriber that remembers its handler, so tests deliver
 // invalidations with send and sendRaw, and counts subscriptions and
 // unsubscribe calls (not deduplicated: a second call is visible).
-type fakeSub struct {
+type engSub struct {
 	mu     sync.Mutex
 	h      statesync.Handler
 	subs   int
@@ -167,7 +167,7 @@ type fakeSub struct {
 	hook   func(ctx context.Context) // runs inside Subscribe, without lock
 }
 
-func (s *fakeSub) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+func (s *engSub) Subscribe(ctx context.Context, engTopic string, h statesync.Handler) (func(), error) {
 	s.mu.Lock()
 	s.subs++
 	err, hook := s.err, s.hook
@@ -189,45 +189,45 @@ func (s *fakeSub) Subscribe(ctx context.Context, topic string, h statesync.Handl
 	}, nil
 }
 
-func (s *fakeSub) setHook(hook func(ctx context.Context)) {
+func (s *engSub) setHook(hook func(ctx context.Context)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hook = hook
 }
 
-func (s *fakeSub) setErr(err error) {
+func (s *engSub) setErr(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.err = err
 }
 
-func (s *fakeSub) handler() statesync.Handler {
+func (s *engSub) handler() statesync.Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.h
 }
 
-func (s *fakeSub) send(inv statesync.Invalidation) {
+func (s *engSub) send(engInv statesync.Invalidation) {
 	if h := s.handler(); h != nil {
-		h.Invalidate(inv)
+		h.Invalidate(engInv)
 	}
 }
 
-func (s *fakeSub) sendRaw(payload string) {
+func (s *engSub) sendRaw(payload string) {
 	if h := s.handler(); h != nil {
 		h.InvalidateRaw([]byte(payload))
 	}
 }
 
 // counts returns the number of Subscribe calls and of unsubscribe calls.
-func (s *fakeSub) counts() (subs, unsubs int) {
+func (s *engSub) counts() (subs, unsubs int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.subs, s.unsubs
 }
 
 // active returns the number of live subscriptions.
-func (s *fakeSub) active() int {
+func (s *engSub) active() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.h == nil {
@@ -237,13 +237,13 @@ func (s *fakeSub) active() int {
 }
 
 // errLog collects the errors a consumer reports.
-type errLog struct {
+type engErrs struct {
 	mu   sync.Mutex
 	errs []*statesync.Error
 	hook func(*statesync.Error)
 }
 
-func (l *errLog) onError(e *statesync.Error) {
+func (l *engErrs) onError(e *statesync.Error) {
 	l.mu.Lock()
 	l.errs = append(l.errs, e)
 	hook := l.hook
@@ -253,19 +253,19 @@ func (l *errLog) onError(e *statesync.Error) {
 	}
 }
 
-func (l *errLog) all() []*statesync.Error {
+func (l *engErrs) all() []*statesync.Error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.errs)
 }
 
-func (l *errLog) count() int {
+func (l *engErrs) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.errs)
 }
 
-func (l *errLog) phases() []statesync.Phase {
+func (l *engErrs) phases() []statesync.Phase {
 	var out []statesync.Phase
 	for _, e := range l.all() {
 		out = append(out, e.Phase)
@@ -275,19 +275,19 @@ func (l *errLog) phases() []statesync.Phase {
 
 // env is a consumer of topic "test" wired to fakes. The provider starts at
 // revision 1 with data "v1".
-type env struct {
-	sub  *fakeSub
-	prov *fakeProvider
-	app  *recorder
-	errs *errLog
+type engEnv struct {
+	sub  *engSub
+	prov *engProvider
+	app  *engApplier
+	errs *engErrs
 	c    *statesync.Consumer
 }
 
 // newEnv makes an env; opts.OnError is set to the env's errLog unless
 // already set.
-func newEnv(t *testing.T, opts *statesync.ConsumerOptions) *env {
+func newEngEnv(t *testing.T, opts *statesync.ConsumerOptions) *engEnv {
 	t.Helper()
-	e := &env{sub: &fakeSub{}, prov: &fakeProvider{}, app: &recorder{}, errs: &errLog{}}
+	e := &engEnv{sub: &engSub{}, prov: &engProvider{}, app: &engApplier{}, errs: &engErrs{}}
 	e.prov.set(1, `"v1"`)
 	var o statesync.ConsumerOptions
 	if opts != nil {
@@ -296,12 +296,12 @@ func newEnv(t *testing.T, opts *statesync.ConsumerOptions) *env {
 	if o.OnError == nil {
 		o.OnError = e.errs.onError
 	}
-	e.c = newConsumer(t, topic, e.sub, e.prov, e.app, &o)
+	e.c = newEngConsumer(t, engTopic, e.sub, e.prov, e.app, &o)
 	return e
 }
 
 // start starts e.c and fails the test on error.
-func (e *env) start(t *testing.T) {
+func (e *engEnv) start(t *testing.T) {
 	t.Helper()
 	if err := e.c.Start(context.Background()); err != nil {
 		t.Fatalf("Start() = %v; want nil", err)
@@ -310,17 +310,17 @@ func (e *env) start(t *testing.T) {
 
 // newConsumer makes a consumer that is stopped and waited for when the
 // test ends (inside the bubble, for synctest tests).
-func newConsumer(t *testing.T, topic string, sub statesync.Subscriber, prov statesync.Provider, app statesync.Applier, opts *statesync.ConsumerOptions) *statesync.Consumer {
+func newEngConsumer(t *testing.T, engTopic string, sub statesync.Subscriber, prov statesync.Provider, app statesync.Applier, opts *statesync.ConsumerOptions) *statesync.Consumer {
 	t.Helper()
-	c, err := statesync.NewConsumer(topic, sub, prov, app, opts)
+	c, err := statesync.NewConsumer(engTopic, sub, prov, app, opts)
 	if err != nil {
-		t.Fatalf("NewConsumer(%q) error = %v; want nil", topic, err)
+		t.Fatalf("NewConsumer(%q) error = %v; want nil", engTopic, err)
 	}
-	t.Cleanup(func() { stopAndWait(t, c) })
+	t.Cleanup(func() { engStopWait(t, c) })
 	return c
 }
 
-func stopAndWait(t *testing.T, c *statesync.Consumer) {
+func engStopWait(t *testing.T, c *statesync.Consumer) {
 	t.Helper()
 	c.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -331,7 +331,7 @@ func stopAndWait(t *testing.T, c *statesync.Consumer) {
 }
 
 // asError returns err as an *statesync.Error or fails the test.
-func asError(t *testing.T, err error) *statesync.Error {
+func asEngError(t *testing.T, err error) *statesync.Error {
 	t.Helper()
 	var se *statesync.Error
 	if !errors.As(err, &se) {
@@ -342,13 +342,13 @@ func asError(t *testing.T, err error) *statesync.Error {
 
 // ---- logging capture ----
 
-type logRecord struct {
+type engRecord struct {
 	Level slog.Level
 	Msg   string
 	Attrs map[string]slog.Value
 }
 
-func (r logRecord) str(key string) string {
+func (r engRecord) str(key string) string {
 	v, ok := r.Attrs[key]
 	if !ok {
 		return "<missing>"
@@ -358,27 +358,27 @@ func (r logRecord) str(key string) string {
 
 // logCapture collects records; hook, if set, runs on each record after it is
 // stored, on the logging goroutine, without the capture's lock.
-type logCapture struct {
+type engLogs struct {
 	mu    sync.Mutex
-	recs  []logRecord
+	recs  []engRecord
 	level slog.Level
-	hook  func(logRecord)
+	hook  func(engRecord)
 }
 
-func newLogCapture(level slog.Level) (*slog.Logger, *logCapture) {
-	lc := &logCapture{level: level}
-	return slog.New(&captureHandler{lc: lc}), lc
+func newEngLogs(level slog.Level) (*slog.Logger, *engLogs) {
+	lc := &engLogs{level: level}
+	return slog.New(&engLogHandler{lc: lc}), lc
 }
 
-func (lc *logCapture) records() []logRecord {
+func (lc *engLogs) records() []engRecord {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	return slices.Clone(lc.recs)
 }
 
 // find returns the records with message msg.
-func (lc *logCapture) find(msg string) []logRecord {
-	var out []logRecord
+func (lc *engLogs) find(msg string) []engRecord {
+	var out []engRecord
 	for _, r := range lc.records() {
 		if r.Msg == msg {
 			out = append(out, r)
@@ -387,7 +387,7 @@ func (lc *logCapture) find(msg string) []logRecord {
 	return out
 }
 
-func (lc *logCapture) messages() []string {
+func (lc *engLogs) messages() []string {
 	var out []string
 	for _, r := range lc.records() {
 		out = append(out, r.Msg)
@@ -395,15 +395,15 @@ func (lc *logCapture) messages() []string {
 	return out
 }
 
-type captureHandler struct {
-	lc    *logCapture
+type engLogHandler struct {
+	lc    *engLogs
 	attrs []slog.Attr
 }
 
-func (h *captureHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.lc.level }
+func (h *engLogHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.lc.level }
 
-func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]slog.Value{}}
+func (h *engLogHandler) Handle(_ context.Context, r slog.Record) error {
+	rec := engRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]slog.Value{}}
 	for _, a := range h.attrs {
 		rec.Attrs[a.Key] = a.Value
 	}
@@ -424,18 +424,18 @@ func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-func (h *captureHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &captureHandler{lc: h.lc, attrs: append(slices.Clone(h.attrs), as...)}
+func (h *engLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &engLogHandler{lc: h.lc, attrs: append(slices.Clone(h.attrs), as...)}
 }
 
-func (h *captureHandler) WithGroup(string) slog.Handler { return h }
+func (h *engLogHandler) WithGroup(string) slog.Handler { return h }
 
 // ---- B-LIFE ----
 
 // B-LIFE-01: construction does no I/O.
-func TestConsumerNewDoesNoIO(t *testing.T) {
+func TestEngineNewDoesNoIO(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		synctest.Wait()
 		if subs, _ := e.sub.counts(); subs != 0 {
 			t.Errorf("Subscribe calls after NewConsumer = %d; want 0", subs)
@@ -452,19 +452,19 @@ func TestConsumerNewDoesNoIO(t *testing.T) {
 // B-DEF-01, B-LIFE-02: nil options mean no throttle (an event refreshes at
 // once), no filter, no logger, no OnError (errors still surface), initial
 // revision 0 and no epoch.
-func TestConsumerDefaults(t *testing.T) {
+func TestEngineDefaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sub, prov, app := &fakeSub{}, &fakeProvider{}, &recorder{}
+		sub, prov, app := &engSub{}, &engProvider{}, &engApplier{}
 		prov.set(1, `"v1"`)
-		c := newConsumer(t, topic, sub, prov, app, nil)
+		c := newEngConsumer(t, engTopic, sub, prov, app, nil)
 		if got := c.Revision(); got != 0 {
 			t.Errorf("Revision() before Start = %v; want 0", got)
 		}
 		if got := c.Epoch(); got != "" {
 			t.Errorf("Epoch() before Start = %q; want empty", got)
 		}
-		if got := c.Topic(); got != topic {
-			t.Errorf("Topic() = %q; want %q", got, topic)
+		if got := c.Topic(); got != engTopic {
+			t.Errorf("Topic() = %q; want %q", got, engTopic)
 		}
 		hasDeadline := make(chan bool, 1)
 		prov.setHook(func(ctx context.Context, call int) error {
@@ -486,7 +486,7 @@ func TestConsumerDefaults(t *testing.T) {
 		// with no time passing.
 		t0 := time.Now()
 		prov.set(2, `"v2"`)
-		sub.send(statesync.Invalidation{Topic: topic, Revision: 2, SourceID: "me"})
+		sub.send(statesync.Invalidation{Topic: engTopic, Revision: 2, SourceID: "me"})
 		synctest.Wait()
 		if got := prov.count(); got != 2 {
 			t.Errorf("provider calls after event = %d; want 2", got)
@@ -508,9 +508,9 @@ func TestConsumerDefaults(t *testing.T) {
 
 // B-LIFE-03, B-LIFE-04: Start subscribes once, then applies the current
 // snapshot before returning; no errors.
-func TestConsumerStartLateJoin(t *testing.T) {
+func TestEngineStartLateJoin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.prov.set(7, `{"theme":"dark"}`)
 		e.start(t)
 		if subs, _ := e.sub.counts(); subs != 1 {
@@ -536,9 +536,9 @@ func TestConsumerStartLateJoin(t *testing.T) {
 
 // B-LIFE-05, B-GATE-03, B-PROTO-13: the first snapshot applies even at
 // revision 0.
-func TestConsumerStartAppliesRevisionZero(t *testing.T) {
+func TestEngineStartAppliesRevisionZero(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.prov.set(0, `null`)
 		e.start(t)
 		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{0}) {
@@ -552,16 +552,16 @@ func TestConsumerStartAppliesRevisionZero(t *testing.T) {
 
 // B-LIFE-06: the handler is registered before the initial refresh, so a
 // change made while Start fetches is not missed.
-func TestConsumerStartSubscribesBeforeRefresh(t *testing.T) {
+func TestEngineStartSubscribesBeforeRefresh(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		var activeAtFetch int
 		e.prov.setHook(func(ctx context.Context, call int) error {
 			if call == 1 {
 				activeAtFetch = e.sub.active()
 				// The source changes while the first snapshot is on its way.
 				e.prov.set(2, `"v2"`)
-				e.sub.send(inv(2))
+				e.sub.send(engInv(2))
 			}
 			return nil
 		})
@@ -580,9 +580,9 @@ func TestConsumerStartSubscribesBeforeRefresh(t *testing.T) {
 }
 
 // B-LIFE-07: Start is idempotent.
-func TestConsumerStartIdempotent(t *testing.T) {
+func TestEngineStartIdempotent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		for i := range 3 {
 			if err := e.c.Start(context.Background()); err != nil {
 				t.Fatalf("Start() #%d = %v; want nil", i+1, err)
@@ -602,14 +602,14 @@ func TestConsumerStartIdempotent(t *testing.T) {
 
 // B-LIFE-08: concurrent Starts wait for the first and all return its
 // result, success or failure.
-func TestConsumerConcurrentStartsShareResult(t *testing.T) {
+func TestEngineConcurrentStartsShareResult(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		err  error
 	}{{"success", nil}, {"failure", errors.New("no snapshot configured")}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				e := newEnv(t, nil)
+				e := newEngEnv(t, nil)
 				e.prov.setDelay(50 * time.Millisecond)
 				e.prov.setErr(tc.err)
 				t0 := time.Now()
@@ -653,9 +653,9 @@ func TestConsumerConcurrentStartsShareResult(t *testing.T) {
 
 // B-LIFE-09, B-LIFE-14: a stopped handle cannot start, and Start then never
 // subscribes.
-func TestConsumerStartAfterStop(t *testing.T) {
+func TestEngineStartAfterStop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.c.Stop()
 		if err := e.c.Start(context.Background()); !errors.Is(err, statesync.ErrStartAfterStop) {
 			t.Errorf("Start() after Stop = %v; want %v", err, statesync.ErrStartAfterStop)
@@ -668,7 +668,7 @@ func TestConsumerStartAfterStop(t *testing.T) {
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.c.Stop()
 		if err := e.c.Start(context.Background()); !errors.Is(err, statesync.ErrStartAfterStop) {
@@ -686,24 +686,24 @@ func TestConsumerStartAfterStop(t *testing.T) {
 // B-LIFE-10, B-LIFE-12, B-ERR-02: a Subscribe failure fails Start with that
 // error, is reported once with phase subscribe, leaves the handle
 // not-started, and a later Start subscribes afresh.
-func TestConsumerStartSubscribeFailure(t *testing.T) {
+func TestEngineStartSubscribeFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		subErr := errors.New("transport down")
 		e.sub.setErr(subErr)
 		err := e.c.Start(context.Background())
 		if !errors.Is(err, subErr) {
 			t.Fatalf("Start() = %v; want %v", err, subErr)
 		}
-		if got := asError(t, err).Phase; got != statesync.PhaseSubscribe {
+		if got := asEngError(t, err).Phase; got != statesync.PhaseSubscribe {
 			t.Errorf("Start() error phase = %q; want %q", got, statesync.PhaseSubscribe)
 		}
 		errs := e.errs.all()
 		if len(errs) != 1 {
 			t.Fatalf("errors reported = %v; want exactly 1", errs)
 		}
-		if errs[0].Phase != statesync.PhaseSubscribe || errs[0].Topic != topic || !errors.Is(errs[0], subErr) {
-			t.Errorf("reported %+v; want phase subscribe, topic %q, error %v", errs[0], topic, subErr)
+		if errs[0].Phase != statesync.PhaseSubscribe || errs[0].Topic != engTopic || !errors.Is(errs[0], subErr) {
+			t.Errorf("reported %+v; want phase subscribe, topic %q, error %v", errs[0], engTopic, subErr)
 		}
 		if n := e.prov.count(); n != 0 {
 			t.Errorf("provider calls = %d; want 0", n)
@@ -723,30 +723,30 @@ func TestConsumerStartSubscribeFailure(t *testing.T) {
 // B-LIFE-11, B-LIFE-12, B-ERR-07, B-ERR-11, B-PROTO-12: an initial refresh
 // failure (provider, protocol or applier) fails Start with that error,
 // reported once, removes the subscription, and Start may be called again.
-func TestConsumerStartRefreshFailureRollsBack(t *testing.T) {
+func TestEngineStartRefreshFailureRollsBack(t *testing.T) {
 	provErr := errors.New("No snapshot configured")
 	appErr := errors.New("apply failed")
 	_, badSnapErr := statesync.DecodeSnapshot([]byte(`{"revision":"01","data":1}`))
 	for _, tc := range []struct {
 		name  string
-		setup func(e *env)
-		fix   func(e *env)
+		setup func(e *engEnv)
+		fix   func(e *engEnv)
 		want  error
 		phase statesync.Phase
 	}{
-		{"provider", func(e *env) { e.prov.setErr(provErr) }, func(e *env) { e.prov.setErr(nil) }, provErr, statesync.PhaseGetSnapshot},
-		{"protocol", func(e *env) { e.prov.setErr(badSnapErr) }, func(e *env) { e.prov.setErr(nil) }, statesync.ErrNonCanonicalRevision, statesync.PhaseProtocol},
-		{"applier", func(e *env) { e.app.setErr(appErr) }, func(e *env) { e.app.setErr(nil) }, appErr, statesync.PhaseApply},
+		{"provider", func(e *engEnv) { e.prov.setErr(provErr) }, func(e *engEnv) { e.prov.setErr(nil) }, provErr, statesync.PhaseGetSnapshot},
+		{"protocol", func(e *engEnv) { e.prov.setErr(badSnapErr) }, func(e *engEnv) { e.prov.setErr(nil) }, statesync.ErrNonCanonicalRevision, statesync.PhaseProtocol},
+		{"applier", func(e *engEnv) { e.app.setErr(appErr) }, func(e *engEnv) { e.app.setErr(nil) }, appErr, statesync.PhaseApply},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				e := newEnv(t, nil)
+				e := newEngEnv(t, nil)
 				tc.setup(e)
 				err := e.c.Start(context.Background())
 				if !errors.Is(err, tc.want) {
 					t.Fatalf("Start() = %v; want %v", err, tc.want)
 				}
-				if got := asError(t, err).Phase; got != tc.phase {
+				if got := asEngError(t, err).Phase; got != tc.phase {
 					t.Errorf("Start() error phase = %q; want %q", got, tc.phase)
 				}
 				if got := e.errs.phases(); !slices.Equal(got, []statesync.Phase{tc.phase}) {
@@ -775,9 +775,9 @@ func TestConsumerStartRefreshFailureRollsBack(t *testing.T) {
 }
 
 // B-LIFE-13: Stop unsubscribes exactly once and is idempotent.
-func TestConsumerStopIdempotent(t *testing.T) {
+func TestEngineStopIdempotent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		for range 3 {
 			e.c.Stop()
@@ -797,13 +797,13 @@ func TestConsumerStopIdempotent(t *testing.T) {
 // B-LIFE-15, B-LIFE-18: once Stop returns, the applier is never called
 // again, even if a fetch in flight completes later (100 ms fetch, stop after
 // 10 ms, still 1 apply after 200 ms); Revision keeps its value.
-func TestConsumerStopQuiescence(t *testing.T) {
+func TestEngineStopQuiescence(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.setDelay(100 * time.Millisecond)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		time.Sleep(10 * time.Millisecond)
 		e.c.Stop()
 		time.Sleep(200 * time.Millisecond)
@@ -821,9 +821,9 @@ func TestConsumerStopQuiescence(t *testing.T) {
 
 // B-LIFE-16, B-GATE-04: Stop while the applier runs: the revision is not
 // advanced to that snapshot.
-func TestConsumerStopDuringApply(t *testing.T) {
+func TestEngineStopDuringApply(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		entered, release := make(chan struct{}), make(chan struct{})
 		e.app.setHook(func(ctx context.Context, s statesync.Snapshot) error {
@@ -832,7 +832,7 @@ func TestConsumerStopDuringApply(t *testing.T) {
 			return nil
 		})
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		<-entered
 		e.c.Stop()
 		close(release)
@@ -848,16 +848,16 @@ func TestConsumerStopDuringApply(t *testing.T) {
 
 // B-LIFE-17: after Stop, events (valid or not) are dropped with no
 // provider call, no error report and no log record.
-func TestConsumerEventsAfterStopAreSilent(t *testing.T) {
+func TestEngineEventsAfterStopAreSilent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 		e.start(t)
 		h := e.sub.handler()
 		e.c.Stop()
 		n := len(logs.records())
 		e.prov.set(5, `"v5"`)
-		h.Invalidate(inv(5))
+		h.Invalidate(engInv(5))
 		h.Invalidate(statesync.Invalidation{Topic: "", Revision: 6})
 		h.InvalidateRaw([]byte(`{"topic":"test","revision":"01"}`))
 		h.InvalidateRaw([]byte(`not json`))
@@ -876,9 +876,9 @@ func TestConsumerEventsAfterStopAreSilent(t *testing.T) {
 
 // B-LIFE-19, B-THR-19: Refresh before Start fetches and applies without
 // subscribing, with no errors.
-func TestConsumerRefreshBeforeStart(t *testing.T) {
+func TestEngineRefreshBeforeStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		if err := e.c.Refresh(context.Background()); err != nil {
 			t.Fatalf("Refresh() = %v; want nil", err)
 		}
@@ -896,9 +896,9 @@ func TestConsumerRefreshBeforeStart(t *testing.T) {
 
 // B-LIFE-20: Refresh after Stop returns nil without calling the provider or
 // the applier.
-func TestConsumerRefreshAfterStop(t *testing.T) {
+func TestEngineRefreshAfterStop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.c.Stop()
 		e.prov.set(2, `"v2"`)
@@ -919,9 +919,9 @@ func TestConsumerRefreshAfterStop(t *testing.T) {
 
 // B-LIFE-21, B-ERR-11: a manual Refresh failure is reported once and
 // returned.
-func TestConsumerManualRefreshFailure(t *testing.T) {
+func TestEngineManualRefreshFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		boom := errors.New("boom")
 		e.prov.setErr(boom)
@@ -938,7 +938,7 @@ func TestConsumerManualRefreshFailure(t *testing.T) {
 		appErr := errors.New("apply failed")
 		e.app.setErr(appErr)
 		err = e.c.Refresh(context.Background())
-		if !errors.Is(err, appErr) || asError(t, err).Phase != statesync.PhaseApply {
+		if !errors.Is(err, appErr) || asEngError(t, err).Phase != statesync.PhaseApply {
 			t.Errorf("Refresh() = %v; want apply error %v", err, appErr)
 		}
 		if n := e.errs.count(); n != 2 {
@@ -949,14 +949,14 @@ func TestConsumerManualRefreshFailure(t *testing.T) {
 
 // B-LIFE-22, B-ERR-11: a failed invalidation-triggered refresh is only
 // reported; the handle stays subscribed and the next event applies.
-func TestConsumerInvalidationRefreshFailure(t *testing.T) {
+func TestEngineInvalidationRefreshFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		appErr := errors.New("apply failed")
 		e.app.setErr(appErr)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		synctest.Wait()
 		errs := e.errs.all()
 		if len(errs) != 1 || errs[0].Phase != statesync.PhaseApply || !errors.Is(errs[0], appErr) {
@@ -967,7 +967,7 @@ func TestConsumerInvalidationRefreshFailure(t *testing.T) {
 		}
 		e.app.setErr(nil)
 		e.prov.set(3, `"v3"`)
-		e.sub.send(inv(3))
+		e.sub.send(engInv(3))
 		synctest.Wait()
 		if got := e.c.Revision(); got != 3 {
 			t.Errorf("Revision() = %v; want 3", got)
@@ -979,9 +979,9 @@ func TestConsumerInvalidationRefreshFailure(t *testing.T) {
 }
 
 // B-LIFE-23: a manual Refresh bypasses the throttle.
-func TestConsumerManualRefreshBypassesThrottle(t *testing.T) {
+func TestEngineManualRefreshBypassesThrottle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Debounce: 100 * time.Millisecond, Interval: time.Second}})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Debounce: 100 * time.Millisecond, Interval: time.Second}})
 		e.start(t)
 		e.prov.set(2, `"v2"`)
 		t0 := time.Now()
@@ -1000,9 +1000,9 @@ func TestConsumerManualRefreshBypassesThrottle(t *testing.T) {
 // B-LIFE-24: Stop while Subscribe is in progress: the subscription is
 // removed as soon as Subscribe returns, Start returns ErrStopped, and no
 // refresh happens.
-func TestConsumerStopDuringSubscribe(t *testing.T) {
+func TestEngineStopDuringSubscribe(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		entered, release := make(chan struct{}), make(chan struct{})
 		e.sub.setHook(func(ctx context.Context) {
 			close(entered)
@@ -1034,12 +1034,12 @@ func TestConsumerStopDuringSubscribe(t *testing.T) {
 // B-LIFE-25, B-GO-07: Stop cancels the context given to the provider and
 // the applier; the cancellation is neither reported nor logged, and Wait
 // returns once the calls have returned.
-func TestConsumerStopCancelsInFlightWork(t *testing.T) {
+func TestEngineStopCancelsInFlightWork(t *testing.T) {
 	for _, where := range []string{"provider", "applier"} {
 		t.Run(where, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				logger, logs := newLogCapture(slog.LevelWarn)
-				e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+				logger, logs := newEngLogs(slog.LevelWarn)
+				e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 				e.start(t)
 				entered := make(chan struct{})
 				returned := make(chan error, 1)
@@ -1055,7 +1055,7 @@ func TestConsumerStopCancelsInFlightWork(t *testing.T) {
 					e.app.setHook(func(ctx context.Context, s statesync.Snapshot) error { return block(ctx) })
 				}
 				e.prov.set(2, `"v2"`)
-				e.sub.send(inv(2))
+				e.sub.send(engInv(2))
 				<-entered
 				e.c.Stop()
 				if err := e.c.Wait(context.Background()); err != nil {
@@ -1081,9 +1081,9 @@ func TestConsumerStopCancelsInFlightWork(t *testing.T) {
 // B-LIFE-26: FetchTimeout bounds each provider call; a timeout is a
 // getSnapshot error wrapping context.DeadlineExceeded, after which the
 // queued refresh proceeds.
-func TestConsumerFetchTimeout(t *testing.T) {
+func TestEngineFetchTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{FetchTimeout: 50 * time.Millisecond})
+		e := newEngEnv(t, &statesync.ConsumerOptions{FetchTimeout: 50 * time.Millisecond})
 		e.start(t)
 		deadlines := make(chan time.Duration, 1)
 		e.prov.setHook(func(ctx context.Context, call int) error {
@@ -1096,10 +1096,10 @@ func TestConsumerFetchTimeout(t *testing.T) {
 			return nil
 		})
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		time.Sleep(10 * time.Millisecond)
 		e.prov.set(3, `"v3"`)
-		e.sub.send(inv(3)) // queued behind the hung call
+		e.sub.send(engInv(3)) // queued behind the hung call
 		time.Sleep(100 * time.Millisecond)
 		if deadline := <-deadlines; deadline != 50*time.Millisecond {
 			t.Errorf("provider deadline = %v from the call; want 50ms", deadline)
@@ -1120,9 +1120,9 @@ func TestConsumerFetchTimeout(t *testing.T) {
 // B-LIFE-27, B-ERR-13 (phase start): Start honours its ctx; if it ends
 // during the initial refresh, Start rolls back and returns an error
 // matching ctx.Err(), reported with phase start.
-func TestConsumerStartHonoursContext(t *testing.T) {
+func TestEngineStartHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		release := make(chan struct{})
 		e.prov.setHook(func(ctx context.Context, call int) error {
 			<-release // ignores ctx: only the caller's ctx can end Start
@@ -1138,7 +1138,7 @@ func TestConsumerStartHonoursContext(t *testing.T) {
 		if d := time.Since(t0); d != 30*time.Millisecond {
 			t.Errorf("Start() returned after %v; want 30ms", d)
 		}
-		if got := asError(t, err).Phase; got != statesync.PhaseStart {
+		if got := asEngError(t, err).Phase; got != statesync.PhaseStart {
 			t.Errorf("Start() error phase = %q; want %q", got, statesync.PhaseStart)
 		}
 		if got := e.errs.phases(); !slices.Equal(got, []statesync.Phase{statesync.PhaseStart}) {
@@ -1161,19 +1161,19 @@ func TestConsumerStartHonoursContext(t *testing.T) {
 // B-LIFE-27: a ctx already cancelled fails Start at Subscribe (a
 // subscriber that honours ctx, here memsync), with the context's error, and
 // leaves nothing subscribed and nothing fetched.
-func TestConsumerStartCancelledContext(t *testing.T) {
+func TestEngineStartCancelledContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := memsync.New(nil)
-		prov, app := &fakeProvider{}, &recorder{}
+		prov, app := &engProvider{}, &engApplier{}
 		prov.set(1, `1`)
-		c := newConsumer(t, topic, bus, prov, app, nil)
+		c := newEngConsumer(t, engTopic, bus, prov, app, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := c.Start(ctx); !errors.Is(err, context.Canceled) {
 			t.Errorf("Start(cancelled) = %v; want %v", err, context.Canceled)
 		}
-		if got := bus.Subscribers(topic); got != 0 {
-			t.Errorf("Subscribers(%q) = %d; want 0", topic, got)
+		if got := bus.Subscribers(engTopic); got != 0 {
+			t.Errorf("Subscribers(%q) = %d; want 0", engTopic, got)
 		}
 		synctest.Wait()
 		if n := prov.count(); n != 0 {

@@ -13,25 +13,25 @@ import (
 )
 
 // overlapProbe counts how many provider and applier calls run at once.
-type overlapProbe struct {
+type engOverlap struct {
 	mu       sync.Mutex
 	cur, max int
 }
 
-func (o *overlapProbe) enter() {
+func (o *engOverlap) enter() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.cur++
 	o.max = max(o.max, o.cur)
 }
 
-func (o *overlapProbe) leave() {
+func (o *engOverlap) leave() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.cur--
 }
 
-func (o *overlapProbe) peak() int {
+func (o *engOverlap) peak() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.max
@@ -40,10 +40,10 @@ func (o *overlapProbe) peak() int {
 // B-COAL-01, B-GO-04: at most one refresh in flight; provider and applier
 // calls never overlap, whatever mix of events, Refresh and Offer calls
 // arrives from several goroutines.
-func TestCoalesceOneRefreshInFlight(t *testing.T) {
+func TestEngineCoalesceOneRefreshInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
-		var probe overlapProbe
+		e := newEngEnv(t, nil)
+		var probe engOverlap
 		e.prov.setHook(func(ctx context.Context, call int) error {
 			probe.enter()
 			time.Sleep(3 * time.Millisecond)
@@ -65,7 +65,7 @@ func TestCoalesceOneRefreshInFlight(t *testing.T) {
 					switch i % 3 {
 					case 0:
 						e.prov.set(rev, `"x"`)
-						e.sub.send(inv(rev))
+						e.sub.send(engInv(rev))
 					case 1:
 						// Goroutines race, so a fetched revision may be older
 						// than an offered one (B-REV-13); nothing else may fail.
@@ -73,7 +73,7 @@ func TestCoalesceOneRefreshInFlight(t *testing.T) {
 							t.Errorf("Refresh() = %v; want nil or ErrRevisionRegressed", err)
 						}
 					case 2:
-						if err := e.c.Offer(context.Background(), snap(rev, `"o"`)); err != nil && !errors.Is(err, statesync.ErrRevisionRegressed) {
+						if err := e.c.Offer(context.Background(), engSnap(rev, `"o"`)); err != nil && !errors.Is(err, statesync.ErrRevisionRegressed) {
 							t.Errorf("Offer() = %v; want nil or ErrRevisionRegressed", err)
 						}
 					}
@@ -92,19 +92,19 @@ func TestCoalesceOneRefreshInFlight(t *testing.T) {
 // B-COAL-02, B-COAL-04: events arriving while a fetch is in flight collapse
 // into one extra run: 10 events during a 30 ms fetch and 3 events during a
 // 50 ms fetch each cost 2 provider calls after Start.
-func TestCoalesceBurstDuringFetch(t *testing.T) {
+func TestEngineCoalesceBurstDuringFetch(t *testing.T) {
 	for _, tc := range []struct {
 		events int
 		fetch  time.Duration
 	}{{10, 30 * time.Millisecond}, {3, 50 * time.Millisecond}} {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.start(t)
 			e.prov.setDelay(tc.fetch)
 			for i := range tc.events {
 				rev := statesync.Revision(2 + i)
 				e.prov.set(rev, `"v"`)
-				e.sub.send(inv(rev))
+				e.sub.send(engInv(rev))
 			}
 			time.Sleep(10 * tc.fetch)
 			if got := e.prov.count() - 1; got != 2 {
@@ -119,16 +119,16 @@ func TestCoalesceBurstDuringFetch(t *testing.T) {
 
 // B-COAL-05: a manual Refresh and a concurrent event during a 40 ms fetch
 // cause at most 2 provider calls.
-func TestCoalesceRefreshAndEvent(t *testing.T) {
+func TestEngineCoalesceRefreshAndEvent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.setDelay(40 * time.Millisecond)
 		e.prov.set(2, `"v2"`)
 		done := make(chan error)
 		go func() { done <- e.c.Refresh(context.Background()) }()
 		time.Sleep(5 * time.Millisecond)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		if err := <-done; err != nil {
 			t.Fatalf("Refresh() = %v; want nil", err)
 		}
@@ -144,15 +144,15 @@ func TestCoalesceRefreshAndEvent(t *testing.T) {
 
 // B-COAL-06: coalescing stays on with a throttle: throttled triggers that
 // fire while a fetch is in flight still collapse into one queued run.
-func TestCoalesceWithThrottle(t *testing.T) {
+func TestEngineCoalesceWithThrottle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Interval: 10 * time.Millisecond}})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Interval: 10 * time.Millisecond}})
 		e.start(t)
 		e.prov.setDelay(100 * time.Millisecond)
 		for i := range 8 { // one event every 12 ms: every one passes the 10 ms throttle
 			rev := statesync.Revision(2 + i)
 			e.prov.set(rev, `"v"`)
-			e.sub.send(inv(rev))
+			e.sub.send(engInv(rev))
 			time.Sleep(12 * time.Millisecond)
 		}
 		time.Sleep(time.Second)
@@ -168,15 +168,15 @@ func TestCoalesceWithThrottle(t *testing.T) {
 // B-COAL-07, DESIGN §3: the in-flight decision is made synchronously in the
 // event handler, so 1,000 events delivered back to back from one callback
 // while a fetch is in flight cost exactly 2 fetches.
-func TestCoalesceSynchronousBurst(t *testing.T) {
+func TestEngineCoalesceSynchronousBurst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.setDelay(time.Millisecond)
 		e.prov.set(1001, `"last"`)
 		h := e.sub.handler()
 		for i := range 1000 {
-			h.Invalidate(inv(statesync.Revision(2 + i)))
+			h.Invalidate(engInv(statesync.Revision(2 + i)))
 		}
 		time.Sleep(time.Second)
 		if got := e.prov.count() - 1; got != 2 {
@@ -191,13 +191,13 @@ func TestCoalesceSynchronousBurst(t *testing.T) {
 // B-COAL-08: Refresh returns after a run that began after the call: with a
 // run in flight holding revision 2, a Refresh made while the source moves to
 // 3 returns only once 3 is applied.
-func TestCoalesceRefreshWaitsForLaterRun(t *testing.T) {
+func TestEngineCoalesceRefreshWaitsForLaterRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.setDelay(100 * time.Millisecond)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2)) // run A reads revision 2 at t=0
+		e.sub.send(engInv(2)) // run A reads revision 2 at t=0
 		t0 := time.Now()
 		time.Sleep(10 * time.Millisecond)
 		e.prov.set(3, `"v3"`)
@@ -215,9 +215,9 @@ func TestCoalesceRefreshWaitsForLaterRun(t *testing.T) {
 
 // B-COAL-08: Start whose initial refresh coalesces with a pre-start Refresh
 // in flight returns only after a run that began after Start was called.
-func TestCoalesceStartWaitsForLaterRun(t *testing.T) {
+func TestEngineCoalesceStartWaitsForLaterRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.prov.setDelay(100 * time.Millisecond)
 		go e.c.Refresh(context.Background()) // reads revision 1 at t=0
 		time.Sleep(10 * time.Millisecond)
@@ -234,9 +234,9 @@ func TestCoalesceStartWaitsForLaterRun(t *testing.T) {
 
 // B-COAL-09: a failed run still honours the queued request, once: the
 // queued run applies, and there is no further run.
-func TestCoalesceFailedRunHonoursQueue(t *testing.T) {
+func TestEngineCoalesceFailedRunHonoursQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		boom := errors.New("transient")
 		e.prov.setHook(func(ctx context.Context, call int) error {
@@ -247,13 +247,13 @@ func TestCoalesceFailedRunHonoursQueue(t *testing.T) {
 			return nil
 		})
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		time.Sleep(10 * time.Millisecond)
 		e.prov.set(3, `"v3"`)
 		done := make(chan error)
 		go func() { done <- e.c.Refresh(context.Background()) }() // queued behind the failing run
 		time.Sleep(10 * time.Millisecond)
-		e.sub.send(inv(3))
+		e.sub.send(engInv(3))
 		if err := <-done; err != nil {
 			t.Errorf("Refresh() queued behind a failure = %v; want nil (its own run succeeded)", err)
 		}
@@ -272,14 +272,14 @@ func TestCoalesceFailedRunHonoursQueue(t *testing.T) {
 }
 
 // B-COAL-10: a queued run is skipped once the handle is stopped.
-func TestCoalesceQueuedRunSkippedAfterStop(t *testing.T) {
+func TestEngineCoalesceQueuedRunSkippedAfterStop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.setDelay(50 * time.Millisecond)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
-		e.sub.send(inv(3)) // queued
+		e.sub.send(engInv(2))
+		e.sub.send(engInv(3)) // queued
 		time.Sleep(10 * time.Millisecond)
 		e.c.Stop()
 		time.Sleep(time.Second)
@@ -294,14 +294,14 @@ func TestCoalesceQueuedRunSkippedAfterStop(t *testing.T) {
 
 // B-COAL-11: a queued run re-fetches even if the previous snapshot already
 // covered its event; the gate then skips the equal revision.
-func TestCoalesceQueuedRunRefetches(t *testing.T) {
+func TestEngineCoalesceQueuedRunRefetches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.setDelay(50 * time.Millisecond)
 		e.prov.set(3, `"v3"`)
-		e.sub.send(inv(2)) // the fetch returns 3
-		e.sub.send(inv(3)) // queued although 3 is on its way
+		e.sub.send(engInv(2)) // the fetch returns 3
+		e.sub.send(engInv(3)) // queued although 3 is on its way
 		time.Sleep(time.Second)
 		if got := e.prov.count(); got != 3 {
 			t.Errorf("provider calls = %d; want 3", got)

@@ -19,9 +19,9 @@ import (
 
 // B-GO-01: every public method is safe for concurrent use, Stop included,
 // and the applied revisions still strictly increase (run under -race).
-func TestConcurrentUse(t *testing.T) {
+func TestEngineConcurrentUse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Interval: time.Millisecond}})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Interval: time.Millisecond}})
 		e.prov.setDelay(time.Millisecond)
 		var next atomic.Uint64
 		next.Store(1)
@@ -36,17 +36,17 @@ func TestConcurrentUse(t *testing.T) {
 					case 1:
 						r := statesync.Revision(next.Add(1))
 						e.prov.set(r, `"x"`)
-						e.c.Invalidate(inv(r))
+						e.c.Invalidate(engInv(r))
 					case 2:
 						e.c.InvalidateRaw(fmt.Appendf(nil, `{"topic":"test","revision":"%d"}`, next.Add(1)))
 					case 3:
 						_ = e.c.Refresh(ctx)
 					case 4:
-						_ = e.c.Offer(ctx, snap(statesync.Revision(next.Add(1)), `"o"`))
+						_ = e.c.Offer(ctx, engSnap(statesync.Revision(next.Add(1)), `"o"`))
 					case 5:
 						_, _ = e.c.Revision(), e.c.Epoch()
 					case 6:
-						e.sub.send(inv(statesync.Revision(next.Load())))
+						e.sub.send(engInv(statesync.Revision(next.Load())))
 					case 7:
 						if g == 5 && i > 30 {
 							e.c.Stop()
@@ -78,15 +78,15 @@ func TestConcurrentUse(t *testing.T) {
 
 // B-GO-02: the handler returns at once, whatever the provider does: 100
 // events are delivered while the provider hangs.
-func TestHandlerNeverBlocks(t *testing.T) {
+func TestEngineHandlerNeverBlocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		release := make(chan struct{})
 		e.prov.setHook(func(context.Context, int) error { <-release; return nil })
 		t0 := time.Now()
 		for i := range 100 {
-			e.sub.send(inv(statesync.Revision(2 + i)))
+			e.sub.send(engInv(statesync.Revision(2 + i)))
 			e.sub.sendRaw(fmt.Sprintf(`{"topic":"test","revision":"%d"}`, 200+i))
 		}
 		if d := time.Since(t0); d != 0 {
@@ -103,7 +103,7 @@ func TestHandlerNeverBlocks(t *testing.T) {
 // B-GO-03, B-LIFE-06: an applier may cause a write whose invalidation comes
 // back synchronously, inside the apply, without deadlock; the write is
 // then applied.
-func TestApplierWriteEchoesSynchronously(t *testing.T) {
+func TestEngineApplierWriteEchoesSynchronously(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
@@ -113,13 +113,13 @@ func TestApplierWriteEchoesSynchronously(t *testing.T) {
 		defer src.Close()
 		bus := memsync.New(src)
 		defer bus.Close()
-		app := &recorder{}
+		app := &engApplier{}
 		var once sync.Once
 		app.hook = func(ctx context.Context, s statesync.Snapshot) error {
-			once.Do(func() { _, err = src.Put(ctx, topic, json.RawMessage(`"from applier"`)) })
+			once.Do(func() { _, err = src.Put(ctx, engTopic, json.RawMessage(`"from applier"`)) })
 			return nil
 		}
-		c := newConsumer(t, topic, bus, bus, app, nil)
+		c := newEngConsumer(t, engTopic, bus, bus, app, nil)
 		if err := c.Start(ctx); err != nil {
 			t.Fatalf("Start() = %v; want nil", err)
 		}
@@ -138,10 +138,10 @@ func TestApplierWriteEchoesSynchronously(t *testing.T) {
 
 // B-GO-03, B-COAL-08: an applier may call Revision, Refresh with the ctx it
 // received (which queues a refresh instead of waiting for itself) and Stop.
-func TestApplierMayCallConsumer(t *testing.T) {
+func TestEngineApplierMayCallConsumer(t *testing.T) {
 	t.Run("refresh with its ctx", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			results := make(chan error, 1)
 			e.app.setHook(func(ctx context.Context, s statesync.Snapshot) error {
 				if s.Revision == 1 {
@@ -165,7 +165,7 @@ func TestApplierMayCallConsumer(t *testing.T) {
 	})
 	t.Run("stop", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.start(t)
 			e.app.setHook(func(ctx context.Context, s statesync.Snapshot) error {
 				e.c.Stop()
@@ -175,7 +175,7 @@ func TestApplierMayCallConsumer(t *testing.T) {
 				return nil
 			})
 			e.prov.set(2, `"v2"`)
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 			synctest.Wait()
 			if got := e.c.Revision(); got != 1 {
 				t.Errorf("Revision() = %v; want 1 (stopped during the apply)", got)
@@ -190,17 +190,17 @@ func TestApplierMayCallConsumer(t *testing.T) {
 // B-GO-03: the provider and ShouldRefresh run without engine locks: they
 // may call Revision, Refresh (ShouldRefresh, on the delivering goroutine)
 // and Stop.
-func TestCallbacksMayCallConsumer(t *testing.T) {
+func TestEngineCallbacksMayCallConsumer(t *testing.T) {
 	t.Run("provider stops", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.start(t)
 			e.prov.setHook(func(ctx context.Context, call int) error {
 				_ = e.c.Revision()
 				e.c.Stop()
 				return ctx.Err()
 			})
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 			synctest.Wait()
 			if n := e.errs.count(); n != 0 {
 				t.Errorf("errors reported = %v; want none", e.errs.all())
@@ -211,14 +211,14 @@ func TestCallbacksMayCallConsumer(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var c *statesync.Consumer
 			var filterErr error
-			e := newEnv(t, &statesync.ConsumerOptions{ShouldRefresh: func(statesync.Invalidation) bool {
+			e := newEngEnv(t, &statesync.ConsumerOptions{ShouldRefresh: func(statesync.Invalidation) bool {
 				filterErr = c.Refresh(context.Background())
 				return false
 			}})
 			c = e.c
 			e.start(t)
 			e.prov.set(2, `"v2"`)
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 			if filterErr != nil {
 				t.Errorf("Refresh() from ShouldRefresh = %v; want nil", filterErr)
 			}
@@ -232,9 +232,9 @@ func TestCallbacksMayCallConsumer(t *testing.T) {
 // B-GO-05: Revision is consistent with the last successful apply: inside
 // each apply it still reads the previous applied revision, and after it the
 // new one.
-func TestRevisionConsistentWithApply(t *testing.T) {
+func TestEngineRevisionConsistentWithApply(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		var prev atomic.Uint64
 		var bad atomic.Int32
 		e.app.setHook(func(ctx context.Context, s statesync.Snapshot) error {
@@ -247,7 +247,7 @@ func TestRevisionConsistentWithApply(t *testing.T) {
 		e.start(t)
 		for r := statesync.Revision(2); r < 50; r++ {
 			e.prov.set(r, `"v"`)
-			e.sub.send(inv(r))
+			e.sub.send(engInv(r))
 			if r%7 == 0 {
 				synctest.Wait()
 			}
@@ -265,7 +265,7 @@ func TestRevisionConsistentWithApply(t *testing.T) {
 // B-GO-06, B-LIFE-25: once Stop has returned and Wait too, no goroutine of
 // the consumer is left, even with a provider blocked on its ctx, a pending
 // debounce and a pending retry backoff.
-func TestNoGoroutineLeftAfterStopWait(t *testing.T) {
+func TestEngineNoGoroutineLeftAfterStopWait(t *testing.T) {
 	for _, name := range []string{"provider blocked", "debounce pending", "retry backoff"} {
 		t.Run(name, func(t *testing.T) {
 			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
@@ -276,9 +276,9 @@ func TestNoGoroutineLeftAfterStopWait(t *testing.T) {
 			case "retry backoff":
 				opts.Retry = &statesync.RetryPolicy{MaxAttempts: 5, InitialDelay: time.Hour}
 			}
-			sub, prov, app := &fakeSub{}, &fakeProvider{}, &recorder{}
+			sub, prov, app := &engSub{}, &engProvider{}, &engApplier{}
 			prov.set(1, `1`)
-			c, err := statesync.NewConsumer(topic, sub, prov, app, opts)
+			c, err := statesync.NewConsumer(engTopic, sub, prov, app, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -297,7 +297,7 @@ func TestNoGoroutineLeftAfterStopWait(t *testing.T) {
 				}
 				return nil
 			})
-			sub.send(inv(2))
+			sub.send(engInv(2))
 			if name != "debounce pending" {
 				<-entered
 			}
@@ -313,9 +313,9 @@ func TestNoGoroutineLeftAfterStopWait(t *testing.T) {
 
 // B-GO-07: the caller's ctx bounds how long that caller waits; the refresh
 // itself goes on, and its result is adopted.
-func TestCallerContextBoundsWait(t *testing.T) {
+func TestEngineCallerContextBoundsWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.setDelay(time.Second)
 		e.prov.set(2, `"v2"`)
@@ -341,9 +341,9 @@ func TestCallerContextBoundsWait(t *testing.T) {
 // B-LIFE-25, B-GO-07: Stop does not block on in-flight work, and callers
 // waiting in Refresh, Start or Offer learn of it at once, even when the
 // provider ignores its ctx.
-func TestStopReleasesWaiters(t *testing.T) {
+func TestEngineStopReleasesWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		release := make(chan struct{})
 		e.prov.setHook(func(context.Context, int) error { <-release; return nil })
 		startErr := make(chan error, 1)
@@ -352,7 +352,7 @@ func TestStopReleasesWaiters(t *testing.T) {
 		refreshErr := make(chan error, 1)
 		go func() { refreshErr <- e.c.Refresh(context.Background()) }()
 		offerErr := make(chan error, 1)
-		go func() { offerErr <- e.c.Offer(context.Background(), snap(9, `"o"`)) }()
+		go func() { offerErr <- e.c.Offer(context.Background(), engSnap(9, `"o"`)) }()
 		synctest.Wait()
 		e.c.Stop()
 		synctest.Wait()

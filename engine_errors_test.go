@@ -18,10 +18,10 @@ import (
 
 // B-ERR-01: the phase strings are those of the TypeScript original.
 // B-ERR-13: the Go choice: start and invalidation are emitted (see
-// TestConsumerStartHonoursContext, TestErrInvalidationPhase,
-// TestFilterPanic); there is deliberately no throttle phase: bad throttle
+// TestEngineStartHonoursContext, TestEngineErrInvalidationPhase,
+// TestEngineFilterPanic); there is deliberately no throttle phase: bad throttle
 // options fail NewConsumer, so the scheduler has nothing to report later.
-func TestErrPhases(t *testing.T) {
+func TestEngineErrPhases(t *testing.T) {
 	for got, want := range map[statesync.Phase]string{
 		statesync.PhaseStart:        "start",
 		statesync.PhaseSubscribe:    "subscribe",
@@ -40,7 +40,7 @@ func TestErrPhases(t *testing.T) {
 		{Interval: -time.Millisecond},
 		{Interval: time.Second, NoLeading: true, NoTrailing: true},
 	} {
-		_, err := statesync.NewConsumer(topic, &fakeSub{}, &fakeProvider{}, &recorder{}, &statesync.ConsumerOptions{Throttle: th})
+		_, err := statesync.NewConsumer(engTopic, &engSub{}, &engProvider{}, &engApplier{}, &statesync.ConsumerOptions{Throttle: th})
 		if !errors.Is(err, statesync.ErrInvalidThrottle) {
 			t.Errorf("NewConsumer(Throttle %+v) = %v; want %v", th, err, statesync.ErrInvalidThrottle)
 		}
@@ -50,9 +50,9 @@ func TestErrPhases(t *testing.T) {
 // B-ERR-03, B-ERR-08, B-ERR-10: a provider failure is reported with phase
 // getSnapshot, the provider's error itself, the topic and the local
 // revision; the returned error satisfies errors.Is and errors.As.
-func TestErrProviderContext(t *testing.T) {
+func TestEngineErrProviderContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		boom := errors.New("boom")
 		e.prov.setErr(boom)
@@ -60,13 +60,13 @@ func TestErrProviderContext(t *testing.T) {
 		if !errors.Is(err, boom) {
 			t.Fatalf("Refresh() = %v; want %v", err, boom)
 		}
-		se := asError(t, err)
+		se := asEngError(t, err)
 		errs := e.errs.all()
 		if len(errs) != 1 || errs[0] != se {
 			t.Fatalf("reported %v; want exactly the returned error", errs)
 		}
-		if se.Phase != statesync.PhaseGetSnapshot || se.Err != boom || se.Topic != topic || se.LocalRevision != 1 {
-			t.Errorf("error = %+v; want phase getSnapshot, Err %v, topic %q, LocalRevision 1", se, boom, topic)
+		if se.Phase != statesync.PhaseGetSnapshot || se.Err != boom || se.Topic != engTopic || se.LocalRevision != 1 {
+			t.Errorf("error = %+v; want phase getSnapshot, Err %v, topic %q, LocalRevision 1", se, boom, engTopic)
 		}
 		if se.Attempt != 0 || se.WillRetry || se.SnapshotRevision != "" || se.EventRevision != "" {
 			t.Errorf("error = %+v; want no retry, snapshot or event fields", se)
@@ -76,21 +76,21 @@ func TestErrProviderContext(t *testing.T) {
 
 // B-ERR-04: an applier failure is reported with phase apply, the applier's
 // error itself, the local and the snapshot revisions.
-func TestErrApplierContext(t *testing.T) {
+func TestEngineErrApplierContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		appErr := errors.New("apply failed")
 		e.app.setErr(appErr)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		synctest.Wait()
 		errs := e.errs.all()
 		if len(errs) != 1 {
 			t.Fatalf("errors reported = %v; want 1", errs)
 		}
 		se := errs[0]
-		if se.Phase != statesync.PhaseApply || se.Err != appErr || se.LocalRevision != 1 || se.SnapshotRevision != "2" || se.Topic != topic {
+		if se.Phase != statesync.PhaseApply || se.Err != appErr || se.LocalRevision != 1 || se.SnapshotRevision != "2" || se.Topic != engTopic {
 			t.Errorf("error = %+v; want phase apply, Err %v, LocalRevision 1, SnapshotRevision 2", se, appErr)
 		}
 	})
@@ -99,7 +99,7 @@ func TestErrApplierContext(t *testing.T) {
 // B-ERR-05, B-PROTO-12: a non-canonical snapshot revision is a protocol
 // error (SnapshotRevision only when it was a string), never applied, and
 // returned to the caller of Refresh.
-func TestErrProtocolSnapshot(t *testing.T) {
+func TestEngineErrProtocolSnapshot(t *testing.T) {
 	for _, tc := range []struct {
 		payload, snapRev string
 	}{
@@ -107,7 +107,7 @@ func TestErrProtocolSnapshot(t *testing.T) {
 		{`{"revision":5,"data":1}`, ""},
 	} {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.start(t)
 			_, bad := statesync.DecodeSnapshot([]byte(tc.payload))
 			e.prov.setErr(bad)
@@ -115,7 +115,7 @@ func TestErrProtocolSnapshot(t *testing.T) {
 			if !errors.Is(err, statesync.ErrNonCanonicalRevision) {
 				t.Fatalf("Refresh() with %s = %v; want %v", tc.payload, err, statesync.ErrNonCanonicalRevision)
 			}
-			se := asError(t, err)
+			se := asEngError(t, err)
 			if se.Phase != statesync.PhaseProtocol || se.SnapshotRevision != tc.snapRev || se.LocalRevision != 1 {
 				t.Errorf("error for %s = %+v; want phase protocol, SnapshotRevision %q, LocalRevision 1", tc.payload, se, tc.snapRev)
 			}
@@ -132,9 +132,9 @@ func TestErrProtocolSnapshot(t *testing.T) {
 // B-ERR-05, B-PROTO-08: an invalid event is a protocol error carrying the
 // raw payload, the local revision and the handle's topic, without
 // EventRevision; nothing is fetched.
-func TestErrProtocolEvent(t *testing.T) {
+func TestEngineErrProtocolEvent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		const payload = `{"topic":"","revision":"2"}`
 		e.sub.sendRaw(payload)
@@ -147,8 +147,8 @@ func TestErrProtocolEvent(t *testing.T) {
 			t.Fatalf("errors reported = %v; want 4", errs)
 		}
 		for _, se := range errs {
-			if se.Phase != statesync.PhaseProtocol || se.Topic != topic || se.LocalRevision != 1 || se.EventRevision != "" || se.SourceEvent == nil {
-				t.Errorf("error = %+v; want phase protocol, topic %q, LocalRevision 1, no EventRevision, a SourceEvent", se, topic)
+			if se.Phase != statesync.PhaseProtocol || se.Topic != engTopic || se.LocalRevision != 1 || se.EventRevision != "" || se.SourceEvent == nil {
+				t.Errorf("error = %+v; want phase protocol, topic %q, LocalRevision 1, no EventRevision, a SourceEvent", se, engTopic)
 			}
 		}
 		if got := string(errs[0].SourceEvent); got != payload {
@@ -165,9 +165,9 @@ func TestErrProtocolEvent(t *testing.T) {
 
 // B-ERR-13: a raw payload that is not JSON at all is reported with phase
 // invalidation and the raw payload.
-func TestErrInvalidationPhase(t *testing.T) {
+func TestEngineErrInvalidationPhase(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.sub.sendRaw(`not json{`)
 		errs := e.errs.all()
@@ -182,13 +182,13 @@ func TestErrInvalidationPhase(t *testing.T) {
 
 // B-ERR-07: each failure is reported exactly once, including a failure of
 // an invalidation-triggered refresh.
-func TestErrReportedOnce(t *testing.T) {
+func TestEngineErrReportedOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		boom := errors.New("boom")
 		e.prov.setErr(boom)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		synctest.Wait()
 		if got := e.errs.phases(); !slices.Equal(got, []statesync.Phase{statesync.PhaseGetSnapshot}) {
 			t.Errorf("reported phases = %v; want [getSnapshot]", got)
@@ -198,20 +198,20 @@ func TestErrReportedOnce(t *testing.T) {
 
 // B-ERR-12: after a protocol error from a bad snapshot during an
 // invalidation refresh (exactly 1 error), a later valid event is applied.
-func TestErrEngineSurvivesProtocolError(t *testing.T) {
+func TestEngineErrEngineSurvivesProtocolError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		_, bad := statesync.DecodeSnapshot([]byte(`{"revision":"abc","data":1}`))
 		e.prov.setErr(bad)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		synctest.Wait()
 		if got := e.errs.phases(); !slices.Equal(got, []statesync.Phase{statesync.PhaseProtocol}) {
 			t.Fatalf("reported phases = %v; want [protocol]", got)
 		}
 		e.prov.setErr(nil)
 		e.prov.set(10, `"v10"`)
-		e.sub.send(inv(10))
+		e.sub.send(engInv(10))
 		synctest.Wait()
 		if got := e.c.Revision(); got != 10 {
 			t.Errorf("Revision() = %v; want 10", got)
@@ -221,21 +221,21 @@ func TestErrEngineSurvivesProtocolError(t *testing.T) {
 
 // B-ERR-14: every report is logged at error level ("<phase> error") before
 // OnError is called.
-func TestErrLoggedBeforeOnError(t *testing.T) {
+func TestEngineErrLoggedBeforeOnError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
+		logger, logs := newEngLogs(slog.LevelDebug)
 		var bad atomic.Int32
-		errs := &errLog{}
+		errs := &engErrs{}
 		errs.hook = func(se *statesync.Error) {
 			recs := logs.find(string(se.Phase) + " error")
 			if len(recs) == 0 || recs[len(recs)-1].Level != slog.LevelError {
 				bad.Add(1)
 			}
 		}
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger, OnError: errs.onError})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger, OnError: errs.onError})
 		e.start(t)
 		e.prov.setErr(errors.New("boom"))
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		synctest.Wait()
 		e.sub.sendRaw(`{"topic":"test","revision":"x"}`)
 		if n := errs.count(); n != 2 {
@@ -249,13 +249,13 @@ func TestErrLoggedBeforeOnError(t *testing.T) {
 
 // B-ERR-15: panics in subscriber, provider and applier are recovered and
 // reported like returned errors of the corresponding phase.
-func TestErrPanicsRecovered(t *testing.T) {
+func TestEngineErrPanicsRecovered(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.sub.setHook(func(context.Context) { panic("sub bug") })
 		err := e.c.Start(context.Background())
 		var pe *statesync.PanicError
-		if !errors.As(err, &pe) || pe.Value != "sub bug" || asError(t, err).Phase != statesync.PhaseSubscribe {
+		if !errors.As(err, &pe) || pe.Value != "sub bug" || asEngError(t, err).Phase != statesync.PhaseSubscribe {
 			t.Errorf("Start() with panicking subscriber = %v; want a subscribe PanicError", err)
 		}
 		e.sub.setHook(nil)
@@ -263,14 +263,14 @@ func TestErrPanicsRecovered(t *testing.T) {
 
 		e.prov.setHook(func(context.Context, int) error { panic("provider bug") })
 		err = e.c.Refresh(context.Background())
-		if !errors.As(err, &pe) || pe.Value != "provider bug" || asError(t, err).Phase != statesync.PhaseGetSnapshot {
+		if !errors.As(err, &pe) || pe.Value != "provider bug" || asEngError(t, err).Phase != statesync.PhaseGetSnapshot {
 			t.Errorf("Refresh() with panicking provider = %v; want a getSnapshot PanicError", err)
 		}
 		e.prov.setHook(nil)
 
 		e.app.setHook(func(context.Context, statesync.Snapshot) error { panic("applier bug") })
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		synctest.Wait()
 		errs := e.errs.all()
 		last := errs[len(errs)-1]
@@ -289,17 +289,17 @@ func TestErrPanicsRecovered(t *testing.T) {
 // ---- B-ONERR ----
 
 // B-ONERR-01: without OnError, errors are still logged at error level.
-func TestOnErrorOptional(t *testing.T) {
+func TestEngineOnErrorOptional(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		sub, prov, app := &fakeSub{}, &fakeProvider{}, &recorder{}
+		logger, logs := newEngLogs(slog.LevelDebug)
+		sub, prov, app := &engSub{}, &engProvider{}, &engApplier{}
 		prov.set(1, `1`)
-		c := newConsumer(t, topic, sub, prov, app, &statesync.ConsumerOptions{Logger: logger})
+		c := newEngConsumer(t, engTopic, sub, prov, app, &statesync.ConsumerOptions{Logger: logger})
 		if err := c.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		prov.setErr(errors.New("boom"))
-		sub.send(inv(2))
+		sub.send(engInv(2))
 		synctest.Wait()
 		recs := logs.find("getSnapshot error")
 		if len(recs) != 1 || recs[0].Level != slog.LevelError {
@@ -311,11 +311,11 @@ func TestOnErrorOptional(t *testing.T) {
 // B-ONERR-02, B-ONERR-03: a panicking OnError is recovered and logged as
 // "onError callback threw" with topic and error; the engine keeps running
 // and applies the next valid event.
-func TestOnErrorPanics(t *testing.T) {
+func TestEngineOnErrorPanics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
+		logger, logs := newEngLogs(slog.LevelDebug)
 		var calls atomic.Int32
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger, OnError: func(*statesync.Error) {
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger, OnError: func(*statesync.Error) {
 			calls.Add(1)
 			panic("handler bug")
 		}})
@@ -328,11 +328,11 @@ func TestOnErrorPanics(t *testing.T) {
 		if len(recs) != 1 {
 			t.Fatalf("%q records = %d; want 1", "onError callback threw", len(recs))
 		}
-		if r := recs[0]; r.Level != slog.LevelError || r.str("topic") != topic || !strings.Contains(r.str("error"), "handler bug") {
-			t.Errorf("record = %+v; want error level, topic %q, the panic in error", r, topic)
+		if r := recs[0]; r.Level != slog.LevelError || r.str("topic") != engTopic || !strings.Contains(r.str("error"), "handler bug") {
+			t.Errorf("record = %+v; want error level, topic %q, the panic in error", r, engTopic)
 		}
 		e.prov.set(5, `"v5"`)
-		e.sub.send(inv(5))
+		e.sub.send(engInv(5))
 		synctest.Wait()
 		if got := e.app.count(); got != 2 {
 			t.Errorf("applier calls = %d; want 2", got)
@@ -344,15 +344,15 @@ func TestOnErrorPanics(t *testing.T) {
 }
 
 // B-ONERR-04: OnError receives the context that is logged.
-func TestOnErrorSameContextAsLog(t *testing.T) {
+func TestEngineOnErrorSameContextAsLog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 		e.start(t)
 		appErr := errors.New("apply failed")
 		e.app.setErr(appErr)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 2})
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 2})
 		synctest.Wait()
 		errs := e.errs.all()
 		recs := logs.find("apply error")
@@ -377,10 +377,10 @@ func TestOnErrorSameContextAsLog(t *testing.T) {
 
 // B-ONERR-05, B-GO-03: OnError runs with no engine lock held, on the
 // goroutine that detected the error: it may call Revision, Refresh and Stop.
-func TestOnErrorMayCallConsumer(t *testing.T) {
+func TestEngineOnErrorMayCallConsumer(t *testing.T) {
 	t.Run("refresh", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			boom := errors.New("boom")
 			results := make(chan error, 1)
 			e.errs.hook = func(se *statesync.Error) {
@@ -393,7 +393,7 @@ func TestOnErrorMayCallConsumer(t *testing.T) {
 			e.start(t)
 			e.prov.setErr(boom)
 			e.prov.set(2, `"v2"`)
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 			if err := <-results; err != nil {
 				t.Errorf("Refresh() from OnError = %v; want nil", err)
 			}
@@ -404,11 +404,11 @@ func TestOnErrorMayCallConsumer(t *testing.T) {
 	})
 	t.Run("stop", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.errs.hook = func(*statesync.Error) { e.c.Stop() }
 			e.start(t)
 			e.prov.setErr(errors.New("boom"))
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 			synctest.Wait()
 			if got := e.sub.active(); got != 0 {
 				t.Errorf("active subscriptions after Stop from OnError = %d; want 0", got)
@@ -420,7 +420,7 @@ func TestOnErrorMayCallConsumer(t *testing.T) {
 	})
 	t.Run("synchronous for events", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.errs.hook = func(*statesync.Error) { e.c.Stop() }
 			e.start(t)
 			e.sub.sendRaw(`{"topic":"test","revision":"x"}`)

@@ -19,13 +19,13 @@ import (
 
 // B-GATE-01: an event whose revision is not newer than the local one costs
 // no fetch, and is logged at debug level.
-func TestGateInvalidationNotNewer(t *testing.T) {
+func TestEngineGateInvalidationNotNewer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 		e.start(t)
-		e.sub.send(inv(0))
-		e.sub.send(inv(1))
+		e.sub.send(engInv(0))
+		e.sub.send(engInv(1))
 		synctest.Wait()
 		if n := e.prov.count(); n != 1 {
 			t.Errorf("provider calls = %d; want 1", n)
@@ -48,15 +48,15 @@ func TestGateInvalidationNotNewer(t *testing.T) {
 
 // B-GATE-02: before the first apply the local revision is 0: an event at 0
 // is dropped, an event at 1 refreshes.
-func TestGateBeforeFirstApply(t *testing.T) {
+func TestEngineGateBeforeFirstApply(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
-		e.c.Invalidate(inv(0))
+		e := newEngEnv(t, nil)
+		e.c.Invalidate(engInv(0))
 		synctest.Wait()
 		if n := e.prov.count(); n != 0 {
 			t.Errorf("provider calls after event 0 = %d; want 0", n)
 		}
-		e.c.Invalidate(inv(1))
+		e.c.Invalidate(engInv(1))
 		synctest.Wait()
 		if n := e.prov.count(); n != 1 {
 			t.Errorf("provider calls after event 1 = %d; want 1", n)
@@ -69,10 +69,10 @@ func TestGateBeforeFirstApply(t *testing.T) {
 
 // B-GATE-03: after the first apply, a snapshot of equal revision is skipped
 // (debug log), and it is not an error.
-func TestGateEqualSnapshotSkipped(t *testing.T) {
+func TestEngineGateEqualSnapshotSkipped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 		e.start(t)
 		if err := e.c.Refresh(context.Background()); err != nil {
 			t.Fatalf("Refresh() = %v; want nil", err)
@@ -95,12 +95,12 @@ func TestGateEqualSnapshotSkipped(t *testing.T) {
 
 // B-GATE-05, B-GATE-11: a newer snapshot is applied on invalidation;
 // ordering is numeric (10 > 9).
-func TestGateNewerApplied(t *testing.T) {
+func TestEngineGateNewerApplied(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.set(5, `"v5"`)
-		e.sub.send(inv(5))
+		e.sub.send(engInv(5))
 		synctest.Wait()
 		if got := e.app.count(); got != 2 {
 			t.Errorf("applier calls = %d; want 2", got)
@@ -112,10 +112,10 @@ func TestGateNewerApplied(t *testing.T) {
 			t.Errorf("Revision() = %v; want 5", got)
 		}
 		e.prov.set(9, `"v9"`)
-		e.sub.send(inv(9))
+		e.sub.send(engInv(9))
 		synctest.Wait()
 		e.prov.set(10, `"v10"`)
-		e.sub.send(inv(10))
+		e.sub.send(engInv(10))
 		synctest.Wait()
 		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{1, 5, 9, 10}) {
 			t.Errorf("applied revisions = %v; want [1 5 9 10]", got)
@@ -125,7 +125,7 @@ func TestGateNewerApplied(t *testing.T) {
 
 // B-GATE-06, B-GO-01: under concurrent writers the revisions a consumer
 // applies strictly increase and end at the source's revision.
-func TestGateAppliedRevisionsIncrease(t *testing.T) {
+func TestEngineGateAppliedRevisionsIncrease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
@@ -135,8 +135,8 @@ func TestGateAppliedRevisionsIncrease(t *testing.T) {
 		defer src.Close()
 		bus := memsync.New(src)
 		defer bus.Close()
-		app := &recorder{}
-		c := newConsumer(t, topic, bus, bus, app, nil)
+		app := &engApplier{}
+		c := newEngConsumer(t, engTopic, bus, bus, app, nil)
 		if err := c.Start(ctx); err != nil {
 			t.Fatalf("Start() = %v; want nil", err)
 		}
@@ -144,7 +144,7 @@ func TestGateAppliedRevisionsIncrease(t *testing.T) {
 		for range 4 {
 			wg.Go(func() {
 				for range 50 {
-					if _, err := src.Put(ctx, topic, json.RawMessage(`1`)); err != nil {
+					if _, err := src.Put(ctx, engTopic, json.RawMessage(`1`)); err != nil {
 						t.Errorf("Put() = %v", err)
 					}
 					time.Sleep(time.Microsecond)
@@ -159,7 +159,7 @@ func TestGateAppliedRevisionsIncrease(t *testing.T) {
 				t.Fatalf("applied revisions not strictly increasing at %d: %v", i, revs)
 			}
 		}
-		cur, _ := src.Get(ctx, topic)
+		cur, _ := src.Get(ctx, engTopic)
 		if got := c.Revision(); got != cur.Revision || got != 200 {
 			t.Errorf("Revision() = %v; want %v (the source's, 200)", got, cur.Revision)
 		}
@@ -167,13 +167,13 @@ func TestGateAppliedRevisionsIncrease(t *testing.T) {
 }
 
 // B-GATE-07: events delivered in reverse order converge on the newest.
-func TestGateOutOfOrder(t *testing.T) {
+func TestEngineGateOutOfOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.set(3, `"v3"`)
 		for _, r := range []statesync.Revision{3, 2, 1} {
-			e.sub.send(inv(r))
+			e.sub.send(engInv(r))
 		}
 		synctest.Wait()
 		if got := string(e.app.last().Data); got != `"v3"` {
@@ -187,17 +187,17 @@ func TestGateOutOfOrder(t *testing.T) {
 
 // B-GATE-08: duplicate deliveries add no apply and at most one extra
 // provider call.
-func TestGateDuplicates(t *testing.T) {
+func TestEngineGateDuplicates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.set(2, `"v2"`)
 		for range 3 {
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 		}
 		synctest.Wait()
 		for range 3 {
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 		}
 		synctest.Wait()
 		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{1, 2}) {
@@ -210,13 +210,13 @@ func TestGateDuplicates(t *testing.T) {
 }
 
 // B-GATE-09: revision jumps are accepted.
-func TestGateJump(t *testing.T) {
+func TestEngineGateJump(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.prov.set(0, `null`)
 		e.start(t)
 		e.prov.set(999, `"big"`)
-		e.sub.send(inv(999))
+		e.sub.send(engInv(999))
 		synctest.Wait()
 		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{0, 999}) {
 			t.Errorf("applied revisions = %v; want [0 999]", got)
@@ -226,7 +226,7 @@ func TestGateJump(t *testing.T) {
 
 // B-GATE-10: the gate compares revisions, not data: three writes of the
 // same data still move the consumer to the third revision.
-func TestGateRevisionNotData(t *testing.T) {
+func TestEngineGateRevisionNotData(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
@@ -236,13 +236,13 @@ func TestGateRevisionNotData(t *testing.T) {
 		defer src.Close()
 		bus := memsync.New(src)
 		defer bus.Close()
-		app := &recorder{}
-		c := newConsumer(t, topic, bus, bus, app, nil)
+		app := &engApplier{}
+		c := newEngConsumer(t, engTopic, bus, bus, app, nil)
 		if err := c.Start(ctx); err != nil {
 			t.Fatalf("Start() = %v; want nil", err)
 		}
 		for range 3 {
-			if _, err := src.Put(ctx, topic, json.RawMessage(`{"same":true}`)); err != nil {
+			if _, err := src.Put(ctx, engTopic, json.RawMessage(`{"same":true}`)); err != nil {
 				t.Fatal(err)
 			}
 			synctest.Wait()
@@ -260,12 +260,12 @@ func TestGateRevisionNotData(t *testing.T) {
 
 // B-GATE-12: Offer runs validate → gate → apply → advance, so the writer's
 // own consumer skips the echo of its write without fetching.
-func TestOfferSuppressesEcho(t *testing.T) {
+func TestEngineOfferSuppressesEcho(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 		e.start(t)
-		if err := e.c.Offer(context.Background(), snap(5, `"written"`)); err != nil {
+		if err := e.c.Offer(context.Background(), engSnap(5, `"written"`)); err != nil {
 			t.Fatalf("Offer(5) = %v; want nil", err)
 		}
 		if got := e.c.Revision(); got != 5 {
@@ -274,7 +274,7 @@ func TestOfferSuppressesEcho(t *testing.T) {
 		if got := string(e.app.last().Data); got != `"written"` {
 			t.Errorf("applied data = %s; want \"written\"", got)
 		}
-		e.sub.send(inv(5)) // the echo of our own write
+		e.sub.send(engInv(5)) // the echo of our own write
 		synctest.Wait()
 		if got := e.prov.count(); got != 1 {
 			t.Errorf("provider calls after the echo = %d; want 1 (echo suppressed)", got)
@@ -283,7 +283,7 @@ func TestOfferSuppressesEcho(t *testing.T) {
 			t.Errorf("echo not logged as %q", "invalidation skipped (not newer)")
 		}
 		// An equal offer is skipped, not an error.
-		if err := e.c.Offer(context.Background(), snap(5, `"again"`)); err != nil {
+		if err := e.c.Offer(context.Background(), engSnap(5, `"again"`)); err != nil {
 			t.Errorf("Offer(5) again = %v; want nil", err)
 		}
 		if got := e.app.count(); got != 2 {
@@ -291,7 +291,7 @@ func TestOfferSuppressesEcho(t *testing.T) {
 		}
 		// Someone else's write still refreshes.
 		e.prov.set(6, `"v6"`)
-		e.sub.send(inv(6))
+		e.sub.send(engInv(6))
 		synctest.Wait()
 		if got := e.c.Revision(); got != 6 {
 			t.Errorf("Revision() = %v; want 6", got)
@@ -301,16 +301,16 @@ func TestOfferSuppressesEcho(t *testing.T) {
 
 // B-GATE-12: Offer is serialised with refreshes: it waits for the run in
 // flight and applies after it.
-func TestOfferWaitsForRunInFlight(t *testing.T) {
+func TestEngineOfferWaitsForRunInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.start(t)
 		e.prov.setDelay(100 * time.Millisecond)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		t0 := time.Now()
 		time.Sleep(10 * time.Millisecond)
-		if err := e.c.Offer(context.Background(), snap(5, `"v5"`)); err != nil {
+		if err := e.c.Offer(context.Background(), engSnap(5, `"v5"`)); err != nil {
 			t.Fatalf("Offer() = %v; want nil", err)
 		}
 		if d := time.Since(t0); d != 100*time.Millisecond {
@@ -325,15 +325,15 @@ func TestOfferWaitsForRunInFlight(t *testing.T) {
 // B-GATE-12: Offer's other outcomes: applier failure (returned and
 // reported), ctx ending while it waits, before Start, after Stop, and from
 // inside the applier with the applier's ctx.
-func TestOfferOutcomes(t *testing.T) {
+func TestEngineOfferOutcomes(t *testing.T) {
 	t.Run("applier error", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.start(t)
 			appErr := errors.New("apply failed")
 			e.app.setErr(appErr)
-			err := e.c.Offer(context.Background(), snap(2, `"v2"`))
-			if !errors.Is(err, appErr) || asError(t, err).Phase != statesync.PhaseApply {
+			err := e.c.Offer(context.Background(), engSnap(2, `"v2"`))
+			if !errors.Is(err, appErr) || asEngError(t, err).Phase != statesync.PhaseApply {
 				t.Errorf("Offer() = %v; want apply error %v", err, appErr)
 			}
 			if got := e.errs.phases(); !slices.Equal(got, []statesync.Phase{statesync.PhaseApply}) {
@@ -346,13 +346,13 @@ func TestOfferOutcomes(t *testing.T) {
 	})
 	t.Run("ctx ends while waiting", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.start(t)
 			e.prov.setDelay(100 * time.Millisecond)
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 			defer cancel()
-			if err := e.c.Offer(ctx, snap(5, `"v5"`)); !errors.Is(err, context.DeadlineExceeded) {
+			if err := e.c.Offer(ctx, engSnap(5, `"v5"`)); !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("Offer() = %v; want %v", err, context.DeadlineExceeded)
 			}
 			time.Sleep(time.Second)
@@ -363,8 +363,8 @@ func TestOfferOutcomes(t *testing.T) {
 	})
 	t.Run("before start", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
-			if err := e.c.Offer(context.Background(), snap(4, `"v4"`)); err != nil {
+			e := newEngEnv(t, nil)
+			if err := e.c.Offer(context.Background(), engSnap(4, `"v4"`)); err != nil {
 				t.Fatalf("Offer() = %v; want nil", err)
 			}
 			if got := e.c.Revision(); got != 4 {
@@ -377,10 +377,10 @@ func TestOfferOutcomes(t *testing.T) {
 	})
 	t.Run("after stop", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.start(t)
 			e.c.Stop()
-			if err := e.c.Offer(context.Background(), snap(4, `"v4"`)); !errors.Is(err, statesync.ErrStopped) {
+			if err := e.c.Offer(context.Background(), engSnap(4, `"v4"`)); !errors.Is(err, statesync.ErrStopped) {
 				t.Errorf("Offer() after Stop = %v; want %v", err, statesync.ErrStopped)
 			}
 			if got := e.app.count(); got != 1 {
@@ -390,17 +390,17 @@ func TestOfferOutcomes(t *testing.T) {
 	})
 	t.Run("from the applier", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEngEnv(t, nil)
 			e.start(t)
 			offered := make(chan error, 1)
 			e.app.setHook(func(ctx context.Context, s statesync.Snapshot) error {
 				if s.Revision == 2 {
-					offered <- e.c.Offer(ctx, snap(7, `"v7"`))
+					offered <- e.c.Offer(ctx, engSnap(7, `"v7"`))
 				}
 				return nil
 			})
 			e.prov.set(2, `"v2"`)
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 			if err := <-offered; err != nil {
 				t.Errorf("Offer() from the applier = %v; want nil", err)
 			}
@@ -420,23 +420,23 @@ func TestOfferOutcomes(t *testing.T) {
 // whatever its revision, the snapshot of the new epoch is applied whatever
 // its revision, and its epoch is adopted; within the adopted epoch the
 // usual gate holds again.
-func TestEpochChangeRefreshesAndApplies(t *testing.T) {
+func TestEngineEpochChangeRefreshesAndApplies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.prov.setSnap(statesync.Snapshot{Revision: 10, Epoch: "A", Data: json.RawMessage(`"a10"`)})
 		e.start(t)
 		if got := e.c.Epoch(); got != "A" {
 			t.Fatalf("Epoch() = %q; want %q", got, "A")
 		}
 		// Same epoch, lower revision: no fetch.
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 3, Epoch: "A"})
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 3, Epoch: "A"})
 		synctest.Wait()
 		if n := e.prov.count(); n != 1 {
 			t.Errorf("provider calls after a lower same-epoch event = %d; want 1", n)
 		}
 		// The source restarted: epoch B, counter back at 3.
 		e.prov.setSnap(statesync.Snapshot{Revision: 3, Epoch: "B", Data: json.RawMessage(`"b3"`)})
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 3, Epoch: "B"})
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 3, Epoch: "B"})
 		synctest.Wait()
 		if got := e.c.Revision(); got != 3 {
 			t.Errorf("Revision() after epoch change = %v; want 3", got)
@@ -451,13 +451,13 @@ func TestEpochChangeRefreshesAndApplies(t *testing.T) {
 			t.Errorf("errors reported = %v; want none (an epoch change is not a regression)", e.errs.all())
 		}
 		// Within epoch B, the gate is back.
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 2, Epoch: "B"})
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 2, Epoch: "B"})
 		synctest.Wait()
 		if n := e.prov.count(); n != 2 {
 			t.Errorf("provider calls after a lower event of the adopted epoch = %d; want 2", n)
 		}
 		e.prov.setSnap(statesync.Snapshot{Revision: 4, Epoch: "B", Data: json.RawMessage(`"b4"`)})
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 4, Epoch: "B"})
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 4, Epoch: "B"})
 		synctest.Wait()
 		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{10, 3, 4}) {
 			t.Errorf("applied revisions = %v; want [10 3 4]", got)
@@ -468,9 +468,9 @@ func TestEpochChangeRefreshesAndApplies(t *testing.T) {
 // DESIGN §3: a fetched snapshot of another epoch is applied whatever its
 // revision (manual Refresh and Offer alike), and a snapshot of the same
 // epoch is gated as usual.
-func TestEpochChangeSnapshotGate(t *testing.T) {
+func TestEngineEpochChangeSnapshotGate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.prov.setSnap(statesync.Snapshot{Revision: 10, Epoch: "A", Data: json.RawMessage(`"a10"`)})
 		e.start(t)
 		e.prov.setSnap(statesync.Snapshot{Revision: 1, Epoch: "B", Data: json.RawMessage(`"b1"`)})
@@ -498,10 +498,10 @@ func TestEpochChangeSnapshotGate(t *testing.T) {
 // B-REV-13: without an epoch change, a snapshot older than the applied one
 // is skipped and reported once (phase protocol, ErrRevisionRegressed, warn
 // log); a later apply re-arms the report.
-func TestRegressionReportedOnce(t *testing.T) {
+func TestEngineRegressionReportedOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelWarn)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+		logger, logs := newEngLogs(slog.LevelWarn)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 		e.prov.set(10, `"v10"`)
 		e.start(t)
 		e.prov.set(3, `"v3"`) // the source lost its history
@@ -514,8 +514,8 @@ func TestRegressionReportedOnce(t *testing.T) {
 			t.Fatalf("errors reported = %v; want 1", errs)
 		}
 		got := errs[0]
-		if got.Phase != statesync.PhaseProtocol || got.LocalRevision != 10 || got.SnapshotRevision != "3" || got.Topic != topic {
-			t.Errorf("reported %+v; want phase protocol, local 10, snapshot \"3\", topic %q", got, topic)
+		if got.Phase != statesync.PhaseProtocol || got.LocalRevision != 10 || got.SnapshotRevision != "3" || got.Topic != engTopic {
+			t.Errorf("reported %+v; want phase protocol, local 10, snapshot \"3\", topic %q", got, engTopic)
 		}
 		warns := logs.find("snapshot revision went backwards")
 		if len(warns) != 1 || warns[0].Level != slog.LevelWarn {
@@ -530,7 +530,7 @@ func TestRegressionReportedOnce(t *testing.T) {
 		if err := e.c.Refresh(context.Background()); err != nil {
 			t.Errorf("second Refresh() = %v; want nil", err)
 		}
-		e.sub.send(inv(11))
+		e.sub.send(engInv(11))
 		synctest.Wait()
 		if n := e.errs.count(); n != 1 {
 			t.Errorf("errors reported = %d; want still 1", n)
@@ -540,7 +540,7 @@ func TestRegressionReportedOnce(t *testing.T) {
 		}
 		// After a newer apply, a new regression is reported again.
 		e.prov.set(12, `"v12"`)
-		e.sub.send(inv(12))
+		e.sub.send(engInv(12))
 		synctest.Wait()
 		e.prov.set(4, `"v4"`)
 		if err := e.c.Refresh(context.Background()); !errors.Is(err, statesync.ErrRevisionRegressed) {
@@ -553,12 +553,12 @@ func TestRegressionReportedOnce(t *testing.T) {
 }
 
 // B-REV-13: a regressed Offer is refused the same way.
-func TestRegressionOffer(t *testing.T) {
+func TestEngineRegressionOffer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEngEnv(t, nil)
 		e.prov.set(10, `"v10"`)
 		e.start(t)
-		if err := e.c.Offer(context.Background(), snap(9, `"v9"`)); !errors.Is(err, statesync.ErrRevisionRegressed) {
+		if err := e.c.Offer(context.Background(), engSnap(9, `"v9"`)); !errors.Is(err, statesync.ErrRevisionRegressed) {
 			t.Errorf("Offer(9) = %v; want %v", err, statesync.ErrRevisionRegressed)
 		}
 		if got := e.c.Revision(); got != 10 {
@@ -571,12 +571,12 @@ func TestRegressionOffer(t *testing.T) {
 
 // B-TOPIC-01: an event for another (valid) topic is ignored: no fetch, no
 // error, no log.
-func TestTopicOtherIgnored(t *testing.T) {
+func TestEngineTopicOtherIgnored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		sub, prov, app, errs := &fakeSub{}, &fakeProvider{}, &recorder{}, &errLog{}
+		logger, logs := newEngLogs(slog.LevelDebug)
+		sub, prov, app, errs := &engSub{}, &engProvider{}, &engApplier{}, &engErrs{}
 		prov.set(1, `"v1"`)
-		c := newConsumer(t, "my-topic", sub, prov, app, &statesync.ConsumerOptions{Logger: logger, OnError: errs.onError})
+		c := newEngConsumer(t, "my-topic", sub, prov, app, &statesync.ConsumerOptions{Logger: logger, OnError: errs.onError})
 		if err := c.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -602,15 +602,15 @@ func TestTopicOtherIgnored(t *testing.T) {
 
 // B-TOPIC-02: two handles on separate transports: an event for topic-a on
 // transport B is ignored by B.
-func TestTopicSeparateTransports(t *testing.T) {
+func TestEngineTopicSeparateTransports(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		subA, subB := &fakeSub{}, &fakeSub{}
-		provA, provB := &fakeProvider{}, &fakeProvider{}
-		appA, appB := &recorder{}, &recorder{}
+		subA, subB := &engSub{}, &engSub{}
+		provA, provB := &engProvider{}, &engProvider{}
+		appA, appB := &engApplier{}, &engApplier{}
 		provA.set(1, `"a1"`)
 		provB.set(1, `"b1"`)
-		a := newConsumer(t, "topic-a", subA, provA, appA, nil)
-		b := newConsumer(t, "topic-b", subB, provB, appB, nil)
+		a := newEngConsumer(t, "topic-a", subA, provA, appA, nil)
+		b := newEngConsumer(t, "topic-b", subB, provB, appB, nil)
 		for _, c := range []*statesync.Consumer{a, b} {
 			if err := c.Start(context.Background()); err != nil {
 				t.Fatal(err)
@@ -631,7 +631,7 @@ func TestTopicSeparateTransports(t *testing.T) {
 
 // B-TOPIC-03: topics in one process are independent: separate revisions
 // and data of different types.
-func TestTopicIndependent(t *testing.T) {
+func TestEngineTopicIndependent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
@@ -641,9 +641,9 @@ func TestTopicIndependent(t *testing.T) {
 		defer src.Close()
 		bus := memsync.New(src)
 		defer bus.Close()
-		appS, appN := &recorder{}, &recorder{}
-		cs := newConsumer(t, "str", bus, bus, appS, nil)
-		cn := newConsumer(t, "num", bus, bus, appN, nil)
+		appS, appN := &engApplier{}, &engApplier{}
+		cs := newEngConsumer(t, "str", bus, bus, appS, nil)
+		cn := newEngConsumer(t, "num", bus, bus, appN, nil)
 		for _, c := range []*statesync.Consumer{cs, cn} {
 			if err := c.Start(ctx); err != nil {
 				t.Fatal(err)
@@ -675,13 +675,13 @@ func TestTopicIndependent(t *testing.T) {
 
 // B-TOPIC-04, B-ERR-08: every error of a handle carries that handle's topic
 // (and its cause).
-func TestTopicInErrors(t *testing.T) {
+func TestEngineTopicInErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		boom := errors.New("boom")
 		for _, name := range []string{"alpha", "beta"} {
-			sub, prov, app, errs := &fakeSub{}, &fakeProvider{}, &recorder{}, &errLog{}
+			sub, prov, app, errs := &engSub{}, &engProvider{}, &engApplier{}, &engErrs{}
 			prov.set(1, `1`)
-			c := newConsumer(t, name, sub, prov, app, &statesync.ConsumerOptions{OnError: errs.onError})
+			c := newEngConsumer(t, name, sub, prov, app, &statesync.ConsumerOptions{OnError: errs.onError})
 			if err := c.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -709,14 +709,14 @@ func TestTopicInErrors(t *testing.T) {
 // B-FILT-02: ShouldRefresh sees only events that passed validation, the
 // topic match and the gate, normalised (unknown and wrong-typed fields
 // dropped).
-func TestFilterSeesNormalisedEvents(t *testing.T) {
+func TestEngineFilterSeesNormalisedEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var seen []statesync.Invalidation
-		e := newEnv(t, &statesync.ConsumerOptions{ShouldRefresh: func(inv statesync.Invalidation) bool {
+		e := newEngEnv(t, &statesync.ConsumerOptions{ShouldRefresh: func(engInv statesync.Invalidation) bool {
 			mu.Lock()
 			defer mu.Unlock()
-			seen = append(seen, inv)
+			seen = append(seen, engInv)
 			return true
 		}})
 		e.start(t)
@@ -730,8 +730,8 @@ func TestFilterSeesNormalisedEvents(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		want := []statesync.Invalidation{
-			{Topic: topic, Revision: 2},
-			{Topic: topic, Revision: 3, SourceID: "w1", TimestampMs: 1764000000000},
+			{Topic: engTopic, Revision: 2},
+			{Topic: engTopic, Revision: 3, SourceID: "w1", TimestampMs: 1764000000000},
 		}
 		if !slices.Equal(seen, want) {
 			t.Errorf("ShouldRefresh saw %+v; want %+v", seen, want)
@@ -742,15 +742,15 @@ func TestFilterSeesNormalisedEvents(t *testing.T) {
 // B-FILT-01, B-FILT-03, B-FILT-05: false drops the event (no fetch, debug
 // log with the event), true refreshes; the documented use skips one's own
 // writes by source id.
-func TestFilterDecides(t *testing.T) {
+func TestEngineFilterDecides(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
+		logger, logs := newEngLogs(slog.LevelDebug)
 		const me = "window-1"
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger,
-			ShouldRefresh: func(inv statesync.Invalidation) bool { return inv.SourceID != me }})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger,
+			ShouldRefresh: func(engInv statesync.Invalidation) bool { return engInv.SourceID != me }})
 		e.start(t)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 2, SourceID: me})
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 2, SourceID: me})
 		synctest.Wait()
 		if got := e.prov.count(); got != 1 {
 			t.Errorf("provider calls after own event = %d; want 1", got)
@@ -765,7 +765,7 @@ func TestFilterDecides(t *testing.T) {
 		if ev, ok := recs[0].Attrs["event"].Any().(statesync.Invalidation); !ok || ev.SourceID != me || ev.Revision != 2 {
 			t.Errorf("event attr = %v; want the skipped invalidation", recs[0].Attrs["event"])
 		}
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 2, SourceID: "window-2"})
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 2, SourceID: "window-2"})
 		synctest.Wait()
 		if got := e.app.count(); got != 2 {
 			t.Errorf("applies after another window's event = %d; want 2", got)
@@ -774,11 +774,11 @@ func TestFilterDecides(t *testing.T) {
 }
 
 // B-FILT-04: ShouldRefresh is not consulted by Start, Refresh or Offer.
-func TestFilterNotForManualRefresh(t *testing.T) {
+func TestEngineFilterNotForManualRefresh(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls int
 		var mu sync.Mutex
-		e := newEnv(t, &statesync.ConsumerOptions{ShouldRefresh: func(statesync.Invalidation) bool {
+		e := newEngEnv(t, &statesync.ConsumerOptions{ShouldRefresh: func(statesync.Invalidation) bool {
 			mu.Lock()
 			defer mu.Unlock()
 			calls++
@@ -789,7 +789,7 @@ func TestFilterNotForManualRefresh(t *testing.T) {
 		if err := e.c.Refresh(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.c.Offer(context.Background(), snap(3, `"v3"`)); err != nil {
+		if err := e.c.Offer(context.Background(), engSnap(3, `"v3"`)); err != nil {
 			t.Fatal(err)
 		}
 		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{1, 2, 3}) {
@@ -805,11 +805,11 @@ func TestFilterNotForManualRefresh(t *testing.T) {
 
 // B-FILT-06: a panic in ShouldRefresh is recovered, reported with phase
 // invalidation and the event's details, and the event is skipped.
-func TestFilterPanic(t *testing.T) {
+func TestEngineFilterPanic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{ShouldRefresh: func(statesync.Invalidation) bool { panic("filter bug") }})
+		e := newEngEnv(t, &statesync.ConsumerOptions{ShouldRefresh: func(statesync.Invalidation) bool { panic("filter bug") }})
 		e.start(t)
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 2, SourceID: "w9"})
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 2, SourceID: "w9"})
 		synctest.Wait()
 		if got := e.prov.count(); got != 1 {
 			t.Errorf("provider calls = %d; want 1", got)

@@ -17,11 +17,11 @@ import (
 // B-LOG-02, B-LOG-08: the engine's debug records, their attributes, and on
 // every record topic and component=statesync (no prefix in messages, no
 // duplicate keys).
-func TestLogDebugMessages(t *testing.T) {
+func TestEngineLogDebugMessages(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger,
-			ShouldRefresh: func(inv statesync.Invalidation) bool { return inv.SourceID != "me" }})
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger,
+			ShouldRefresh: func(engInv statesync.Invalidation) bool { return engInv.SourceID != "me" }})
 		e.start(t)
 		if got, want := logs.messages(), []string{"starting", "subscribed", "refresh started", "applied snapshot", "started"}; !slices.Equal(got, want) {
 			t.Errorf("Start records = %q; want %q", got, want)
@@ -33,10 +33,10 @@ func TestLogDebugMessages(t *testing.T) {
 		mark := len(logs.records())
 		e.prov.setDelay(10 * time.Millisecond)
 		e.prov.set(3, `"v3"`)
-		e.sub.send(inv(2))                                                            // triggers a run
-		e.sub.send(inv(3))                                                            // coalesced
-		e.sub.send(inv(1))                                                            // not newer
-		e.sub.send(statesync.Invalidation{Topic: topic, Revision: 9, SourceID: "me"}) // filtered
+		e.sub.send(engInv(2))                                                            // triggers a run
+		e.sub.send(engInv(3))                                                            // coalesced
+		e.sub.send(engInv(1))                                                            // not newer
+		e.sub.send(statesync.Invalidation{Topic: engTopic, Revision: 9, SourceID: "me"}) // filtered
 		time.Sleep(time.Second)
 		got := logs.records()[mark:]
 		var msgs []string
@@ -53,7 +53,7 @@ func TestLogDebugMessages(t *testing.T) {
 		}
 		// The run's records interleave with the events' only after the
 		// events: compare as sets of counts, then check a few orders.
-		if !sameCounts(msgs, want) {
+		if !engSameCounts(msgs, want) {
 			t.Errorf("records = %q; want (in some order) %q", msgs, want)
 		}
 		if r := logs.find("invalidation triggered refresh"); len(r) != 2 || r[0].str("eventRevision") != "2" || r[1].str("eventRevision") != "3" {
@@ -78,8 +78,8 @@ func TestLogDebugMessages(t *testing.T) {
 			if r.Level != slog.LevelDebug {
 				t.Errorf("record %q at %v; want DEBUG", r.Msg, r.Level)
 			}
-			if r.str("topic") != topic || r.str("component") != "statesync" {
-				t.Errorf("record %q: topic=%s component=%s; want %s and statesync", r.Msg, r.str("topic"), r.str("component"), topic)
+			if r.str("topic") != engTopic || r.str("component") != "statesync" {
+				t.Errorf("record %q: topic=%s component=%s; want %s and statesync", r.Msg, r.str("topic"), r.str("component"), engTopic)
 			}
 			if strings.Contains(r.Msg, "state-sync") || strings.Contains(r.Msg, "statesync") {
 				t.Errorf("record %q carries a prefix", r.Msg)
@@ -93,7 +93,7 @@ func TestLogDebugMessages(t *testing.T) {
 	})
 }
 
-func sameCounts(a, b []string) bool {
+func engSameCounts(a, b []string) bool {
 	a, b = slices.Clone(a), slices.Clone(b)
 	slices.Sort(a)
 	slices.Sort(b)
@@ -102,14 +102,14 @@ func sameCounts(a, b []string) bool {
 
 // B-LOG-02: a Refresh that joins a run in flight is logged as coalesced,
 // not as started.
-func TestLogRefreshCoalesced(t *testing.T) {
+func TestEngineLogRefreshCoalesced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 		e.start(t)
 		e.prov.setDelay(10 * time.Millisecond)
 		mark := len(logs.records())
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		synctest.Wait() // the run has begun its fetch
 		if err := e.c.Refresh(context.Background()); err != nil {
 			t.Fatal(err)
@@ -128,10 +128,10 @@ func TestLogRefreshCoalesced(t *testing.T) {
 
 // B-LOG-03: error records carry the full context; "onError callback threw"
 // carries topic and error.
-func TestLogErrorRecords(t *testing.T) {
+func TestEngineLogErrorRecords(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelInfo)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger, OnError: func(*statesync.Error) { panic("cb") }})
+		logger, logs := newEngLogs(slog.LevelInfo)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger, OnError: func(*statesync.Error) { panic("cb") }})
 		e.start(t)
 		const payload = `{"topic":"test","revision":"007","sourceId":"w1"}`
 		e.sub.sendRaw(payload)
@@ -141,8 +141,8 @@ func TestLogErrorRecords(t *testing.T) {
 		}
 		r := recs[0]
 		for key, want := range map[string]string{
-			"phase": "protocol", "topic": topic, "component": "statesync", "localRevision": "1",
-			"eventTopic": topic, "sourceEvent": payload,
+			"phase": "protocol", "topic": engTopic, "component": "statesync", "localRevision": "1",
+			"eventTopic": engTopic, "sourceEvent": payload,
 		} {
 			if got := r.str(key); got != want {
 				t.Errorf("%q %s = %q; want %q", r.Msg, key, got, want)
@@ -155,36 +155,36 @@ func TestLogErrorRecords(t *testing.T) {
 			t.Errorf("protocol record has eventRevision; want none (B-PROTO-08)")
 		}
 		cb := recs[1]
-		if cb.Msg != "onError callback threw" || cb.Level != slog.LevelError || cb.str("topic") != topic || !strings.Contains(cb.str("error"), "cb") {
+		if cb.Msg != "onError callback threw" || cb.Level != slog.LevelError || cb.str("topic") != engTopic || !strings.Contains(cb.str("error"), "cb") {
 			t.Errorf("record = %+v; want onError callback threw at ERROR with topic and error", cb)
 		}
 	})
 }
 
 // B-LOG-04: without retry, no failure produces a warn record (the Go
-// exception is B-REV-13's regression, see TestRegressionReportedOnce).
-func TestLogNoWarnWithoutRetry(t *testing.T) {
+// exception is B-REV-13's regression, see TestEngineRegressionReportedOnce).
+func TestEngineLogNoWarnWithoutRetry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger,
-			ShouldRefresh: func(inv statesync.Invalidation) bool {
-				if inv.Revision == 7 {
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger,
+			ShouldRefresh: func(engInv statesync.Invalidation) bool {
+				if engInv.Revision == 7 {
 					panic("filter")
 				}
 				return true
 			}})
 		e.start(t)
 		e.prov.setErr(errors.New("down"))
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		synctest.Wait()
 		e.prov.setErr(nil)
 		e.app.setErr(errors.New("apply"))
 		e.prov.set(3, `"v3"`)
-		e.sub.send(inv(3))
+		e.sub.send(engInv(3))
 		synctest.Wait()
 		e.sub.sendRaw(`{"topic":"test","revision":1}`)
 		e.sub.sendRaw(`nope`)
-		e.sub.send(inv(7))
+		e.sub.send(engInv(7))
 		if n := e.errs.count(); n != 5 {
 			t.Errorf("errors reported = %d; want 5", n)
 		}
@@ -197,15 +197,15 @@ func TestLogNoWarnWithoutRetry(t *testing.T) {
 }
 
 // B-LOG-01: with or without a logger, the behaviour is the same.
-func TestLogOptional(t *testing.T) {
+func TestEngineLogOptional(t *testing.T) {
 	run := func(logger *slog.Logger) ([]statesync.Revision, []statesync.Phase) {
 		var revs []statesync.Revision
 		var phases []statesync.Phase
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, &statesync.ConsumerOptions{Logger: logger})
+			e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger})
 			e.start(t)
 			e.prov.set(3, `"v3"`)
-			e.sub.send(inv(3))
+			e.sub.send(engInv(3))
 			synctest.Wait()
 			e.sub.sendRaw(`bad`)
 			e.prov.setErr(errors.New("down"))
@@ -214,7 +214,7 @@ func TestLogOptional(t *testing.T) {
 		})
 		return revs, phases
 	}
-	logger, _ := newLogCapture(slog.LevelDebug)
+	logger, _ := newEngLogs(slog.LevelDebug)
 	r1, p1 := run(logger)
 	r2, p2 := run(nil)
 	if !slices.Equal(r1, r2) || !slices.Equal(p1, p2) {
@@ -228,12 +228,12 @@ func TestLogOptional(t *testing.T) {
 // B-LOG-09: no engine lock is held while a record is logged: a handler that
 // calls back into the consumer (Start, which takes the engine's lock) never
 // blocks. Real goroutines: a mutex wait is not durable in a synctest bubble.
-func TestLogWithoutLocks(t *testing.T) {
-	logger, logs := newLogCapture(slog.LevelDebug)
+func TestEngineLogWithoutLocks(t *testing.T) {
+	logger, logs := newEngLogs(slog.LevelDebug)
 	var c *statesync.Consumer
 	var armed atomic.Bool
 	var stuck atomic.Int32
-	logs.hook = func(r logRecord) {
+	logs.hook = func(r engRecord) {
 		if !armed.Load() {
 			return
 		}
@@ -249,24 +249,24 @@ func TestLogWithoutLocks(t *testing.T) {
 			t.Errorf("record %q logged with an engine lock held", r.Msg)
 		}
 	}
-	sub, prov, app := &fakeSub{}, &fakeProvider{}, &recorder{}
+	sub, prov, app := &engSub{}, &engProvider{}, &engApplier{}
 	prov.set(5, `"v5"`)
-	c = newConsumer(t, topic, sub, prov, app, &statesync.ConsumerOptions{Logger: logger,
+	c = newEngConsumer(t, engTopic, sub, prov, app, &statesync.ConsumerOptions{Logger: logger,
 		Retry:         &statesync.RetryPolicy{MaxAttempts: 2, InitialDelay: time.Millisecond},
-		ShouldRefresh: func(inv statesync.Invalidation) bool { return inv.SourceID == "" },
+		ShouldRefresh: func(engInv statesync.Invalidation) bool { return engInv.SourceID == "" },
 		OnError:       func(*statesync.Error) { panic("cb") }})
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	armed.Store(true)
 	ctx := context.Background()
-	sub.send(inv(1))                                                           // not newer
-	sub.send(statesync.Invalidation{Topic: topic, Revision: 9, SourceID: "x"}) // filtered
-	sub.sendRaw(`bad`)                                                         // error + onError threw
-	_ = c.Refresh(ctx)                                                         // started, skipped (not newer)
-	_ = c.Offer(ctx, snap(4, `"old"`))                                         // regression: warn + error
+	sub.send(engInv(1))                                                           // not newer
+	sub.send(statesync.Invalidation{Topic: engTopic, Revision: 9, SourceID: "x"}) // filtered
+	sub.sendRaw(`bad`)                                                            // error + onError threw
+	_ = c.Refresh(ctx)                                                            // started, skipped (not newer)
+	_ = c.Offer(ctx, engSnap(4, `"old"`))                                         // regression: warn + error
 	prov.set(6, `"v6"`)
-	sub.send(inv(6)) // triggered, started, applied
+	sub.send(engInv(6)) // triggered, started, applied
 	prov.setErr(errors.New("down"))
 	_ = c.Refresh(ctx) // coalesced or started; retry warn; final error
 	c.Stop()           // stopped

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -15,9 +16,9 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// failFirst makes e's provider fail its calls number from..to (1-based,
+// engFailCalls makes e's provider fail its calls number from..to (1-based,
 // counting the Start call) with "fail <n>".
-func failCalls(e *env, from, to int) {
+func engFailCalls(e *engEnv, from, to int) {
 	e.prov.setHook(func(ctx context.Context, call int) error {
 		if call >= from && call <= to {
 			return fmt.Errorf("fail %d", call)
@@ -30,13 +31,13 @@ func failCalls(e *env, from, to int) {
 // level ("getSnapshot retry scheduled" with topic, phase, attempt,
 // willRetry, nextDelay, error) and reported to OnError with WillRetry; a
 // success after 2 failures gives exactly 2 reports and no final one.
-func TestRetryReportsScheduledRetries(t *testing.T) {
+func TestEngineRetryReportsScheduledRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger,
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger,
 			Retry: &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: 100 * time.Millisecond, Multiplier: 2}})
 		e.start(t)
-		failCalls(e, 2, 3)
+		engFailCalls(e, 2, 3)
 		e.prov.set(2, `"v2"`)
 		t0 := time.Now()
 		if err := e.c.Refresh(context.Background()); err != nil {
@@ -56,7 +57,7 @@ func TestRetryReportsScheduledRetries(t *testing.T) {
 			want := fmt.Sprintf("fail %d", i+2)
 			delay := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}[i]
 			if se.Phase != statesync.PhaseGetSnapshot || se.Attempt != i+1 || !se.WillRetry || se.NextDelay != delay ||
-				se.Err == nil || se.Err.Error() != want || se.Topic != topic {
+				se.Err == nil || se.Err.Error() != want || se.Topic != engTopic {
 				t.Errorf("report %d = %+v; want getSnapshot, attempt %d, WillRetry, NextDelay %v, error %q", i, se, i+1, delay, want)
 			}
 		}
@@ -66,7 +67,7 @@ func TestRetryReportsScheduledRetries(t *testing.T) {
 		}
 		for i, r := range warns {
 			for key, want := range map[string]string{
-				"topic": topic, "component": "statesync", "phase": "getSnapshot",
+				"topic": engTopic, "component": "statesync", "phase": "getSnapshot",
 				"attempt": fmt.Sprint(i + 1), "willRetry": "true",
 				"nextDelay": []string{"100ms", "200ms"}[i], "error": fmt.Sprintf("fail %d", i+2),
 			} {
@@ -90,15 +91,15 @@ func TestRetryReportsScheduledRetries(t *testing.T) {
 // B-RETRY-14, B-RETRY-16, B-ONERR-06, B-ERR-09: when every attempt fails,
 // the engine reports the final failure once as a getSnapshot error with
 // Attempt=N and WillRetry=false, in addition to the N-1 retry reports.
-func TestRetryFinalFailure(t *testing.T) {
+func TestEngineRetryFinalFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger,
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger,
 			Retry: &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: 10 * time.Millisecond}})
 		e.start(t)
-		failCalls(e, 2, 100)
+		engFailCalls(e, 2, 100)
 		err := e.c.Refresh(context.Background())
-		se := asError(t, err)
+		se := asEngError(t, err)
 		var re *statesync.RetryError
 		if !errors.As(err, &re) || re.Attempts != 3 || re.Err.Error() != "fail 4" {
 			t.Errorf("Refresh() = %v; want a RetryError after 3 attempts wrapping %q", err, "fail 4")
@@ -131,15 +132,15 @@ func TestRetryFinalFailure(t *testing.T) {
 
 // B-RETRY-15: a panic in OnError during a retry report is logged as
 // "onError callback threw" and the retries go on.
-func TestRetryOnErrorPanic(t *testing.T) {
+func TestEngineRetryOnErrorPanic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
+		logger, logs := newEngLogs(slog.LevelDebug)
 		var calls atomic.Int32
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger,
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger,
 			Retry:   &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: 10 * time.Millisecond},
 			OnError: func(*statesync.Error) { calls.Add(1); panic("reporter bug") }})
 		e.start(t)
-		failCalls(e, 2, 2)
+		engFailCalls(e, 2, 2)
 		e.prov.set(2, `"v2"`)
 		if err := e.c.Refresh(context.Background()); err != nil {
 			t.Fatalf("Refresh() = %v; want nil", err)
@@ -158,17 +159,17 @@ func TestRetryOnErrorPanic(t *testing.T) {
 
 // B-RETRY-17: retries happen inside one refresh; events arriving during
 // the backoff collapse into at most one queued refresh.
-func TestRetryEventsDuringBackoff(t *testing.T) {
+func TestEngineRetryEventsDuringBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{
+		e := newEngEnv(t, &statesync.ConsumerOptions{
 			Retry: &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: 100 * time.Millisecond, Multiplier: 1}})
 		e.start(t)
-		failCalls(e, 2, 3)
+		engFailCalls(e, 2, 3)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		for i := range 10 {
 			time.Sleep(15 * time.Millisecond)
-			e.sub.send(inv(statesync.Revision(3 + i)))
+			e.sub.send(engInv(statesync.Revision(3 + i)))
 		}
 		time.Sleep(time.Second)
 		if got := e.prov.count(); got != 5 {
@@ -182,13 +183,13 @@ func TestRetryEventsDuringBackoff(t *testing.T) {
 
 // B-RETRY-11, B-LIFE-25: Stop ends a backoff at once; nothing is reported
 // after Stop.
-func TestRetryStopDuringBackoff(t *testing.T) {
+func TestEngineRetryStopDuringBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{
+		e := newEngEnv(t, &statesync.ConsumerOptions{
 			Retry: &statesync.RetryPolicy{MaxAttempts: 5, InitialDelay: 10 * time.Second}})
 		e.start(t)
-		failCalls(e, 2, 100)
-		e.sub.send(inv(2))
+		engFailCalls(e, 2, 100)
+		e.sub.send(engInv(2))
 		time.Sleep(time.Second) // in the first 10 s backoff
 		t0 := time.Now()
 		e.c.Stop()
@@ -209,9 +210,9 @@ func TestRetryStopDuringBackoff(t *testing.T) {
 
 // B-LIFE-26 with retry: FetchTimeout bounds each attempt, and a timed-out
 // attempt is retried.
-func TestRetryFetchTimeoutPerAttempt(t *testing.T) {
+func TestEngineRetryFetchTimeoutPerAttempt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{FetchTimeout: 50 * time.Millisecond,
+		e := newEngEnv(t, &statesync.ConsumerOptions{FetchTimeout: 50 * time.Millisecond,
 			Retry: &statesync.RetryPolicy{MaxAttempts: 2, InitialDelay: 10 * time.Millisecond}})
 		e.start(t)
 		e.prov.setHook(func(ctx context.Context, call int) error {
@@ -238,17 +239,17 @@ func TestRetryFetchTimeoutPerAttempt(t *testing.T) {
 
 // B-ONERR-05 with retry: OnError called for a scheduled retry may call
 // Stop, Revision and Refresh without deadlock.
-func TestRetryOnErrorMayCallConsumer(t *testing.T) {
+func TestEngineRetryOnErrorMayCallConsumer(t *testing.T) {
 	t.Run("stop", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, &statesync.ConsumerOptions{Retry: &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: time.Second}})
+			e := newEngEnv(t, &statesync.ConsumerOptions{Retry: &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: time.Second}})
 			e.errs.hook = func(se *statesync.Error) {
 				_ = e.c.Revision()
 				e.c.Stop()
 			}
 			e.start(t)
-			failCalls(e, 2, 100)
-			e.sub.send(inv(2))
+			engFailCalls(e, 2, 100)
+			e.sub.send(engInv(2))
 			synctest.Wait()
 			if got := e.prov.count(); got != 2 {
 				t.Errorf("provider calls = %d; want 2 (no retry after Stop)", got)
@@ -257,7 +258,7 @@ func TestRetryOnErrorMayCallConsumer(t *testing.T) {
 	})
 	t.Run("refresh", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			e := newEnv(t, &statesync.ConsumerOptions{Retry: &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: time.Second}})
+			e := newEngEnv(t, &statesync.ConsumerOptions{Retry: &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: time.Second}})
 			results := make(chan error, 1)
 			e.errs.hook = func(se *statesync.Error) {
 				if se.WillRetry {
@@ -265,14 +266,45 @@ func TestRetryOnErrorMayCallConsumer(t *testing.T) {
 				}
 			}
 			e.start(t)
-			failCalls(e, 2, 2)
+			engFailCalls(e, 2, 2)
 			e.prov.set(2, `"v2"`)
-			e.sub.send(inv(2))
+			e.sub.send(engInv(2))
 			if err := <-results; err != nil {
 				t.Errorf("Refresh() from a retry report = %v; want nil", err)
 			}
 			if got := e.c.Revision(); got != 2 {
 				t.Errorf("Revision() = %v; want 2", got)
+			}
+		})
+	})
+	t.Run("refresh whose run fails too", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			e := newEngEnv(t, &statesync.ConsumerOptions{Retry: &statesync.RetryPolicy{MaxAttempts: 2, InitialDelay: time.Second}})
+			results := make(chan error, 1)
+			var once sync.Once
+			e.errs.hook = func(se *statesync.Error) {
+				if se.WillRetry {
+					once.Do(func() { results <- e.c.Refresh(context.Background()) })
+				}
+			}
+			e.start(t)
+			engFailCalls(e, 2, 100)
+			e.sub.send(engInv(2))
+			err := <-results
+			if se := asEngError(t, err); se.Phase != statesync.PhaseGetSnapshot || se.Attempt != 2 {
+				t.Errorf("Refresh() from a retry report = %v; want the queued run's final getSnapshot error", err)
+			}
+			synctest.Wait()
+			var attempts []int
+			for _, r := range e.errs.all() {
+				attempts = append(attempts, r.Attempt)
+			}
+			// Run 1: retry report 1, final 2; run 2 (queued by OnError): the
+			// same. Run 2's retry report is delivered after run 1's, whose
+			// OnError waits for run 2, so it may come after run 2's final one.
+			slices.Sort(attempts)
+			if !slices.Equal(attempts, []int{1, 1, 2, 2}) {
+				t.Errorf("reported attempts (sorted) = %v; want [1 1 2 2]", attempts)
 			}
 		})
 	})

@@ -15,15 +15,15 @@ import (
 
 // B-THR-16: with debounce 50 ms, 4 events 10 ms apart cause no fetch during
 // the burst and exactly one 50 ms after the last.
-func TestThrottleDebounce(t *testing.T) {
+func TestEngineThrottleDebounce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Debounce: 50 * time.Millisecond}})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Debounce: 50 * time.Millisecond}})
 		e.start(t)
 		t0 := time.Now()
 		for i := range 4 {
 			rev := statesync.Revision(2 + i)
 			e.prov.set(rev, `"v"`)
-			e.sub.send(inv(rev))
+			e.sub.send(engInv(rev))
 			time.Sleep(10 * time.Millisecond)
 		}
 		// t = 40 ms; the last event was at 30 ms.
@@ -52,9 +52,9 @@ func TestThrottleDebounce(t *testing.T) {
 // B-THR-17, B-DEF-01: throttle 100 ms with a 20 ms fetch (leading and
 // trailing by default): events 2, 3, 4 cause at most 3 fetches; Go needs 2
 // (leading, trailing).
-func TestThrottleInterval(t *testing.T) {
+func TestEngineThrottleInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Interval: 100 * time.Millisecond}})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Interval: 100 * time.Millisecond}})
 		e.start(t)
 		e.prov.setDelay(20 * time.Millisecond)
 		t0 := time.Now()
@@ -68,7 +68,7 @@ func TestThrottleInterval(t *testing.T) {
 		})
 		for _, r := range []statesync.Revision{2, 3, 4} {
 			e.prov.set(r, `"v"`)
-			e.sub.send(inv(r))
+			e.sub.send(engInv(r))
 			time.Sleep(5 * time.Millisecond)
 		}
 		time.Sleep(time.Second)
@@ -85,11 +85,11 @@ func TestThrottleInterval(t *testing.T) {
 
 // B-THR-18, B-LIFE-13: Stop disposes the scheduler: debounce 100 ms, an
 // event, Stop after 20 ms, then 150 ms: no fetch.
-func TestThrottleStopDisposes(t *testing.T) {
+func TestEngineThrottleStopDisposes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Debounce: 100 * time.Millisecond}})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Debounce: 100 * time.Millisecond}})
 		e.start(t)
-		e.sub.send(inv(2))
+		e.sub.send(engInv(2))
 		time.Sleep(20 * time.Millisecond)
 		e.c.Stop()
 		time.Sleep(150 * time.Millisecond)
@@ -102,12 +102,12 @@ func TestThrottleStopDisposes(t *testing.T) {
 // B-THR-19, B-LIFE-10, B-LIFE-11: a Start that fails disposes the
 // scheduler it made: an event debounced during the failed Start never
 // fires.
-func TestThrottleDisposedOnStartFailure(t *testing.T) {
+func TestEngineThrottleDisposedOnStartFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Debounce: 100 * time.Millisecond}})
+		e := newEngEnv(t, &statesync.ConsumerOptions{Throttle: statesync.Throttle{Debounce: 100 * time.Millisecond}})
 		boom := errors.New("boom")
 		e.prov.setHook(func(ctx context.Context, call int) error {
-			e.sub.send(inv(2)) // debounced until 100 ms
+			e.sub.send(engInv(2)) // debounced until 100 ms
 			time.Sleep(10 * time.Millisecond)
 			return boom
 		})
@@ -123,16 +123,16 @@ func TestThrottleDisposedOnStartFailure(t *testing.T) {
 
 // B-THR-20: throttling does not change gating: a trailing refresh that
 // finds the revision already applied skips the apply.
-func TestThrottleTrailingGated(t *testing.T) {
+func TestEngineThrottleTrailingGated(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logger, logs := newLogCapture(slog.LevelDebug)
-		e := newEnv(t, &statesync.ConsumerOptions{Logger: logger, Throttle: statesync.Throttle{Interval: 100 * time.Millisecond}})
+		logger, logs := newEngLogs(slog.LevelDebug)
+		e := newEngEnv(t, &statesync.ConsumerOptions{Logger: logger, Throttle: statesync.Throttle{Interval: 100 * time.Millisecond}})
 		e.start(t)
 		e.prov.setDelay(20 * time.Millisecond)
 		e.prov.set(2, `"v2"`)
-		e.sub.send(inv(2)) // leading: fetches 2
+		e.sub.send(engInv(2)) // leading: fetches 2
 		time.Sleep(5 * time.Millisecond)
-		e.sub.send(inv(2)) // local is still 1: passes the gate, waits for the trailing edge
+		e.sub.send(engInv(2)) // local is still 1: passes the gate, waits for the trailing edge
 		time.Sleep(time.Second)
 		if got := e.prov.count(); got != 3 {
 			t.Errorf("provider calls = %d; want 3 (start, leading, trailing)", got)
