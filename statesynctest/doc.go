@@ -6,16 +6,7 @@
 //
 // # Suites
 //
-// A backend's own tests call the suite of each interface it implements,
-// with a function that makes a fresh instance per subtest:
-//
-//	func TestStore(t *testing.T) {
-//		statesynctest.TestStore(t, func(t *testing.T) statesync.Store {
-//			s := mystore.Open(...)
-//			t.Cleanup(func() { s.Close() })
-//			return s
-//		})
-//	}
+// A backend's own tests call the suite of each interface it implements:
 //
 //   - [TestStore] checks the [statesync.Store] contract: revisions,
 //     compare-and-set, data copies, List, Watch, concurrent writers.
@@ -24,6 +15,17 @@
 //   - [TestSubscriber] and [TestProvider] check the two halves of a
 //     transport; [TestTransport] checks that consumers built on a whole
 //     transport converge.
+//
+// Each suite takes a function that makes a fresh instance per subtest and
+// registers its cleanup:
+//
+//	func TestStore(t *testing.T) {
+//		statesynctest.TestStore(t, func(t *testing.T) statesync.Store {
+//			s := mystore.Open(...)
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
 //
 // The suites write only to topics named for the run (a base name and a
 // random suffix), so backends that need a server may share one between

@@ -499,12 +499,14 @@ func testProvConcurrent(t *testing.T, prov statesync.Provider, put func(string, 
 		})
 	}
 	committed := map[statesync.Revision][]byte{0: []byte("null")}
+	var last statesync.Snapshot
 	for i := range writes {
-		p := put(topic, json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)))
-		committed[p.Revision] = p.Data
+		last = put(topic, json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)))
+		committed[last.Revision] = last.Data
 	}
 	close(done)
 	wg.Wait()
+	wantSnapshot(t, fmt.Sprintf("Snapshot(%q) after the concurrent reads", topic), mustSnapshot(t, ctx, prov, topic), last)
 	for r, os := range seen {
 		for i, o := range os {
 			if i > 0 && o.rev < os[i-1].rev {
