@@ -96,12 +96,14 @@ type Client struct {
 	running bool                       // the stream goroutine was started
 	subs    map[string][]*subscription // topic -> handlers, replaced on change
 	cache   map[string]*topicCache
+	live    map[string]bool // the topics of the open stream; nil if none
 }
 
 // A subscription is one Subscribe call.
 type subscription struct {
 	h      statesync.Handler
 	active atomic.Bool
+	ready  chan struct{} // closed once a connection attempt for its topic ended
 }
 
 // topicCache is what the client knows of a topic's snapshots.
@@ -194,14 +196,24 @@ func (c *Client) signal() {
 
 // Subscribe implements [statesync.Subscriber]: h receives the
 // invalidations of topic from the client's event stream until the returned
-// function is called. It returns at once; the stream (re)opens in the
-// background with the new set of topics, and its first frames carry the
-// current revision of each, so nothing written meanwhile is missed. The
-// same happens after every reconnection. A malformed frame is given to
-// h.InvalidateRaw, so that the consumer reports it.
+// function is called.
+//
+// The stream (re)opens in the background with the new set of topics, and
+// Subscribe waits until the server has taken the topic in, so that every
+// invalidation of the topic made after Subscribe returns is delivered, or
+// until that attempt failed (the client then retries in the background),
+// or ctx ends (Subscribe then undoes the subscription and returns
+// ctx.Err()). A stream's first frames carry the current revision of each
+// topic, after every reconnection too, so a consumer misses nothing while
+// the stream is down. A malformed frame is given to h.InvalidateRaw, so
+// that the consumer reports it.
 //
 // All the topics of a Client share one stream, and one topic the token may
 // not read makes the server refuse the stream (403) for all of them.
+//
+// Once the returned function has returned, no delivery to h begins; one
+// already running on the stream's goroutine may finish. It may be called
+// from inside h.
 func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -212,7 +224,7 @@ func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handle
 	if h == nil {
 		return nil, errors.New("httpsync: nil handler")
 	}
-	s := &subscription{h: h}
+	s := &subscription{h: h, ready: make(chan struct{})}
 	s.active.Store(true)
 	c.mu.Lock()
 	if c.closed {
@@ -221,6 +233,9 @@ func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handle
 	}
 	list := c.subs[topic]
 	c.subs[topic] = append(list[:len(list):len(list)], s)
+	if c.live[topic] {
+		close(s.ready)
+	}
 	if len(list) == 0 {
 		c.signal()
 	}
@@ -230,7 +245,7 @@ func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handle
 	}
 	c.mu.Unlock()
 	var once sync.Once
-	return func() {
+	unsub := func() {
 		once.Do(func() {
 			s.active.Store(false)
 			c.mu.Lock()
@@ -248,7 +263,39 @@ func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handle
 			}
 			c.mu.Unlock()
 		})
-	}, nil
+	}
+	select {
+	case <-s.ready:
+		return unsub, nil
+	case <-ctx.Done():
+		unsub()
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		unsub()
+		return nil, statesync.ErrClosed
+	}
+}
+
+// attempted records the end of a connection attempt for topics: the
+// subscriptions waiting for it may return. If open, the stream is live.
+func (c *Client) attempted(topics []string, open bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if open {
+		c.live = make(map[string]bool, len(topics))
+	}
+	for _, t := range topics {
+		if open {
+			c.live[t] = true
+		}
+		for _, s := range c.subs[t] {
+			select {
+			case <-s.ready:
+			default:
+				close(s.ready)
+			}
+		}
+	}
 }
 
 // --- requests ---
@@ -309,8 +356,11 @@ func (c *Client) Snapshot(ctx context.Context, topic string) (statesync.Snapshot
 		c.mu.Unlock()
 		return s, nil
 	}
+	var prev statesync.Snapshot // what a 304 confirms
+	var prevTag string
 	if tc != nil && tc.hasSnap {
-		hdr["If-None-Match"] = tc.etag
+		prev, prevTag = tc.snap, tc.etag
+		hdr["If-None-Match"] = prevTag
 	}
 	c.mu.Unlock()
 
@@ -322,14 +372,8 @@ func (c *Client) Snapshot(ctx context.Context, topic string) (statesync.Snapshot
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusNotModified:
-		c.mu.Lock()
-		tc := c.cache[topic]
-		c.mu.Unlock()
-		if tc != nil && tc.hasSnap && tc.etag == resp.Header.Get("ETag") {
-			return tc.snap, nil
-		}
-		if tc != nil && tc.hasSnap && resp.Header.Get("ETag") == "" {
-			return tc.snap, nil
+		if tag := resp.Header.Get("ETag"); prevTag != "" && (tag == "" || tag == prevTag) {
+			return prev, nil
 		}
 		return statesync.Snapshot{}, &StatusError{Method: http.MethodGet, URL: resp.Request.URL.String(), StatusCode: resp.StatusCode,
 			Message: "304 without a cached snapshot of that entity tag"}

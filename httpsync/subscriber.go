@@ -93,6 +93,9 @@ func (c *Client) run() {
 		if c.ctx.Err() != nil {
 			return
 		}
+		if !reopen && r.connected == 0 {
+			c.attempted(topics, false) // failed: the waiting subscriptions return
+		}
 		if r.retry > 0 {
 			hint = r.retry
 		}
@@ -141,10 +144,11 @@ func (c *Client) backoff(attempt, status int, hint time.Duration) time.Duration 
 	return rand.N(ceiling + 1)
 }
 
-// streamClosed forgets the inline snapshots: without a stream, nothing
-// says whether they are still the newest.
+// streamClosed forgets the live topics and the inline snapshots: without
+// a stream, nothing says whether they are still the newest.
 func (c *Client) streamClosed() {
 	c.mu.Lock()
+	c.live = nil
 	for _, tc := range c.cache {
 		tc.hasInl, tc.inline = false, statesync.Snapshot{}
 	}
@@ -181,6 +185,7 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 		return streamResult{err: fmt.Errorf("httpsync: event stream has Content-Type %q", resp.Header.Get("Content-Type"))}
 	}
 	opened := time.Now()
+	c.attempted(topics, true)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: event stream open", slog.Int("topics", len(topics)))
 
 	var idle *time.Timer
