@@ -123,8 +123,8 @@ func TestClientSnapshot(t *testing.T) {
 }
 
 // A malformed snapshot body is returned as the *SnapshotError of
-// DecodeSnapshot; failed statuses as a *StatusError that is retryable for
-// 5xx and 429 only.
+// DecodeSnapshot (B-PROTO-12); failed statuses as a *StatusError that is
+// retryable for 5xx and 429 only.
 func TestClientSnapshotErrors(t *testing.T) {
 	var status int
 	var body string
@@ -224,7 +224,7 @@ func TestClientWrites(t *testing.T) {
 
 // Consumers following topics through a Client converge on every write,
 // their applied revisions strictly increasing; all their topics share one
-// event stream.
+// event stream (B-E2E-25, B-GATE-06, DESIGN §3 dispatch).
 func TestClientConsumersConvergeOverOneStream(t *testing.T) {
 	s := newTestServer(t, nil)
 	c := newClient(t, s.ts.URL, nil)
@@ -271,7 +271,8 @@ func TestClientConsumersConvergeOverOneStream(t *testing.T) {
 
 // After the server stops and a new one starts on the same address (a
 // restart, with a new epoch and lower revisions), the client reconnects
-// and its consumers converge on the new state.
+// and its consumers converge on the new state (B-REV-13, B-TRANS-09,
+// B-E2E-18).
 func TestClientReconnectsAfterRestart(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -317,7 +318,8 @@ func TestClientReconnectsAfterRestart(t *testing.T) {
 	}
 }
 
-// Unsubscribing the last handle of a topic reopens the stream without it.
+// Unsubscribing the last handle of a topic reopens the stream without it
+// (B-TRANS-02).
 func TestClientUnsubscribeReopens(t *testing.T) {
 	s := newTestServer(t, nil)
 	c := newClient(t, s.ts.URL, nil)
@@ -393,7 +395,8 @@ func TestClientInline(t *testing.T) {
 // A frame that breaks the protocol goes to InvalidateRaw, so that the
 // consumer reports it (phase protocol, or invalidation for a payload that
 // is not JSON) with the raw payload, and is
-// dropped; valid frames around it still work.
+// dropped; valid frames around it still work (B-PROTO-03, B-PROTO-04,
+// B-PROTO-06, B-PROTO-07, B-PROTO-10, B-TRANS-01).
 func TestClientMalformedFrames(t *testing.T) {
 	src, _ := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1}), nil)
 	t.Cleanup(func() { src.Close() })
@@ -458,7 +461,7 @@ func TestClientMalformedFrames(t *testing.T) {
 }
 
 // After Close the client refuses work, and its goroutines are gone (goleak
-// checks the latter for the whole package).
+// checks the latter for the whole package, B-GO-06).
 func TestClientClose(t *testing.T) {
 	s := newTestServer(t, nil)
 	c, err := httpsync.NewClient(s.ts.URL+"/", nil)

@@ -5,10 +5,14 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/statesync-go/statesync"
@@ -16,7 +20,8 @@ import (
 )
 
 // A topic never written is served as revision 0 with null data and the
-// store's epoch; a written one as its snapshot, with ETag "<epoch>.<rev>".
+// store's epoch; a written one as its snapshot, with ETag "<epoch>.<rev>"
+// (B-PROTO-02, B-PROTO-13, B-TRANS-08).
 func TestGetSnapshot(t *testing.T) {
 	s := newTestServer(t, nil)
 	resp, body := s.do(t, "GET", "/v1/topics/settings", "")
@@ -138,7 +143,8 @@ type writeResult struct {
 }
 
 // PUT stores the body and answers the new revision, epoch and ETag; the
-// invalidation carries X-Source-Id.
+// invalidation, made after the commit, carries X-Source-Id (B-TRANS-08,
+// B-PROTO-01).
 func TestPut(t *testing.T) {
 	s := newTestServer(t, nil)
 	invs := make(chan statesync.Invalidation, 4)
@@ -167,7 +173,7 @@ func TestPut(t *testing.T) {
 
 // If-Match makes a write compare-and-set: the revision (or ETag) must be the
 // current one, else 412 with the current revision and epoch and nothing
-// stored; a malformed If-Match is a 400 and stores nothing.
+// stored; a malformed If-Match is a 400 and stores nothing (B-TRANS-08).
 func TestWriteIfMatch(t *testing.T) {
 	for _, method := range []string{"PUT", "PATCH", "DELETE"} {
 		t.Run(method, func(t *testing.T) {
@@ -437,4 +443,80 @@ func mapsEqual(a, b map[int]uint64) bool {
 		}
 	}
 	return true
+}
+
+// failingStore is a MemoryStore whose reads fail on demand and whose
+// conditional writes always lose.
+type failingStore struct {
+	*statesync.MemoryStore
+	failGet  atomic.Bool
+	conflict atomic.Bool
+}
+
+func (s *failingStore) Get(ctx context.Context, topic string) (statesync.Record, error) {
+	if s.failGet.Load() {
+		return statesync.Record{}, errors.New("disk on fire")
+	}
+	return s.MemoryStore.Get(ctx, topic)
+}
+
+func (s *failingStore) Write(ctx context.Context, w statesync.Write) (statesync.Record, error) {
+	if s.conflict.Load() && w.Conditional {
+		return statesync.Record{}, &statesync.ConflictError{Topic: w.Topic, Expected: w.IfRevision, Current: w.IfRevision + 1}
+	}
+	return s.MemoryStore.Write(ctx, w)
+}
+
+// A PATCH that keeps losing its compare-and-set is a 409 (contention); a
+// store failure is a 500 that says nothing of the cause, logged; neither
+// stores anything (B-TRANS-08).
+func TestStoreFailures(t *testing.T) {
+	store := &failingStore{MemoryStore: statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1})}
+	src, err := statesync.NewSource(store, &statesync.SourceOptions{MaxUpdateAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var logs strings.Builder
+	var logMu sync.Mutex
+	h := httpsync.NewHandler(src, &httpsync.HandlerOptions{Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))})
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	defer h.Close()
+	s := &testServer{store: store.MemoryStore, src: src, h: h, ts: ts, hc: ts.Client()}
+	s.put(t, "t", `{"a":1}`)
+
+	store.conflict.Store(true)
+	resp, body := s.do(t, "PATCH", "/v1/topics/t", `{"b":2}`, "Content-Type", "application/merge-patch+json")
+	if resp.StatusCode != http.StatusConflict || decodeError(t, body).Error.Code != "contention" {
+		t.Errorf("PATCH losing every compare-and-set = %d %s; want 409 contention", resp.StatusCode, body)
+	}
+	store.conflict.Store(false)
+	store.failGet.Store(true)
+	for _, r := range []struct{ method, path string }{{"GET", "/v1/topics/fresh"}, {"PATCH", "/v1/topics/t"}, {"GET", "/v1/events?topic=fresh"}} {
+		resp, body = s.do(t, r.method, r.path, `{"b":2}`)
+		if resp.StatusCode != 500 || decodeError(t, body).Error.Code != "internal" || strings.Contains(string(body), "fire") {
+			t.Errorf("%s %s with a failing store = %d %s; want 500 internal, without the cause", r.method, r.path, resp.StatusCode, body)
+		}
+	}
+	store.failGet.Store(false)
+	if got := s.get(t, "t"); got.Revision != 1 || string(got.Data) != `{"a":1}` {
+		t.Errorf("Get(%q) = %s at %d; want {\"a\":1} at 1", "t", got.Data, got.Revision)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logs.String(), "disk on fire") {
+		t.Errorf("log %q does not record the store's error", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -30,7 +30,7 @@ func decodeInv(t testing.TB, f frame) statesync.Invalidation {
 
 // A stream starts with a retry hint and the current revision of each
 // topic, then sends a frame after each write, carrying the writer's
-// source id and the time.
+// source id and the time (B-TRANS-08, B-PROTO-01, B-TOPIC-01).
 func TestEventsInitialFramesThenChanges(t *testing.T) {
 	s := newTestServer(t, nil)
 	s.put(t, "a", `1`)
@@ -132,7 +132,7 @@ func TestEventsHeartbeat(t *testing.T) {
 }
 
 // Close and Shutdown end the streams: the client sees the end of the body,
-// and Shutdown returns once the streams' handlers have.
+// and Shutdown returns once the streams' handlers have (B-GO-06).
 func TestEventsEndOnClose(t *testing.T) {
 	s := newTestServer(t, nil)
 	streams := []*sseStream{s.openStream(t, "/v1/events?topic=a"), s.openStream(t, "/v1/events?topic=a&topic=b")}
@@ -188,7 +188,8 @@ func (l smallBufferListener) Accept() (net.Conn, error) {
 
 // A reader that does not read while 10,000 writes happen costs bounded
 // memory: its stream keeps only the latest pending revision, counting the
-// others as coalesced; once it reads, it receives the latest revision.
+// others as coalesced; once it reads, it receives the latest revision
+// (DESIGN §3 coalescing, B-GO-02: the source's callback never waits).
 func TestEventsSlowReaderCoalesces(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

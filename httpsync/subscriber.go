@@ -22,7 +22,8 @@ import (
 type streamResult struct {
 	err       error
 	status    int           // the HTTP status, if the server answered with an error
-	connected time.Duration // how long the stream was open (0: never)
+	opened    bool          // the server accepted the stream
+	connected time.Duration // how long the stream was open
 	retry     time.Duration // the server's retry hint, if it sent one
 }
 
@@ -93,7 +94,7 @@ func (c *Client) run() {
 		if c.ctx.Err() != nil {
 			return
 		}
-		if !reopen && r.connected == 0 {
+		if !reopen && !r.opened {
 			c.attempted(topics, false) // failed: the waiting subscriptions return
 		}
 		if r.retry > 0 {
@@ -173,9 +174,24 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 	if c.opts.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
 	}
+	// IdleTimeout also bounds the wait for the response.
+	var idle *time.Timer
+	idleFired := make(chan struct{})
+	if c.opts.IdleTimeout > 0 {
+		idle = time.AfterFunc(c.opts.IdleTimeout, func() { close(idleFired); cancel() })
+		defer idle.Stop()
+	}
+	silent := func(err error) error {
+		select {
+		case <-idleFired:
+			return fmt.Errorf("httpsync: event stream silent for %v: %w", c.opts.IdleTimeout, err)
+		default:
+			return err
+		}
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return streamResult{err: err}
+		return streamResult{err: silent(err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -188,22 +204,11 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 	c.attempted(topics, true)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: event stream open", slog.Int("topics", len(topics)))
 
-	var idle *time.Timer
-	idleFired := make(chan struct{})
-	if c.opts.IdleTimeout > 0 {
-		idle = time.AfterFunc(c.opts.IdleTimeout, func() { close(idleFired); cancel() })
-		defer idle.Stop()
-	}
 	p := newSSEReader(resp.Body, c.opts.MaxFrame)
 	for {
 		ev, err := p.next()
 		if err != nil {
-			select {
-			case <-idleFired:
-				err = fmt.Errorf("httpsync: event stream silent for %v", c.opts.IdleTimeout)
-			default:
-			}
-			return streamResult{err: err, connected: time.Since(opened), retry: p.retry}
+			return streamResult{err: silent(err), opened: true, connected: time.Since(opened), retry: p.retry}
 		}
 		if idle != nil {
 			idle.Reset(c.opts.IdleTimeout)
