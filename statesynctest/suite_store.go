@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -727,9 +728,11 @@ func casCounter(t *testing.T, stores []statesync.Store, goroutines, increments i
 	results := make([][]success, goroutines)
 	var conflicts atomic.Int64
 	var wg sync.WaitGroup
+	start := make(chan struct{})
 	for g := range goroutines {
 		s := stores[g%len(stores)]
 		wg.Go(func() {
+			<-start
 			for range increments {
 				for attempt := 0; ; attempt++ {
 					if attempt > 100*goroutines {
@@ -748,6 +751,7 @@ func casCounter(t *testing.T, stores []statesync.Store, goroutines, increments i
 							return
 						}
 					}
+					runtime.Gosched() // widen the window between read and write
 					rec, err := s.Write(ctx, statesync.Write{Topic: topic, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, v.N+1)),
 						IfRevision: cur.Revision, Conditional: true})
 					if errors.Is(err, statesync.ErrConflict) {
@@ -772,6 +776,7 @@ func casCounter(t *testing.T, stores []statesync.Store, goroutines, increments i
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
 	if t.Failed() {
 		return
