@@ -228,15 +228,18 @@ func (c *Chaos) Subscribe(ctx context.Context, topic string, h statesync.Handler
 	}
 	c.nextSub++
 	s := &chaosSub{c: c, id: c.nextSub, topic: topic, h: h}
-	c.mu.Unlock()
 	s.active.Store(true)
+	c.subs[s] = struct{}{} // before subscribing: the inner side may deliver at once
+	c.mu.Unlock()
 	unsub, err := c.sub.Subscribe(ctx, topic, s)
 	if err != nil {
+		s.active.Store(false)
+		c.mu.Lock()
+		delete(c.subs, s)
+		s.held = nil
+		c.mu.Unlock()
 		return nil, err
 	}
-	c.mu.Lock()
-	c.subs[s] = struct{}{}
-	c.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -487,7 +488,7 @@ func testProvInvalidTopic(t *testing.T, prov statesync.Provider, put func(string
 func testProvConcurrent(t *testing.T, prov statesync.Provider, put func(string, json.RawMessage) statesync.Snapshot) {
 	ctx := opContext(t)
 	topic := newTopic(t, "concurrent")
-	const readers, writes = 4, 50
+	const readers, writes = 4, 30
 	type obs struct {
 		rev  statesync.Revision
 		data []byte
@@ -512,6 +513,7 @@ func testProvConcurrent(t *testing.T, prov statesync.Provider, put func(string, 
 				case <-done:
 					return
 				default:
+					runtime.Gosched() // let the writer in
 				}
 			}
 		})
