@@ -16,6 +16,7 @@ func newMemoryStore(t *testing.T) statesync.Store {
 	return s
 }
 
+// B-TRANS-08, B-STORE-18, B-GO-01: the Store contract (see TestStore).
 func TestMemoryStore(t *testing.T) {
 	statesynctest.TestStore(t, newMemoryStore)
 }
@@ -53,12 +54,14 @@ func newBus(t *testing.T, src *statesync.Source) *memsync.Bus {
 	return b
 }
 
+// B-TRANS-03, B-TRANS-08, B-TOPIC-03: the Provider contract.
 func TestSourceProvider(t *testing.T) {
 	statesynctest.TestProvider(t, func(t *testing.T) (statesync.Provider, func(string, json.RawMessage) statesync.Snapshot) {
 		return newSource(t)
 	})
 }
 
+// B-TRANS-01, B-TRANS-02, B-TOPIC-01..03, B-GO-02: the Subscriber contract.
 func TestMemsyncSubscriber(t *testing.T) {
 	statesynctest.TestSubscriber(t, func(t *testing.T) (statesync.Subscriber, func(statesync.Invalidation)) {
 		b := newBus(t, nil)
@@ -66,6 +69,7 @@ func TestMemsyncSubscriber(t *testing.T) {
 	})
 }
 
+// B-TRANS-03, B-TRANS-08, B-TOPIC-03: the Provider contract.
 func TestMemsyncProvider(t *testing.T) {
 	statesynctest.TestProvider(t, func(t *testing.T) (statesync.Provider, func(string, json.RawMessage) statesync.Snapshot) {
 		src, put := newSource(t)
@@ -73,6 +77,7 @@ func TestMemsyncProvider(t *testing.T) {
 	})
 }
 
+// B-E2E-02, B-E2E-03, B-E2E-10, B-E2E-32, B-GATE-06: consumers over memsync converge.
 func TestMemsyncTransport(t *testing.T) {
 	statesynctest.TestTransport(t, func(t *testing.T) statesynctest.Transport {
 		src, put := newSource(t)
