@@ -290,7 +290,7 @@ func jsonInt(b json.RawMessage) (int64, bool) {
 		return 0, false
 	}
 	var f float64
-	if err := json.Unmarshal(b, &f); err != nil || math.IsNaN(f) || f > math.MaxInt64 || f < math.MinInt64 {
+	if err := json.Unmarshal(b, &f); err != nil || math.IsNaN(f) || f >= math.MaxInt64 || f < math.MinInt64 {
 		return 0, false
 	}
 	return int64(f), true

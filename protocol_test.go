@@ -170,7 +170,6 @@ func TestDecodeInvalidation(t *testing.T) {
 // B-PROTO-11: a timestampMs beyond int64 must be dropped, never turned into
 // a wrong (here negative) time.
 func TestDecodeInvalidationTimestampRange(t *testing.T) {
-	t.Skip("bug: protocol.go jsonInt accepts 2^63 (float64(math.MaxInt64) rounds up) and converts it to math.MinInt64; see report")
 	for _, ts := range []string{"9223372036854775807", "9223372036854775808", "9.3e18"} {
 		payload := `{"topic":"t","revision":"1","timestampMs":` + ts + `}`
 		got, err := statesync.DecodeInvalidation([]byte(payload))
@@ -302,7 +301,6 @@ func TestValidTopic(t *testing.T) {
 // it holds escapes; like encoding/json, invalid UTF-8 becomes U+FFFD, so
 // what is decoded survives AppendJSON and decoding again.
 func TestDecodeInvalidUTF8(t *testing.T) {
-	t.Skip("bug: revision.go rawJSONString keeps invalid UTF-8 bytes when a string has no escape, but decodeJSONString (used when it has one) replaces them with U+FFFD; see report")
 	for _, tc := range []struct{ payload, want string }{
 		{"{\"topic\":\"t\",\"revision\":\"1\",\"sourceId\":\"a\xffb\"}", "a\uFFFDb"},
 		{"{\"topic\":\"t\",\"revision\":\"1\",\"sourceId\":\"a\xffb\\n\"}", "a\uFFFDb\n"},

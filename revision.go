@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
 
 // A Revision orders the versions of one topic. Revisions are unsigned 64-bit
@@ -133,6 +134,9 @@ func rawJSONString(b []byte) (string, bool) {
 		if c == '\\' || c == '"' || c < 0x20 {
 			return decodeJSONString(b)
 		}
+	}
+	if !utf8.Valid(inner) {
+		return decodeJSONString(b)
 	}
 	return string(inner), true
 }

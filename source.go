@@ -99,7 +99,7 @@ func (s *Source) changed(rec Record) {
 	if !rec.DataOmitted {
 		s.remember(rec)
 	} else {
-		s.forget(rec.Topic, rec.Revision)
+		s.forget(rec.Topic, rec.Revision, rec.Epoch)
 	}
 	inv := Invalidation{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch, SourceID: rec.SourceID}
 	if !rec.Time.IsZero() {
@@ -128,11 +128,14 @@ func (s *Source) remember(rec Record) *cacheEntry {
 	}
 }
 
-// forget drops the cached entry of topic if it is older than rev, for feeds
+// forget drops the cached entry of topic if it is older than rev or from
+// another epoch, for feeds
 // that carry no data.
-func (s *Source) forget(topic string, rev Revision) {
-	if old, ok := s.cache.Load(topic); ok && old.(*cacheEntry).rec.Revision < rev {
-		s.cache.CompareAndDelete(topic, old)
+func (s *Source) forget(topic string, rev Revision, epoch string) {
+	if old, ok := s.cache.Load(topic); ok {
+		if o := old.(*cacheEntry).rec; o.Epoch != epoch || o.Revision < rev {
+			s.cache.CompareAndDelete(topic, old)
+		}
 	}
 }
 

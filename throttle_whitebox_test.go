@@ -17,7 +17,7 @@ import (
 // thrAdvance(d) is vi.advanceTimersByTime(d): it moves the bubble's clock by
 // d and returns once every timer due by then has run.
 
-const thrMs = time.Millisecond
+const thr = time.Millisecond
 
 // thrRecorder counts the calls of a scheduler's fire function and when they
 // happened, relative to the recorder's creation.
@@ -94,7 +94,7 @@ func TestThrottlePassthrough(t *testing.T) {
 			t.Errorf("Throttle(%+v).validate() = %v; want nil (flags only matter with an interval)", th, err)
 		}
 	}
-	for _, th := range []Throttle{{Debounce: thrMs}, {Interval: thrMs}} {
+	for _, th := range []Throttle{{Debounce: thr}, {Interval: thr}} {
 		if th.passthrough() {
 			t.Errorf("Throttle(%+v).passthrough() = true; want false", th)
 		}
@@ -114,39 +114,39 @@ func TestThrottlePassthrough(t *testing.T) {
 func TestThrottleDebounce(t *testing.T) {
 	t.Run("restart", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			s, r := thrNew(t, Throttle{Debounce: 100 * thrMs})
+			s, r := thrNew(t, Throttle{Debounce: 100 * thr})
 			s.trigger()
 			thrWantPending(t, s, r, true)
-			thrAdvance(50 * thrMs)
+			thrAdvance(50 * thr)
 			s.trigger()
-			thrAdvance(50 * thrMs)
+			thrAdvance(50 * thr)
 			thrWantCount(t, r, 0)
 			thrWantPending(t, s, r, true)
-			thrAdvance(49 * thrMs)
+			thrAdvance(49 * thr)
 			thrWantCount(t, r, 0)
-			thrAdvance(1 * thrMs)
+			thrAdvance(1 * thr)
 			thrWantCount(t, r, 1)
 			thrWantPending(t, s, r, false)
-			if got, want := r.times(), []time.Duration{150 * thrMs}; !slices.Equal(got, want) {
+			if got, want := r.times(), []time.Duration{150 * thr}; !slices.Equal(got, want) {
 				t.Errorf("calls at %v; want %v", got, want)
 			}
 		})
 	})
 	t.Run("ten triggers 10ms apart", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			s, r := thrNew(t, Throttle{Debounce: 100 * thrMs})
+			s, r := thrNew(t, Throttle{Debounce: 100 * thr})
 			for i := range 10 {
 				if i > 0 {
-					thrAdvance(10 * thrMs)
+					thrAdvance(10 * thr)
 				}
 				s.trigger()
 			}
 			thrWantCount(t, r, 0)
-			thrAdvance(100 * thrMs)
+			thrAdvance(100 * thr)
 			thrWantCount(t, r, 1)
 			thrAdvance(time.Second)
 			thrWantCount(t, r, 1)
-			if got, want := r.times(), []time.Duration{190 * thrMs}; !slices.Equal(got, want) {
+			if got, want := r.times(), []time.Duration{190 * thr}; !slices.Equal(got, want) {
 				t.Errorf("calls at %v; want %v", got, want)
 			}
 		})
@@ -163,18 +163,18 @@ func TestThrottleDebounce(t *testing.T) {
 func TestThrottleDebounceTriggerAtExpiry(t *testing.T) {
 	for range 30 {
 		synctest.Test(t, func(t *testing.T) {
-			s, r := thrNew(t, Throttle{Debounce: 100 * thrMs})
+			s, r := thrNew(t, Throttle{Debounce: 100 * thr})
 			s.trigger()
-			time.Sleep(100 * thrMs) // no synctest.Wait: race the timer's expiry
+			time.Sleep(100 * thr) // no synctest.Wait: race the timer's expiry
 			s.trigger()
-			thrAdvance(50 * thrMs)
+			thrAdvance(50 * thr)
 			thrWantPending(t, s, r, true) // the trigger at 100 is still debounced
 			s.trigger()
 			thrAdvance(time.Second)
 			// The trigger at 100 either restarted the first debounce (one call,
 			// at 250) or came just after it fired (calls at 100 and 250).
 			got := r.times()
-			if !slices.Equal(got, []time.Duration{250 * thrMs}) && !slices.Equal(got, []time.Duration{100 * thrMs, 250 * thrMs}) {
+			if !slices.Equal(got, []time.Duration{250 * thr}) && !slices.Equal(got, []time.Duration{100 * thr, 250 * thr}) {
 				t.Fatalf("calls at %v; want [250ms] or [100ms 250ms]", got)
 			}
 			thrWantPending(t, s, r, false)
@@ -187,7 +187,7 @@ func TestThrottleDebounceTriggerAtExpiry(t *testing.T) {
 // suppressed, and one trailing call fires when the window ends.
 func TestThrottleLeadingTrailing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, r := thrNew(t, Throttle{Interval: 100 * thrMs})
+		s, r := thrNew(t, Throttle{Interval: 100 * thr})
 		s.trigger()
 		thrWantCount(t, r, 1) // B-THR-05: immediately
 		thrWantPending(t, s, r, false)
@@ -195,9 +195,9 @@ func TestThrottleLeadingTrailing(t *testing.T) {
 		s.trigger()
 		thrWantCount(t, r, 1) // suppressed
 		thrWantPending(t, s, r, true)
-		thrAdvance(99 * thrMs)
+		thrAdvance(99 * thr)
 		thrWantCount(t, r, 1)
-		thrAdvance(1 * thrMs)
+		thrAdvance(1 * thr)
 		thrWantCount(t, r, 2) // B-THR-06: exactly one trailing call
 		thrWantPending(t, s, r, false)
 		thrAdvance(time.Second)
@@ -205,7 +205,7 @@ func TestThrottleLeadingTrailing(t *testing.T) {
 	})
 	t.Run("single trigger has no trailing call", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			s, r := thrNew(t, Throttle{Interval: 100 * thrMs})
+			s, r := thrNew(t, Throttle{Interval: 100 * thr})
 			s.trigger()
 			thrAdvance(time.Second)
 			thrWantCount(t, r, 1)
@@ -217,22 +217,22 @@ func TestThrottleLeadingTrailing(t *testing.T) {
 // the window fires at once.
 func TestThrottleNoTrailing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, r := thrNew(t, Throttle{Interval: 100 * thrMs, NoTrailing: true})
+		s, r := thrNew(t, Throttle{Interval: 100 * thr, NoTrailing: true})
 		s.trigger()
 		s.trigger()
 		thrWantCount(t, r, 1)
 		thrWantPending(t, s, r, false)
-		thrAdvance(200 * thrMs)
+		thrAdvance(200 * thr)
 		thrWantCount(t, r, 1)
 	})
 	synctest.Test(t, func(t *testing.T) {
-		s, r := thrNew(t, Throttle{Interval: 100 * thrMs, NoTrailing: true})
+		s, r := thrNew(t, Throttle{Interval: 100 * thr, NoTrailing: true})
 		s.trigger()
 		s.trigger()
-		thrAdvance(150 * thrMs)
+		thrAdvance(150 * thr)
 		s.trigger()
 		thrWantCount(t, r, 2)
-		if got, want := r.times(), []time.Duration{0, 150 * thrMs}; !slices.Equal(got, want) {
+		if got, want := r.times(), []time.Duration{0, 150 * thr}; !slices.Equal(got, want) {
 			t.Errorf("calls at %v; want %v", got, want)
 		}
 	})
@@ -241,13 +241,13 @@ func TestThrottleNoTrailing(t *testing.T) {
 // B-THR-08: NoLeading: a single trigger waits for the end of the window.
 func TestThrottleNoLeading(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, r := thrNew(t, Throttle{Interval: 100 * thrMs, NoLeading: true})
+		s, r := thrNew(t, Throttle{Interval: 100 * thr, NoLeading: true})
 		s.trigger()
 		thrWantCount(t, r, 0)
 		thrWantPending(t, s, r, true)
-		thrAdvance(99 * thrMs)
+		thrAdvance(99 * thr)
 		thrWantCount(t, r, 0)
-		thrAdvance(1 * thrMs)
+		thrAdvance(1 * thr)
 		thrWantCount(t, r, 1)
 		thrWantPending(t, s, r, false)
 		thrAdvance(time.Second)
@@ -265,16 +265,16 @@ func TestThrottleContinuousTriggers(t *testing.T) {
 		want int
 	}{
 		// Calls at 100, 200, ..., 1000.
-		{"NoLeading", Throttle{Interval: 100 * thrMs, NoLeading: true}, 10},
+		{"NoLeading", Throttle{Interval: 100 * thr, NoLeading: true}, 10},
 		// Calls at 0, 100, ..., 1000.
-		{"leading", Throttle{Interval: 100 * thrMs}, 11},
+		{"leading", Throttle{Interval: 100 * thr}, 11},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s, r := thrNew(t, tc.th)
 				for i := range 100 {
 					if i > 0 {
-						thrAdvance(10 * thrMs)
+						thrAdvance(10 * thr)
 					}
 					s.trigger()
 				}
@@ -294,8 +294,8 @@ func TestThrottleContinuousTriggers(t *testing.T) {
 					if gap < tc.th.Interval { // B-THR-10
 						t.Errorf("calls at %v and %v, %v apart; want at least %v", at[i-1], at[i], gap, tc.th.Interval)
 					}
-					if gap > tc.th.Interval+10*thrMs { // B-THR-09: not starved
-						t.Errorf("calls at %v and %v, %v apart under continuous triggers; want at most %v", at[i-1], at[i], gap, tc.th.Interval+10*thrMs)
+					if gap > tc.th.Interval+10*thr { // B-THR-09: not starved
+						t.Errorf("calls at %v and %v, %v apart under continuous triggers; want at most %v", at[i-1], at[i], gap, tc.th.Interval+10*thr)
 					}
 				}
 			})
@@ -307,16 +307,16 @@ func TestThrottleContinuousTriggers(t *testing.T) {
 // is suppressed and served by the next trailing call, one interval later.
 func TestThrottleTrailingStartsWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, r := thrNew(t, Throttle{Interval: 100 * thrMs})
+		s, r := thrNew(t, Throttle{Interval: 100 * thr})
 		s.trigger() // leading @0
 		s.trigger()
-		thrAdvance(100 * thrMs) // trailing @100
-		thrAdvance(10 * thrMs)
+		thrAdvance(100 * thr) // trailing @100
+		thrAdvance(10 * thr)
 		s.trigger() // @110, inside the window opened @100
 		thrWantCount(t, r, 2)
 		thrWantPending(t, s, r, true)
 		thrAdvance(time.Second)
-		if got, want := r.times(), []time.Duration{0, 100 * thrMs, 200 * thrMs}; !slices.Equal(got, want) {
+		if got, want := r.times(), []time.Duration{0, 100 * thr, 200 * thr}; !slices.Equal(got, want) {
 			t.Errorf("calls at %v; want %v", got, want)
 		}
 	})
@@ -326,30 +326,30 @@ func TestThrottleTrailingStartsWindow(t *testing.T) {
 // the debounce acts first; there is no call at 0.
 func TestThrottleDebounceAndInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, r := thrNew(t, Throttle{Debounce: 50 * thrMs, Interval: 200 * thrMs})
+		s, r := thrNew(t, Throttle{Debounce: 50 * thr, Interval: 200 * thr})
 		s.trigger()           // @0
 		thrWantCount(t, r, 0) // B-THR-12: not at 0 ms
-		thrAdvance(49 * thrMs)
+		thrAdvance(49 * thr)
 		thrWantCount(t, r, 0)
-		thrAdvance(1 * thrMs)
+		thrAdvance(1 * thr)
 		thrWantCount(t, r, 1) // @50: debounced, leading edge of the throttle
 		s.trigger()           // @50
-		thrAdvance(30 * thrMs)
+		thrAdvance(30 * thr)
 		s.trigger() // @80
-		thrAdvance(30 * thrMs)
+		thrAdvance(30 * thr)
 		s.trigger() // @110 → debounced @160, inside the window → trailing @250
 		thrWantPending(t, s, r, true)
-		thrAdvance(50 * thrMs) // @160
+		thrAdvance(50 * thr) // @160
 		thrWantCount(t, r, 1)
 		thrWantPending(t, s, r, true) // B-THR-13: the trailing timer is armed
-		thrAdvance(89 * thrMs)        // @249
+		thrAdvance(89 * thr)        // @249
 		thrWantCount(t, r, 1)
-		thrAdvance(1 * thrMs) // @250
+		thrAdvance(1 * thr) // @250
 		thrWantCount(t, r, 2)
-		thrAdvance(110 * thrMs) // @360
+		thrAdvance(110 * thr) // @360
 		thrWantCount(t, r, 2)
 		thrWantPending(t, s, r, false)
-		if got, want := r.times(), []time.Duration{50 * thrMs, 250 * thrMs}; !slices.Equal(got, want) {
+		if got, want := r.times(), []time.Duration{50 * thr, 250 * thr}; !slices.Equal(got, want) {
 			t.Errorf("calls at %v; want %v", got, want)
 		}
 	})
@@ -359,17 +359,17 @@ func TestThrottleDebounceAndInterval(t *testing.T) {
 // trailing call is pending, and false otherwise.
 func TestThrottleHasPending(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, r := thrNew(t, Throttle{Debounce: 10 * thrMs, Interval: 100 * thrMs})
+		s, r := thrNew(t, Throttle{Debounce: 10 * thr, Interval: 100 * thr})
 		thrWantPending(t, s, r, false)
 		s.trigger()
 		thrWantPending(t, s, r, true) // debounce armed
-		thrAdvance(10 * thrMs)
+		thrAdvance(10 * thr)
 		thrWantCount(t, r, 1)
 		thrWantPending(t, s, r, false) // fired as the leading edge
 		s.trigger()
-		thrAdvance(10 * thrMs)
+		thrAdvance(10 * thr)
 		thrWantPending(t, s, r, true) // trailing call waiting for the window
-		thrAdvance(100 * thrMs)
+		thrAdvance(100 * thr)
 		thrWantCount(t, r, 2)
 		thrWantPending(t, s, r, false)
 	})
@@ -380,37 +380,37 @@ func TestThrottleHasPending(t *testing.T) {
 func TestThrottleDispose(t *testing.T) {
 	t.Run("debounce", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			s, r := thrNew(t, Throttle{Debounce: 100 * thrMs})
+			s, r := thrNew(t, Throttle{Debounce: 100 * thr})
 			s.trigger()
 			s.dispose()
 			thrWantPending(t, s, r, false)
-			thrAdvance(200 * thrMs)
+			thrAdvance(200 * thr)
 			thrWantCount(t, r, 0)
 		})
 	})
 	t.Run("trailing", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			s, r := thrNew(t, Throttle{Interval: 100 * thrMs})
+			s, r := thrNew(t, Throttle{Interval: 100 * thr})
 			s.trigger()
 			s.trigger()
 			s.dispose()
 			thrWantPending(t, s, r, false)
-			thrAdvance(200 * thrMs)
+			thrAdvance(200 * thr)
 			thrWantCount(t, r, 1)
 		})
 	})
 	t.Run("idempotent and final", func(t *testing.T) {
 		for _, th := range []Throttle{
 			{},
-			{Debounce: 100 * thrMs},
-			{Interval: 100 * thrMs},
-			{Interval: 100 * thrMs, NoLeading: true},
-			{Debounce: 50 * thrMs, Interval: 200 * thrMs},
+			{Debounce: 100 * thr},
+			{Interval: 100 * thr},
+			{Interval: 100 * thr, NoLeading: true},
+			{Debounce: 50 * thr, Interval: 200 * thr},
 		} {
 			synctest.Test(t, func(t *testing.T) {
 				s, r := thrNew(t, th)
 				s.trigger()
-				thrAdvance(10 * thrMs)
+				thrAdvance(10 * thr)
 				before := r.count()
 				for range 3 {
 					s.dispose()
@@ -431,8 +431,8 @@ func TestThrottleDispose(t *testing.T) {
 // validation and by NewConsumer with ErrInvalidThrottle.
 func TestThrottleValidate(t *testing.T) {
 	bad := []Throttle{
-		{Interval: 100 * thrMs, NoLeading: true, NoTrailing: true},
-		{Debounce: 50 * thrMs, Interval: 100 * thrMs, NoLeading: true, NoTrailing: true},
+		{Interval: 100 * thr, NoLeading: true, NoTrailing: true},
+		{Debounce: 50 * thr, Interval: 100 * thr, NoLeading: true, NoTrailing: true},
 		{Debounce: -1},
 		{Interval: -1},
 		{Debounce: -time.Second, Interval: time.Second},
@@ -452,11 +452,11 @@ func TestThrottleValidate(t *testing.T) {
 	}
 	good := []Throttle{
 		{},
-		{Debounce: 100 * thrMs},
-		{Interval: 100 * thrMs},
-		{Interval: 100 * thrMs, NoLeading: true},
-		{Interval: 100 * thrMs, NoTrailing: true},
-		{Debounce: 100 * thrMs, NoLeading: true, NoTrailing: true}, // flags unused without an interval
+		{Debounce: 100 * thr},
+		{Interval: 100 * thr},
+		{Interval: 100 * thr, NoLeading: true},
+		{Interval: 100 * thr, NoTrailing: true},
+		{Debounce: 100 * thr, NoLeading: true, NoTrailing: true}, // flags unused without an interval
 	}
 	for _, th := range good {
 		if err := th.validate(); err != nil {
@@ -495,13 +495,13 @@ func TestThrottleFireWithoutLock(t *testing.T) {
 			calls++
 			mu.Unlock()
 		}
-		s = newScheduler(Throttle{Debounce: 10 * thrMs, Interval: 100 * thrMs}, fire)
+		s = newScheduler(Throttle{Debounce: 10 * thr, Interval: 100 * thr}, fire)
 		defer s.dispose()
 		s.trigger()
-		thrAdvance(10 * thrMs) // debounced → leading call on the timer goroutine
+		thrAdvance(10 * thr) // debounced → leading call on the timer goroutine
 		s.trigger()
-		thrAdvance(200 * thrMs) // debounced @20, trailing call @110
-		s2 := newScheduler(Throttle{Interval: 100 * thrMs}, nil)
+		thrAdvance(200 * thr) // debounced @20, trailing call @110
+		s2 := newScheduler(Throttle{Interval: 100 * thr}, nil)
 		defer s2.dispose()
 		s2.fire = func() { // leading call on this goroutine
 			if !s2.mu.TryLock() {

@@ -23,8 +23,9 @@ type Handler interface {
 // A Subscriber delivers the invalidations of a topic to a handler.
 //
 // Subscribe registers h for topic and returns a function that removes it;
-// after that function returns, h is not called again for this subscription
-// and calling it again does nothing. Delivery may be synchronous or not, and
+// after that function returns, no new delivery to h begins (one already
+// under way on another goroutine may still complete: a Consumer ignores it
+// once stopped), and calling it again does nothing. Delivery may be synchronous or not, and
 // may lose, duplicate or reorder invalidations: the engine does not depend on
 // delivery guarantees (B-TRANS-10).
 type Subscriber interface {

@@ -19,7 +19,6 @@ package memsync
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -38,9 +37,10 @@ type Bus struct {
 }
 
 // topicSubs holds the handlers of a topic as an immutable slice that is
-// replaced on change, so delivery takes no lock.
+// replaced on change (or grown in place), so delivery takes no lock.
 type topicSubs struct {
 	handlers atomic.Pointer[[]*sub]
+	inactive int // unsubscribed entries still in handlers; protected by Bus.mu
 }
 
 type sub struct {
@@ -90,7 +90,9 @@ func (b *Bus) Subscribe(ctx context.Context, topic string, h statesync.Handler) 
 	s.active.Store(true)
 	b.mu.Lock()
 	ts := b.subs(topic)
-	list := append(slices.Clone(*ts.handlers.Load()), s)
+	// Appending in place is safe: readers never look past the length of the
+	// slice they loaded. So subscribing N handlers costs O(N), not O(N²).
+	list := append(*ts.handlers.Load(), s)
 	ts.handlers.Store(&list)
 	b.mu.Unlock()
 	var once sync.Once
@@ -98,8 +100,20 @@ func (b *Bus) Subscribe(ctx context.Context, topic string, h statesync.Handler) 
 		once.Do(func() {
 			s.active.Store(false)
 			b.mu.Lock()
-			list := slices.DeleteFunc(slices.Clone(*ts.handlers.Load()), func(x *sub) bool { return x == s })
-			ts.handlers.Store(&list)
+			ts.inactive++
+			list := *ts.handlers.Load()
+			// Compact into a new array once most entries are inactive, so
+			// unsubscribing N handlers is O(N) overall too.
+			if ts.inactive*2 > len(list) {
+				kept := make([]*sub, 0, len(list)-ts.inactive)
+				for _, x := range list {
+					if x.active.Load() {
+						kept = append(kept, x)
+					}
+				}
+				ts.handlers.Store(&kept)
+				ts.inactive = 0
+			}
 			b.mu.Unlock()
 		})
 	}, nil
@@ -155,7 +169,13 @@ func (b *Bus) Subscribers(topic string) int {
 	if !ok {
 		return 0
 	}
-	return len(*v.(*topicSubs).handlers.Load())
+	n := 0
+	for _, s := range *v.(*topicSubs).handlers.Load() {
+		if s.active.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // Snapshot implements [statesync.Provider] with the Bus's Source.
