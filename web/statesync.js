@@ -37,7 +37,7 @@ export class StateSyncError extends Error {
     this.code = code;
     this.body = body;
     /** For a conflict (412/409): the topic's current revision, if the server said. */
-    this.currentRevision = body?.error?.currentRevision ?? body?.error?.current ?? body?.revision;
+    this.currentRevision = body?.error?.revision;
   }
   get conflict() { return this.status === 412 || this.status === 409; }
 }

@@ -55,9 +55,19 @@ Usage:
 
 Commands:
 
-	bench     run the in-process benchmark scenarios, one JSON line each
+	serve     run the daemon: HTTP API, dashboard, /healthz, /metrics
+	get       print a topic's snapshot
+	put       set a topic's data (--if-revision for compare-and-set)
+	patch     apply a JSON merge patch to a topic's data
+	delete    set a topic's data to null at a new revision
+	topics    list the topics
+	watch     follow topics and print every applied snapshot
+	bench     run the benchmark scenarios, one JSON line each
 	version   print the version
 	help      print this help
+
+Client commands talk to --server (STATESYNC_SERVER, default http://127.0.0.1:8765)
+with the token in STATESYNC_TOKEN.
 
 Run 'statesync <command> -h' for the flags of a command.
 `
@@ -74,6 +84,16 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	cmd, args := args[0], args[1:]
 	switch cmd {
+	case "serve":
+		return m.runServe(ctx, args)
+	case "get":
+		return m.runGet(ctx, args)
+	case "put", "patch", "delete":
+		return m.runWrite(ctx, cmd, args)
+	case "topics":
+		return m.runTopics(ctx, args)
+	case "watch":
+		return m.runWatch(ctx, args)
 	case "bench":
 		return m.runBench(ctx, args)
 	case "version":

@@ -1,0 +1,226 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/boltstore"
+	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/web"
+)
+
+// A Server is a running daemon. Make one with [Start]; stop it with
+// [Server.Shutdown].
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	ln      net.Listener
+	srv     *http.Server
+	api     *httpsync.Handler
+	src     *statesync.Source
+	store   statesync.Store
+	closeFn func() error // closes the store
+	served  chan error
+}
+
+// Start opens the store, builds the HTTP API and starts serving on
+// cfg.Addr. It returns once the listener is bound.
+func Start(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, served: make(chan error, 1)}
+
+	var auth httpsync.Authenticator
+	if cfg.Tokens != "" {
+		tokens, err := httpsync.LoadTokens(cfg.Tokens)
+		if err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		auth = tokens
+	}
+
+	if cfg.Memory {
+		s.store = statesync.NewMemoryStore(nil)
+		s.closeFn = func() error { return nil }
+	} else {
+		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+			return nil, fmt.Errorf("serve: data directory: %w", err)
+		}
+		path := filepath.Join(cfg.Data, "statesync.db")
+		bs, err := boltstore.Open(path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("serve: opening %s: %w", path, err)
+		}
+		s.store, s.closeFn = bs, bs.Close
+	}
+	src, err := statesync.NewSource(s.store, &statesync.SourceOptions{Logger: log})
+	if err != nil {
+		_ = s.closeFn()
+		return nil, err
+	}
+	s.src = src
+	s.api = httpsync.NewHandler(src, &httpsync.HandlerOptions{
+		Auth:      auth,
+		Heartbeat: cfg.Heartbeat,
+		MaxBody:   cfg.MaxBody,
+		Logger:    log,
+	})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCollector(s.api))
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", s.api)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", web.Handler())
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { s.served <- s.srv.Serve(ln) }()
+	store := "bbolt " + filepath.Join(cfg.Data, "statesync.db")
+	if cfg.Memory {
+		store = "memory"
+	}
+	log.Info("statesync serving", slog.String("url", "http://"+ln.Addr().String()+"/"),
+		slog.String("store", store), slog.Bool("auth", auth != nil))
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Done returns a channel that receives the error of the HTTP server if it
+// stops on its own.
+func (s *Server) Done() <-chan error { return s.served }
+
+// Shutdown stops the daemon gracefully: new connections are refused, event
+// streams are closed (clients reconnect elsewhere or later and miss
+// nothing), requests in progress finish, then the store is closed. ctx
+// bounds the wait; when it ends, connections are closed at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if err := s.api.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+		_ = s.srv.Close()
+	}
+	s.closeStore()
+	s.log.Info("statesync stopped")
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeStore() {
+	if s.src != nil {
+		_ = s.src.Close()
+	}
+	if err := s.closeFn(); err != nil {
+		s.log.Error("closing store", slog.Any("error", err))
+	}
+}
+
+// Run starts the daemon and serves until ctx ends, then shuts down within
+// cfg.ShutdownTimeout.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-s.served:
+		s.closeStore()
+		return fmt.Errorf("serve: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	return s.Shutdown(sctx)
+}
+
+// collector exports the httpsync handler's counters to Prometheus.
+type collector struct {
+	h                                                               *httpsync.Handler
+	streams, streamsTotal, sent, snaps, coalesced, heartbeats, gets *prometheus.Desc
+	notModified, writes, conflicts, errors, gzip                    *prometheus.Desc
+}
+
+func newCollector(h *httpsync.Handler) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("statesync_"+name, help, labels, nil)
+	}
+	return &collector{h: h,
+		streams:      d("streams_open", "Event streams open now."),
+		streamsTotal: d("streams_total", "Event streams opened."),
+		sent:         d("invalidations_sent_total", "Invalidation frames written to event streams."),
+		snaps:        d("snapshots_sent_total", "Inline snapshot frames written to event streams."),
+		coalesced:    d("invalidations_coalesced_total", "Invalidations replaced by a newer revision before a busy stream sent them."),
+		heartbeats:   d("heartbeats_total", "Heartbeat comments written to event streams."),
+		gets:         d("snapshot_gets_total", "Snapshot GETs answered 200."),
+		notModified:  d("snapshot_not_modified_total", "Snapshot GETs answered 304."),
+		writes:       d("writes_total", "Successful PUT, PATCH and DELETE requests."),
+		conflicts:    d("conflicts_total", "Writes refused because If-Match named another revision."),
+		errors:       d("http_errors_total", "Error responses by status code.", "code"),
+		gzip:         d("gzip_encodes_total", "gzip encodings of snapshots (one per revision asked for)."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.streams, c.streamsTotal, c.sent, c.snaps, c.coalesced, c.heartbeats,
+		c.gets, c.notModified, c.writes, c.conflicts, c.errors, c.gzip} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.h.Stats()
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	ch <- prometheus.MustNewConstMetric(c.streams, prometheus.GaugeValue, float64(st.StreamsOpen))
+	counter(c.streamsTotal, st.StreamsTotal)
+	counter(c.sent, st.InvalidationsSent)
+	counter(c.snaps, st.SnapshotsSent)
+	counter(c.coalesced, st.InvalidationsCoalesced)
+	counter(c.heartbeats, st.Heartbeats)
+	counter(c.gets, st.SnapshotGets)
+	counter(c.notModified, st.NotModified)
+	counter(c.writes, st.Writes)
+	counter(c.conflicts, st.Conflicts)
+	counter(c.gzip, st.GzipEncodes)
+	for code, n := range st.Errors {
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), strconv.Itoa(code))
+	}
+}
