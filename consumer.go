@@ -370,8 +370,8 @@ func (c *Consumer) Wait(ctx context.Context) error {
 // shared with every other caller and invalidation that arrives meanwhile.
 //
 // Refresh works before Start (without subscribing) and returns nil without
-// doing anything after Stop. Called from inside the consumer's applier with
-// the context the applier received, it queues a refresh and returns nil at
+// doing anything after Stop. Called from inside the consumer's provider or applier with
+// the context it received, it queues a refresh and returns nil at
 // once instead of waiting for itself.
 func (c *Consumer) Refresh(ctx context.Context) error {
 	if ctx.Value(runCtxKey{}) == c {
@@ -524,7 +524,7 @@ func (c *Consumer) cycle() *Error {
 }
 
 func (c *Consumer) fetch() (snap Snapshot, err error) {
-	ctx := c.ctx
+	ctx := c.runCtx
 	if c.opts.FetchTimeout > 0 && c.opts.Retry == nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opts.FetchTimeout)
@@ -566,8 +566,7 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 	case gateSkip:
 		c.mu.Unlock()
 		if c.debugOn() {
-			c.log.LogAttrs(context.Background(), slog.LevelDebug, "snapshot skipped (not newer)",
-				slog.String("snapshotRevision", snap.Revision.String()), slog.String("localRevision", cur.rev.String()))
+			c.logRevisions(slog.LevelDebug, "snapshot skipped (not newer)", snap.Revision, cur.rev)
 		}
 		return nil
 	case gateRegressed:
@@ -577,12 +576,7 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 		if !report {
 			return nil
 		}
-		if c.log != nil {
-			c.log.LogAttrs(context.Background(), slog.LevelWarn, "snapshot revision went backwards",
-				slog.String("snapshotRevision", snap.Revision.String()), slog.String("localRevision", cur.rev.String()))
-		}
-		return &Error{Phase: PhaseProtocol, Topic: c.topic, LocalRevision: cur.rev, SnapshotRevision: snap.Revision.String(),
-			Err: fmt.Errorf("%w: snapshot %d is older than applied %d in the same epoch", ErrRevisionRegressed, snap.Revision, cur.rev)}
+		return c.regressedError(snap.Revision, cur.rev)
 	}
 	c.mu.Unlock()
 
@@ -590,7 +584,7 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 		if c.stopped.Load() {
 			return nil
 		}
-		return &Error{Phase: PhaseApply, Topic: c.topic, Err: err, LocalRevision: cur.rev, SnapshotRevision: snap.Revision.String()}
+		return c.applyError(err, cur.rev, snap.Revision)
 	}
 
 	c.mu.Lock()
@@ -612,9 +606,38 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 	c.regressed = 0
 	c.mu.Unlock()
 	if c.debugOn() {
-		c.log.LogAttrs(context.Background(), slog.LevelDebug, "applied snapshot", slog.String("revision", snap.Revision.String()))
+		c.logApplied(snap.Revision)
 	}
 	return nil
+}
+
+// The cold paths of offer live in functions of their own, which keeps
+// offer's frame small: a run's goroutine then reaches the applier without
+// growing its initial stack.
+
+//go:noinline
+func (c *Consumer) logRevisions(level slog.Level, msg string, snapRev, localRev Revision) {
+	c.log.LogAttrs(context.Background(), level, msg,
+		slog.String("snapshotRevision", snapRev.String()), slog.String("localRevision", localRev.String()))
+}
+
+//go:noinline
+func (c *Consumer) logApplied(rev Revision) {
+	c.log.LogAttrs(context.Background(), slog.LevelDebug, "applied snapshot", slog.String("revision", rev.String()))
+}
+
+//go:noinline
+func (c *Consumer) regressedError(snapRev, localRev Revision) *Error {
+	if c.log != nil {
+		c.logRevisions(slog.LevelWarn, "snapshot revision went backwards", snapRev, localRev)
+	}
+	return &Error{Phase: PhaseProtocol, Topic: c.topic, LocalRevision: localRev, SnapshotRevision: snapRev.String(),
+		Err: fmt.Errorf("%w: snapshot %d is older than applied %d in the same epoch", ErrRevisionRegressed, snapRev, localRev)}
+}
+
+//go:noinline
+func (c *Consumer) applyError(err error, localRev, snapRev Revision) *Error {
+	return &Error{Phase: PhaseApply, Topic: c.topic, Err: err, LocalRevision: localRev, SnapshotRevision: snapRev.String()}
 }
 
 type gateResult int

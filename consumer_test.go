@@ -35,13 +35,12 @@ func engInv(rev statesync.Revision) statesync.Invalidation {
 // ignores ctx on purpose: a provider that does not honour cancellation is
 // the harder case for the engine.
 type engProvider struct {
-	mu       sync.Mutex
-	engSnap  statesync.Snapshot
-	err      error
-	calls    int
-	delay    time.Duration
-	hook     func(ctx context.Context, call int) error // runs first, without lock; an error is returned
-	inFlight int
+	mu      sync.Mutex
+	engSnap statesync.Snapshot
+	err     error
+	calls   int
+	delay   time.Duration
+	hook    func(ctx context.Context, call int) error // runs first, without lock; an error is returned
 }
 
 func (p *engProvider) set(rev statesync.Revision, data string) {

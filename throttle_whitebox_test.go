@@ -342,7 +342,7 @@ func TestThrottleDebounceAndInterval(t *testing.T) {
 		thrAdvance(50 * thr) // @160
 		thrWantCount(t, r, 1)
 		thrWantPending(t, s, r, true) // B-THR-13: the trailing timer is armed
-		thrAdvance(89 * thr)        // @249
+		thrAdvance(89 * thr)          // @249
 		thrWantCount(t, r, 1)
 		thrAdvance(1 * thr) // @250
 		thrWantCount(t, r, 2)
