@@ -103,15 +103,8 @@ type MemoryStore struct {
 	mu     sync.RWMutex // protects topics
 	topics map[string]*Record
 
-	watchMu  sync.Mutex                    // serialises changes to watchers
-	watchers atomic.Pointer[[]*memWatcher] // copy-on-write
-	closed   atomic.Bool
-}
-
-type memWatcher struct {
-	fn      func(Record)
-	mu      sync.RWMutex // read-held while fn runs, so stop can wait for it
-	stopped bool         // protected by mu
+	feed   Feed
+	closed atomic.Bool
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -131,9 +124,7 @@ func NewMemoryStore(opts *MemoryStoreOptions) *MemoryStore {
 	if o.FirstRevision == 0 {
 		o.FirstRevision = Revision(max(o.Now().UnixMicro(), 1))
 	}
-	s := &MemoryStore{epoch: o.Epoch, first: o.FirstRevision, now: o.Now, topics: make(map[string]*Record)}
-	s.watchers.Store(new([]*memWatcher))
-	return s
+	return &MemoryStore{epoch: o.Epoch, first: o.FirstRevision, now: o.Now, topics: make(map[string]*Record)}
 }
 
 // NewEpoch returns a new random epoch: 16 URL-safe base64 characters.
@@ -195,18 +186,8 @@ func (s *MemoryStore) Write(ctx context.Context, w Write) (Record, error) {
 	s.topics[w.Topic] = rec
 	s.mu.Unlock()
 
-	for _, wt := range *s.watchers.Load() {
-		wt.call(*rec)
-	}
+	s.feed.Publish(*rec)
 	return *rec, nil
-}
-
-func (w *memWatcher) call(r Record) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if !w.stopped {
-		w.fn(r)
-	}
 }
 
 // List implements [Store].
@@ -242,27 +223,68 @@ func (s *MemoryStore) Watch(ctx context.Context, fn func(Record)) (func(), error
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	w := &memWatcher{fn: fn}
-	s.watchMu.Lock()
-	list := append(slices.Clone(*s.watchers.Load()), w)
-	s.watchers.Store(&list)
-	s.watchMu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.watchMu.Lock()
-			list := slices.DeleteFunc(slices.Clone(*s.watchers.Load()), func(x *memWatcher) bool { return x == w })
-			s.watchers.Store(&list)
-			s.watchMu.Unlock()
-			w.mu.Lock() // waits for calls of fn in progress
-			w.stopped = true
-			w.mu.Unlock()
-		})
-	}, nil
+	return s.feed.Watch(fn), nil
 }
 
 // Close makes every later call return [ErrClosed]. It is idempotent.
 func (s *MemoryStore) Close() error {
 	s.closed.Store(true)
 	return nil
+}
+
+// A Feed is the list of functions watching a [Store]'s changes, for Store
+// implementations: Watch adds one, Publish calls them all. The zero value
+// is an empty Feed. It is safe for concurrent use; Publish takes no lock
+// shared between watchers, so concurrent Publish calls run concurrently.
+type Feed struct {
+	mu       sync.Mutex                 // serialises changes to watchers
+	watchers atomic.Pointer[[]*watcher] // copy-on-write; nil means none
+}
+
+type watcher struct {
+	fn      func(Record)
+	mu      sync.RWMutex // read-held while fn runs, so stop can wait for it
+	stopped bool         // protected by mu
+}
+
+// Watch adds fn to the feed and returns a function that removes it. Once
+// stop has returned, fn is not called again: stop waits for calls in
+// progress, so it must not be called from fn. stop is idempotent.
+func (f *Feed) Watch(fn func(Record)) (stop func()) {
+	w := &watcher{fn: fn}
+	f.mu.Lock()
+	var list []*watcher
+	if p := f.watchers.Load(); p != nil {
+		list = slices.Clone(*p)
+	}
+	list = append(list, w)
+	f.watchers.Store(&list)
+	f.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			list := slices.DeleteFunc(slices.Clone(*f.watchers.Load()), func(x *watcher) bool { return x == w })
+			f.watchers.Store(&list)
+			f.mu.Unlock()
+			w.mu.Lock() // waits for calls of fn in progress
+			w.stopped = true
+			w.mu.Unlock()
+		})
+	}
+}
+
+// Publish calls every watcher with r, on the caller's goroutine.
+func (f *Feed) Publish(r Record) {
+	p := f.watchers.Load()
+	if p == nil {
+		return
+	}
+	for _, w := range *p {
+		w.mu.RLock()
+		if !w.stopped {
+			w.fn(r)
+		}
+		w.mu.RUnlock()
+	}
 }
