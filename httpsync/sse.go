@@ -119,7 +119,14 @@ func (p *sseReader) next() (sseEvent, error) {
 		}
 		switch string(field) {
 		case "event":
-			p.typ = string(value)
+			switch string(value) { // the known types without allocating
+			case "invalidation":
+				p.typ = "invalidation"
+			case "snapshot":
+				p.typ = "snapshot"
+			default:
+				p.typ = string(value)
+			}
 		case "data":
 			if len(p.data)+len(value)+1 > p.max {
 				return sseEvent{}, errFrameTooLarge
