@@ -340,7 +340,8 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 // Snapshot implements [statesync.Provider]. It returns the inline snapshot
 // the event stream last carried for topic, if it is still the newest known,
 // and otherwise makes a GET, conditional on the snapshot of the previous
-// one (a 304 returns that snapshot). A malformed body is reported as the
+// one (a 304 returns that snapshot; the client keeps the last snapshot of
+// each topic it fetched for this). A malformed body is reported as the
 // *[statesync.SnapshotError] of [statesync.DecodeSnapshot]; another status
 // than 200 and 304 as a *[StatusError] (whose Retryable says whether to
 // try again).

@@ -81,7 +81,11 @@
 //
 // A [Client] follows every topic subscribed to over one event stream,
 // reopened (after a short debounce) when the set of topics changes and,
-// after a failure, with full-jitter exponential backoff. Its Snapshot
+// after a failure, with full-jitter exponential backoff. Subscribe returns
+// once the server has taken the topic in (or the attempt failed), so a
+// consumer's Start neither misses a write nor hangs on a dead server; the
+// stream's first frames after each (re)connection bring every consumer up
+// to date. Its Snapshot
 // makes conditional GETs and returns inline snapshots without a request.
 // Its writes return snapshots that can be offered to a consumer
 // ([statesync.Consumer.Offer]) so that the writer's own consumer does not

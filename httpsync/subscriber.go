@@ -82,14 +82,20 @@ func (c *Client) run() {
 		c.wg.Go(func() { res <- c.stream(connCtx, topics) })
 		var r streamResult
 		reopen := false
-		select {
-		case <-c.changed:
-			reopen = true
-			cancel()
-			r = <-res
-		case r = <-res:
-			cancel()
+		for wait := true; wait; {
+			select {
+			case <-c.changed:
+				if slices.Equal(c.topicSet(), topics) {
+					continue // changed and changed back: keep the stream
+				}
+				reopen, wait = true, false
+				cancel()
+				r = <-res
+			case r = <-res:
+				wait = false
+			}
 		}
+		cancel()
 		c.streamClosed()
 		if c.ctx.Err() != nil {
 			return
