@@ -100,6 +100,10 @@ type Store struct {
 
 	closed atomic.Bool
 
+	writesMu sync.Mutex    // protects writes and idle
+	writes   int           // Writes in progress, from their start to the last watcher call
+	idle     chan struct{} // made by Close if writes > 0, closed when they end
+
 	watchMu  sync.Mutex                     // serialises changes to watchers
 	watchers atomic.Pointer[[]*boltWatcher] // copy-on-write
 }
@@ -231,12 +235,25 @@ func (s *Store) Epoch() string { return s.epoch }
 // Path returns the path of the database file.
 func (s *Store) Path() string { return s.path }
 
-// Close releases the file. It waits for the transactions in progress; later
-// calls of the store's methods return [statesync.ErrClosed]. Watchers are
-// not called again. It is idempotent.
+// Close releases the file. It waits for the operations in progress,
+// including the watcher calls of Writes that committed; after it returns,
+// no watcher is called again, and the store's methods return
+// [statesync.ErrClosed]. It must not be called from a Watch callback. It is
+// idempotent.
 func (s *Store) Close() error {
+	s.writesMu.Lock()
 	if s.closed.Swap(true) {
+		s.writesMu.Unlock()
 		return nil
+	}
+	var idle chan struct{}
+	if s.writes > 0 {
+		idle = make(chan struct{})
+		s.idle = idle
+	}
+	s.writesMu.Unlock()
+	if idle != nil {
+		<-idle
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close %s: %w", s.path, err)
@@ -287,9 +304,10 @@ func (s *Store) Get(ctx context.Context, topic string) (statesync.Record, error)
 // write starts; a write waiting for bbolt's writer lock cannot be
 // cancelled.
 func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record, error) {
-	if s.closed.Load() {
+	if !s.beginWrite() {
 		return statesync.Record{}, statesync.ErrClosed
 	}
+	defer s.endWrite()
 	if err := ctx.Err(); err != nil {
 		return statesync.Record{}, err
 	}
@@ -304,7 +322,6 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 		data = null()
 	}
 	key := []byte(w.Topic)
-	now := commitTime(time.Now())
 	buf := make([]byte, 0, recordOverhead+len(w.SourceID)+len(data))
 	var rec statesync.Record
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -323,6 +340,7 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 		if err != nil {
 			return err
 		}
+		now := commitTime(time.Now()) // under the writer lock: times follow revisions
 		rec = statesync.Record{Topic: w.Topic, Revision: next, Epoch: s.epoch, SourceID: w.SourceID, Time: now}
 		buf = appendRecord(buf[:0], next, now, w.SourceID, data)
 		return b.Put(key, buf)
@@ -341,6 +359,28 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 		wt.call(rec)
 	}
 	return rec, nil
+}
+
+// beginWrite counts a Write in progress, unless the store is closed.
+func (s *Store) beginWrite() bool {
+	s.writesMu.Lock()
+	defer s.writesMu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.writes++
+	return true
+}
+
+// endWrite ends what beginWrite began, and wakes Close after the last one.
+func (s *Store) endWrite() {
+	s.writesMu.Lock()
+	defer s.writesMu.Unlock()
+	s.writes--
+	if s.writes == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
 }
 
 func (w *boltWatcher) call(r statesync.Record) {

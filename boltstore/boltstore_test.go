@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/statesync-go/statesync"
@@ -507,6 +508,65 @@ func TestClosed(t *testing.T) {
 	if called != 0 {
 		t.Errorf("watcher called %d times; want 0", called)
 	}
+}
+
+// B-GO-06: Close waits for the watcher calls of a Write that committed
+// before it; once Close has returned, no watcher is called, and a Write
+// from a watcher during Close fails with ErrClosed instead of deadlocking.
+// (synctest.Wait returns once Close is blocked waiting, deterministically.)
+func TestCloseWaitsForWatchers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := newStore(t, nil)
+		ctx := context.Background()
+		entered, release := make(chan struct{}), make(chan struct{})
+		var (
+			calls      int
+			cascadeErr error
+			done       bool // set by the watcher as it returns
+		)
+		stop, err := s.Watch(ctx, func(r statesync.Record) {
+			calls++
+			if r.Topic != "a" {
+				return
+			}
+			close(entered)
+			<-release
+			_, cascadeErr = s.Write(ctx, statesync.Write{Topic: "b", Data: json.RawMessage(`1`)})
+			done = true
+		})
+		if err != nil {
+			t.Fatalf("Watch() = %v", err)
+		}
+		defer stop()
+		go func() {
+			if _, err := s.Write(ctx, statesync.Write{Topic: "a", Data: json.RawMessage(`1`)}); err != nil {
+				t.Errorf("Write(%q) = %v", "a", err)
+			}
+		}()
+		<-entered
+		closed := make(chan bool, 1)
+		go func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close() = %v", err)
+			}
+			closed <- done
+		}()
+		synctest.Wait()
+		select {
+		case <-closed:
+			t.Errorf("Close returned while a watcher call was in progress; want it to wait")
+			close(release)
+		default:
+			close(release)
+			if !<-closed {
+				t.Errorf("Close returned before the watcher call finished")
+			}
+		}
+		synctest.Wait() // the watcher and the Write return
+		if calls != 1 || !errors.Is(cascadeErr, statesync.ErrClosed) {
+			t.Errorf("after Close: %d watcher calls, Write from the watcher = %v; want 1 call and ErrClosed", calls, cascadeErr)
+		}
+	})
 }
 
 // Close waits for operations in progress; operations racing with Close

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -112,7 +113,11 @@ func TestCrash(t *testing.T) {
 		// A random delay after the last acknowledgement moves the kill
 		// into the next write: inside the transaction, its fsync, or between.
 		delay := time.Duration(rng.IntN(3000)) * time.Microsecond
-		acked := runCrashChild(t, path, killAfter, delay)
+		var onFirstAck func()
+		if round == 0 {
+			onFirstAck = func() { checkLockedByChild(t, path) }
+		}
+		acked := runCrashChild(t, path, killAfter, delay, onFirstAck)
 		totalAcked += len(acked)
 
 		// Acknowledgements continue each topic from the last reopen, by one.
@@ -187,6 +192,21 @@ func TestCrash(t *testing.T) {
 	}
 }
 
+// checkLockedByChild checks that the file held by the child process cannot
+// be opened by this one: Open fails after the timeout with ErrLocked.
+func checkLockedByChild(tb testing.TB, path string) {
+	tb.Helper()
+	s, err := boltstore.Open(path, &boltstore.Options{Timeout: 100 * time.Millisecond})
+	if err == nil {
+		s.Close()
+		tb.Errorf("Open(%q) while another process has it = nil error; want ErrLocked", path)
+		return
+	}
+	if !errors.Is(err, boltstore.ErrLocked) || !strings.Contains(err.Error(), "database is locked by another process") {
+		tb.Errorf("Open(%q) while another process has it = %v; want ErrLocked", path, err)
+	}
+}
+
 type ack struct {
 	topic string
 	rev   statesync.Revision
@@ -195,7 +215,9 @@ type ack struct {
 // runCrashChild runs the child writer on path, kills it with SIGKILL once
 // it has acknowledged killAfter writes and delay has passed, and returns every write it
 // acknowledged, including those still in the pipe when it died.
-func runCrashChild(tb testing.TB, path string, killAfter int, delay time.Duration) []ack {
+// If onFirstAck is not nil, it runs once the child has acknowledged its
+// first write (and before the kill if killAfter is 1).
+func runCrashChild(tb testing.TB, path string, killAfter int, delay time.Duration, onFirstAck func()) []ack {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
@@ -239,6 +261,9 @@ func runCrashChild(tb testing.TB, path string, killAfter int, delay time.Duratio
 			tb.Fatalf("child wrote %q; want \"topic revision\"", line)
 		}
 		acked = append(acked, ack{topic, rev})
+		if len(acked) == 1 && onFirstAck != nil {
+			onFirstAck()
+		}
 		if len(acked) >= killAfter && !killed {
 			time.Sleep(delay)
 			kill()
