@@ -698,6 +698,16 @@ func TestOpenLocked(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("Open(%q) of a file in use took %v; want about the 100ms timeout", path, d)
 	}
+	// The default timeout is one second, not bbolt's "wait forever".
+	start = time.Now()
+	if s2, err := boltstore.Open(path, nil); !errors.Is(err, boltstore.ErrLocked) {
+		if err == nil {
+			s2.Close()
+		}
+		t.Errorf("Open(%q, nil) of a file in use = %v; want ErrLocked", path, err)
+	} else if d := time.Since(start); d < boltstore.DefaultTimeout/2 || d > 10*time.Second {
+		t.Errorf("Open(%q, nil) of a file in use gave up after %v; want about %v", path, d, boltstore.DefaultTimeout)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close() = %v", err)
 	}
