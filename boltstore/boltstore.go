@@ -9,7 +9,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,14 +103,7 @@ type Store struct {
 	writes   int           // Writes in progress, from their start to the last watcher call
 	idle     chan struct{} // made by Close if writes > 0, closed when they end
 
-	watchMu  sync.Mutex                     // serialises changes to watchers
-	watchers atomic.Pointer[[]*boltWatcher] // copy-on-write
-}
-
-type boltWatcher struct {
-	fn      func(statesync.Record)
-	mu      sync.RWMutex // read-held while fn runs, so stop can wait for it
-	stopped bool         // protected by mu
+	feed statesync.Feed // the watchers
 }
 
 var _ statesync.Store = (*Store)(nil)
@@ -161,7 +153,6 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path, epoch: statesync.NewEpoch(), maxData: o.MaxDataSize}
-	s.watchers.Store(new([]*boltWatcher))
 	if err := db.Update(s.setUp); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
@@ -355,9 +346,7 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 	// buf is ours and never written again: the record, its watchers and the
 	// caller share it, read-only.
 	rec.Data = buf[len(buf)-len(data)-crcSize : len(buf)-crcSize : len(buf)-crcSize]
-	for _, wt := range *s.watchers.Load() {
-		wt.call(rec)
-	}
+	s.feed.Publish(rec)
 	return rec, nil
 }
 
@@ -380,14 +369,6 @@ func (s *Store) endWrite() {
 	if s.writes == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
-	}
-}
-
-func (w *boltWatcher) call(r statesync.Record) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if !w.stopped {
-		w.fn(r)
 	}
 }
 
@@ -433,23 +414,7 @@ func (s *Store) Watch(ctx context.Context, fn func(statesync.Record)) (func(), e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w := &boltWatcher{fn: fn}
-	s.watchMu.Lock()
-	list := append(slices.Clone(*s.watchers.Load()), w)
-	s.watchers.Store(&list)
-	s.watchMu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.watchMu.Lock()
-			list := slices.DeleteFunc(slices.Clone(*s.watchers.Load()), func(x *boltWatcher) bool { return x == w })
-			s.watchers.Store(&list)
-			s.watchMu.Unlock()
-			w.mu.Lock() // waits for calls of fn in progress
-			w.stopped = true
-			w.mu.Unlock()
-		})
-	}, nil
+	return s.feed.Watch(fn), nil
 }
 
 func null() []byte { return []byte("null") }
