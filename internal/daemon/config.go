@@ -95,7 +95,12 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		return cfg, FlagError{err}
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		// A usage error like a bad flag: printed with the usage, so that
+		// the CLI exits 2 as for its other subcommands.
+		err := fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		fmt.Fprintln(fs.Output(), err)
+		fs.Usage()
+		return cfg, FlagError{err}
 	}
 	return cfg, cfg.Validate()
 }
