@@ -122,7 +122,6 @@ func TestChaosOverHTTP(t *testing.T) {
 	})
 	t.Cleanup(func() { ch.Close() })
 	hist := statesynctest.NewHistory()
-	var cs []*statesync.Consumer
 	for i := range consumers {
 		opts := &statesync.ConsumerOptions{OnError: func(*statesync.Error) {}}
 		if i%2 == 0 {
@@ -133,7 +132,6 @@ func TestChaosOverHTTP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs = append(cs, con)
 		t.Cleanup(func() {
 			con.Stop()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
