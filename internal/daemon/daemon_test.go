@@ -375,14 +375,14 @@ func TestMetrics(t *testing.T) {
 	s.next(t)
 	m = d.metrics(t)
 	want := map[string]float64{
-		"statesync_writes_total":                 3,
-		"statesync_conflicts_total":              1,
-		"statesync_snapshot_gets_total":          3,
-		"statesync_snapshot_not_modified_total":  1,
-		"statesync_gzip_encodes_total":           1,
-		"statesync_streams_open":                 1,
-		"statesync_streams_total":                1,
-		"statesync_invalidations_sent_total":     2,
+		"statesync_writes_total":                  3,
+		"statesync_conflicts_total":               1,
+		"statesync_snapshot_gets_total":           3,
+		"statesync_snapshot_not_modified_total":   1,
+		"statesync_gzip_encodes_total":            1,
+		"statesync_streams_open":                  1,
+		"statesync_streams_total":                 1,
+		"statesync_invalidations_sent_total":      2,
 		`statesync_http_errors_total{code="412"}`: 1,
 		`statesync_http_errors_total{code="400"}`: 1,
 	}
