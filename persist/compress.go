@@ -1,0 +1,211 @@
+package persist
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// A Compressor compresses record payloads (B-COMP-01). Its Algorithm name
+// is stored in each record's metadata, and a load decompresses with the
+// Compressor of that name (B-PMETA-03). Compressors are byte-oriented:
+// Decompress(Compress(b)) == b for any bytes, so any UTF-8 text survives
+// (B-COMP-13). Empty input gives empty output both ways (B-COMP-03).
+// Implementations are safe for concurrent use.
+type Compressor interface {
+	Algorithm() string
+	Compress(src []byte) ([]byte, error)
+	Decompress(src []byte) ([]byte, error)
+}
+
+// Algorithm names of the compressors of this module.
+const (
+	AlgorithmNone   = "none"
+	AlgorithmGzip   = "gzip"
+	AlgorithmBase64 = "base64"
+	AlgorithmZstd   = "zstd" // package persist/zstd
+)
+
+// None is the identity compressor, named "none" (B-COMP-06).
+var None Compressor = identity{}
+
+type identity struct{}
+
+func (identity) Algorithm() string                   { return AlgorithmNone }
+func (identity) Compress(b []byte) ([]byte, error)   { return bytes.Clone(b), nil }
+func (identity) Decompress(b []byte) ([]byte, error) { return bytes.Clone(b), nil }
+
+// Gzip is a gzip compressor (compress/gzip) at the given level, named
+// "gzip". Level 0 means [gzip.DefaultCompression]. It replaces the
+// TypeScript LZ codecs (B-COMP-09).
+type Gzip struct {
+	Level int
+}
+
+// Algorithm returns "gzip".
+func (Gzip) Algorithm() string { return AlgorithmGzip }
+
+// Compress returns the gzip stream of src, or empty for empty src.
+func (g Gzip) Compress(src []byte) ([]byte, error) {
+	if len(src) == 0 {
+		return []byte{}, nil
+	}
+	level := g.Level
+	if level == 0 {
+		level = gzip.DefaultCompression
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(src)/3 + 64)
+	w, err := gzip.NewWriterLevel(&buf, level)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(src); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Decompress returns the data of the gzip stream src, or empty for empty
+// src. Anything but one complete gzip stream is an error wrapping
+// [ErrInvalidCompressedData].
+func (Gzip) Decompress(src []byte) ([]byte, error) {
+	if len(src) == 0 {
+		return []byte{}, nil
+	}
+	r, err := gzip.NewReader(bytes.NewReader(src))
+	if err != nil {
+		return nil, fmt.Errorf("%w: gzip: %v", ErrInvalidCompressedData, err)
+	}
+	r.Multistream(false)
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: gzip: %v", ErrInvalidCompressedData, err)
+	}
+	return out, nil
+}
+
+// Base64 encodes payloads as standard padded base64, named "base64"
+// (B-COMP-07). It does not compress; it exists for storages that only take
+// text.
+var Base64 Compressor = base64Codec{}
+
+type base64Codec struct{}
+
+func (base64Codec) Algorithm() string { return AlgorithmBase64 }
+func (base64Codec) Compress(b []byte) ([]byte, error) {
+	out := make([]byte, base64.StdEncoding.EncodedLen(len(b)))
+	base64.StdEncoding.Encode(out, b)
+	return out, nil
+}
+func (base64Codec) Decompress(b []byte) ([]byte, error) {
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(b)))
+	n, err := base64.StdEncoding.Strict().Decode(out, b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: base64: %v", ErrInvalidCompressedData, err)
+	}
+	return out[:n], nil
+}
+
+// CompressorFuncs makes a Compressor of two functions and a name
+// (B-COMP-08).
+type CompressorFuncs struct {
+	Name           string
+	CompressFunc   func([]byte) ([]byte, error)
+	DecompressFunc func([]byte) ([]byte, error)
+}
+
+// Algorithm returns c.Name.
+func (c CompressorFuncs) Algorithm() string { return c.Name }
+
+// Compress calls c.CompressFunc.
+func (c CompressorFuncs) Compress(b []byte) ([]byte, error) { return c.CompressFunc(b) }
+
+// Decompress calls c.DecompressFunc.
+func (c CompressorFuncs) Decompress(b []byte) ([]byte, error) { return c.DecompressFunc(b) }
+
+// EstimateRatio returns len(Compress(data))/len(data): 1 for empty data
+// or the identity, below 1 when c shrinks data (B-COMP-10).
+func EstimateRatio(data []byte, c Compressor) (float64, error) {
+	if len(data) == 0 {
+		return 1, nil
+	}
+	out, err := c.Compress(data)
+	if err != nil {
+		return 0, err
+	}
+	return float64(len(out)) / float64(len(data)), nil
+}
+
+// DefaultMeasureIterations is the default of [Measure]'s iterations
+// (B-DEF-13).
+const DefaultMeasureIterations = 100
+
+// A Measurement is the result of [Measure].
+type Measurement struct {
+	Ratio           float64 // CompressedSize / OriginalSize (1 for empty data)
+	AvgCompress     time.Duration
+	AvgDecompress   time.Duration
+	OriginalSize    int
+	CompressedSize  int
+	RoundTripsExact bool
+}
+
+// Measure compresses and decompresses data iterations times (0 means
+// [DefaultMeasureIterations]) and reports sizes and average times
+// (B-COMP-11). For benchmarks proper, see the package's testing.B
+// benchmarks.
+func Measure(data []byte, c Compressor, iterations int) (Measurement, error) {
+	if iterations <= 0 {
+		iterations = DefaultMeasureIterations
+	}
+	m := Measurement{OriginalSize: len(data), Ratio: 1}
+	var comp []byte
+	start := time.Now()
+	for range iterations {
+		var err error
+		if comp, err = c.Compress(data); err != nil {
+			return Measurement{}, err
+		}
+	}
+	m.AvgCompress = time.Since(start) / time.Duration(iterations)
+	var back []byte
+	start = time.Now()
+	for range iterations {
+		var err error
+		if back, err = c.Decompress(comp); err != nil {
+			return Measurement{}, err
+		}
+	}
+	m.AvgDecompress = time.Since(start) / time.Duration(iterations)
+	m.CompressedSize = len(comp)
+	if len(data) > 0 {
+		m.Ratio = float64(len(comp)) / float64(len(data))
+	}
+	m.RoundTripsExact = bytes.Equal(back, data)
+	return m, nil
+}
+
+// compressors maps algorithm names to the compressors a load knows: the
+// built-in ones plus those given.
+func compressors(extra ...Compressor) (map[string]Compressor, error) {
+	m := map[string]Compressor{AlgorithmNone: None, "": None, AlgorithmGzip: Gzip{}, AlgorithmBase64: Base64}
+	for _, c := range extra {
+		if c == nil {
+			continue
+		}
+		name := c.Algorithm()
+		if name == "" {
+			return nil, errors.New("persist: compressor with an empty algorithm name")
+		}
+		m[name] = c
+	}
+	return m, nil
+}
