@@ -4,13 +4,17 @@
 //
 // # Model
 //
-// Every scenario uses one topic, a [memsync.Bus] delivering each
+// The in-process scenarios use one topic, a [memsync.Bus] delivering each
 // invalidation synchronously to every subscribed [statesync.Consumer], a
 // provider that returns the current snapshot {revision, data:{"v":rev}}
 // (its data encoded once per revision, as a [statesync.Source] does) and an
 // applier that only records what it is given. Each scenario is a function
 // returning a result whose JSON form is the scenario's line of output, with
 // the field names of scenarios.md plus "name".
+//
+// The SSE scenarios (sse_fanout, sse_reconnect_herd) go over loopback TCP
+// instead: an httpsync server in a process of its own and one
+// httpsync.Client per consumer (see sse.go).
 //
 // Scenarios report; they never fail on a time. They return an error only
 // when they could not run (ctx ended, a consumer did not start) or when the
@@ -71,7 +75,7 @@ func Scenarios(s Sizes) []Scenario {
 			return Fanout(ctx, f.Windows, f.Updates)
 		}})
 	}
-	return out
+	return append(out, sseScenarios(s.SSE)...)
 }
 
 // Select returns the scenarios of all whose names are in names, in the

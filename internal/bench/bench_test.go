@@ -207,7 +207,7 @@ func TestSelect(t *testing.T) {
 		names []string
 		want  string
 	}{
-		{nil, "gate_stale_events cycle_sequential burst_coalescing fanout fanout"},
+		{nil, "gate_stale_events cycle_sequential burst_coalescing fanout fanout sse_fanout sse_fanout sse_fanout sse_fanout sse_reconnect_herd"},
 		{[]string{"fanout"}, "fanout fanout"},
 		{[]string{"fanout", "gate_stale_events", "fanout"}, "gate_stale_events fanout fanout"},
 		{[]string{"burst_coalescing"}, "burst_coalescing"},
@@ -225,9 +225,9 @@ func TestSelect(t *testing.T) {
 }
 
 func TestSelectUnknown(t *testing.T) {
-	_, err := Select(Scenarios(DefaultSizes()), []string{"gate_stale_events", "sse_fanout"})
-	if err == nil || !strings.Contains(err.Error(), `"sse_fanout"`) || !strings.Contains(err.Error(), "cycle_sequential") {
-		t.Errorf(`Select(sse_fanout) error = %v; want one naming "sse_fanout" and listing the known scenarios`, err)
+	_, err := Select(Scenarios(DefaultSizes()), []string{"gate_stale_events", "no_such_scenario"})
+	if err == nil || !strings.Contains(err.Error(), `"no_such_scenario"`) || !strings.Contains(err.Error(), "cycle_sequential") {
+		t.Errorf(`Select(no_such_scenario) error = %v; want one naming "no_such_scenario" and listing the known scenarios`, err)
 	}
 }
 

@@ -18,6 +18,8 @@ type Sizes struct {
 	BurstEvents int
 	// Fanout lists the fan-out runs.
 	Fanout []FanoutSize
+	// SSE holds the sizes of the SSE scenarios.
+	SSE SSESizes
 }
 
 // A FanoutSize is the size of one fan-out run.
@@ -36,6 +38,7 @@ func DefaultSizes() Sizes {
 		Cycles:      200_000,
 		BurstEvents: 1_000,
 		Fanout:      []FanoutSize{{1000, 1000}, {10000, 100}},
+		SSE:         DefaultSSESizes(),
 	}
 }
 
@@ -47,6 +50,7 @@ func (s Sizes) Scale(f float64) Sizes {
 		GateEvents:  sc(s.GateEvents, 1),
 		Cycles:      sc(s.Cycles, 1),
 		BurstEvents: sc(s.BurstEvents, 2),
+		SSE:         s.SSE.Scale(f),
 	}
 	for _, fs := range s.Fanout {
 		out.Fanout = append(out.Fanout, FanoutSize{sc(fs.Windows, 1), sc(fs.Updates, 1)})
@@ -57,8 +61,9 @@ func (s Sizes) Scale(f float64) Sizes {
 // ParseSizes parses the -n flag of `statesync bench`: empty for the
 // default sizes; a positive number that scales them all ("0.01"); or a
 // comma-separated list of name=size that sets some of them and keeps the
-// others, where the size of fanout is WINDOWSxUPDATES and fanout may be
-// repeated ("cycle_sequential=5000,fanout=100x100,fanout=1000x10").
+// others, where the size of fanout is WINDOWSxUPDATES, that of sse_fanout
+// CONSUMERSxWRITES (both may be repeated) and that of sse_reconnect_herd
+// CONSUMERS ("cycle_sequential=5000,fanout=100x100,fanout=1000x10").
 func ParseSizes(arg string) (Sizes, error) {
 	s := DefaultSizes()
 	arg = strings.TrimSpace(arg)
@@ -72,7 +77,7 @@ func ParseSizes(arg string) (Sizes, error) {
 		}
 		return s.Scale(f), nil
 	}
-	fanoutSet := false
+	fanoutSet, sseFanoutSet := false, false
 	for _, kv := range strings.Split(arg, ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		if !ok {
@@ -103,6 +108,8 @@ func ParseSizes(arg string) (Sizes, error) {
 				s.Fanout, fanoutSet = nil, true
 			}
 			s.Fanout = append(s.Fanout, f)
+		case NameSSEFanout, NameSSEReconnectHerd:
+			err = s.SSE.set(name, val, &sseFanoutSet)
 		default:
 			return Sizes{}, fmt.Errorf("bad size %q: unknown scenario %q", kv, name)
 		}

@@ -1,0 +1,395 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/httpsync"
+)
+
+// The SSE scenarios, unlike the others, go over the network: the httpsync
+// Handler over a Source serves one topic on 127.0.0.1, in a server process
+// of its own (see sse_server.go), and every consumer follows it with an
+// httpsync.Client of its own over its own connection (see sse_fleet.go), as
+// separate clients would. Writes go through the HTTP API (PUT), made by one
+// more Client.
+
+// The names of the SSE scenarios.
+const (
+	NameSSEFanout        = "sse_fanout"
+	NameSSEReconnectHerd = "sse_reconnect_herd"
+)
+
+// The modes of sse_fanout.
+const (
+	ModePull   = "pull"   // handles GET the snapshot after each invalidation
+	ModeInline = "inline" // the snapshot rides in the event (ClientOptions.Inline)
+)
+
+// DefaultSSEInterval is the time between the writes of sse_fanout.
+const DefaultSSEInterval = 500 * time.Millisecond
+
+// convergeTimeout bounds the wait for the consumers after the last write
+// (sse_fanout) or the restart (sse_reconnect_herd).
+const convergeTimeout = time.Minute
+
+// sseScenarios returns the SSE scenarios at the sizes of s: sse_fanout at
+// each size in pull mode, then in inline mode, then sse_reconnect_herd.
+//
+// The sse_reconnect_herd scenario is also how the server process starts
+// (`statesync bench sse_reconnect_herd` with envSSEServer set): it then
+// serves instead, and returns once its parent closes its stdin.
+func sseScenarios(s SSESizes) []Scenario {
+	var out []Scenario
+	for _, f := range s.Fanout {
+		for _, inline := range []bool{false, true} {
+			out = append(out, Scenario{NameSSEFanout, func(ctx context.Context) (Result, error) {
+				return SSEFanout(ctx, SSEFanoutConfig{Consumers: f.Consumers, Writes: f.Writes, Inline: inline})
+			}})
+		}
+	}
+	out = append(out, Scenario{NameSSEReconnectHerd, func(ctx context.Context) (Result, error) {
+		if cfg := os.Getenv(envSSEServer); cfg != "" {
+			if err := runServerRole(ctx, cfg, os.Stdin, os.Stdout); err != nil {
+				return nil, err
+			}
+			return sseServerResult{Name: "sse_server"}, nil
+		}
+		return SSEReconnectHerd(ctx, SSEHerdConfig{Consumers: s.HerdConsumers})
+	}})
+	return out
+}
+
+// sseServerResult is what the server process prints when it ends, after
+// its hello line; the parent ignores it.
+type sseServerResult struct {
+	Name string `json:"name"`
+}
+
+func (sseServerResult) rank() float64 { return 0 }
+
+// SSEFanoutConfig configures a run of sse_fanout.
+type SSEFanoutConfig struct {
+	Consumers int
+	Writes    int
+	// Interval is the time from one write to the next. 0 means
+	// DefaultSSEInterval.
+	Interval time.Duration
+	// Inline selects inline mode; false is pull mode.
+	Inline bool
+	// Server starts the server process.
+	Server ServerCommand
+	// Logf, if set, receives notes on the run (phases and their times).
+	Logf func(format string, args ...any)
+}
+
+// SSEFanoutResult is the outcome of one sse_fanout run.
+type SSEFanoutResult struct {
+	Name      string `json:"name"`
+	Consumers int    `json:"consumers"`
+	Mode      string `json:"mode"` // ModePull or ModeInline
+	Writes    int    `json:"writes"`
+	// P50Ms, P99Ms and MaxMs are percentiles (nearest rank) of the
+	// latencies, one per write and handle, from the write's acknowledgement
+	// (its PUT's response read by the writer) to the handle's apply of that
+	// revision or a later one; an apply that came before the
+	// acknowledgement counts 0, and one that never came counts the time
+	// until the wait for it ended (converged is then false).
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+	// SnapshotGets counts the snapshot GETs the server answered 200 from
+	// the first write until every handle converged (Handler.Stats).
+	SnapshotGets uint64 `json:"snapshot_gets"`
+	// ServerRSSBytesPerConsumer is the growth of the server process's
+	// resident memory (VmRSS, each time read after a garbage collection
+	// that returns freed memory to the operating system) from before the
+	// consumers connect to after every one has its stream open and its
+	// first snapshot applied, divided by the consumers. 0 where /proc is
+	// not available.
+	ServerRSSBytesPerConsumer int64 `json:"server_rss_bytes_per_consumer"`
+	// Converged says whether every handle ended at the final revision.
+	Converged bool `json:"converged"`
+
+	errors int64 // errors the consumers reported (retries excluded)
+}
+
+func (r SSEFanoutResult) rank() float64 { return r.P99Ms }
+
+// SSEFanout runs sse_fanout: a server process serving the topic (memory
+// store), cfg.Consumers handles started on it, then cfg.Writes writes
+// through the HTTP API, one every cfg.Interval, and a wait until every
+// handle has applied the last one (a minute at most).
+func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error) {
+	res := SSEFanoutResult{Name: NameSSEFanout, Consumers: cfg.Consumers, Writes: cfg.Writes, Mode: ModePull}
+	if cfg.Inline {
+		res.Mode = ModeInline
+	}
+	if cfg.Consumers < 1 || cfg.Writes < 1 {
+		return res, fmt.Errorf("sse_fanout needs at least 1 consumer and 1 write, not %d and %d", cfg.Consumers, cfg.Writes)
+	}
+	interval := cfg.Interval
+	if interval <= 0 {
+		interval = DefaultSSEInterval
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	origin := time.Now()
+
+	srv, err := startServer(ctx, cfg.Server, sseServerConfig{Addr: "127.0.0.1:0", Streams: cfg.Consumers})
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = srv.stop(context.WithoutCancel(ctx)) }()
+	w, err := httpsync.NewClient(srv.base, nil)
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = w.Close() }()
+	if _, err := w.Put(ctx, topic, writeData(0)); err != nil {
+		return res, fmt.Errorf("first write: %w", err)
+	}
+	rss0, err := srv.rss(ctx)
+	if err != nil {
+		return res, err
+	}
+
+	t := time.Now()
+	f, err := newFleet(ctx, srv.base, cfg.Consumers, cfg.Inline, origin)
+	if err != nil {
+		return res, err
+	}
+	defer f.close()
+	logf("%s %s: %d consumers started in %v", NameSSEFanout, res.Mode, cfg.Consumers, time.Since(t).Round(time.Millisecond))
+	rss1, err := srv.rss(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.ServerRSSBytesPerConsumer = (rss1 - rss0) / int64(cfg.Consumers)
+	st0, err := srv.stats(ctx)
+	if err != nil {
+		return res, err
+	}
+	if st0.StreamsOpen != int64(cfg.Consumers) {
+		return res, fmt.Errorf("the server has %d streams open with %d consumers started", st0.StreamsOpen, cfg.Consumers)
+	}
+
+	// The writes, on a fixed schedule.
+	type write struct {
+		rev statesync.Revision
+		ack time.Duration
+	}
+	writes := make([]write, 0, cfg.Writes)
+	start := time.Now()
+	for i := range cfg.Writes {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			timer := time.NewTimer(d)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return res, ctx.Err()
+			}
+		}
+		snap, err := w.Put(ctx, topic, writeData(i+1))
+		if err != nil {
+			return res, fmt.Errorf("write %d: %w", i+1, err)
+		}
+		writes = append(writes, write{rev: snap.Revision, ack: time.Since(origin)})
+	}
+	final := writes[len(writes)-1].rev
+	res.Converged, err = f.waitUntil(ctx, convergeTimeout, func(c *statesync.Consumer) bool { return c.Revision() >= final })
+	if err != nil {
+		return res, err
+	}
+	waitEnd := time.Since(origin)
+	logf("%s %s: writes done in %v, converged %v after the last", NameSSEFanout, res.Mode,
+		(writes[len(writes)-1].ack - writes[0].ack).Round(time.Millisecond), (waitEnd - writes[len(writes)-1].ack).Round(time.Millisecond))
+	st1, err := srv.stats(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.SnapshotGets = st1.SnapshotGets - st0.SnapshotGets
+
+	lat := make([]time.Duration, 0, len(f.hs)*len(writes))
+	for _, h := range f.hs {
+		log := h.applies()
+		j := 0
+		for _, wr := range writes {
+			for j < len(log) && log[j].rev < wr.rev {
+				j++
+			}
+			at := waitEnd
+			if j < len(log) {
+				at = log[j].at
+			}
+			lat = append(lat, max(0, at-wr.ack))
+		}
+		if h.c.Revision() != final {
+			res.Converged = false
+		}
+	}
+	res.P50Ms, res.P99Ms, res.MaxMs = percentileMs(lat, 50), percentileMs(lat, 99), percentileMs(lat, 100)
+	res.errors = f.errs.Load()
+	if res.errors > 0 {
+		logf("%s %s: %v", NameSSEFanout, res.Mode, f.err())
+	}
+	return res, nil
+}
+
+// writeData is the data of the i-th write.
+func writeData(i int) json.RawMessage {
+	return json.RawMessage(`{"write":` + strconv.Itoa(i) + `}`)
+}
+
+// percentileMs returns the p-th percentile (nearest rank) of ds in
+// milliseconds; it sorts ds.
+func percentileMs(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := max(0, int(math.Ceil(p/100*float64(len(ds))))-1)
+	return float64(ds[i].Microseconds()) / 1000
+}
+
+// SSEHerdConfig configures a run of sse_reconnect_herd.
+type SSEHerdConfig struct {
+	Consumers int
+	// Server starts the server processes.
+	Server ServerCommand
+	// Logf, if set, receives notes on the run (phases and their times).
+	Logf func(format string, args ...any)
+}
+
+// SSEHerdResult is the outcome of one sse_reconnect_herd run.
+type SSEHerdResult struct {
+	Name      string `json:"name"`
+	Consumers int    `json:"consumers"`
+	// MsToConverge is the time from the server's shutdown to the last
+	// handle's apply of the restarted server's snapshot.
+	MsToConverge float64 `json:"ms_to_converge"`
+	// SnapshotBuilds is the largest number of times one topic revision's
+	// snapshot JSON was encoded by the restarted server, as far as GETs
+	// show it (see encodings): one topic here, so at most 1.
+	SnapshotBuilds int `json:"snapshot_builds"`
+	// SnapshotGets counts the snapshot GETs the restarted server answered
+	// 200 (Handler.Stats).
+	SnapshotGets uint64 `json:"snapshot_gets"`
+
+	restart time.Duration // from the shutdown to the new server's listening
+	errors  int64         // errors the consumers reported (retries excluded)
+}
+
+func (r SSEHerdResult) rank() float64 { return r.MsToConverge }
+
+// SSEReconnectHerd runs sse_reconnect_herd: a server process over a
+// boltstore in a temporary directory serves the topic, written once, to
+// cfg.Consumers handles in pull mode; then it shuts down gracefully (its
+// streams end) and a new one starts on the same address over the same
+// file. The boltstore takes a new epoch at each start, so every handle
+// reconnects and pulls the same revision again under the new epoch; the
+// run waits until every one has applied it (a minute at most, else it
+// fails).
+func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, error) {
+	res := SSEHerdResult{Name: NameSSEReconnectHerd, Consumers: cfg.Consumers}
+	if cfg.Consumers < 1 {
+		return res, fmt.Errorf("sse_reconnect_herd needs at least 1 consumer, not %d", cfg.Consumers)
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	dir, err := os.MkdirTemp("", "statesync-bench-herd-")
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	origin := time.Now()
+
+	scfg := sseServerConfig{Data: dir, Streams: cfg.Consumers}
+	srv, err := startServer(ctx, cfg.Server, scfg)
+	if err != nil {
+		return res, err
+	}
+	stopSrv := func() { _ = srv.stop(context.WithoutCancel(ctx)) }
+	defer func() { stopSrv() }()
+	w, err := httpsync.NewClient(srv.base, nil)
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = w.Close() }()
+	snap, err := w.Put(ctx, topic, writeData(0))
+	if err != nil {
+		return res, fmt.Errorf("write: %w", err)
+	}
+
+	t := time.Now()
+	f, err := newFleet(ctx, srv.base, cfg.Consumers, false, origin)
+	if err != nil {
+		return res, err
+	}
+	defer f.close()
+	logf("%s: %d consumers started in %v", NameSSEReconnectHerd, cfg.Consumers, time.Since(t).Round(time.Millisecond))
+
+	// The restart.
+	down := time.Since(origin)
+	if err := srv.stop(ctx); err != nil {
+		return res, fmt.Errorf("stopping the server: %w", err)
+	}
+	scfg.Addr = srv.addr
+	oldEpoch := srv.epoch
+	if srv, err = startServer(ctx, cfg.Server, scfg); err != nil {
+		stopSrv = func() {}
+		return res, fmt.Errorf("restarting the server: %w", err)
+	}
+	res.restart = time.Since(origin) - down
+	if srv.epoch == oldEpoch {
+		return res, fmt.Errorf("the restarted server has the epoch of the first, %q", oldEpoch)
+	}
+	logf("%s: server restarted in %v", NameSSEReconnectHerd, res.restart.Round(time.Millisecond))
+
+	back := func(c *statesync.Consumer) bool { return c.Epoch() == srv.epoch && c.Revision() >= snap.Revision }
+	ok, err := f.waitUntil(ctx, convergeTimeout, back)
+	if err != nil {
+		return res, err
+	}
+	res.errors = f.errs.Load()
+	if !ok {
+		n := 0
+		for _, h := range f.hs {
+			if !back(h.c) {
+				n++
+			}
+		}
+		return res, fmt.Errorf("%w: %d of %d still behind after %v (consumer errors: %v)", errNotConverged, n, len(f.hs), convergeTimeout, f.err())
+	}
+	var last time.Duration
+	for _, h := range f.hs {
+		for _, a := range h.applies() {
+			if a.epoch == srv.epoch {
+				last = max(last, a.at)
+				break
+			}
+		}
+	}
+	res.MsToConverge = float64((last - down).Microseconds()) / 1000
+	st, err := srv.stats(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.SnapshotGets, res.SnapshotBuilds = st.SnapshotGets, st.MaxBuilds
+	if res.errors > 0 {
+		logf("%s: %v", NameSSEReconnectHerd, f.err())
+	}
+	return res, nil
+}

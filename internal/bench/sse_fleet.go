@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/httpsync"
+)
+
+// inlineLimit is the ClientOptions.Inline of the consumers in inline mode:
+// the scenarios' snapshots are far smaller, so every one rides in its
+// event.
+const inlineLimit = 4096
+
+// startParallel is how many consumers start (or stop) at a time.
+const startParallel = 64
+
+// A fleet is the consumers of an SSE scenario: each a [statesync.Consumer]
+// on the topic with an [httpsync.Client] of its own, over an
+// [http.Transport] of its own, as separate client processes would have.
+//
+// The transports keep no idle connection (DisableKeepAlives): each
+// consumer holds one connection, its event stream, and each snapshot GET
+// opens and closes one. With keep-alive every consumer would hold a second,
+// idle, connection after its first GET, and 10,000 consumers would need
+// 20,000 descriptors in each process, over the usual hard limit.
+type fleet struct {
+	origin time.Time // apply and write times are offsets from it
+	hs     []*handle
+
+	errs     atomic.Int64                    // errors the consumers reported, retries excluded
+	firstErr atomic.Pointer[statesync.Error] // the first of them
+}
+
+// A handle is one consumer, its client and what it applied.
+type handle struct {
+	f  *fleet
+	tr *http.Transport
+	cl *httpsync.Client
+	c  *statesync.Consumer
+
+	mu  sync.Mutex // protects log
+	log []applyRec
+}
+
+// applyRec is one apply: the snapshot's revision and epoch, and when.
+type applyRec struct {
+	rev   statesync.Revision
+	epoch string
+	at    time.Duration // since the fleet's origin
+}
+
+// Apply implements [statesync.Applier]: it records the apply.
+func (h *handle) Apply(_ context.Context, s statesync.Snapshot) error {
+	at := time.Since(h.f.origin)
+	h.mu.Lock()
+	h.log = append(h.log, applyRec{rev: s.Revision, epoch: s.Epoch, at: at})
+	h.mu.Unlock()
+	return nil
+}
+
+// applies returns a copy of the handle's applies so far.
+func (h *handle) applies() []applyRec {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]applyRec(nil), h.log...)
+}
+
+// newFleet makes n consumers of the server at base, in inline mode or
+// pull mode, and starts them, startParallel at a time. Each consumer's
+// Start returns once its stream is open and its first snapshot applied.
+func newFleet(ctx context.Context, base string, n int, inline bool, origin time.Time) (*fleet, error) {
+	if err := raiseOpenFiles(descriptorsFor(n), fmt.Sprintf("%d SSE consumers", n)); err != nil {
+		return nil, err
+	}
+	f := &fleet{origin: origin, hs: make([]*handle, n)}
+	for i := range f.hs {
+		h, err := f.newHandle(base, inline)
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		f.hs[i] = h
+	}
+	err := f.each(func(h *handle) error { return h.c.Start(ctx) })
+	if err != nil {
+		f.close()
+		return nil, fmt.Errorf("starting %d consumers: %w", n, err)
+	}
+	return f, nil
+}
+
+func (f *fleet) newHandle(base string, inline bool) (*handle, error) {
+	h := &handle{f: f, tr: &http.Transport{DisableKeepAlives: true}}
+	opts := &httpsync.ClientOptions{HTTPClient: &http.Client{Transport: h.tr}}
+	if inline {
+		opts.Inline = inlineLimit
+	}
+	cl, err := httpsync.NewClient(base, opts)
+	if err != nil {
+		return nil, err
+	}
+	h.cl = cl
+	h.c, err = statesync.NewConsumer(topic, cl, cl, h, &statesync.ConsumerOptions{
+		// A snapshot GET that fails (a connection refused while the server
+		// restarts) is tried again, as a real client would.
+		Retry:   &statesync.RetryPolicy{MaxAttempts: 6, InitialDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, Jitter: 1},
+		OnError: f.reported,
+	})
+	if err != nil {
+		_ = cl.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (f *fleet) reported(e *statesync.Error) {
+	if e.WillRetry {
+		return
+	}
+	f.errs.Add(1)
+	f.firstErr.CompareAndSwap(nil, e)
+}
+
+// err returns an error describing the consumers' reported errors, or nil.
+func (f *fleet) err() error {
+	n := f.errs.Load()
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("the consumers reported %d errors, the first: %w", n, f.firstErr.Load())
+}
+
+// each calls fn for every handle, startParallel at a time, and returns the
+// first error.
+func (f *fleet) each(fn func(*handle) error) error {
+	sem := make(chan struct{}, startParallel)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for _, h := range f.hs {
+		if h == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(h); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// close stops every consumer, waits for its goroutines and closes its
+// client.
+func (f *fleet) close() {
+	_ = f.each(func(h *handle) error {
+		h.c.Stop()
+		_ = h.c.Wait(context.Background()) // returns once an in-flight GET, cancelled by Stop, does
+		_ = h.cl.Close()
+		h.tr.CloseIdleConnections()
+		return nil
+	})
+}
+
+// waitUntil polls every handle's consumer until done is true of all of
+// them, ctx ends or timeout passes; it reports whether they all got there.
+func (f *fleet) waitUntil(ctx context.Context, timeout time.Duration, done func(*statesync.Consumer) bool) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	next := 0 // handles before next are done; they stay done
+	for {
+		for next < len(f.hs) && done(f.hs[next].c) {
+			next++
+		}
+		if next == len(f.hs) {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// errNotConverged is returned by the herd when a consumer does not come
+// back in time.
+var errNotConverged = errors.New("not every consumer came back to the latest revision")

@@ -1,0 +1,29 @@
+//go:build unix
+
+package bench
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// raiseOpenFiles raises the soft limit of open files (RLIMIT_NOFILE) to
+// the hard limit and returns an error if it is then below need, naming
+// both limits and what needs them.
+func raiseOpenFiles(need uint64, what string) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading the open-file limit: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("raising the open-file limit to %d: %w", lim.Max, err)
+		}
+	}
+	if lim.Cur < need {
+		return fmt.Errorf("%s needs at least %d open files; the limit is %d (hard limit %d): raise it (ulimit -Hn) or run fewer consumers (-n)",
+			what, need, lim.Cur, lim.Max)
+	}
+	return nil
+}
