@@ -67,9 +67,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		getenv = os.Getenv
 	}
 	cfg := DefaultConfig()
-	if err := cfg.fromEnv(getenv); err != nil {
-		return cfg, err
-	}
+	// A bad variable is reported after the flags are parsed, so that -h
+	// and flag errors still print the usage.
+	envErr := cfg.fromEnv(getenv)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	if out != nil {
 		fs.SetOutput(out)
@@ -101,6 +101,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		fmt.Fprintln(fs.Output(), err)
 		fs.Usage()
 		return cfg, FlagError{err}
+	}
+	if envErr != nil {
+		return cfg, envErr
 	}
 	return cfg, cfg.Validate()
 }

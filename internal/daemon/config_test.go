@@ -228,6 +228,11 @@ func TestParseFlagsHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("ParseFlags(-h) = %v; want flag.ErrHelp", err)
 	}
+	// Even with a bad variable, which would otherwise be the error.
+	out.Reset()
+	if _, err := daemon.ParseFlags([]string{"-h"}, env("STATESYNC_MAX_BODY", "lots"), &out); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "usage: statesync serve") {
+		t.Errorf("ParseFlags(-h) with STATESYNC_MAX_BODY=lots = %v, output %q; want flag.ErrHelp and the usage", err, out.String())
+	}
 	for _, w := range []string{"usage: statesync serve", "-addr", "STATESYNC_ADDR", "-data", "STATESYNC_DATA", "-memory", "-tokens",
 		"-insecure", "-heartbeat", "-max-body", "-shutdown-timeout", "-log-level", "-log-format", "STATESYNC_LOG_FORMAT", "127.0.0.1:8765"} {
 		if !strings.Contains(out.String(), w) {
