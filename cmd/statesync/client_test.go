@@ -443,8 +443,9 @@ func watchLines(t testing.TB, out *lockedBuffer) []cliLine {
 
 // TestWatch: watch follows its topics and prints each applied snapshot as
 // one JSON line, revisions increasing per topic, until its context ends;
-// then it returns and prints nothing more (B-GATE: applied revisions
-// strictly increase; B-GO-06: nothing left running).
+// then it returns and prints nothing more (B-GATE-03: the first snapshot,
+// revision 0 included, is applied; B-GATE-06: applied revisions strictly
+// increase; B-GO-06: nothing left running).
 func TestWatch(t *testing.T) {
 	server := startTestDaemon(t, nil)
 	first := httpPut(t, server, "a", `{"n":0}`)

@@ -26,7 +26,8 @@ import (
 // TestWalkthrough is the curl walk-through of the README against a real
 // daemon on loopback: PUT, GET with an ETag, 304, a compare-and-set
 // refused with 412 and the current revision, PATCH, DELETE and the list
-// (DESIGN §4, HTTP API).
+// (DESIGN §4, HTTP API). Every revision on the wire is a canonical decimal
+// string (B-REV-01, B-REV-06, B-REV-11).
 func TestWalkthrough(t *testing.T) {
 	d := startDaemon(t, testConfig(t))
 
