@@ -63,6 +63,8 @@ class Client {
     this.es = null;
     this.esTopics = "";
     this.reopenScheduled = false;
+    this.retryTimer = null; // reopens a stream the browser gave up on
+    this.failures = 0; // streams given up on since the last open
     this.closed = false;
     this.statusListeners = new Set();
   }
@@ -108,6 +110,8 @@ class Client {
     const topics = [...this.handlers.keys()].sort();
     const key = topics.join("\n");
     if (key === this.esTopics && this.es) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     if (this.es) this.es.close();
     this.es = null;
     this.esTopics = key;
@@ -120,8 +124,32 @@ class Client {
     this.es = es;
     es.addEventListener("invalidation", (m) => this.onFrame(m.data, false));
     es.addEventListener("snapshot", (m) => this.onFrame(m.data, true));
-    es.onopen = () => this.emitStatus("open");
-    es.onerror = () => this.emitStatus(es.readyState === 2 ? "closed" : "reconnecting");
+    es.onopen = () => {
+      this.failures = 0;
+      this.emitStatus("open");
+    };
+    es.onerror = () => {
+      if (this.es !== es) return;
+      if (es.readyState !== 2) {
+        this.emitStatus("reconnecting"); // the browser retries by itself
+        return;
+      }
+      // The browser gave up on the stream for good, as it does on an HTTP
+      // error status (a 503 from a server shutting down, a 502 from a proxy
+      // whose backend restarts, a 401 after a token change): reopen it
+      // after an exponential backoff with jitter (a random delay between
+      // half and all of 1 s, 2 s, 4 s … 30 s). The new stream's first frames
+      // carry the current revision of every topic, so followers miss nothing.
+      this.emitStatus("closed");
+      es.close();
+      this.es = null;
+      this.esTopics = "";
+      const cap = Math.min(30000, 1000 * 2 ** Math.min(this.failures++, 5));
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.reopen();
+      }, cap / 2 + Math.random() * cap / 2);
+    };
   }
 
   onFrame(text, isSnapshot) {
@@ -150,7 +178,12 @@ class Client {
     }
   }
 
-  /** onStatus calls fn with "open", "reconnecting" or "closed"; returns an unsubscribe function. */
+  /**
+   * onStatus calls fn with the event stream's status: "open", "reconnecting"
+   * (the browser retries) or "closed" (the browser gave up, e.g. on an HTTP
+   * error status; the client reopens the stream after a backoff). Returns an
+   * unsubscribe function.
+   */
   onStatus(fn) {
     this.statusListeners.add(fn);
     return () => this.statusListeners.delete(fn);
@@ -165,6 +198,8 @@ class Client {
   /** close ends the event stream; followers stop receiving invalidations. */
   close() {
     this.closed = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     if (this.es) this.es.close();
     this.es = null;
     this.handlers.clear();
