@@ -115,6 +115,17 @@ func (st *stream) abort() {
 	}
 }
 
+// closing prepares a stream that is ending because of Close to end
+// cleanly: it takes the place of abort (whose past deadline would cut the
+// end of the response) and gives the response's final chunk a short
+// deadline of its own.
+func (st *stream) closing() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.aborted = true
+	_ = st.rc.SetWriteDeadline(time.Now().Add(time.Second))
+}
+
 // invalidated is the source's watch callback: O(1) per interested stream.
 func (h *Handler) invalidated(inv statesync.Invalidation) {
 	h.mu.RLock()
@@ -258,6 +269,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		case <-ctx.Done():
 			return
 		case <-h.done:
+			st.closing()
 			return
 		case <-heartbeat.C:
 			sw.buf = append(sw.buf, ": heartbeat\n\n"...)
@@ -269,6 +281,11 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 			}
 		}
 		if !sw.flush() {
+			select {
+			case <-h.done: // aborted by Close: still end the response cleanly
+				st.closing()
+			default:
+			}
 			return
 		}
 	}
