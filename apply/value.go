@@ -31,7 +31,9 @@ type ValueOptions[T any] struct {
 	// retained. Nil means decoding the data into a new T with
 	// [json.Unmarshal].
 	ToState func(data json.RawMessage) (T, error)
-	// Initial is the value Load returns before the first snapshot.
+	// Initial is the value Load returns before the first snapshot. With the
+	// default decoding, a snapshot whose data is null (a topic never written,
+	// or deleted) sets the zero T, not Initial.
 	Initial T
 }
 
