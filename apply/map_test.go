@@ -295,7 +295,8 @@ func TestMapNewStateEachApply(t *testing.T) {
 	}
 }
 
-// TestMapInitialCopied pins that the Initial map is copied, not adopted.
+// TestMapInitialCopied pins that the Initial map is copied, not adopted
+// (B-ADAPT-28).
 func TestMapInitialCopied(t *testing.T) {
 	init := map[string]any{"a": 1.0}
 	m, _ := apply.NewMap(&apply.MapOptions[any]{Initial: init})
@@ -333,7 +334,7 @@ func TestMapNoAliasing(t *testing.T) {
 }
 
 // TestMapTypedValues pins decoding into a concrete V and the error for a
-// value of another type, which changes nothing.
+// value of another type, which changes nothing (B-ADAPT-17).
 func TestMapTypedValues(t *testing.T) {
 	m, _ := apply.NewMap(&apply.MapOptions[int]{Initial: map[string]int{"a": 1}})
 	applyAll(t, m, `{"b":2}`)

@@ -143,7 +143,8 @@ type embedding struct {
 
 // TestStructEmbedded pins promoted fields of embedded structs, copy-on-write
 // through an embedded pointer, and the exclusion of fields behind an
-// unexported embedded pointer (which encoding/json cannot decode into).
+// unexported embedded pointer (which encoding/json cannot decode into)
+// (B-ADAPT-25, B-ADAPT-26).
 func TestStructEmbedded(t *testing.T) {
 	oldExtra := &Extra{Note: "old"}
 	s, err := apply.NewStruct(&apply.StructOptions[embedding]{Initial: embedding{base: base{ID: "1"}, Extra: oldExtra, Name: "n"}})
@@ -191,10 +192,12 @@ type complexFields struct {
 	inner2
 	wrap1
 	wrap2
-	Z       int `json:"zz"`
-	Skip    int `json:"-"`
-	Dash    int `json:"-,"`
-	W       int `json:",omitempty"`
+	Z    int `json:"zz"`
+	Skip int `json:"-"`
+	//lint:ignore SA5008 pins encoding/json's rule: "-," names the field "-"
+	Dash int `json:"-,"`
+	W    int `json:",omitempty"`
+	//lint:ignore SA5008 pins encoding/json's rule: an invalid name falls back to the Go name
 	Bad     int `json:"a\"b"`
 	Shadow  int `json:"y"` // shallower than inner1.Y: wins
 	private int
@@ -253,7 +256,7 @@ func TestStructNotObject(t *testing.T) {
 }
 
 // TestStructDecodeErrorChangesNothing pins that a field that fails to decode
-// fails the whole apply, leaving every field as it was.
+// fails the whole apply, leaving every field as it was (B-ADAPT-17).
 func TestStructDecodeErrorChangesNothing(t *testing.T) {
 	s, _ := apply.NewStruct(&apply.StructOptions[settings]{Initial: settings{A: 1, B: 2}})
 	err := s.Apply(context.Background(), snap(1, `{"a":10,"b":"two"}`))

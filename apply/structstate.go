@@ -256,10 +256,9 @@ func jsonFields(t reflect.Type) map[string]*structField {
 		blocked bool // reached through an unexported embedded pointer
 	}
 	type scan struct {
-		typ      reflect.Type
-		index    []int
-		blocked  bool // reached through an unexported embedded pointer
-		multiple bool // the type is embedded more than once at this depth
+		typ     reflect.Type
+		index   []int
+		blocked bool // reached through an unexported embedded pointer
 	}
 	var (
 		all     []candidate

@@ -150,7 +150,8 @@ func TestOnChangeOutsideLocks(t *testing.T) {
 
 // TestOnChangePanic pins the decision for a panicking callback: it is
 // recovered, the other callbacks still run, the value stays stored, and
-// Apply returns an error wrapping ErrCallbackPanicked and the panic value.
+// Apply returns an error wrapping ErrCallbackPanicked and the panic value
+// (B-ADAPT-29).
 func TestOnChangePanic(t *testing.T) {
 	v := apply.NewValue[int](nil)
 	v.OnChange(func(_, _ int) { panic("kaput") })
@@ -207,7 +208,7 @@ func TestChangesLatestOnly(t *testing.T) {
 }
 
 // TestChangesClosedWithContext pins that a Changes channel is closed once
-// its context is done and that later applies skip it.
+// its context is done and that later applies skip it (B-ADAPT-29).
 func TestChangesClosedWithContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		v := apply.NewValue[int](nil)
@@ -263,7 +264,7 @@ func TestChangesConcurrent(t *testing.T) {
 
 // TestWait pins Wait: it blocks until an applied value satisfies pred and
 // returns it; a nil pred waits for the first apply, not the initial value;
-// a done context returns its error.
+// a done context returns its error (B-ADAPT-29, B-GO-07).
 func TestWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		v := apply.NewValue(&apply.ValueOptions[int]{Initial: 10})
