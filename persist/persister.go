@@ -257,6 +257,7 @@ type Persister struct {
 	writing       bool
 	flushers      []*flusher
 	persisted     marker // last record saved or loaded
+	overwrite     bool   // the stored record failed a load: replace it whatever its revision
 	applied       marker // last snapshot applied to inner
 	stats         Stats
 	listeners     map[EventKind][]*listener
@@ -507,8 +508,11 @@ func (p *Persister) save(snap statesync.Snapshot) error {
 	ro.SavedAt = start
 	rec, err := NewRecord(snap, &ro)
 	saved := true
+	p.mu.Lock()
+	overwrite := p.overwrite
+	p.mu.Unlock()
 	if err == nil {
-		if cs, ok := p.storage.(ConditionalSaver); ok {
+		if cs, ok := p.storage.(ConditionalSaver); ok && !overwrite {
 			saved, err = cs.SaveIfNewer(p.ctx, rec)
 		} else {
 			err = p.storage.Save(p.ctx, rec)
@@ -525,6 +529,9 @@ func (p *Persister) save(snap statesync.Snapshot) error {
 		return err
 	}
 	p.mu.Lock()
+	if overwrite {
+		p.overwrite = false
+	}
 	if saved {
 		p.stats.SaveCount++
 		p.stats.TotalBytesSaved += int64(rec.Meta.SizeBytes)
@@ -760,6 +767,14 @@ func (p *Persister) loadInto(ctx context.Context, app statesync.Applier) (states
 		},
 	}
 	snap, info, err := load(ctx, p.storage, app, &o, h)
+	var pe *Error
+	if err != nil && errors.As(err, &pe) && info.Found && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		// An expired, corrupt, foreign or unmigratable record must not keep
+		// newer saves out through SaveIfNewer's revision gate.
+		p.mu.Lock()
+		p.overwrite = true
+		p.mu.Unlock()
+	}
 	ev := Event{Kind: EventLoadComplete, Duration: info.Duration}
 	if err == nil && info.Applied {
 		ev.Snapshot, ev.Found = snap, true
