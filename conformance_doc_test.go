@@ -12,7 +12,7 @@ import (
 
 // conformanceIDCount is the number of ids in conformanceIDs, so that a list
 // cut short by an edit fails the test instead of shrinking it.
-const conformanceIDCount = 258
+const conformanceIDCount = 287
 
 // conformanceTestRef matches a package-qualified test name in backquotes:
 // `statesync.TestX` (the root package) or `dir/pkg.TestX` (a directory of
@@ -153,6 +153,7 @@ B-E2E-50 B-E2E-51 B-E2E-52 B-E2E-53 B-E2E-54 B-E2E-55 B-E2E-56 B-E2E-57
 B-E2E-58 B-E2E-59 B-E2E-60 B-GO-01 B-GO-02 B-GO-03 B-GO-04 B-GO-05
 B-GO-06 B-GO-07 B-DEF-01 B-DEF-02 B-DEF-03 B-DEF-04 B-DEF-05 B-DEF-06
 B-DEF-07 B-DEF-08 B-DEF-09 B-DEF-10 B-DEF-11 B-DEF-12 B-DEF-13 B-DEF-14
+B-ADAPT-01 B-ADAPT-02 B-ADAPT-03 B-ADAPT-04 B-ADAPT-05 B-ADAPT-06 B-ADAPT-07 B-ADAPT-08 B-ADAPT-09 B-ADAPT-10 B-ADAPT-11 B-ADAPT-12 B-ADAPT-13 B-ADAPT-14 B-ADAPT-15 B-ADAPT-16 B-ADAPT-17 B-ADAPT-18 B-ADAPT-19 B-ADAPT-20 B-ADAPT-21 B-ADAPT-22 B-ADAPT-23 B-ADAPT-24 B-ADAPT-25 B-ADAPT-26 B-ADAPT-27 B-ADAPT-28 B-ADAPT-29
 B-TRANS-01 B-TRANS-02 B-TRANS-03 B-TRANS-04 B-TRANS-05 B-TRANS-06 B-TRANS-07 B-TRANS-08
 B-TRANS-09 B-TRANS-10
 `
