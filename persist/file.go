@@ -163,7 +163,7 @@ func (f *FileStorage) SaveIfNewer(ctx context.Context, r Record) (bool, error) {
 		return false, err
 	}
 	defer unlock()
-	if cur, ok, err := f.Load(ctx); err == nil && ok && !supersedes(r.Meta, cur.Meta) {
+	if cur, ok, err := f.Load(ctx); err == nil && ok && !Supersedes(r.Meta, cur.Meta) {
 		return false, nil
 	} else if err != nil && !errors.Is(err, ErrCorruptData) && !errors.Is(err, ErrUnsupportedFormat) {
 		return false, err

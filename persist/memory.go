@@ -114,7 +114,7 @@ func (m *MemoryStorage) save(ctx context.Context, r Record, ifNewer bool) (bool,
 	if max := m.opts.MaxSizeBytes; max > 0 && r.Meta.SizeBytes > max {
 		return false, fmt.Errorf("%w: memory storage: size %d bytes, max %d bytes", ErrQuotaExceeded, r.Meta.SizeBytes, max)
 	}
-	if ifNewer && m.ok && !supersedes(r.Meta, m.rec.Meta) {
+	if ifNewer && m.ok && !Supersedes(r.Meta, m.rec.Meta) {
 		return false, nil
 	}
 	m.rec, m.ok = r, true

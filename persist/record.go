@@ -263,10 +263,11 @@ func NewRecord(s statesync.Snapshot, o *RecordOptions) (Record, error) {
 	return Record{Meta: m, Payload: payload}, nil
 }
 
-// supersedes reports whether a record with metadata next may replace one
-// with metadata cur: the same rule as the consumer's revision gate. A
-// record without metadata is always replaced.
-func supersedes(next, cur Metadata) bool {
+// Supersedes reports whether a record with metadata next may replace one
+// with metadata cur: the consumer's revision gate (another non-empty epoch,
+// or a higher revision). A record without metadata is always replaced.
+// [ConditionalSaver] implementations use it.
+func Supersedes(next, cur Metadata) bool {
 	switch {
 	case cur.SchemaVersion == 0:
 		return true
