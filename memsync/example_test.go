@@ -92,6 +92,11 @@ func ExampleNew() {
 	fmt.Println(b)
 
 	for _, c := range consumers {
+		// The applier reported before the engine adopted the revision: a
+		// Refresh returns after a run begun later, so after that adoption.
+		if err := c.Refresh(ctx); err != nil {
+			panic(err)
+		}
 		c.Stop()
 		c.Wait(ctx)
 		fmt.Println(c.Topic(), "stopped at revision", c.Revision())
