@@ -4,7 +4,9 @@ import "os"
 
 // childJobs are the jobs a re-executed test binary can run, by the value
 // of the environment variable childEnv: "name arg".
-var childJobs = map[string]func(arg string) int{}
+var childJobs = map[string]func(arg string) int{
+	"xproc": xprocChild,
+}
 
 const childEnv = "PERSIST_TEST_CHILD"
 
