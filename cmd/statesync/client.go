@@ -241,6 +241,7 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("watch", "[flags] TOPIC...\n\nFollows the topics and prints every applied snapshot as one JSON line, until interrupted.")
 	cf := m.addClientFlags(fs)
 	verbose := fs.Bool("v", false, "log reconnects and errors to stderr")
+	cacheDir := fs.String("cache", "", "keep the last snapshot of each topic in `DIR`; print it at once at start, even with the server down")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -264,6 +265,11 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
+	cache, err := openWatchCache(*cacheDir, log) // watch_cache.go
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
 
 	var outMu sync.Mutex // one line at a time
 	var wg sync.WaitGroup
@@ -274,7 +280,7 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 			defer outMu.Unlock()
 			return m.printJSON(topicSnapshot{Topic: topic, Revision: s.Revision, Epoch: s.Epoch, Data: s.Data})
 		})
-		cons, err := statesync.NewConsumer(topic, c, c, app, &statesync.ConsumerOptions{
+		cons, err := statesync.NewConsumer(topic, c, c, cache.wrap(topic, app), &statesync.ConsumerOptions{
 			Logger: log,
 			Retry:  &statesync.RetryPolicy{MaxAttempts: 4, InitialDelay: 200 * time.Millisecond, Jitter: 1},
 		})
@@ -282,6 +288,7 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 			return err
 		}
 		consumers = append(consumers, cons)
+		cache.hydrate(ctx, topic, cons)
 		wg.Go(func() { startUntilDone(ctx, cons, log) })
 	}
 	<-ctx.Done()
