@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -58,12 +59,23 @@ func (g Gzip) Compress(src []byte) ([]byte, error) {
 	if level == 0 {
 		level = gzip.DefaultCompression
 	}
+	if level < gzip.HuffmanOnly || level > gzip.BestCompression {
+		return nil, fmt.Errorf("persist: gzip level %d out of range", level)
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(src)/3 + 64)
-	w, err := gzip.NewWriterLevel(&buf, level)
-	if err != nil {
-		return nil, err
+	// A gzip writer holds about 1 MB of state: reuse them.
+	pool := &gzipWriters[level-gzip.HuffmanOnly]
+	w, _ := pool.Get().(*gzip.Writer)
+	if w == nil {
+		var err error
+		if w, err = gzip.NewWriterLevel(&buf, level); err != nil {
+			return nil, err
+		}
+	} else {
+		w.Reset(&buf)
 	}
+	defer pool.Put(w)
 	if _, err := w.Write(src); err != nil {
 		return nil, err
 	}
@@ -72,6 +84,9 @@ func (g Gzip) Compress(src []byte) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// gzipWriters pools gzip writers by level (HuffmanOnly −2 … BestCompression 9).
+var gzipWriters [gzip.BestCompression - gzip.HuffmanOnly + 1]sync.Pool
 
 // Decompress returns the data of the gzip stream src, or empty for empty
 // src. Anything but one complete gzip stream is an error wrapping
