@@ -587,3 +587,35 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Errorf("New(nil storage) = nil error; want an error")
 	}
 }
+
+// B-BOOT-05, B-DEF-05: the "with defaults" options and channel name.
+func TestRecommendedOptions(t *testing.T) {
+	o := persist.RecommendedOptions()
+	if o.Debounce != 100*time.Millisecond || o.MaxWait != 2*time.Second || o.Bus != nil || o.Throttle != 0 || o.Leading {
+		t.Errorf("RecommendedOptions() = %+v; want debounce 100ms, max wait 2s, no cross-process", o)
+	}
+	if got := persist.ChannelName("settings"); got != "state-sync:settings" {
+		t.Errorf("ChannelName(settings) = %q; want state-sync:settings", got)
+	}
+}
+
+// B-PSAVE-13: Dispose closes the cross-process subscription.
+func TestPersisterDisposeLeavesChannel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, bus, p1, p2, _, in2 := pair(t, nil, nil)
+		p2.Dispose()
+		apply(t, p1, snap(1, "x"))
+		synctest.Wait()
+		if got := in2.datas(); got != "" {
+			t.Errorf("disposed Persister applied %s; want nothing", got)
+		}
+		var n int
+		unsub, _ := bus.Subscribe(persist.ChannelName("settings"), func([]byte) { n++ })
+		defer unsub()
+		apply(t, p2, snap(2, "y"))
+		synctest.Wait()
+		if n != 0 {
+			t.Errorf("disposed Persister sent %d messages; want 0", n)
+		}
+	})
+}
