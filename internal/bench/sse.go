@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/statesync-go/statesync"
@@ -47,11 +49,14 @@ const convergeTimeout = time.Minute
 // (`statesync bench sse_reconnect_herd` with envSSEServer set): it then
 // serves instead, and returns once its parent closes its stdin.
 func sseScenarios(s SSESizes) []Scenario {
+	// Notes on the runs (phases, their times, whether the consumers keep
+	// connections alive) go to stderr, beside the JSON lines.
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "statesync bench: "+format+"\n", args...) }
 	var out []Scenario
 	for _, f := range s.Fanout {
 		for _, inline := range []bool{false, true} {
 			out = append(out, Scenario{NameSSEFanout, func(ctx context.Context) (Result, error) {
-				return SSEFanout(ctx, SSEFanoutConfig{Consumers: f.Consumers, Writes: f.Writes, Inline: inline})
+				return SSEFanout(ctx, SSEFanoutConfig{Consumers: f.Consumers, Writes: f.Writes, Inline: inline, Logf: logf})
 			}})
 		}
 	}
@@ -62,7 +67,7 @@ func sseScenarios(s SSESizes) []Scenario {
 			}
 			return sseServerResult{Name: "sse_server"}, nil
 		}
-		return SSEReconnectHerd(ctx, SSEHerdConfig{Consumers: s.HerdConsumers})
+		return SSEReconnectHerd(ctx, SSEHerdConfig{Consumers: s.HerdConsumers, Logf: logf})
 	}})
 	return out
 }
@@ -150,6 +155,7 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 		return res, err
 	}
 	defer func() { _ = srv.stop(context.WithoutCancel(ctx)) }()
+	logf("%s %s: server process %d at %s", NameSSEFanout, res.Mode, srv.cmd.Process.Pid, srv.base)
 	w, err := httpsync.NewClient(srv.base, nil)
 	if err != nil {
 		return res, err
@@ -158,7 +164,16 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	if _, err := w.Put(ctx, topic, writeData(0)); err != nil {
 		return res, fmt.Errorf("first write: %w", err)
 	}
+	wp, err := startServer(ctx, cfg.Server, sseServerConfig{Role: roleWriter, Target: srv.base, Writes: cfg.Writes, Interval: interval})
+	if err != nil {
+		return res, fmt.Errorf("writer: %w", err)
+	}
+	defer func() { _ = wp.stop(context.WithoutCancel(ctx)) }()
 	rss0, err := srv.rss(ctx)
+	if err != nil {
+		return res, err
+	}
+	mem0, err := srv.stats(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -169,7 +184,7 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 		return res, err
 	}
 	defer f.close()
-	logf("%s %s: %d consumers started in %v", NameSSEFanout, res.Mode, cfg.Consumers, time.Since(t).Round(time.Millisecond))
+	logf("%s %s: %d consumers started in %v (keep-alive %v)", NameSSEFanout, res.Mode, cfg.Consumers, time.Since(t).Round(time.Millisecond), f.keepAlive)
 	rss1, err := srv.rss(ctx)
 	if err != nil {
 		return res, err
@@ -182,36 +197,57 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	if st0.StreamsOpen != int64(cfg.Consumers) {
 		return res, fmt.Errorf("the server has %d streams open with %d consumers started", st0.StreamsOpen, cfg.Consumers)
 	}
+	per := func(a, b uint64) int64 { return (int64(b) - int64(a)) / int64(cfg.Consumers) }
+	logf("%s %s: server memory per consumer: %d B resident, %d B heap in use, %d B stacks", NameSSEFanout, res.Mode,
+		res.ServerRSSBytesPerConsumer, per(mem0.HeapInuse, st0.HeapInuse), per(mem0.StackInuse, st0.StackInuse))
 
-	// The writes, on a fixed schedule.
+	// The writes, on the writer's schedule.
 	type write struct {
-		rev statesync.Revision
-		ack time.Duration
+		rev       statesync.Revision
+		sent, ack time.Duration
 	}
 	writes := make([]write, 0, cfg.Writes)
-	start := time.Now()
+	srvCPU0, cliCPU0 := cpuTime(srv.cmd.Process.Pid), cpuTime(0)
+	if _, err := io.WriteString(wp.stdin, "go\n"); err != nil {
+		return res, fmt.Errorf("starting the writer: %w", err)
+	}
 	for i := range cfg.Writes {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			timer := time.NewTimer(d)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				timer.Stop()
-				return res, ctx.Err()
-			}
+		var line []byte
+		timeout := time.NewTimer(interval + convergeTimeout)
+		select {
+		case line = <-wp.lines:
+		case <-wp.exited:
+		case <-timeout.C:
+		case <-ctx.Done():
 		}
-		snap, err := w.Put(ctx, topic, writeData(i+1))
-		if err != nil {
-			return res, fmt.Errorf("write %d: %w", i+1, err)
+		timeout.Stop()
+		if err := ctx.Err(); err != nil {
+			return res, err
 		}
-		writes = append(writes, write{rev: snap.Revision, ack: time.Since(origin)})
+		var wr writeResult
+		if line == nil {
+			return res, wp.failed(fmt.Sprintf("gave no result for write %d", i+1), nil)
+		}
+		if err := json.Unmarshal(line, &wr); err != nil {
+			return res, wp.failed(fmt.Sprintf("printed %q for write %d", line, i+1), err)
+		}
+		if wr.Err != "" {
+			return res, fmt.Errorf("write %d: %s", i+1, wr.Err)
+		}
+		writes = append(writes, write{rev: wr.Rev, sent: f.wallOffset(wr.Sent), ack: f.wallOffset(wr.Ack)})
 	}
 	final := writes[len(writes)-1].rev
 	res.Converged, err = f.waitUntil(ctx, convergeTimeout, func(c *statesync.Consumer) bool { return c.Revision() >= final })
 	if err != nil {
 		return res, err
 	}
-	waitEnd := time.Since(origin)
+	waitEnd := f.since()
+	srvCPU, cliCPU := cpuTime(srv.cmd.Process.Pid)-srvCPU0, cpuTime(0)-cliCPU0
+	perDelivery := func(d time.Duration) float64 {
+		return float64(d.Microseconds()) / float64(cfg.Consumers*cfg.Writes)
+	}
+	logf("%s %s: CPU during the writes: server %v (%.1f µs per consumer and write), consumers %v (%.1f µs)", NameSSEFanout, res.Mode,
+		srvCPU, perDelivery(srvCPU), cliCPU, perDelivery(cliCPU))
 	logf("%s %s: writes done in %v, converged %v after the last", NameSSEFanout, res.Mode,
 		(writes[len(writes)-1].ack - writes[0].ack).Round(time.Millisecond), (waitEnd - writes[len(writes)-1].ack).Round(time.Millisecond))
 	st1, err := srv.stats(ctx)
@@ -221,6 +257,7 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	res.SnapshotGets = st1.SnapshotGets - st0.SnapshotGets
 
 	lat := make([]time.Duration, 0, len(f.hs)*len(writes))
+	fromSent := make([]time.Duration, 0, len(f.hs)*len(writes))
 	for _, h := range f.hs {
 		log := h.applies()
 		j := 0
@@ -233,12 +270,24 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 				at = log[j].at
 			}
 			lat = append(lat, max(0, at-wr.ack))
+			fromSent = append(fromSent, at-wr.sent)
 		}
 		if h.c.Revision() != final {
 			res.Converged = false
 		}
 	}
+	var perWrite strings.Builder
+	col := make([]time.Duration, len(f.hs))
+	for k, wr := range writes {
+		for i := range f.hs {
+			col[i] = lat[i*len(writes)+k]
+		}
+		fmt.Fprintf(&perWrite, " %.0f/%.0f/%.0f", float64((wr.ack-wr.sent).Microseconds())/1000, percentileMs(col, 99), percentileMs(col, 100))
+	}
+	logf("%s %s: per write, PUT ms/p99 ms/max ms:%s", NameSSEFanout, res.Mode, perWrite.String())
 	res.P50Ms, res.P99Ms, res.MaxMs = percentileMs(lat, 50), percentileMs(lat, 99), percentileMs(lat, 100)
+	logf("%s %s: latency from the PUT's sending: p50 %v ms, p99 %v ms, max %v ms", NameSSEFanout, res.Mode,
+		percentileMs(fromSent, 50), percentileMs(fromSent, 99), percentileMs(fromSent, 100))
 	res.errors = f.errs.Load()
 	if res.errors > 0 {
 		logf("%s %s: %v", NameSSEFanout, res.Mode, f.err())
@@ -339,10 +388,10 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 		return res, err
 	}
 	defer f.close()
-	logf("%s: %d consumers started in %v", NameSSEReconnectHerd, cfg.Consumers, time.Since(t).Round(time.Millisecond))
+	logf("%s: %d consumers started in %v (keep-alive %v)", NameSSEReconnectHerd, cfg.Consumers, time.Since(t).Round(time.Millisecond), f.keepAlive)
 
 	// The restart.
-	down := time.Since(origin)
+	down := f.since()
 	if err := srv.stop(ctx); err != nil {
 		return res, fmt.Errorf("stopping the server: %w", err)
 	}
@@ -373,16 +422,18 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 		}
 		return res, fmt.Errorf("%w: %d of %d still behind after %v (consumer errors: %v)", errNotConverged, n, len(f.hs), convergeTimeout, f.err())
 	}
-	var last time.Duration
+	backAt := make([]time.Duration, 0, len(f.hs))
 	for _, h := range f.hs {
 		for _, a := range h.applies() {
 			if a.epoch == srv.epoch {
-				last = max(last, a.at)
+				backAt = append(backAt, a.at-down)
 				break
 			}
 		}
 	}
-	res.MsToConverge = float64((last - down).Microseconds()) / 1000
+	logf("%s: consumers back after p50 %v ms, p90 %v ms, p99 %v ms", NameSSEReconnectHerd,
+		percentileMs(backAt, 50), percentileMs(backAt, 90), percentileMs(backAt, 99))
+	res.MsToConverge = percentileMs(backAt, 100)
 	st, err := srv.stats(ctx)
 	if err != nil {
 		return res, err

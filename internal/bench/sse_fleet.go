@@ -25,14 +25,17 @@ const startParallel = 64
 // on the topic with an [httpsync.Client] of its own, over an
 // [http.Transport] of its own, as separate client processes would have.
 //
-// The transports keep no idle connection (DisableKeepAlives): each
-// consumer holds one connection, its event stream, and each snapshot GET
-// opens and closes one. With keep-alive every consumer would hold a second,
-// idle, connection after its first GET, and 10,000 consumers would need
-// 20,000 descriptors in each process, over the usual hard limit.
+// A consumer holds two connections once it has made a snapshot GET: its
+// event stream, and the idle one its transport keeps for the next GET. When
+// the open-file limit cannot hold two per consumer (in this process and in
+// the server's; 10,000 consumers need 20,000 descriptors in each, and
+// 20,000 is a common hard limit), the transports keep no idle connection
+// (DisableKeepAlives) and each GET opens and closes a connection of its own,
+// which costs a TCP handshake and an accept per GET.
 type fleet struct {
-	origin time.Time // apply and write times are offsets from it
-	hs     []*handle
+	origin    time.Time // apply and write times are offsets from it, by the wall clock
+	hs        []*handle
+	keepAlive bool // the transports keep idle connections
 
 	errs     atomic.Int64                    // errors the consumers reported, retries excluded
 	firstErr atomic.Pointer[statesync.Error] // the first of them
@@ -58,7 +61,7 @@ type applyRec struct {
 
 // Apply implements [statesync.Applier]: it records the apply.
 func (h *handle) Apply(_ context.Context, s statesync.Snapshot) error {
-	at := time.Since(h.f.origin)
+	at := h.f.since()
 	h.mu.Lock()
 	h.log = append(h.log, applyRec{rev: s.Revision, epoch: s.Epoch, at: at})
 	h.mu.Unlock()
@@ -72,14 +75,25 @@ func (h *handle) applies() []applyRec {
 	return append([]applyRec(nil), h.log...)
 }
 
+// since returns the time from the fleet's origin to now by the wall clock,
+// so that it compares with times taken in other processes.
+func (f *fleet) since() time.Duration {
+	return time.Duration(time.Now().UnixNano() - f.origin.UnixNano())
+}
+
+// wallOffset returns the Unix nanoseconds t as an offset from the fleet's
+// origin.
+func (f *fleet) wallOffset(t int64) time.Duration { return time.Duration(t - f.origin.UnixNano()) }
+
 // newFleet makes n consumers of the server at base, in inline mode or
 // pull mode, and starts them, startParallel at a time. Each consumer's
 // Start returns once its stream is open and its first snapshot applied.
 func newFleet(ctx context.Context, base string, n int, inline bool, origin time.Time) (*fleet, error) {
-	if err := raiseOpenFiles(descriptorsFor(n), fmt.Sprintf("%d SSE consumers", n)); err != nil {
+	limit, err := raiseOpenFiles(descriptorsFor(n), fmt.Sprintf("%d SSE consumers", n))
+	if err != nil {
 		return nil, err
 	}
-	f := &fleet{origin: origin, hs: make([]*handle, n)}
+	f := &fleet{origin: origin, hs: make([]*handle, n), keepAlive: limit >= keepAliveDescriptors(n)}
 	for i := range f.hs {
 		h, err := f.newHandle(base, inline)
 		if err != nil {
@@ -88,8 +102,7 @@ func newFleet(ctx context.Context, base string, n int, inline bool, origin time.
 		}
 		f.hs[i] = h
 	}
-	err := f.each(func(h *handle) error { return h.c.Start(ctx) })
-	if err != nil {
+	if err := f.each(func(h *handle) error { return h.c.Start(ctx) }); err != nil {
 		f.close()
 		return nil, fmt.Errorf("starting %d consumers: %w", n, err)
 	}
@@ -97,7 +110,7 @@ func newFleet(ctx context.Context, base string, n int, inline bool, origin time.
 }
 
 func (f *fleet) newHandle(base string, inline bool) (*handle, error) {
-	h := &handle{f: f, tr: &http.Transport{DisableKeepAlives: true}}
+	h := &handle{f: f, tr: &http.Transport{DisableKeepAlives: !f.keepAlive}}
 	opts := &httpsync.ClientOptions{HTTPClient: &http.Client{Transport: h.tr}}
 	if inline {
 		opts.Inline = inlineLimit

@@ -14,7 +14,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,8 +67,23 @@ func (sc ServerCommand) resolve() (ServerCommand, error) {
 	return sc, nil
 }
 
-// sseServerConfig is the configuration the parent gives the server process.
+// The roles of the processes started with envSSEServer.
+const (
+	roleServer = ""       // the httpsync server
+	roleWriter = "writer" // the writer of sse_fanout (see runWriterRole)
+)
+
+// sseServerConfig is the configuration the parent gives a process it
+// starts with envSSEServer.
 type sseServerConfig struct {
+	// Role is roleServer or roleWriter.
+	Role string `json:"role,omitempty"`
+	// Target, Writes and Interval are the writer's: the server's base URL,
+	// and the number of writes and the time between them.
+	Target   string        `json:"target,omitempty"`
+	Writes   int           `json:"writes,omitempty"`
+	Interval time.Duration `json:"interval,omitempty"`
+
 	// Addr is the address to listen on; "" means a free port of 127.0.0.1
 	// below the ephemeral range (32768–60999 on Linux), so that while the
 	// server restarts no client connection can take the port.
@@ -94,21 +111,34 @@ type sseServerStats struct {
 	MaxBuilds int `json:"maxBuilds"`
 	// Revisions is the number of topic revisions served by GET.
 	Revisions int `json:"revisions"`
+	// HeapInuse and StackInuse are those of runtime.MemStats, in bytes.
+	HeapInuse  uint64 `json:"heapInuse"`
+	StackInuse uint64 `json:"stackInuse"`
 }
 
 // descriptorsFor returns the open files a process needs for n consumers'
 // connections: one each for the event streams, plus room for snapshot GETs
-// in flight (each on a connection of its own) and the rest.
+// in flight (each on a connection of its own, when the consumers keep no
+// idle connection) and the rest.
 func descriptorsFor(n int) uint64 { return uint64(n + n/2 + 256) }
 
-// runServerRole is the body of the server process: cfgJSON is the value of
-// envSSEServer. It serves until stdin reaches end of file or ctx ends.
+// keepAliveDescriptors returns the open files a process needs for n
+// consumers that keep their connections alive: after its first snapshot
+// GET, each holds two, its event stream and an idle one for the next GET.
+func keepAliveDescriptors(n int) uint64 { return uint64(2*n + 256) }
+
+// runServerRole is the body of a process started with envSSEServer, whose
+// value is cfgJSON: the server, which serves until stdin reaches end of
+// file or ctx ends, or the writer.
 func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout io.Writer) error {
 	var cfg sseServerConfig
 	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
 		return fmt.Errorf("%s: %w", envSSEServer, err)
 	}
-	if err := raiseOpenFiles(descriptorsFor(cfg.Streams), "the SSE server of "+strconv.Itoa(cfg.Streams)+" streams"); err != nil {
+	if cfg.Role == roleWriter {
+		return runWriterRole(ctx, cfg, stdin, stdout)
+	}
+	if _, err := raiseOpenFiles(descriptorsFor(cfg.Streams), "the SSE server of "+strconv.Itoa(cfg.Streams)+" streams"); err != nil {
 		return err
 	}
 	var store statesync.Store
@@ -137,18 +167,27 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 
 	enc := &encodings{seen: map[string]map[*byte][]byte{}}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", enc.watch(api))
+	// Only the snapshot route is watched: a handler in front of the event
+	// streams would deepen their goroutines' stacks (the httpsync stream
+	// goroutine's deepest call, its first write, sits just under 8 KiB, and
+	// one more frame in front doubles its stack to 16 KiB), and the memory
+	// figure would measure the wrapper.
+	mux.Handle("/v1/", api)
+	mux.Handle("GET /v1/topics/{topic}", enc.watch(api))
 	mux.HandleFunc("GET /bench/stats", func(w http.ResponseWriter, r *http.Request) {
 		st := api.Stats()
 		builds, revs := enc.counts()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(sseServerStats{StreamsOpen: st.StreamsOpen, SnapshotGets: st.SnapshotGets,
-			NotModified: st.NotModified, MaxBuilds: builds, Revisions: revs})
+			NotModified: st.NotModified, MaxBuilds: builds, Revisions: revs, HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse})
 	})
 	mux.HandleFunc("POST /bench/gc", func(w http.ResponseWriter, r *http.Request) {
 		debug.FreeOSMemory()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("GET /bench/pprof/{profile}", servePprof)
 
 	ln, err := listen(cfg.Addr)
 	if err != nil {
@@ -198,6 +237,38 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 	return err
 }
 
+// servePprof serves the profiles of runtime/pprof, for looking into the
+// server during a run: GET /bench/pprof/heap (or goroutine, allocs, …) and
+// GET /bench/pprof/cpu?seconds=N. The output is the binary form that
+// `go tool pprof` reads.
+func servePprof(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("profile")
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if name == "cpu" {
+		secs, err := strconv.Atoi(r.URL.Query().Get("seconds"))
+		if err != nil || secs < 1 {
+			http.Error(w, "seconds must be a positive number", http.StatusBadRequest)
+			return
+		}
+		if err := pprof.StartCPUProfile(w); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		select {
+		case <-time.After(time.Duration(secs) * time.Second):
+		case <-r.Context().Done():
+		}
+		pprof.StopCPUProfile()
+		return
+	}
+	p := pprof.Lookup(name)
+	if p == nil {
+		http.Error(w, "no profile "+strconv.Quote(name), http.StatusNotFound)
+		return
+	}
+	_ = p.WriteTo(w, 0)
+}
+
 // listen listens on addr, or, if addr is "", on a free port of 127.0.0.1
 // in 20000–32767, below the ephemeral range.
 func listen(addr string) (net.Listener, error) {
@@ -228,7 +299,8 @@ type encodings struct {
 	seen map[string]map[*byte][]byte // ETag -> first byte -> body
 }
 
-// watch returns next with the bodies of its 200 snapshot responses counted.
+// watch returns next with the bodies of its 200 responses to GET
+// /v1/topics/{topic} counted.
 func (e *encodings) watch(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/v1/topics/") {
@@ -298,12 +370,14 @@ type serverProc struct {
 	hc    *http.Client // for /bench requests
 	tr    *http.Transport
 
+	lines   <-chan []byte // the lines it prints after its hello
 	stderr  *tailBuffer
 	exited  chan struct{} // closed once the process has exited and waitErr is set
 	waitErr error
 }
 
-// startServer starts a server process and waits until it listens.
+// startServer starts a process with cfg (a server, or the writer) and
+// waits for its hello: until it listens, for a server.
 func startServer(ctx context.Context, sc ServerCommand, cfg sseServerConfig) (*serverProc, error) {
 	sc, err := sc.resolve()
 	if err != nil {
@@ -313,7 +387,7 @@ func startServer(ctx context.Context, sc ServerCommand, cfg sseServerConfig) (*s
 	cmd := exec.Command(sc.Path, sc.Args...)
 	cmd.Env = append(os.Environ(), envSSEServer+"="+string(cfgJSON))
 	hello := newLineWriter()
-	p := &serverProc{cmd: cmd, stderr: &tailBuffer{max: 8 << 10}, exited: make(chan struct{})}
+	p := &serverProc{cmd: cmd, lines: hello.lines, stderr: &tailBuffer{max: 8 << 10}, exited: make(chan struct{})}
 	cmd.Stdout = hello
 	cmd.Stderr = p.stderr
 	cmd.WaitDelay = 5 * time.Second
@@ -331,7 +405,7 @@ func startServer(ctx context.Context, sc ServerCommand, cfg sseServerConfig) (*s
 	timeout := time.NewTimer(time.Minute)
 	defer timeout.Stop()
 	select {
-	case line = <-hello.line:
+	case line = <-hello.lines:
 	case <-p.exited:
 		return nil, p.failed("exited before listening", p.waitErr)
 	case <-timeout.C:
@@ -447,30 +521,34 @@ func (p *serverProc) call(ctx context.Context, method, path string, out any) err
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// lineWriter passes on the first line written to it, without its end, and
-// discards everything else.
+// lineWriter passes on each line written to it, without its end, on
+// lines; lines that do not fit its buffer are dropped (the processes print
+// only a few).
 type lineWriter struct {
-	line chan []byte // capacity 1
-	mu   sync.Mutex  // protects buf and sent
-	buf  []byte
-	sent bool
+	lines chan []byte
+	mu    sync.Mutex // protects buf
+	buf   []byte
 }
 
-func newLineWriter() *lineWriter { return &lineWriter{line: make(chan []byte, 1)} }
+func newLineWriter() *lineWriter { return &lineWriter{lines: make(chan []byte, 256)} }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.sent {
-		return len(p), nil
-	}
 	w.buf = append(w.buf, p...)
-	if i := bytes.IndexByte(w.buf, '\n'); i >= 0 || len(w.buf) > 64<<10 {
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
-			i = len(w.buf)
+			break
 		}
-		w.line <- w.buf[:i]
-		w.sent = true
+		select {
+		case w.lines <- bytes.Clone(w.buf[:i]):
+		default:
+		}
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 64<<10 {
+		w.buf = nil
 	}
 	return len(p), nil
 }
@@ -496,4 +574,34 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
+}
+
+// cpuTime returns the user and system CPU time used so far by process pid
+// (0 for this one), from /proc/PID/stat; 0 where /proc is not available.
+func cpuTime(pid int) time.Duration {
+	path := "/proc/self/stat"
+	if pid != 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/stat"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	// utime and stime, fields 14 and 15, in clock ticks of 1/100 s (USER_HZ
+	// is 100 on every Linux architecture Go supports).
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(u+s) * 10 * time.Millisecond
 }
