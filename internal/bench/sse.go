@@ -20,8 +20,15 @@ import (
 // Handler over a Source serves one topic on 127.0.0.1, in a server process
 // of its own (see sse_server.go), and every consumer follows it with an
 // httpsync.Client of its own over its own connection (see sse_fleet.go), as
-// separate clients would. Writes go through the HTTP API (PUT), made by one
-// more Client.
+// separate clients would. The writes of sse_fanout go through the HTTP API
+// (PUT), made by one more Client in a writer process of its own (see
+// sse_writer.go).
+//
+// The consumers share this process and the machine's cores with the
+// server: on a small machine the figures measure the machine as much as
+// the code. The notes on stderr say where the time went (CPU per delivery
+// in each process, PUT times, per-write latencies) and how the server's
+// memory divides between heap and stacks.
 
 // The names of the SSE scenarios.
 const (
@@ -103,10 +110,11 @@ type SSEFanoutResult struct {
 	Writes    int    `json:"writes"`
 	// P50Ms, P99Ms and MaxMs are percentiles (nearest rank) of the
 	// latencies, one per write and handle, from the write's acknowledgement
-	// (its PUT's response read by the writer) to the handle's apply of that
-	// revision or a later one; an apply that came before the
-	// acknowledgement counts 0, and one that never came counts the time
-	// until the wait for it ended (converged is then false).
+	// (its PUT's response read by the writer process) to the handle's apply
+	// of that revision or a later one, by the wall clock; an apply that
+	// came before the acknowledgement counts 0, and one that never came
+	// counts the time until the wait for it ended (converged is then
+	// false).
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
 	MaxMs float64 `json:"max_ms"`
@@ -117,7 +125,8 @@ type SSEFanoutResult struct {
 	// resident memory (VmRSS, each time read after a garbage collection
 	// that returns freed memory to the operating system) from before the
 	// consumers connect to after every one has its stream open and its
-	// first snapshot applied, divided by the consumers. 0 where /proc is
+	// first snapshot applied (and a second more, for the connections of
+	// start-up GETs to close), divided by the consumers. 0 where /proc is
 	// not available.
 	ServerRSSBytesPerConsumer int64 `json:"server_rss_bytes_per_consumer"`
 	// Converged says whether every handle ended at the final revision.
@@ -130,8 +139,8 @@ func (r SSEFanoutResult) rank() float64 { return r.P99Ms }
 
 // SSEFanout runs sse_fanout: a server process serving the topic (memory
 // store), cfg.Consumers handles started on it, then cfg.Writes writes
-// through the HTTP API, one every cfg.Interval, and a wait until every
-// handle has applied the last one (a minute at most).
+// through the HTTP API by the writer process, one every cfg.Interval, and a
+// wait until every handle has applied the last one (a minute at most).
 func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error) {
 	res := SSEFanoutResult{Name: NameSSEFanout, Consumers: cfg.Consumers, Writes: cfg.Writes, Mode: ModePull}
 	if cfg.Inline {
@@ -185,6 +194,11 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	}
 	defer f.close()
 	logf("%s %s: %d consumers started in %v (keep-alive %v)", NameSSEFanout, res.Mode, cfg.Consumers, time.Since(t).Round(time.Millisecond), f.keepAlive)
+	// Connections of the last start-up GETs may still be closing (without
+	// keep-alive, the server lingers up to 500 ms on each): let them go.
+	if err := sleep(ctx, settleTime); err != nil {
+		return res, err
+	}
 	rss1, err := srv.rss(ctx)
 	if err != nil {
 		return res, err
@@ -293,6 +307,22 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 		logf("%s %s: %v", NameSSEFanout, res.Mode, f.err())
 	}
 	return res, nil
+}
+
+// settleTime is how long sse_fanout waits after starting the consumers
+// before it reads the server's memory.
+const settleTime = time.Second
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // writeData is the data of the i-th write.

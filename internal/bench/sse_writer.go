@@ -53,14 +53,8 @@ func runWriterRole(ctx context.Context, cfg sseServerConfig, stdin io.Reader, st
 	}
 	start := time.Now()
 	for i := range cfg.Writes {
-		if d := time.Until(start.Add(time.Duration(i) * cfg.Interval)); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			}
+		if err := sleep(ctx, time.Until(start.Add(time.Duration(i)*cfg.Interval))); err != nil {
+			return err
 		}
 		sent := time.Now()
 		snap, err := w.Put(ctx, topic, writeData(i+1))
