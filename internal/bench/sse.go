@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,6 +223,8 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	}
 	writes := make([]write, 0, cfg.Writes)
 	srvCPU0, cliCPU0 := cpuTime(srv.cmd.Process.Pid), cpuTime(0)
+	var gc0 runtime.MemStats
+	runtime.ReadMemStats(&gc0)
 	if _, err := io.WriteString(wp.stdin, "go\n"); err != nil {
 		return res, fmt.Errorf("starting the writer: %w", err)
 	}
@@ -260,8 +263,10 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	perDelivery := func(d time.Duration) float64 {
 		return float64(d.Microseconds()) / float64(cfg.Consumers*cfg.Writes)
 	}
-	logf("%s %s: CPU during the writes: server %v (%.1f µs per consumer and write), consumers %v (%.1f µs)", NameSSEFanout, res.Mode,
-		srvCPU, perDelivery(srvCPU), cliCPU, perDelivery(cliCPU))
+	var gc1 runtime.MemStats
+	runtime.ReadMemStats(&gc1)
+	logf("%s %s: CPU during the writes: server %v (%.1f µs per consumer and write), consumers %v (%.1f µs; %d GCs, heap %d MiB)", NameSSEFanout, res.Mode,
+		srvCPU, perDelivery(srvCPU), cliCPU, perDelivery(cliCPU), gc1.NumGC-gc0.NumGC, gc1.HeapAlloc>>20)
 	logf("%s %s: writes done in %v, converged %v after the last", NameSSEFanout, res.Mode,
 		(writes[len(writes)-1].ack - writes[0].ack).Round(time.Millisecond), (waitEnd - writes[len(writes)-1].ack).Round(time.Millisecond))
 	st1, err := srv.stats(ctx)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +25,8 @@ const startParallel = 64
 
 // A fleet is the consumers of an SSE scenario: each a [statesync.Consumer]
 // on the topic with an [httpsync.Client] of its own, over an
-// [http.Transport] of its own, as separate client processes would have.
+// [http.Transport] of its own, as separate client processes would have,
+// connecting from an address of its own (see sourceIP).
 //
 // A consumer holds two connections once it has made a snapshot GET: its
 // event stream, and the idle one its transport keeps for the next GET. When
@@ -75,6 +78,20 @@ func (h *handle) applies() []applyRec {
 	return append([]applyRec(nil), h.log...)
 }
 
+// sourceIP returns the loopback address consumer i connects from, on
+// Linux, where all of 127.0.0.0/8 is local: 127.1.0.1 and on, one per
+// consumer, as separate machines would have. Connecting from one address
+// makes connect(2) search a crowded ephemeral port range (10,000 streams,
+// plus GET connections and their TIME_WAIT entries), which took more of the
+// consumers' CPU than everything else together. Elsewhere it returns nil:
+// the system picks the address.
+func sourceIP(i int) net.IP {
+	if runtime.GOOS != "linux" {
+		return nil
+	}
+	return net.IPv4(127, 1+byte(i/(250*250)), byte(i/250%250), byte(i%250+1))
+}
+
 // since returns the time from the fleet's origin to now by the wall clock,
 // so that it compares with times taken in other processes.
 func (f *fleet) since() time.Duration {
@@ -95,7 +112,7 @@ func newFleet(ctx context.Context, base string, n int, inline bool, origin time.
 	}
 	f := &fleet{origin: origin, hs: make([]*handle, n), keepAlive: limit >= keepAliveDescriptors(n)}
 	for i := range f.hs {
-		h, err := f.newHandle(base, inline)
+		h, err := f.newHandle(base, inline, i)
 		if err != nil {
 			f.close()
 			return nil, err
@@ -109,8 +126,11 @@ func newFleet(ctx context.Context, base string, n int, inline bool, origin time.
 	return f, nil
 }
 
-func (f *fleet) newHandle(base string, inline bool) (*handle, error) {
+func (f *fleet) newHandle(base string, inline bool, i int) (*handle, error) {
 	h := &handle{f: f, tr: &http.Transport{DisableKeepAlives: !f.keepAlive}}
+	if ip := sourceIP(i); ip != nil {
+		h.tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}).DialContext
+	}
 	opts := &httpsync.ClientOptions{HTTPClient: &http.Client{Transport: h.tr}}
 	if inline {
 		opts.Inline = inlineLimit
