@@ -13,11 +13,12 @@ import (
 // each as one JSON line on Stdout.
 func (m *Main) runBench(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("bench", "[-n SIZE] [-runs N] [NAME...]\n\n"+
-		"Runs the in-process benchmark scenarios and prints one JSON object per line.\n"+
-		"NAME is one of gate_stale_events, cycle_sequential, burst_coalescing, fanout;\n"+
+		"Runs the benchmark scenarios (in-process, and over loopback HTTP for sse_*) and prints one JSON object per line.\n"+
+		"NAME is one of gate_stale_events, cycle_sequential, burst_coalescing, fanout, sse_fanout, sse_reconnect_herd;\n"+
 		"without NAME, all of them run.")
 	size := fs.String("n", "", "sizes: a scale factor of the default sizes (0.01), or\n"+
-		"name=size pairs, fanout as WINDOWSxUPDATES and repeatable\n"+
+		"name=size pairs, fanout as WINDOWSxUPDATES and repeatable,\n"+
+		"sse_fanout=CONSUMERSxWRITES (repeatable), sse_reconnect_herd=CONSUMERS\n"+
 		"(cycle_sequential=5000,fanout=100x100,fanout=1000x10)")
 	runs := fs.Int("runs", 1, "runs of each scenario; with more than one, the median run is printed")
 	names, err := parseFlags(fs, args)
