@@ -1,0 +1,120 @@
+// Run with: node --test frontend/statesync-wails.test.mjs
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createWailsTransport, DEFAULT_EVENT } from "./statesync-wails.js";
+
+// fakeEvents records EventsOn/EventsOff calls and delivers like Wails does.
+function fakeEvents({ returnsOff = true } = {}) {
+  const listeners = new Map();
+  const calls = { on: [], off: [], unlisten: 0 };
+  return {
+    calls,
+    EventsOn(event, cb) {
+      calls.on.push(event);
+      listeners.set(event, cb);
+      if (!returnsOff) return undefined;
+      return () => {
+        calls.unlisten++;
+        listeners.delete(event);
+      };
+    },
+    EventsOff(event) {
+      calls.off.push(event);
+      listeners.delete(event);
+    },
+    emit(event, ...data) {
+      const cb = listeners.get(event);
+      if (cb) cb(...data);
+    },
+    // emitStale delivers even to a removed listener, as a late event would.
+    stale: listeners,
+  };
+}
+
+const noCall = async () => {
+  throw new Error("unexpected call");
+};
+
+test("B-TRANS-01 subscribe listens once and forwards payloads unchanged", async () => {
+  const ev = fakeEvents();
+  const t = createWailsTransport({ EventsOn: ev.EventsOn, EventsOff: ev.EventsOff, call: noCall });
+  const got = [];
+  const unsub = await t.subscriber("settings").subscribe((p) => got.push(p));
+  assert.deepEqual(ev.calls.on, [DEFAULT_EVENT]);
+  const garbage = { garbage: true };
+  const good = { topic: "settings", revision: "5" };
+  ev.emit(DEFAULT_EVENT, garbage);
+  ev.emit(DEFAULT_EVENT, good);
+  ev.emit("other", { topic: "settings", revision: "9" });
+  assert.equal(got.length, 2);
+  assert.equal(got[0], garbage); // same object, unchanged
+  assert.equal(got[1], good);
+  assert.equal(typeof unsub, "function");
+});
+
+test("B-TRANS-02 unsubscribe calls the transport's unlisten and stops delivery", async () => {
+  const ev = fakeEvents();
+  const t = createWailsTransport({ EventsOn: ev.EventsOn, call: noCall, eventName: "custom" });
+  const got = [];
+  const unsub = await t.subscriber("settings").subscribe((p) => got.push(p));
+  const cb = ev.stale.get("custom");
+  unsub();
+  unsub(); // idempotent
+  assert.equal(ev.calls.unlisten, 1);
+  ev.emit("custom", { topic: "settings", revision: "2" });
+  cb({ topic: "settings", revision: "3" }); // a late delivery to the removed listener
+  assert.deepEqual(got, []);
+});
+
+test("B-TRANS-02 without a returned canceller, unsubscribe falls back to EventsOff", async () => {
+  const ev = fakeEvents({ returnsOff: false });
+  const t = createWailsTransport({ EventsOn: ev.EventsOn, EventsOff: ev.EventsOff, call: noCall });
+  const unsub = await t.subscriber("settings").subscribe(() => {});
+  unsub();
+  assert.deepEqual(ev.calls.off, [DEFAULT_EVENT]);
+});
+
+test("B-TRANS-03 getSnapshot calls the bound method with args unchanged and returns its result unmodified", async () => {
+  const ev = fakeEvents();
+  const seen = [];
+  const result = { revision: "1", data: { ok: true } };
+  const call = async (...args) => {
+    seen.push(args);
+    return result;
+  };
+  const t = createWailsTransport({ EventsOn: ev.EventsOn, call });
+  assert.equal(await t.provider("settings").getSnapshot(), result);
+  const cfg = { topic: "settings", windowId: "main", extra: 42 };
+  assert.equal(await t.provider("settings", { args: [cfg] }).getSnapshot(), result);
+  assert.equal(await t.provider("settings", { args: [] }).getSnapshot(), result);
+  assert.deepEqual(seen, [["settings"], [cfg], []]);
+  assert.equal(seen[1][0], cfg);
+});
+
+test("B-TRANS-04 errors from EventsOn and the bound method propagate unchanged", async () => {
+  const listenErr = new Error("listen failed");
+  const invokeErr = new Error("invoke failed");
+  const t = createWailsTransport({
+    EventsOn: () => {
+      throw listenErr;
+    },
+    call: async () => {
+      throw invokeErr;
+    },
+  });
+  await assert.rejects(t.subscriber("settings").subscribe(() => {}), (e) => e === listenErr);
+  await assert.rejects(t.provider("settings").getSnapshot(), (e) => e === invokeErr);
+  const syncErr = new Error("sync throw");
+  const t2 = createWailsTransport({
+    EventsOn: () => () => {},
+    call: () => {
+      throw syncErr;
+    },
+  });
+  await assert.rejects(t2.provider("settings").getSnapshot(), (e) => e === syncErr);
+});
+
+test("createWailsTransport rejects missing functions", () => {
+  assert.throws(() => createWailsTransport({ call: noCall }), TypeError);
+  assert.throws(() => createWailsTransport({ EventsOn: () => {} }), TypeError);
+});
