@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"mime"
 	"net/http"
@@ -231,15 +232,26 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 // deliver hands a frame's payload to the handlers of its topic.
 func (c *Client) deliver(data []byte, isSnapshot bool) {
 	payload := bytes.Clone(data) // handlers may keep it
-	inv, err := statesync.DecodeInvalidation(payload)
-	if err != nil {
-		c.deliverRaw(payload)
-		return
+	var inv statesync.Invalidation
+	var snap statesync.Snapshot
+	var err, serr error
+	fast := false
+	if isSnapshot {
+		inv, snap, fast = decodeInline(payload)
+	}
+	if !fast {
+		inv, err = statesync.DecodeInvalidation(payload)
+		if err != nil {
+			c.deliverRaw(payload)
+			return
+		}
+		if isSnapshot {
+			snap, serr = statesync.DecodeSnapshot(payload)
+		}
 	}
 	c.mu.Lock()
 	tc := c.cache[inv.Topic]
 	if isSnapshot {
-		snap, serr := statesync.DecodeSnapshot(payload)
 		if serr == nil {
 			tc = c.topicCache(inv.Topic)
 			tc.inline, tc.hasInl = snap, true
@@ -260,6 +272,46 @@ func (c *Client) deliver(data []byte, isSnapshot bool) {
 			s.h.Invalidate(inv)
 		}
 	}
+}
+
+// inlineFrame is the payload of an inline snapshot frame: an invalidation
+// and a snapshot in one object.
+type inlineFrame struct {
+	Topic       *string             `json:"topic"`
+	Revision    *statesync.Revision `json:"revision"`
+	Epoch       *string             `json:"epoch"`
+	SourceID    *string             `json:"sourceId"`
+	TimestampMs *float64            `json:"timestampMs"`
+	Data        json.RawMessage     `json:"data"`
+}
+
+// decodeInline decodes a well-formed inline snapshot frame in one pass,
+// giving what statesync.DecodeInvalidation and statesync.DecodeSnapshot
+// would. ok is false for any payload it is not sure of (a missing or
+// mistyped field, a blank topic, an out-of-range timestamp): the caller
+// then decodes it with those two, which say what is wrong.
+func decodeInline(payload []byte) (inv statesync.Invalidation, snap statesync.Snapshot, ok bool) {
+	var f inlineFrame
+	if json.Unmarshal(payload, &f) != nil || f.Topic == nil || strings.TrimSpace(*f.Topic) == "" ||
+		f.Revision == nil || f.Data == nil {
+		return inv, snap, false
+	}
+	inv = statesync.Invalidation{Topic: *f.Topic, Revision: *f.Revision}
+	if f.Epoch != nil {
+		inv.Epoch = *f.Epoch
+	}
+	if f.SourceID != nil {
+		inv.SourceID = *f.SourceID
+	}
+	if f.TimestampMs != nil {
+		ts := *f.TimestampMs
+		if ts >= math.MaxInt64 || ts < math.MinInt64 {
+			return statesync.Invalidation{}, snap, false
+		}
+		inv.TimestampMs = int64(ts)
+	}
+	snap = statesync.Snapshot{Revision: inv.Revision, Epoch: inv.Epoch, Data: f.Data}
+	return inv, snap, true
 }
 
 // deliverRaw hands a malformed payload to InvalidateRaw of the handlers

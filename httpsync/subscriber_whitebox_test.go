@@ -1,0 +1,89 @@
+package httpsync
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/statesync-go/statesync"
+)
+
+// decodeInline, the one-pass decoding of an inline snapshot frame, gives
+// what statesync.DecodeInvalidation and statesync.DecodeSnapshot give for
+// every payload it accepts, and leaves every payload they reject (or
+// judge differently) to them (B-PROTO-03, B-PROTO-11, B-REV-06).
+func TestDecodeInlineMatchesTwoPass(t *testing.T) {
+	payloads := []string{
+		`{"topic":"a","revision":"7","epoch":"e","data":{"x":1}}`,
+		`{"topic":"a","sourceId":"s","timestampMs":1700000000000,"revision":"7","epoch":"e","data":null}`,
+		`{"topic":"a","revision":"7","data":[1,2]}`,
+		`{"topic":"a","revision":"7","epoch":null,"sourceId":null,"timestampMs":null,"data":1}`,
+		`{"topic":"a\u0062","revision":"\u0037","epoch":"e\n","data":"s"}`,
+		`{"topic":"a","revision":"7","timestampMs":1.5e3,"data":{}}`,
+		`{"TOPIC":"a","Revision":"7","DATA":true}`,
+		`{"topic":"a","revision":"7","data":1,"revision":"8"}`,
+		`{"topic":"a","revision":"7","epoch":"e","data":1,"extra":{"y":[1]}}`,
+		// Payloads the fast path must leave to the two-pass decoding.
+		`{"topic":"a","revision":"7","epoch":"e"}`,
+		`{"topic":"a","revision":7,"data":1}`,
+		`{"topic":"a","revision":"07","data":1}`,
+		`{"topic":"a","revision":null,"data":1}`,
+		`{"topic":"a","data":1}`,
+		`{"topic":" ","revision":"7","data":1}`,
+		`{"topic":5,"revision":"7","data":1}`,
+		`{"revision":"7","data":1}`,
+		`{"topic":"a","revision":"7","epoch":5,"data":1}`,
+		`{"topic":"a","revision":"7","sourceId":5,"data":1}`,
+		`{"topic":"a","revision":"7","timestampMs":"5","data":1}`,
+		`{"topic":"a","revision":"7","timestampMs":1e300,"data":1}`,
+		`{"topic":"a","revision":"7","data":1`,
+		`[1]`,
+		`null`,
+	}
+	for _, p := range payloads {
+		inv, snap, ok := decodeInline([]byte(p))
+		wantInv, ierr := statesync.DecodeInvalidation([]byte(p))
+		wantSnap, serr := statesync.DecodeSnapshot([]byte(p))
+		if !ok {
+			continue // the caller decodes it in two passes: same result by construction
+		}
+		if ierr != nil || serr != nil {
+			t.Errorf("decodeInline(%s) accepted it; DecodeInvalidation = %v, DecodeSnapshot = %v", p, ierr, serr)
+			continue
+		}
+		if inv != wantInv {
+			t.Errorf("decodeInline(%s) invalidation = %+v; want %+v", p, inv, wantInv)
+		}
+		if snap.Revision != wantSnap.Revision || snap.Epoch != wantSnap.Epoch || !bytes.Equal(snap.Data, wantSnap.Data) {
+			t.Errorf("decodeInline(%s) snapshot = %+v; want %+v", p, snap, wantSnap)
+		}
+	}
+	// The well-formed frames the server writes take the fast path.
+	for _, p := range payloads[:9] {
+		if _, _, ok := decodeInline([]byte(p)); !ok {
+			t.Errorf("decodeInline(%s) = not ok; want the one-pass decoding of a well-formed frame", p)
+		}
+	}
+}
+
+func BenchmarkDecodeInline(b *testing.B) {
+	p := []byte(`{"topic":"config","sourceId":"w1","timestampMs":1700000000000,"revision":"123","epoch":"e","data":{"theme":"dark","n":[1,2,3]}}`)
+	b.Run("one-pass", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, ok := decodeInline(p); !ok {
+				b.Fatal("not ok")
+			}
+		}
+	})
+	b.Run("two-pass", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := statesync.DecodeInvalidation(p); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := statesync.DecodeSnapshot(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
