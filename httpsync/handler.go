@@ -77,6 +77,15 @@ type Handler struct {
 	done    chan struct{} // closed by Close
 	drained chan struct{} // closed when closed and no stream is left
 
+	// The watch callback records the latest invalidation of each topic
+	// here and starts the fan-out goroutine, which notifies the streams.
+	fanMu      sync.Mutex // protects the fan fields below
+	fanPending map[string]fanEntry
+	fanDirty   []string // the topics of fanPending, in arrival order
+	fanRunning bool     // a fan-out goroutine runs
+	fanClosed  bool     // Close was called: no more fan-out
+	fanWG      sync.WaitGroup
+
 	mu      sync.RWMutex // protects streams and byTopic
 	streams map[*stream]struct{}
 	byTopic map[string]map[*stream]struct{}
@@ -94,6 +103,8 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 		drained: make(chan struct{}),
 		streams: map[*stream]struct{}{},
 		byTopic: map[string]map[*stream]struct{}{},
+
+		fanPending: map[string]fanEntry{},
 	}
 	if opts != nil {
 		h.opts = *opts
@@ -129,7 +140,7 @@ func (h *Handler) Stats() Stats { return h.stats.snapshot() }
 // [Handler.Shutdown] without a deadline. It is idempotent.
 func (h *Handler) Close() error { return h.Shutdown(context.Background()) }
 
-// Shutdown ends every event stream (clients reconnect elsewhere, or to
+// Shutdown stops notifying streams, ends every event stream (clients reconnect elsewhere, or to
 // this address once a new server is up, and miss nothing), makes the
 // handler answer 503 from now on, and waits until the streams' handlers
 // have returned or ctx ends. Requests other than streams are not waited
@@ -142,6 +153,7 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		close(h.done)
 		h.stopWatch()
 	}
+	h.stopFanout()
 	h.mu.RLock()
 	streams := make([]*stream, 0, len(h.streams))
 	for st := range h.streams {

@@ -11,9 +11,9 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// A stream is one open GET /v1/events. The source's watch callback records
-// the latest revision of each of its topics and wakes its goroutine (the
-// request's), which writes the frames. Memory per stream is O(its topics):
+// A stream is one open GET /v1/events. The handler's fan-out goroutine
+// records the latest revision of each of its topics and wakes its
+// goroutine (the request's), which writes the frames. Memory per stream is O(its topics):
 // a revision waiting to be sent is replaced by a newer one, never queued.
 type stream struct {
 	wake chan struct{} // capacity 1: "something is pending"
@@ -24,6 +24,8 @@ type stream struct {
 	rc      *http.ResponseController
 	alive   bool // the request's handler is running: rc may be used
 	aborted bool // Close aborted the stream's writes
+	// deadlineSet is when setDeadline last moved the write deadline.
+	deadlineSet time.Time
 }
 
 // streamTopic is the state of one topic of a stream.
@@ -91,8 +93,11 @@ func (st *stream) markSent(inv statesync.Invalidation) {
 	st.mu.Unlock()
 }
 
-// setDeadline sets the write deadline of the next writes, unless the
-// stream was aborted.
+// setDeadline makes sure the next writes have a write deadline at least
+// timeout/2 away, unless the stream was aborted. Moving it re-arms a
+// runtime timer on every flush, so it is moved (to now+timeout) only when it
+// was last set more than timeout/2 ago: a client that reads nothing is cut
+// between timeout/2 and timeout after a write starts blocking.
 func (st *stream) setDeadline(timeout time.Duration) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -100,7 +105,11 @@ func (st *stream) setDeadline(timeout time.Duration) bool {
 		return false
 	}
 	if timeout > 0 {
-		_ = st.rc.SetWriteDeadline(time.Now().Add(timeout)) // ErrNotSupported: no deadline
+		now := time.Now()
+		if st.deadlineSet.IsZero() || now.Sub(st.deadlineSet) > timeout/2 {
+			_ = st.rc.SetWriteDeadline(now.Add(timeout)) // ErrNotSupported: no deadline
+			st.deadlineSet = now
+		}
 	}
 	return true
 }
@@ -126,19 +135,91 @@ func (st *stream) closing() {
 	_ = st.rc.SetWriteDeadline(time.Now().Add(time.Second))
 }
 
-// invalidated is the source's watch callback: O(1) per interested stream.
+// invalidated is the source's watch callback. It runs on the writer's
+// goroutine, so it does O(1) work whatever the number of streams: it
+// records inv as the latest invalidation of its topic (latest-wins, so
+// memory is O(topics)) and makes sure the fan-out goroutine is running,
+// which notifies the streams.
 func (h *Handler) invalidated(inv statesync.Invalidation) {
-	h.mu.RLock()
-	var coalesced uint64
-	for st := range h.byTopic[inv.Topic] {
-		if st.notify(inv) {
-			coalesced++
+	h.fanMu.Lock()
+	defer h.fanMu.Unlock()
+	if h.fanClosed {
+		return
+	}
+	if p, ok := h.fanPending[inv.Topic]; ok {
+		if newer(inv, p.inv) {
+			p.inv = inv
 		}
+		p.dropped++ // one of the two is never sent
+		h.fanPending[inv.Topic] = p
+		return
 	}
-	h.mu.RUnlock()
-	if coalesced > 0 {
-		h.stats.invalidationsCoalesced.Add(coalesced)
+	h.fanPending[inv.Topic] = fanEntry{inv: inv}
+	h.fanDirty = append(h.fanDirty, inv.Topic)
+	if !h.fanRunning {
+		h.fanRunning = true
+		h.fanWG.Add(1)
+		go h.fanout()
 	}
+}
+
+// fanEntry is the pending invalidation of a topic, waiting for the fan-out
+// goroutine, and the number of older ones it replaced.
+type fanEntry struct {
+	inv     statesync.Invalidation
+	dropped uint64
+}
+
+// fanout is the handler's fan-out goroutine: it notifies the streams of the
+// invalidations recorded by invalidated until none is pending, then
+// returns (a handler without writes has no goroutine, and one that is
+// dropped without Close leaks none). At most one runs at a time, and it is
+// the only caller of stream.notify; it takes each topic's latest
+// invalidation once, so a topic's invalidations reach a stream in order.
+func (h *Handler) fanout() {
+	defer h.fanWG.Done()
+	var batch []fanEntry
+	for {
+		h.fanMu.Lock()
+		if len(h.fanDirty) == 0 || h.fanClosed {
+			h.fanRunning = false
+			h.fanMu.Unlock()
+			return
+		}
+		for _, topic := range h.fanDirty {
+			batch = append(batch, h.fanPending[topic])
+			delete(h.fanPending, topic)
+		}
+		clear(h.fanDirty)
+		h.fanDirty = h.fanDirty[:0]
+		h.fanMu.Unlock()
+		var coalesced uint64
+		h.mu.RLock()
+		for _, p := range batch {
+			streams := h.byTopic[p.inv.Topic]
+			// Each stream of the topic missed the replaced invalidations.
+			coalesced += p.dropped * uint64(len(streams))
+			for st := range streams {
+				if st.notify(p.inv) {
+					coalesced++
+				}
+			}
+		}
+		h.mu.RUnlock()
+		if coalesced > 0 {
+			h.stats.invalidationsCoalesced.Add(coalesced)
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// stopFanout stops the fan-out goroutine, if one runs, and waits for it.
+func (h *Handler) stopFanout() {
+	h.fanMu.Lock()
+	h.fanClosed = true
+	h.fanMu.Unlock()
+	h.fanWG.Wait()
 }
 
 func (h *Handler) register(st *stream) bool {

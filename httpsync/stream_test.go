@@ -3,12 +3,15 @@ package httpsync_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/statesync-go/statesync"
@@ -266,4 +269,103 @@ func TestShutdownEndsBlockedStream(t *testing.T) {
 	if err := s.h.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown with a stalled reader = %v; want nil", err)
 	}
+}
+
+// With many streams and concurrent writers, every stream receives a topic's
+// revisions in increasing order and ends at the last write: the handler's
+// fan-out goroutine, which notifies streams off the writers' goroutines,
+// keeps each topic's order and loses nothing (DESIGN §3 coalescing,
+// B-GO-02).
+func TestEventsManyStreamsConverge(t *testing.T) {
+	s := newTestServer(t, nil)
+	s.put(t, "t", `0`)
+	const nStreams, writers, perWriter = 100, 4, 25
+	streams := make([]*sseStream, nStreams)
+	for i := range streams {
+		streams[i] = s.openStream(t, "/v1/events?topic=t")
+		decodeInv(t, streams[i].nextEvent(t))
+	}
+	var wg sync.WaitGroup
+	revs := make(chan statesync.Revision, writers*perWriter)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				req, _ := http.NewRequest(http.MethodPut, s.ts.URL+"/v1/topics/t", strings.NewReader(strconv.Itoa(w*perWriter+i)))
+				resp, err := s.hc.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var res struct {
+					Revision statesync.Revision `json:"revision"`
+				}
+				err = json.NewDecoder(resp.Body).Decode(&res)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Errorf("PUT /v1/topics/t = %d, %v; want 200", resp.StatusCode, err)
+					return
+				}
+				revs <- res.Revision
+			}
+		})
+	}
+	wg.Wait()
+	close(revs)
+	var last statesync.Revision
+	for r := range revs {
+		last = max(last, r)
+	}
+	for i, st := range streams {
+		var prev statesync.Revision
+		for prev != last {
+			inv := decodeInv(t, st.nextEvent(t))
+			if inv.Revision <= prev || inv.Revision > last {
+				t.Fatalf("stream %d: frame at revision %d after %d; want increasing revisions up to %d", i, inv.Revision, prev, last)
+			}
+			prev = inv.Revision
+		}
+	}
+}
+
+// The write deadline of a stream is moved only every WriteTimeout/2, yet a
+// client that keeps reading is never cut, and one that stops reading is cut
+// between WriteTimeout/2 and WriteTimeout after a write starts blocking.
+func TestStreamWriteDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const timeout = 10 * time.Second
+		b := newBubbleServer(t, &httpsync.HandlerOptions{WriteTimeout: timeout, Heartbeat: time.Second})
+		defer b.stop()
+		conn, err := b.net.dial(context.Background(), "pipe", "pipe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, "GET /v1/events?topic=a HTTP/1.1\r\nHost: pipe\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		// Read everything (a heartbeat a second) for 30 s, three timeouts.
+		start := time.Now()
+		buf := make([]byte, 64<<10)
+		for time.Since(start) < 3*timeout {
+			if _, err := conn.Read(buf); err != nil {
+				t.Fatalf("reading the stream after %v: %v", time.Since(start), err)
+			}
+		}
+		if st := b.h.Stats(); st.StreamsOpen != 1 || st.StreamsTotal != 1 {
+			t.Fatalf("a reading client after %v: %d streams open of %d; want 1 of 1", time.Since(start), st.StreamsOpen, st.StreamsTotal)
+		}
+		// The client stops reading: the next heartbeat's write blocks
+		// within a second.
+		stopped := time.Now()
+		time.Sleep(timeout/2 - 10*time.Millisecond)
+		synctest.Wait()
+		if got := b.h.Stats().StreamsOpen; got != 1 {
+			t.Errorf("%v after the client stopped reading: %d streams open; want 1 (not cut before WriteTimeout/2 of blocking)", time.Since(stopped), got)
+		}
+		time.Sleep(time.Until(stopped.Add(time.Second + timeout + 10*time.Millisecond)))
+		synctest.Wait()
+		if got := b.h.Stats().StreamsOpen; got != 0 {
+			t.Errorf("%v after the client stopped reading: %d streams open; want 0 (cut within WriteTimeout %v)", time.Since(stopped), got, timeout)
+		}
+	})
 }
