@@ -109,7 +109,7 @@ func TestWatchCallbackDoesNotFanOut(t *testing.T) {
 // The fan-out goroutine runs only while invalidations are pending: it
 // ends by itself once they are delivered (a handler dropped without Close
 // leaks nothing), Close waits for it, and callbacks after Close start none
-// (goleak in TestMain checks that nothing is left).
+// (goleak in TestMain checks that nothing is left; B-GO-06).
 func TestFanoutGoroutineLifetime(t *testing.T) {
 	src, err := statesync.NewSource(statesync.NewMemoryStore(nil), nil)
 	if err != nil {
