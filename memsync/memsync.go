@@ -13,7 +13,11 @@
 //
 // [statesync.Consumer] handlers return at once (they only record the
 // revision and wake a goroutine), so a Notify to 10,000 consumers takes
-// microseconds per consumer.
+// microseconds per consumer. Consumers made with
+// [statesync.ConsumerOptions.InlineRefresh] instead refresh inside Notify,
+// from the Bus's Source, which saves the goroutine hand-off (a refresh then
+// costs a few hundred nanoseconds) and makes Notify return only once every
+// such consumer has applied the new revision.
 package memsync
 
 import (

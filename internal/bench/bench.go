@@ -10,7 +10,8 @@
 // (its data encoded once per revision, as a [statesync.Source] does) and an
 // applier that only records what it is given. Each scenario is a function
 // returning a result whose JSON form is the scenario's line of output, with
-// the field names of scenarios.md plus "name".
+// the field names of scenarios.md plus "name" (and "refresh" for the
+// scenarios run in both refresh modes: cycle_sequential and fanout).
 //
 // The SSE scenarios (sse_fanout, sse_reconnect_herd) go over loopback TCP
 // instead: an httpsync server in a process of its own and one
@@ -67,13 +68,16 @@ const (
 func Scenarios(s Sizes) []Scenario {
 	out := []Scenario{
 		{NameGateStaleEvents, func(ctx context.Context) (Result, error) { return GateStaleEvents(ctx, s.GateEvents) }},
-		{NameCycleSequential, func(ctx context.Context) (Result, error) { return CycleSequential(ctx, s.Cycles) }},
+		{NameCycleSequential, func(ctx context.Context) (Result, error) { return CycleSequential(ctx, s.Cycles, false) }},
+		{NameCycleSequential, func(ctx context.Context) (Result, error) { return CycleSequential(ctx, s.Cycles, true) }},
 		{NameBurstCoalescing, func(ctx context.Context) (Result, error) { return BurstCoalescing(ctx, s.BurstEvents) }},
 	}
 	for _, f := range s.Fanout {
-		out = append(out, Scenario{NameFanout, func(ctx context.Context) (Result, error) {
-			return Fanout(ctx, f.Windows, f.Updates)
-		}})
+		for _, inline := range []bool{false, true} {
+			out = append(out, Scenario{NameFanout, func(ctx context.Context) (Result, error) {
+				return Fanout(ctx, f.Windows, f.Updates, inline)
+			}})
+		}
 	}
 	return append(out, sseScenarios(s.SSE)...)
 }

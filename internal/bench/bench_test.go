@@ -31,7 +31,7 @@ func TestGateStaleEventsMakesNoProviderCall(t *testing.T) {
 // allocate (its documentation says so; the gate figure relies on it).
 // B-GATE-01.
 func TestGateStaleEventsDoesNotAllocate(t *testing.T) {
-	s, err := newSingle(t.Context(), 5)
+	s, err := newSingle(t.Context(), 5, false)
 	if err != nil {
 		t.Fatalf("newSingle: %v", err)
 	}
@@ -42,18 +42,22 @@ func TestGateStaleEventsDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// B-GATE-05, B-GATE-06: each cycle applies its revision exactly once.
+// B-GATE-05, B-GATE-06: each cycle applies its revision exactly once, in
+// both refresh modes.
 func TestCycleSequentialAppliesEachRevision(t *testing.T) {
 	const n = 2_000
-	r, err := CycleSequential(t.Context(), n)
-	if err != nil {
-		t.Fatalf("CycleSequential: %v", err)
-	}
-	if r.Applied != n {
-		t.Errorf("CycleSequential(%d).Applied = %d; want %d", n, r.Applied, n)
-	}
-	if r.Name != NameCycleSequential || !(r.NsPerOp > 0) || !(r.AllocsPerOp > 0) {
-		t.Errorf("CycleSequential(%d) = %+v; want name %q, positive ns_per_op and allocs_per_op", n, r, NameCycleSequential)
+	for _, inline := range []bool{false, true} {
+		r, err := CycleSequential(t.Context(), n, inline)
+		if err != nil {
+			t.Fatalf("CycleSequential(inline=%v): %v", inline, err)
+		}
+		if r.Applied != n {
+			t.Errorf("CycleSequential(%d, %v).Applied = %d; want %d", n, inline, r.Applied, n)
+		}
+		if r.Name != NameCycleSequential || r.Refresh != refreshMode(inline) || !(r.NsPerOp > 0) || !(r.AllocsPerOp > 0) {
+			t.Errorf("CycleSequential(%d, %v) = %+v; want name %q, refresh %q, positive ns_per_op and allocs_per_op",
+				n, inline, r, NameCycleSequential, refreshMode(inline))
+		}
 	}
 }
 
@@ -85,59 +89,68 @@ func TestBurstResultJSON(t *testing.T) {
 
 // Every handle converges on the final revision (B-E2E-25 at scale), and
 // coalescing keeps the fetches per handle between 1 and the number of
-// updates (B-COAL-02).
+// updates (B-COAL-02); inline, every handle fetches every update.
 func TestFanoutConverges(t *testing.T) {
 	for _, size := range []FanoutSize{{50, 40}, {300, 5}, {1, 1}} {
-		t.Run(size.String(), func(t *testing.T) {
-			ctx := t.Context()
-			f, err := newFanout(ctx, size.Windows, size.Updates)
-			if err != nil {
-				t.Fatalf("newFanout: %v", err)
-			}
-			defer f.close()
-			if _, err := f.deliver(ctx); err != nil {
-				t.Fatalf("deliver: %v", err)
-			}
-			if err := f.settle(ctx); err != nil {
-				t.Fatalf("settle: %v", err)
-			}
-			for i, a := range f.apps {
-				if got := statesync.Revision(a.last.Load()); got != f.final {
-					t.Errorf("handle %d: last applied = %d; want %d", i, got, f.final)
-				}
-			}
-			if got := f.remaining.Load(); got != 0 {
-				t.Errorf("handles yet to apply the final revision = %d; want 0", got)
-			}
-			fetches := f.prov.calls.Load()
-			if lo, hi := int64(size.Windows), int64(size.Windows*size.Updates); fetches < lo || fetches > hi {
-				t.Errorf("fetches = %d; want between %d and %d", fetches, lo, hi)
-			}
-		})
+		for _, inline := range []bool{false, true} {
+			t.Run(size.String()+"/"+refreshMode(inline), func(t *testing.T) { testFanoutConverges(t, size, inline) })
+		}
+	}
+}
+
+func testFanoutConverges(t *testing.T, size FanoutSize, inline bool) {
+	ctx := t.Context()
+	f, err := newFanout(ctx, size.Windows, size.Updates, inline)
+	if err != nil {
+		t.Fatalf("newFanout: %v", err)
+	}
+	defer f.close()
+	if _, err := f.deliver(ctx); err != nil {
+		t.Fatalf("deliver: %v", err)
+	}
+	if err := f.settle(ctx); err != nil {
+		t.Fatalf("settle: %v", err)
+	}
+	for i, a := range f.apps {
+		if got := statesync.Revision(a.last.Load()); got != f.final {
+			t.Errorf("handle %d: last applied = %d; want %d", i, got, f.final)
+		}
+	}
+	if got := f.remaining.Load(); got != 0 {
+		t.Errorf("handles yet to apply the final revision = %d; want 0", got)
+	}
+	fetches := f.prov.calls.Load()
+	lo, hi := int64(size.Windows), int64(size.Windows*size.Updates)
+	if inline {
+		lo = hi
+	}
+	if fetches < lo || fetches > hi {
+		t.Errorf("fetches = %d; want between %d and %d", fetches, lo, hi)
 	}
 }
 
 func TestFanoutResult(t *testing.T) {
-	r, err := Fanout(t.Context(), 20, 30)
+	r, err := Fanout(t.Context(), 20, 30, true)
 	if err != nil {
 		t.Fatalf("Fanout(20, 30): %v", err)
 	}
-	if r.Name != NameFanout || r.Windows != 20 || r.Updates != 30 || !(r.Ms > 0) ||
+	if r.Name != NameFanout || r.Refresh != RefreshInline || r.Windows != 20 || r.Updates != 30 || !(r.Ms > 0) ||
 		r.FetchesPerWindow != float64(r.Fetches)/20 {
 		t.Errorf("Fanout(20, 30) = %+v; want name fanout, 20 windows, 30 updates, ms > 0, fetches_per_window = fetches/20", r)
 	}
 }
 
-// The JSON lines have exactly the field names of scenarios.md, plus name.
+// The JSON lines have exactly the field names of scenarios.md, plus name
+// (and refresh where a scenario runs in both refresh modes).
 func TestResultFieldNames(t *testing.T) {
 	tests := []struct {
 		r    Result
 		want []string
 	}{
 		{GateResult{}, []string{"name", "ns_per_op", "allocs_per_op", "provider_calls"}},
-		{CycleResult{}, []string{"name", "ns_per_op", "allocs_per_op", "applied"}},
+		{CycleResult{}, []string{"name", "refresh", "ns_per_op", "allocs_per_op", "applied"}},
 		{BurstResult{}, []string{"name", "provider_calls", "final"}},
-		{FanoutResult{}, []string{"name", "windows", "updates", "ms", "fetches", "fetches_per_window"}},
+		{FanoutResult{}, []string{"name", "refresh", "windows", "updates", "ms", "fetches", "fetches_per_window"}},
 	}
 	for _, tt := range tests {
 		b, err := json.Marshal(tt.r)
@@ -207,9 +220,9 @@ func TestSelect(t *testing.T) {
 		names []string
 		want  string
 	}{
-		{nil, "gate_stale_events cycle_sequential burst_coalescing fanout fanout sse_fanout sse_fanout sse_fanout sse_fanout sse_reconnect_herd"},
-		{[]string{"fanout"}, "fanout fanout"},
-		{[]string{"fanout", "gate_stale_events", "fanout"}, "gate_stale_events fanout fanout"},
+		{nil, "gate_stale_events cycle_sequential cycle_sequential burst_coalescing fanout fanout fanout fanout sse_fanout sse_fanout sse_fanout sse_fanout sse_reconnect_herd"},
+		{[]string{"fanout"}, "fanout fanout fanout fanout"},
+		{[]string{"fanout", "gate_stale_events", "fanout"}, "gate_stale_events fanout fanout fanout fanout"},
 		{[]string{"burst_coalescing"}, "burst_coalescing"},
 	}
 	for _, tt := range tests {
@@ -257,7 +270,7 @@ func TestMedian(t *testing.T) {
 // Benchmarks: the scenarios under `go test -bench`.
 
 func BenchmarkGateStaleEvents(b *testing.B) {
-	s, err := newSingle(b.Context(), 5)
+	s, err := newSingle(b.Context(), 5, false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -271,9 +284,13 @@ func BenchmarkGateStaleEvents(b *testing.B) {
 	b.ReportMetric(float64(s.prov.calls.Load()), "provider_calls")
 }
 
-func BenchmarkCycleSequential(b *testing.B) {
+func BenchmarkCycleSequential(b *testing.B) { benchCycle(b, false) }
+
+func BenchmarkCycleSequentialInline(b *testing.B) { benchCycle(b, true) }
+
+func benchCycle(b *testing.B, inline bool) {
 	ctx := b.Context()
-	s, err := newSingle(ctx, 1)
+	s, err := newSingle(ctx, 1, inline)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -317,7 +334,7 @@ func benchFanout(b *testing.B, windows, updates int) {
 	var fetches int64
 	b.StopTimer()
 	for range b.N {
-		f, err := newFanout(ctx, windows, updates)
+		f, err := newFanout(ctx, windows, updates, false)
 		if err != nil {
 			b.Fatal(err)
 		}

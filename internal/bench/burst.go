@@ -22,7 +22,7 @@ func (r BurstResult) rank() float64 { return float64(r.ProviderCalls) }
 // have called the provider twice (the blocked fetch and one queued behind
 // it, B-COAL-02) and end at revision n+1.
 func BurstCoalescing(ctx context.Context, n int) (BurstResult, error) {
-	s, err := newSingle(ctx, 1)
+	s, err := newSingle(ctx, 1, false)
 	if err != nil {
 		return BurstResult{}, err
 	}

@@ -9,6 +9,7 @@ import (
 // CycleResult is the outcome of cycle_sequential.
 type CycleResult struct {
 	Name        string  `json:"name"`
+	Refresh     string  `json:"refresh"` // RefreshGoroutine or RefreshInline
 	NsPerOp     float64 `json:"ns_per_op"`
 	AllocsPerOp float64 `json:"allocs_per_op"`
 	Applied     int64   `json:"applied"` // = n
@@ -21,10 +22,13 @@ func (r CycleResult) rank() float64 { return r.NsPerOp }
 // operation is one whole refresh (gate, fetch, gate, apply). The waiter
 // sleeps on a channel that the applier signals; it does not poll.
 //
+// With inline, the consumer has InlineRefresh set, so the refresh runs
+// inside Publish instead of on the consumer's goroutine.
+//
 // Allocations per operation include the bump itself (the snapshot and its
 // encoded data, two allocations), as a Source would make them.
-func CycleSequential(ctx context.Context, n int) (CycleResult, error) {
-	s, err := newSingle(ctx, 1)
+func CycleSequential(ctx context.Context, n int, inline bool) (CycleResult, error) {
+	s, err := newSingle(ctx, 1, inline)
 	if err != nil {
 		return CycleResult{}, err
 	}
@@ -36,6 +40,7 @@ func CycleSequential(ctx context.Context, n int) (CycleResult, error) {
 	}
 	return CycleResult{
 		Name:        NameCycleSequential,
+		Refresh:     refreshMode(inline),
 		NsPerOp:     float64(d.Nanoseconds()) / float64(n),
 		AllocsPerOp: float64(allocs) / float64(n),
 		Applied:     s.rec.applies.Load(),

@@ -14,6 +14,7 @@ import (
 // FanoutResult is the outcome of one fanout run.
 type FanoutResult struct {
 	Name             string  `json:"name"`
+	Refresh          string  `json:"refresh"` // RefreshGoroutine or RefreshInline
 	Windows          int     `json:"windows"`
 	Updates          int     `json:"updates"`
 	Ms               float64 `json:"ms"`
@@ -31,9 +32,11 @@ func (r FanoutResult) rank() float64 { return r.Ms }
 // fetches counts the provider calls made after the start, including those
 // of refreshes that were queued when the last apply happened (they are
 // awaited and count). The run fails if a handle does not end at the final
-// revision.
-func Fanout(ctx context.Context, windows, updates int) (FanoutResult, error) {
-	f, err := newFanout(ctx, windows, updates)
+// revision. With inline, the handles have InlineRefresh set: each update
+// refreshes every handle inside Publish, one after another, so nothing
+// coalesces and fetches is windows × updates.
+func Fanout(ctx context.Context, windows, updates int, inline bool) (FanoutResult, error) {
+	f, err := newFanout(ctx, windows, updates, inline)
 	if err != nil {
 		return FanoutResult{}, err
 	}
@@ -49,6 +52,7 @@ func Fanout(ctx context.Context, windows, updates int) (FanoutResult, error) {
 	fetches := f.prov.calls.Load()
 	return FanoutResult{
 		Name:             NameFanout,
+		Refresh:          refreshMode(inline),
 		Windows:          windows,
 		Updates:          updates,
 		Ms:               float64(d.Microseconds()) / 1000,
@@ -88,8 +92,9 @@ func (a *finalApplier) Apply(_ context.Context, s statesync.Snapshot) error {
 }
 
 // newFanout starts windows handles at revision 1, ready for updates
-// invalidations, and resets the provider's call count.
-func newFanout(ctx context.Context, windows, updates int) (*fanoutRig, error) {
+// invalidations, with InlineRefresh set to inline, and resets the
+// provider's call count.
+func newFanout(ctx context.Context, windows, updates int, inline bool) (*fanoutRig, error) {
 	f := &fanoutRig{
 		bus:     memsync.New(nil),
 		prov:    newProvider(1),
@@ -100,7 +105,7 @@ func newFanout(ctx context.Context, windows, updates int) (*fanoutRig, error) {
 	f.remaining.Store(int64(windows))
 	for range windows {
 		a := &finalApplier{rig: f}
-		c, err := statesync.NewConsumer(topic, f.bus, f.prov, a, nil)
+		c, err := statesync.NewConsumer(topic, f.bus, f.prov, a, &statesync.ConsumerOptions{InlineRefresh: inline})
 		if err == nil {
 			err = c.Start(ctx)
 		}

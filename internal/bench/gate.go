@@ -22,7 +22,7 @@ func (r GateResult) rank() float64 { return r.NsPerOp }
 // bus. It reports the time and heap allocations per invalidation and the
 // provider calls made meanwhile (B-GATE-01: a stale event costs no fetch).
 func GateStaleEvents(ctx context.Context, n int) (GateResult, error) {
-	s, err := newSingle(ctx, 5)
+	s, err := newSingle(ctx, 5, false)
 	if err != nil {
 		return GateResult{}, err
 	}

@@ -95,6 +95,21 @@ func (r *recorder) waitFor(ctx context.Context, rev statesync.Revision) error {
 	return nil
 }
 
+// Refresh modes of the consumers of a scenario: where a refresh that an
+// invalidation starts runs (see [statesync.ConsumerOptions.InlineRefresh]).
+const (
+	RefreshGoroutine = "goroutine" // on the consumer's own goroutine (the default)
+	RefreshInline    = "inline"    // on the delivering goroutine
+)
+
+// refreshMode names the refresh mode of inline.
+func refreshMode(inline bool) string {
+	if inline {
+		return RefreshInline
+	}
+	return RefreshGoroutine
+}
+
 // single is the rig of the one-handle scenarios: a bus, a provider, a
 // recorder and a started consumer.
 type single struct {
@@ -104,10 +119,11 @@ type single struct {
 	c    *statesync.Consumer
 }
 
-// newSingle starts a consumer whose provider stands at rev.
-func newSingle(ctx context.Context, rev statesync.Revision) (*single, error) {
+// newSingle starts a consumer whose provider stands at rev, with
+// InlineRefresh set to inline.
+func newSingle(ctx context.Context, rev statesync.Revision, inline bool) (*single, error) {
 	s := &single{bus: memsync.New(nil), prov: newProvider(rev), rec: newRecorder()}
-	c, err := statesync.NewConsumer(topic, s.bus, s.prov, s.rec, nil)
+	c, err := statesync.NewConsumer(topic, s.bus, s.prov, s.rec, &statesync.ConsumerOptions{InlineRefresh: inline})
 	if err != nil {
 		return nil, err
 	}

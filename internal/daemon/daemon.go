@@ -98,6 +98,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		_ = s.api.Close() // stops its fan-out goroutine
 		s.closeStore()
 		return nil, fmt.Errorf("serve: %w", err)
 	}
