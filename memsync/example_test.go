@@ -160,3 +160,40 @@ func ExampleNew_writeEcho() {
 	// applied revision 1: {"theme":"dark"}
 	// revision: 1 fetches: 1
 }
+
+// With InlineRefresh, a consumer refreshes inside the Source's write (on
+// the writer's goroutine), so when Put returns every such consumer in the
+// process has applied the write: no waiting, no goroutine hand-off.
+func ExampleNew_inlineRefresh() {
+	ctx := context.Background()
+	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
+	if err != nil {
+		panic(err)
+	}
+	defer src.Close()
+	bus := memsync.New(src)
+	defer bus.Close()
+
+	var current atomic.Value // what the consumer last applied
+	c, err := statesync.NewConsumer("flags", bus, bus, statesync.ApplierFunc(func(ctx context.Context, s statesync.Snapshot) error {
+		current.Store(string(s.Data))
+		return nil
+	}), &statesync.ConsumerOptions{InlineRefresh: true})
+	if err != nil {
+		panic(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer c.Stop()
+
+	for _, v := range []string{`{"beta":false}`, `{"beta":true}`} {
+		if _, err := src.Put(ctx, "flags", json.RawMessage(v)); err != nil {
+			panic(err)
+		}
+		fmt.Printf("after Put: revision %d, %s\n", c.Revision(), current.Load())
+	}
+	// Output:
+	// after Put: revision 1, {"beta":false}
+	// after Put: revision 2, {"beta":true}
+}
