@@ -102,7 +102,7 @@ type Consumer struct {
 	ctx    context.Context // cancelled by Stop; passed to provider and applier
 	runCtx context.Context // ctx marked as "inside this consumer's run"
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // counts run goroutines
+	wg     group // counts run and report goroutines
 
 	stopped atomic.Bool
 	state   atomic.Pointer[applied]
@@ -359,16 +359,12 @@ func (c *Consumer) Stop() {
 
 // Wait blocks until every goroutine the consumer started has returned, or
 // ctx ends. After [Consumer.Stop], that happens as soon as an in-flight
-// provider or applier call returns. Wait must not be called from the
+// provider or applier call returns. If ctx ends first, Wait returns
+// ctx.Err() and leaves nothing behind. Wait must not be called from the
 // consumer's own provider, applier or callbacks.
 func (c *Consumer) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		c.wg.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-c.wg.wait():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -416,7 +412,7 @@ func (c *Consumer) refresh(ctx context.Context) error {
 		c.running = true
 		c.started++
 		w.target = c.started
-		c.wg.Add(1)
+		c.wg.add()
 		go c.loop(c.started)
 	}
 	c.waiters = append(c.waiters, w)
@@ -454,7 +450,7 @@ func (c *Consumer) run(inline bool) {
 	c.running = true
 	c.started++
 	seq := c.started
-	c.wg.Add(1)
+	c.wg.add()
 	c.mu.Unlock()
 	if inline {
 		c.loop(seq)
@@ -465,7 +461,7 @@ func (c *Consumer) run(inline bool) {
 
 // loop runs refreshes while more are queued. It owns the refresh slot.
 func (c *Consumer) loop(seq uint64) {
-	defer c.wg.Done()
+	defer c.wg.done()
 	for {
 		e := c.cycle()
 		next, ok := c.finish(seq, e)
@@ -506,7 +502,7 @@ func (c *Consumer) finish(seq uint64, e *Error) (next uint64, ok bool) {
 		c.started++
 		next, ok = c.started, true
 		if e != nil {
-			c.wg.Add(1)
+			c.wg.add()
 			go c.loop(next)
 			ok = false
 		}
@@ -723,7 +719,7 @@ func (c *Consumer) Offer(ctx context.Context, snap Snapshot) error {
 			e := c.offer(c.runCtx, snap)
 			// This goroutine is the caller's: a queued run gets its own.
 			if next, ok := c.finish(seq, e); ok {
-				c.wg.Add(1)
+				c.wg.add()
 				go c.loop(next)
 			}
 			if e != nil {
@@ -866,7 +862,7 @@ func (c *Consumer) reportRetry(info RetryInfo) {
 	done := make(chan struct{})
 	c.retryReported = done
 	c.mu.Unlock()
-	c.wg.Go(func() {
+	c.wg.goRun(func() {
 		defer close(done)
 		if prev != nil {
 			<-prev

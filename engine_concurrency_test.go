@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -308,6 +309,45 @@ func TestEngineNoGoroutineLeftAfterStopWait(t *testing.T) {
 				t.Fatalf("Wait() = %v; want nil", err)
 			}
 		})
+	}
+}
+
+// B-GO-06: a Wait abandoned because its ctx ended leaves no goroutine
+// behind, even while a provider call that ignores cancellation hangs.
+func TestEngineAbandonedWaitLeavesNoGoroutine(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	sub, prov, app := &engSub{}, &engProvider{}, &engApplier{}
+	prov.set(1, `1`)
+	c, err := statesync.NewConsumer(engTopic, sub, prov, app, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	prov.setHook(func(ctx context.Context, call int) error {
+		close(entered)
+		<-release // ignores ctx
+		return nil
+	})
+	sub.send(engInv(2))
+	<-entered
+	c.Stop()
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 100 {
+		if err := c.Wait(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Wait(cancelled ctx) with a hung provider = %v; want context.Canceled", err)
+		}
+	}
+	if after := runtime.NumGoroutine(); after > before+5 {
+		t.Errorf("goroutines after 100 abandoned Waits = %d; want about %d", after, before)
+	}
+	close(release)
+	if err := c.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait() after the provider returned = %v; want nil", err)
 	}
 }
 
