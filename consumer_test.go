@@ -272,6 +272,21 @@ func (l *engErrs) phases() []statesync.Phase {
 	return out
 }
 
+// newSourceBus returns a Source on a MemoryStore whose first revision is 1,
+// and a Bus that follows it; both are closed when the test ends, after the
+// consumers made with newEngConsumer are stopped.
+func newSourceBus(t *testing.T) (*statesync.Source, *memsync.Bus) {
+	t.Helper()
+	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = src.Close() })
+	bus := memsync.New(src)
+	t.Cleanup(func() { _ = bus.Close() })
+	return src, bus
+}
+
 // env is a consumer of topic "test" wired to fakes. The provider starts at
 // revision 1 with data "v1".
 type engEnv struct {

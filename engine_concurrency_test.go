@@ -15,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/statesync-go/statesync"
-	"github.com/statesync-go/statesync/memsync"
 )
 
 // B-GO-01: every public method is safe for concurrent use, Stop included,
@@ -107,13 +106,8 @@ func TestEngineHandlerNeverBlocks(t *testing.T) {
 func TestEngineApplierWriteEchoesSynchronously(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		bus := memsync.New(src)
-		defer bus.Close()
+		src, bus := newSourceBus(t)
+		var err error // of the Put made by the applier
 		app := &engApplier{}
 		var once sync.Once
 		app.hook = func(ctx context.Context, s statesync.Snapshot) error {

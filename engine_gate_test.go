@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
-	"github.com/statesync-go/statesync/memsync"
 )
 
 // ---- B-GATE ----
@@ -128,13 +127,7 @@ func TestEngineGateNewerApplied(t *testing.T) {
 func TestEngineGateAppliedRevisionsIncrease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		bus := memsync.New(src)
-		defer bus.Close()
+		src, bus := newSourceBus(t)
 		app := &engApplier{}
 		c := newEngConsumer(t, engTopic, bus, bus, app, nil)
 		if err := c.Start(ctx); err != nil {
@@ -229,13 +222,7 @@ func TestEngineGateJump(t *testing.T) {
 func TestEngineGateRevisionNotData(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		bus := memsync.New(src)
-		defer bus.Close()
+		src, bus := newSourceBus(t)
 		app := &engApplier{}
 		c := newEngConsumer(t, engTopic, bus, bus, app, nil)
 		if err := c.Start(ctx); err != nil {
@@ -634,13 +621,7 @@ func TestEngineTopicSeparateTransports(t *testing.T) {
 func TestEngineTopicIndependent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		bus := memsync.New(src)
-		defer bus.Close()
+		src, bus := newSourceBus(t)
 		appS, appN := &engApplier{}, &engApplier{}
 		cs := newEngConsumer(t, "str", bus, bus, appS, nil)
 		cn := newEngConsumer(t, "num", bus, bus, appN, nil)

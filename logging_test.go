@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
-	"github.com/statesync-go/statesync/memsync"
 )
 
 // logBuffer is a bytes.Buffer safe for concurrent use that also remembers
@@ -342,13 +341,7 @@ func TestConsumerConsoleLoggerPrefixOnce(t *testing.T) {
 	var b logBuffer
 	log := statesync.NewConsoleLogger(&b, &statesync.ConsoleOptions{Debug: true})
 
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	bus := memsync.New(src)
-	defer bus.Close()
+	src, bus := newSourceBus(t)
 	app := statesync.ApplierFunc(func(context.Context, statesync.Snapshot) error { return nil })
 	c, err := statesync.NewConsumer("settings", bus, bus, app, &statesync.ConsumerOptions{Logger: log})
 	if err != nil {
@@ -394,13 +387,7 @@ func TestConsumerTagLoggerNoDuplicateKeys(t *testing.T) {
 	var b logBuffer
 	log := statesync.TagLogger(newJSONLogger(&b), slog.String("windowId", "main"), slog.String("topic", "tag"))
 
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	bus := memsync.New(src)
-	defer bus.Close()
+	_, bus := newSourceBus(t)
 	app := statesync.ApplierFunc(func(context.Context, statesync.Snapshot) error { return nil })
 	c, err := statesync.NewConsumer("settings", bus, bus, app, &statesync.ConsumerOptions{Logger: log})
 	if err != nil {
