@@ -322,6 +322,14 @@ func (e *engEnv) start(t *testing.T) {
 	}
 }
 
+// publish sets the provider at rev with data, delivers the invalidation of
+// rev and waits (inside a synctest bubble) until the bubble is idle.
+func (e *engEnv) publish(rev statesync.Revision, data string) {
+	e.prov.set(rev, data)
+	e.sub.send(engInv(rev))
+	synctest.Wait()
+}
+
 // newConsumer makes a consumer that is stopped and waited for when the
 // test ends (inside the bubble, for synctest tests).
 func newEngConsumer(t *testing.T, engTopic string, sub statesync.Subscriber, prov statesync.Provider, app statesync.Applier, opts *statesync.ConsumerOptions) *statesync.Consumer {
@@ -969,9 +977,7 @@ func TestEngineInvalidationRefreshFailure(t *testing.T) {
 		e.start(t)
 		appErr := errors.New("apply failed")
 		e.app.setErr(appErr)
-		e.prov.set(2, `"v2"`)
-		e.sub.send(engInv(2))
-		synctest.Wait()
+		e.publish(2, `"v2"`)
 		errs := e.errs.all()
 		if len(errs) != 1 || errs[0].Phase != statesync.PhaseApply || !errors.Is(errs[0], appErr) {
 			t.Fatalf("errors reported = %v; want one apply error", errs)
@@ -980,9 +986,7 @@ func TestEngineInvalidationRefreshFailure(t *testing.T) {
 			t.Errorf("active subscriptions = %d; want 1", got)
 		}
 		e.app.setErr(nil)
-		e.prov.set(3, `"v3"`)
-		e.sub.send(engInv(3))
-		synctest.Wait()
+		e.publish(3, `"v3"`)
 		if got := e.c.Revision(); got != 3 {
 			t.Errorf("Revision() = %v; want 3", got)
 		}

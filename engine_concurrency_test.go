@@ -169,9 +169,7 @@ func TestEngineApplierMayCallConsumer(t *testing.T) {
 				}
 				return nil
 			})
-			e.prov.set(2, `"v2"`)
-			e.sub.send(engInv(2))
-			synctest.Wait()
+			e.publish(2, `"v2"`)
 			if got := e.c.Revision(); got != 1 {
 				t.Errorf("Revision() = %v; want 1 (stopped during the apply)", got)
 			}

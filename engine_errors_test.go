@@ -82,9 +82,7 @@ func TestEngineErrApplierContext(t *testing.T) {
 		e.start(t)
 		appErr := errors.New("apply failed")
 		e.app.setErr(appErr)
-		e.prov.set(2, `"v2"`)
-		e.sub.send(engInv(2))
-		synctest.Wait()
+		e.publish(2, `"v2"`)
 		errs := e.errs.all()
 		if len(errs) != 1 {
 			t.Fatalf("errors reported = %v; want 1", errs)
@@ -210,9 +208,7 @@ func TestEngineErrEngineSurvivesProtocolError(t *testing.T) {
 			t.Fatalf("reported phases = %v; want [protocol]", got)
 		}
 		e.prov.setErr(nil)
-		e.prov.set(10, `"v10"`)
-		e.sub.send(engInv(10))
-		synctest.Wait()
+		e.publish(10, `"v10"`)
 		if got := e.c.Revision(); got != 10 {
 			t.Errorf("Revision() = %v; want 10", got)
 		}
@@ -269,9 +265,7 @@ func TestEngineErrPanicsRecovered(t *testing.T) {
 		e.prov.setHook(nil)
 
 		e.app.setHook(func(context.Context, statesync.Snapshot) error { panic("applier bug") })
-		e.prov.set(2, `"v2"`)
-		e.sub.send(engInv(2))
-		synctest.Wait()
+		e.publish(2, `"v2"`)
 		errs := e.errs.all()
 		last := errs[len(errs)-1]
 		if !errors.As(last, &pe) || pe.Value != "applier bug" || last.Phase != statesync.PhaseApply {
@@ -331,9 +325,7 @@ func TestEngineOnErrorPanics(t *testing.T) {
 		if r := recs[0]; r.Level != slog.LevelError || r.str("topic") != engTopic || !strings.Contains(r.str("error"), "handler bug") {
 			t.Errorf("record = %+v; want error level, topic %q, the panic in error", r, engTopic)
 		}
-		e.prov.set(5, `"v5"`)
-		e.sub.send(engInv(5))
-		synctest.Wait()
+		e.publish(5, `"v5"`)
 		if got := e.app.count(); got != 2 {
 			t.Errorf("applier calls = %d; want 2", got)
 		}

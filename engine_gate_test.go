@@ -98,9 +98,7 @@ func TestEngineGateNewerApplied(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEngEnv(t, nil)
 		e.start(t)
-		e.prov.set(5, `"v5"`)
-		e.sub.send(engInv(5))
-		synctest.Wait()
+		e.publish(5, `"v5"`)
 		if got := e.app.count(); got != 2 {
 			t.Errorf("applier calls = %d; want 2", got)
 		}
@@ -110,12 +108,8 @@ func TestEngineGateNewerApplied(t *testing.T) {
 		if got := e.c.Revision(); got != 5 {
 			t.Errorf("Revision() = %v; want 5", got)
 		}
-		e.prov.set(9, `"v9"`)
-		e.sub.send(engInv(9))
-		synctest.Wait()
-		e.prov.set(10, `"v10"`)
-		e.sub.send(engInv(10))
-		synctest.Wait()
+		e.publish(9, `"v9"`)
+		e.publish(10, `"v10"`)
 		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{1, 5, 9, 10}) {
 			t.Errorf("applied revisions = %v; want [1 5 9 10]", got)
 		}
@@ -208,9 +202,7 @@ func TestEngineGateJump(t *testing.T) {
 		e := newEngEnv(t, nil)
 		e.prov.set(0, `null`)
 		e.start(t)
-		e.prov.set(999, `"big"`)
-		e.sub.send(engInv(999))
-		synctest.Wait()
+		e.publish(999, `"big"`)
 		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{0, 999}) {
 			t.Errorf("applied revisions = %v; want [0 999]", got)
 		}
@@ -277,9 +269,7 @@ func TestEngineOfferSuppressesEcho(t *testing.T) {
 			t.Errorf("applier calls = %d; want 2", got)
 		}
 		// Someone else's write still refreshes.
-		e.prov.set(6, `"v6"`)
-		e.sub.send(engInv(6))
-		synctest.Wait()
+		e.publish(6, `"v6"`)
 		if got := e.c.Revision(); got != 6 {
 			t.Errorf("Revision() = %v; want 6", got)
 		}
@@ -526,9 +516,7 @@ func TestEngineRegressionReportedOnce(t *testing.T) {
 			t.Errorf("applier calls = %d; want 1", n)
 		}
 		// After a newer apply, a new regression is reported again.
-		e.prov.set(12, `"v12"`)
-		e.sub.send(engInv(12))
-		synctest.Wait()
+		e.publish(12, `"v12"`)
 		e.prov.set(4, `"v4"`)
 		if err := e.c.Refresh(context.Background()); !errors.Is(err, statesync.ErrRevisionRegressed) {
 			t.Errorf("Refresh() after re-arm = %v; want %v", err, statesync.ErrRevisionRegressed)
