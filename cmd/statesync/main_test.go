@@ -99,6 +99,7 @@ func TestVersionString(t *testing.T) {
 // benchLine is the union of the fields of the bench scenarios' JSON lines.
 type benchLine struct {
 	Name             string   `json:"name"`
+	Refresh          *string  `json:"refresh"`
 	NsPerOp          *float64 `json:"ns_per_op"`
 	AllocsPerOp      *float64 `json:"allocs_per_op"`
 	ProviderCalls    *int64   `json:"provider_calls"`
@@ -141,40 +142,48 @@ func TestBenchAll(t *testing.T) {
 	for _, l := range lines {
 		names = append(names, l.Name)
 	}
-	if got, want := strings.Join(names, " "), "gate_stale_events cycle_sequential burst_coalescing fanout fanout"; got != want {
+	const want = "gate_stale_events cycle_sequential cycle_sequential burst_coalescing fanout fanout fanout fanout"
+	if got := strings.Join(names, " "); got != want {
 		t.Fatalf("bench scenarios = %s; want %s", got, want)
 	}
-	gate, cycle, burst, f1, f2 := lines[0], lines[1], lines[2], lines[3], lines[4]
+	gate, burst := lines[0], lines[3]
 	if gate.NsPerOp == nil || gate.AllocsPerOp == nil || gate.ProviderCalls == nil || *gate.ProviderCalls != 0 {
 		t.Errorf("gate line = %+v; want ns_per_op, allocs_per_op and provider_calls 0", gate)
 	}
-	if cycle.NsPerOp == nil || cycle.AllocsPerOp == nil || cycle.Applied == nil || *cycle.Applied != 100 {
-		t.Errorf("cycle line = %+v; want ns_per_op, allocs_per_op and applied 100", cycle)
+	for i, mode := range []string{"goroutine", "inline"} {
+		cycle := lines[1+i]
+		if cycle.Refresh == nil || *cycle.Refresh != mode || cycle.NsPerOp == nil || cycle.AllocsPerOp == nil ||
+			cycle.Applied == nil || *cycle.Applied != 100 {
+			t.Errorf("cycle line %d = %+v; want refresh %q, ns_per_op, allocs_per_op and applied 100", i, cycle, mode)
+		}
 	}
 	if burst.ProviderCalls == nil || *burst.ProviderCalls != 2 || burst.Final == nil || *burst.Final != "51" {
 		t.Errorf("burst line = %+v; want provider_calls 2 and final \"51\"", burst)
 	}
-	for _, f := range []struct {
-		l    benchLine
+	for i, f := range []struct {
 		w, u int
-	}{{f1, 20, 10}, {f2, 50, 2}} {
-		l := f.l
-		if l.Windows == nil || *l.Windows != f.w || l.Updates == nil || *l.Updates != f.u || l.Ms == nil ||
-			l.Fetches == nil || l.FetchesPerWindow == nil || *l.FetchesPerWindow != float64(*l.Fetches)/float64(f.w) {
-			t.Errorf("fanout line = %+v; want windows %d, updates %d, ms, fetches and fetches_per_window", l, f.w, f.u)
+		mode string
+	}{{20, 10, "goroutine"}, {20, 10, "inline"}, {50, 2, "goroutine"}, {50, 2, "inline"}} {
+		l := lines[4+i]
+		if l.Refresh == nil || *l.Refresh != f.mode || l.Windows == nil || *l.Windows != f.w || l.Updates == nil ||
+			*l.Updates != f.u || l.Ms == nil || l.Fetches == nil || l.FetchesPerWindow == nil ||
+			*l.FetchesPerWindow != float64(*l.Fetches)/float64(f.w) {
+			t.Errorf("fanout line = %+v; want refresh %q, windows %d, updates %d, ms, fetches and fetches_per_window",
+				l, f.mode, f.w, f.u)
 		}
 	}
 }
 
 func TestBenchNamesAndRuns(t *testing.T) {
-	// Flags may follow names; fanout selects both sizes.
+	// Flags may follow names; fanout selects both sizes, each in both
+	// refresh modes.
 	code, stdout, stderr := run(t, "bench", "burst_coalescing", "fanout", "-runs", "3", "-n", "0.001")
 	if code != 0 || stderr != "" {
 		t.Fatalf("Run(bench burst_coalescing fanout) = exit %d, stderr %q; want exit 0", code, stderr)
 	}
 	lines := parseBench(t, stdout)
-	if len(lines) != 3 || lines[0].Name != "burst_coalescing" || lines[1].Name != "fanout" || lines[2].Name != "fanout" {
-		t.Errorf("bench output = %q; want a burst_coalescing line then two fanout lines", stdout)
+	if len(lines) != 5 || lines[0].Name != "burst_coalescing" || lines[1].Name != "fanout" || lines[4].Name != "fanout" {
+		t.Errorf("bench output = %q; want a burst_coalescing line then four fanout lines", stdout)
 	}
 }
 
