@@ -404,7 +404,7 @@ func TestClientInline(t *testing.T) {
 func TestClientMalformedFrames(t *testing.T) {
 	src, _ := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1}), nil)
 	t.Cleanup(func() { src.Close() })
-	api := httpsync.NewHandler(src, nil)
+	api := httpsync.NewHandler(src, hijackOpts(nil))
 	t.Cleanup(func() { api.Close() })
 	frames := []string{
 		`{"topic":"t","revision":"01"}`,

@@ -52,7 +52,7 @@ func newPair(t *testing.T, store statesync.Store, copts *httpsync.ClientOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := httpsync.NewHandler(src, nil)
+	h := httpsync.NewHandler(src, hijackOpts(nil))
 	ts := httptest.NewServer(h)
 	t.Cleanup(func() {
 		h.Close()

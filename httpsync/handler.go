@@ -47,6 +47,18 @@ type HandlerOptions struct {
 	// Logger receives the handler's records (failed store calls at error
 	// level, streams at debug level). Nil discards them.
 	Logger *slog.Logger
+	// HijackStreams serves HTTP/1.x event streams on connections taken
+	// over from net/http ([http.Hijacker]) once the stream is accepted:
+	// the request's goroutine, buffers and context are released, which
+	// cuts the server memory per stream by about two thirds (see the
+	// package documentation). The response then ends with the
+	// connection ("Connection: close", no chunked encoding), which every
+	// SSE client handles. The http.Server no longer tracks those
+	// connections, so http.Server.Close and Shutdown do not end them:
+	// end them with [Handler.Close] or [Handler.Shutdown], as the daemon
+	// does. HTTP/2 streams, and ResponseWriters that cannot be hijacked,
+	// are served the standard way.
+	HijackStreams bool
 }
 
 // gzipMinSize is the smallest snapshot that is gzipped: below it gzip

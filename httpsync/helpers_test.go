@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func newTestServerOn(t testing.TB, ln net.Listener, epoch string, opts *httpsync
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := httpsync.NewHandler(src, opts)
+	h := httpsync.NewHandler(src, hijackOpts(opts))
 	ts := httptest.NewUnstartedServer(h)
 	if ln != nil {
 		ts.Listener.Close()
@@ -51,6 +52,25 @@ func newTestServerOn(t testing.TB, ln net.Listener, epoch string, opts *httpsync
 	s := &testServer{store: store, src: src, h: h, ts: ts, hc: &http.Client{Transport: tr}}
 	t.Cleanup(func() { s.stop() })
 	return s
+}
+
+// hijackAll makes the test servers hijack their event streams
+// (HandlerOptions.HijackStreams), so that the whole suite runs over that
+// path too: .ci/run runs the package a second time with
+// STATESYNC_TEST_HIJACK=1.
+var hijackAll = os.Getenv("STATESYNC_TEST_HIJACK") == "1"
+
+// hijackOpts returns opts, with HijackStreams set if hijackAll.
+func hijackOpts(opts *httpsync.HandlerOptions) *httpsync.HandlerOptions {
+	if !hijackAll {
+		return opts
+	}
+	var o httpsync.HandlerOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.HijackStreams = true
+	return &o
 }
 
 // stop closes the handler (ending its streams), the server and the source.

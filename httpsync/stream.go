@@ -1,8 +1,12 @@
 package httpsync
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -21,9 +25,9 @@ type stream struct {
 	mu      sync.Mutex // protects the fields below
 	topics  map[string]*streamTopic
 	dirty   []*streamTopic // topics with a pending revision
-	rc      *http.ResponseController
-	alive   bool // the request's handler is running: rc may be used
-	aborted bool // Close aborted the stream's writes
+	dl      writeDeadliner // the response's (or the hijacked connection's)
+	alive   bool           // the stream's goroutine is running: dl may be used
+	aborted bool           // Close aborted the stream's writes
 	// deadlineSet is when setDeadline last moved the write deadline.
 	deadlineSet time.Time
 }
@@ -35,6 +39,12 @@ type streamTopic struct {
 	hasPending bool
 	sent       statesync.Invalidation // the last frame's revision and epoch
 	hasSent    bool
+}
+
+// writeDeadliner is what sets a stream's write deadline: an
+// *http.ResponseController, or the net.Conn of a hijacked stream.
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
 }
 
 // newer reports whether a is a newer revision than b.
@@ -107,7 +117,7 @@ func (st *stream) setDeadline(timeout time.Duration) bool {
 	if timeout > 0 {
 		now := time.Now()
 		if st.deadlineSet.IsZero() || now.Sub(st.deadlineSet) > timeout/2 {
-			_ = st.rc.SetWriteDeadline(now.Add(timeout)) // ErrNotSupported: no deadline
+			_ = st.dl.SetWriteDeadline(now.Add(timeout)) // ErrNotSupported: no deadline
 			st.deadlineSet = now
 		}
 	}
@@ -120,7 +130,7 @@ func (st *stream) abort() {
 	defer st.mu.Unlock()
 	if st.alive && !st.aborted {
 		st.aborted = true
-		_ = st.rc.SetWriteDeadline(time.Unix(1, 0))
+		_ = st.dl.SetWriteDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -132,7 +142,7 @@ func (st *stream) closing() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.aborted = true
-	_ = st.rc.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = st.dl.SetWriteDeadline(time.Now().Add(time.Second))
 }
 
 // invalidated is the source's watch callback. It runs on the writer's
@@ -303,13 +313,19 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		inline = n
 	}
 
-	st.rc = http.NewResponseController(w)
+	rc := http.NewResponseController(w)
+	st.dl = rc
 	st.alive = true
 	if !h.register(st) {
 		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
 		return
 	}
-	defer h.unregister(st)
+	handedOff := false // to a goroutine of the stream's own, which unregisters it
+	defer func() {
+		if !handedOff {
+			h.unregister(st)
+		}
+	}()
 
 	// Registered first, read second: a write in between is both pending
 	// and in the initial frame, and sent once.
@@ -328,26 +344,81 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	sw := &frameWriter{h: h, st: st, inline: inline}
+	sw.buf = strconv.AppendInt(append(sw.buf, "retry: "...), h.opts.RetryHint.Milliseconds(), 10)
+	sw.buf = append(sw.buf, "\n\n"...)
+
+	if h.opts.HijackStreams && r.ProtoMajor == 1 {
+		if conn, _, err := rc.Hijack(); err == nil {
+			handedOff = true
+			h.hijacked(conn, st, sw, hdr, initial, r.RemoteAddr)
+			return
+		}
+	}
+
 	w.WriteHeader(http.StatusOK)
 	h.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: stream opened", slog.Int("topics", len(order)), slog.String("remote", r.RemoteAddr))
 	defer h.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: stream closed", slog.String("remote", r.RemoteAddr))
-
-	sw := &frameWriter{h: h, st: st, w: w, inline: inline}
-	sw.buf = strconv.AppendInt(append(sw.buf, "retry: "...), h.opts.RetryHint.Milliseconds(), 10)
-	sw.buf = append(sw.buf, "\n\n"...)
+	sw.ctx, sw.out, sw.flusher = ctx, w, rc.Flush
 	for _, inv := range initial {
-		sw.frame(r, inv)
+		sw.frame(inv)
 	}
+	h.pump(st, sw, ctx.Done())
+}
+
+// hijacked serves a stream whose connection was taken over from net/http
+// (HandlerOptions.HijackStreams): it writes the response head, which
+// announces that the body ends with the connection, and hands the stream
+// to a goroutine of its own, so that the request's goroutine returns and
+// net/http's buffers, request and context are freed. A second, small
+// goroutine reads the connection to learn at once when the client goes
+// away (or sends anything, which an event-stream client never does).
+func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.Header, initial []statesync.Invalidation, remote string) {
+	st.mu.Lock()
+	st.dl = conn
+	st.mu.Unlock()
+	hdr.Set("Connection", "close")
+	head := append(make([]byte, 0, 256+len(sw.buf)), "HTTP/1.1 200 OK\r\n"...)
+	hb := bytes.NewBuffer(head)
+	_ = hdr.Write(hb) // a bytes.Buffer does not fail
+	hb.WriteString("\r\n")
+	hb.Write(sw.buf)
+	sw.buf = hb.Bytes()
+	sw.ctx, sw.out = context.Background(), conn
+	for _, inv := range initial {
+		sw.frame(inv)
+	}
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "httpsync: stream opened", slog.Int("topics", len(st.topics)),
+		slog.String("remote", remote), slog.Bool("hijacked", true))
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		var b [1]byte
+		_, _ = conn.Read(b[:]) // returns when the client closes, or sends something
+	}()
+	go func() {
+		defer func() {
+			_ = conn.Close() // ends the reader too
+			<-gone
+			h.unregister(st)
+			h.log.LogAttrs(context.Background(), slog.LevelDebug, "httpsync: stream closed", slog.String("remote", remote))
+		}()
+		h.pump(st, sw, gone)
+	}()
+}
+
+// pump writes what sw holds, then frames, heartbeats and flushes until
+// gone is closed, the stream fails or the handler is closed.
+func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 	if !sw.flush() {
 		return
 	}
-
 	heartbeat := time.NewTicker(h.opts.Heartbeat)
 	defer heartbeat.Stop()
 	var batch []statesync.Invalidation
 	for {
 		select {
-		case <-ctx.Done():
+		case <-gone:
 			return
 		case <-h.done:
 			st.closing()
@@ -358,7 +429,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		case <-st.wake:
 			batch = st.take(batch[:0])
 			for _, inv := range batch {
-				sw.frame(r, inv)
+				sw.frame(inv)
 			}
 		}
 		if !sw.flush() {
@@ -374,18 +445,20 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 
 // frameWriter formats frames into buf and writes them in one go.
 type frameWriter struct {
-	h      *Handler
-	st     *stream
-	w      http.ResponseWriter
-	inline int // -1: no inline snapshots
-	buf    []byte
+	h       *Handler
+	st      *stream
+	ctx     context.Context // for reading snapshots
+	out     io.Writer       // the response, or the hijacked connection
+	flusher func() error    // flushes out; nil if out does not buffer
+	inline  int             // -1: no inline snapshots
+	buf     []byte
 }
 
 // frame appends the frame of inv: an inline snapshot if asked for and
 // small enough, else an invalidation.
-func (fw *frameWriter) frame(r *http.Request, inv statesync.Invalidation) {
+func (fw *frameWriter) frame(inv statesync.Invalidation) {
 	if fw.inline >= 0 {
-		enc, snap, err := fw.h.src.Encoded(r.Context(), inv.Topic)
+		enc, snap, err := fw.h.src.Encoded(fw.ctx, inv.Topic)
 		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) {
 			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…}
 			fw.buf = append(fw.buf, "event: snapshot\ndata: "...)
@@ -424,9 +497,9 @@ func (fw *frameWriter) flush() bool {
 	if !fw.st.setDeadline(fw.h.opts.WriteTimeout) {
 		return false
 	}
-	_, err := fw.w.Write(fw.buf)
-	if err == nil {
-		err = fw.st.rc.Flush()
+	_, err := fw.out.Write(fw.buf)
+	if err == nil && fw.flusher != nil {
+		err = fw.flusher()
 	}
 	if cap(fw.buf) > 64<<10 {
 		fw.buf = nil // do not keep a large inline snapshot's buffer

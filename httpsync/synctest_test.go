@@ -77,7 +77,7 @@ func newBubbleServer(t *testing.T, opts *httpsync.HandlerOptions) *bubbleServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bubbleServer{src: src, h: httpsync.NewHandler(src, opts), net: newPipeNet()}
+	b := &bubbleServer{src: src, h: httpsync.NewHandler(src, hijackOpts(opts)), net: newPipeNet()}
 	b.srv = &http.Server{Handler: b.h}
 	b.wg.Go(func() { b.srv.Serve(b.net) })
 	return b

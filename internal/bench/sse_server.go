@@ -162,7 +162,9 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 	if err != nil {
 		return err
 	}
-	api := httpsync.NewHandler(src, nil)
+	// As the daemon serves them: on hijacked connections (ended by
+	// api.Shutdown below).
+	api := httpsync.NewHandler(src, &httpsync.HandlerOptions{HijackStreams: true})
 	defer func() { _ = api.Close() }()
 
 	enc := &encodings{seen: map[string]map[*byte][]byte{}}

@@ -81,6 +81,8 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		Heartbeat: cfg.Heartbeat,
 		MaxBody:   cfg.MaxBody,
 		Logger:    log,
+		// Shutdown ends the streams with s.api.Shutdown before s.srv's.
+		HijackStreams: true,
 	})
 
 	reg := prometheus.NewRegistry()
