@@ -68,6 +68,15 @@
 // the latest state. Heartbeat comments (every [HandlerOptions.Heartbeat])
 // keep proxies from closing idle streams.
 //
+// A stream served the standard way holds net/http's per-request state
+// for as long as it lasts: about 29 KB of server memory per stream
+// (buffers, request, context and two goroutines; measured with 10,000
+// streams). With [HandlerOptions.HijackStreams], an HTTP/1.x stream takes
+// its connection over once it is accepted and keeps only its own state, a
+// writer goroutine and a reader goroutine that notices at once when the
+// client leaves: about 11 KB per stream, and a third less server CPU per
+// frame (no chunked encoding). The daemon serves streams this way.
+//
 // # Auth
 //
 // [HandlerOptions.Auth] authenticates requests; [Tokens] is the
@@ -96,7 +105,8 @@
 // The Handler answers the full paths above: mount it at "/v1/" without
 // stripping the prefix. Call [Handler.Shutdown] before
 // http.Server.Shutdown, which otherwise waits for event streams that never
-// go idle. A stream naming a topic the token may not read is refused as a
+// go idle; with HijackStreams, http.Server.Shutdown and Close do not see
+// the streams at all, and only Handler.Shutdown (or Close) ends them. A stream naming a topic the token may not read is refused as a
 // whole, so a Client whose token lacks one of its topics' grants follows
 // none of them (it reports and retries slowly).
 package httpsync

@@ -244,3 +244,16 @@ func httpNewRequest(token string) (*http.Request, error) {
 	}
 	return r, err
 }
+
+// FuzzAppendQuoted: appendQuoted writes what json.Marshal writes.
+func FuzzAppendQuoted(f *testing.F) {
+	for _, s := range []string{"", "config", "a\"b", "<&>", "é", "\x00\n", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := appendQuoted([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Fatalf("appendQuoted(%q) = %s; want x%s", s, got, want)
+		}
+	})
+}

@@ -529,8 +529,15 @@ func appendDataLines(buf, b []byte) []byte {
 	return buf
 }
 
-// appendQuoted appends s as a JSON string.
+// appendQuoted appends s as a JSON string, as json.Marshal writes it.
 func appendQuoted(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

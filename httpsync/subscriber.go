@@ -291,6 +291,9 @@ type inlineFrame struct {
 // mistyped field, a blank topic, an out-of-range timestamp): the caller
 // then decodes it with those two, which say what is wrong.
 func decodeInline(payload []byte) (inv statesync.Invalidation, snap statesync.Snapshot, ok bool) {
+	if inv, snap, ok = scanInline(payload); ok {
+		return inv, snap, true
+	}
 	var f inlineFrame
 	if json.Unmarshal(payload, &f) != nil || f.Topic == nil || strings.TrimSpace(*f.Topic) == "" ||
 		f.Revision == nil || f.Data == nil {
@@ -340,4 +343,83 @@ func (c *Client) deliverRaw(payload []byte) {
 			s.h.InvalidateRaw(payload)
 		}
 	}
+}
+
+// scanInline decodes an inline snapshot frame in the exact form the
+// Handler writes, without reflection: {"topic":…[,"sourceId":…]
+// [,"timestampMs":…],"revision":…[,"epoch":…],"data":…}, with no space
+// between tokens, strings of printable ASCII without escapes and a
+// non-negative integer timestamp. Its data is a slice of payload. For
+// anything else ok is false and decodeInline goes the general way; where
+// ok is true, the result is the general way's (checked by
+// FuzzDecodeInline).
+func scanInline(payload []byte) (inv statesync.Invalidation, snap statesync.Snapshot, ok bool) {
+	p := payload
+	var topic, rev string
+	if topic, p, ok = scanField(p, `{"topic":"`); !ok || strings.TrimSpace(topic) == "" {
+		return inv, snap, false
+	}
+	inv.Topic = topic
+	if bytes.HasPrefix(p, []byte(`,"sourceId":"`)) {
+		if inv.SourceID, p, ok = scanField(p, `,"sourceId":"`); !ok {
+			return inv, snap, false
+		}
+	}
+	if rest, found := bytes.CutPrefix(p, []byte(`,"timestampMs":`)); found {
+		n := 0
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		// At most 15 digits: exact as a float64, as the general way reads it.
+		if n == 0 || n > 15 || (rest[0] == '0' && n > 1) {
+			return inv, snap, false
+		}
+		ts, err := strconv.ParseInt(string(rest[:n]), 10, 64)
+		if err != nil {
+			return inv, snap, false
+		}
+		inv.TimestampMs, p = ts, rest[n:]
+	}
+	if rev, p, ok = scanField(p, `,"revision":"`); !ok {
+		return inv, snap, false
+	}
+	r, err := statesync.ParseRevision(rev)
+	if err != nil {
+		return inv, snap, false
+	}
+	inv.Revision = r
+	if bytes.HasPrefix(p, []byte(`,"epoch":"`)) {
+		if inv.Epoch, p, ok = scanField(p, `,"epoch":"`); !ok {
+			return inv, snap, false
+		}
+	}
+	data, found := bytes.CutPrefix(p, []byte(`,"data":`))
+	if !found || len(data) == 0 || data[len(data)-1] != '}' {
+		return inv, snap, false
+	}
+	data = bytes.TrimRight(data[:len(data)-1], " \t\r\n")
+	data = bytes.TrimLeft(data, " \t\r\n")
+	if len(data) == 0 || !json.Valid(data) {
+		return inv, snap, false
+	}
+	snap = statesync.Snapshot{Revision: inv.Revision, Epoch: inv.Epoch, Data: data}
+	return inv, snap, true
+}
+
+// scanField reads prefix, then a string of printable ASCII other than '"'
+// and '\\' up to its closing quote, and returns the string and the rest.
+func scanField(p []byte, prefix string) (string, []byte, bool) {
+	rest, found := bytes.CutPrefix(p, []byte(prefix))
+	if !found {
+		return "", p, false
+	}
+	for i, c := range rest {
+		switch {
+		case c == '"':
+			return string(rest[:i]), rest[i+1:], true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return "", p, false
+		}
+	}
+	return "", p, false
 }

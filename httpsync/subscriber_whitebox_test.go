@@ -2,6 +2,9 @@ package httpsync
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/statesync-go/statesync"
@@ -63,6 +66,91 @@ func TestDecodeInlineMatchesTwoPass(t *testing.T) {
 			t.Errorf("decodeInline(%s) = not ok; want the one-pass decoding of a well-formed frame", p)
 		}
 	}
+	for _, p := range payloads {
+		checkInlineDecoding(t, []byte(p))
+	}
+}
+
+// checkInlineDecoding fails t if decodeInline or scanInline accepts
+// payload with a result other than the two-pass decoding's.
+func checkInlineDecoding(t *testing.T, payload []byte) {
+	t.Helper()
+	for name, decode := range map[string]func([]byte) (statesync.Invalidation, statesync.Snapshot, bool){
+		"decodeInline": decodeInline, "scanInline": scanInline,
+	} {
+		inv, snap, ok := decode(bytes.Clone(payload))
+		if !ok {
+			continue
+		}
+		wantInv, ierr := statesync.DecodeInvalidation(payload)
+		wantSnap, serr := statesync.DecodeSnapshot(payload)
+		if ierr != nil || serr != nil {
+			t.Fatalf("%s(%q) accepted it; DecodeInvalidation = %v, DecodeSnapshot = %v", name, payload, ierr, serr)
+		}
+		if inv != wantInv {
+			t.Fatalf("%s(%q) invalidation = %+v; want %+v", name, payload, inv, wantInv)
+		}
+		if snap.Revision != wantSnap.Revision || snap.Epoch != wantSnap.Epoch || !bytes.Equal(snap.Data, wantSnap.Data) {
+			t.Fatalf("%s(%q) snapshot = %+v (data %q); want %+v (data %q)", name, payload, snap, snap.Data, wantSnap, wantSnap.Data)
+		}
+	}
+}
+
+// The inline frames the Handler writes take the reflection-free path,
+// whatever their data (line breaks included) and optional fields.
+func TestScanInlineTakesServerFrames(t *testing.T) {
+	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "ep-1", FirstRevision: 1}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	h := NewHandler(src, nil)
+	defer h.Close()
+	ctx := context.Background()
+	for i, data := range []string{`{"theme":"dark"}`, "{\n  \"a\": [1,\n 2]\n}", `null`, `"s"`, `[{"k":"\u00e9\n"}]`} {
+		snap, err := src.Put(ctx, "cfg:main", json.RawMessage(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inv := statesync.Invalidation{Topic: "cfg:main", Revision: snap.Revision, Epoch: snap.Epoch}
+		if i%2 == 1 {
+			inv.SourceID, inv.TimestampMs = "writer-1", 1700000000000+int64(i)
+		}
+		st := &stream{topics: map[string]*streamTopic{"cfg:main": {name: "cfg:main"}}}
+		fw := &frameWriter{h: h, st: st, ctx: ctx, inline: 1 << 20}
+		fw.frame(inv)
+		frame := string(fw.buf)
+		payload, found := strings.CutPrefix(frame, "event: snapshot\ndata: ")
+		if !found || !strings.HasSuffix(payload, "\n\n") {
+			t.Fatalf("frame = %q; want an inline snapshot frame", frame)
+		}
+		payload = strings.ReplaceAll(strings.TrimSuffix(payload, "\n\n"), "\ndata: ", "\n")
+		got, gotSnap, ok := scanInline([]byte(payload))
+		if !ok {
+			t.Fatalf("scanInline(%q) = not ok; want the server's frame decoded", payload)
+		}
+		if got != inv || gotSnap.Revision != snap.Revision || gotSnap.Epoch != snap.Epoch {
+			t.Errorf("scanInline(%q) = %+v, %+v; want %+v at %v/%v", payload, got, gotSnap, inv, snap.Epoch, snap.Revision)
+		}
+		checkInlineDecoding(t, []byte(payload))
+	}
+}
+
+// FuzzDecodeInline: the fast decodings of an inline frame never disagree
+// with the two-pass decoding, and never panic.
+func FuzzDecodeInline(f *testing.F) {
+	for _, p := range []string{
+		`{"topic":"a","revision":"7","epoch":"e","data":{"x":1}}`,
+		`{"topic":"a","sourceId":"s","timestampMs":1700000000000,"revision":"7","epoch":"e","data":null}`,
+		`{"topic":"a","revision":"7","data":1,"revision":"8"}`,
+		`{"topic":"a","revision":"7","data": 1 }`,
+		`{"topic":"a","timestampMs":0,"revision":"18446744073709551615","data":"}"}`,
+	} {
+		f.Add([]byte(p))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		checkInlineDecoding(t, payload)
+	})
 }
 
 func BenchmarkDecodeInline(b *testing.B) {
