@@ -27,6 +27,9 @@ func TestHijackedStreamFrames(t *testing.T) {
 	if te := st.resp.TransferEncoding; len(te) != 0 {
 		t.Errorf("Transfer-Encoding = %v; want none (the body ends with the connection)", te)
 	}
+	if _, err := http.ParseTime(st.resp.Header.Get("Date")); err != nil {
+		t.Errorf("Date header %q: %v; want an HTTP date, as net/http sends", st.resp.Header.Get("Date"), err)
+	}
 	if got := st.resp.Header.Get("Cache-Control"); got != "no-cache" {
 		t.Errorf("Cache-Control = %q; want no-cache", got)
 	}

@@ -378,6 +378,7 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	st.dl = conn
 	st.mu.Unlock()
 	hdr.Set("Connection", "close")
+	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat)) // as net/http would
 	head := append(make([]byte, 0, 256+len(sw.buf)), "HTTP/1.1 200 OK\r\n"...)
 	hb := bytes.NewBuffer(head)
 	_ = hdr.Write(hb) // a bytes.Buffer does not fail
