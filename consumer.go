@@ -54,13 +54,21 @@ type ConsumerOptions struct {
 	// InlineRefresh runs a refresh requested by an invalidation on the
 	// goroutine that delivered it, when no refresh is in flight, instead of
 	// on a goroutine of the consumer's own. It saves a goroutine handoff per
-	// refresh (about a third of the cost of a refresh from an in-memory
-	// provider) but makes Invalidate block for the whole refresh, so it fits
-	// only providers and appliers that never block, such as a [Source] in
-	// the same process: with a network provider, a slow fetch would stall
-	// the transport's delivery to every other handler. Invalidations that
-	// arrive while a refresh is in flight are coalesced as usual, and
-	// refreshes requested by Start, Refresh and the throttle are unaffected.
+	// refresh (most of the cost of a refresh from an in-memory provider)
+	// but makes Invalidate wait for the refresh, applier included, so the
+	// applier must be quick and must not block.
+	//
+	// If the provider is a [SnapshotPeeker], only refreshes whose snapshot
+	// it holds (PeekSnapshot) run inline; the others, which need I/O, run on
+	// the consumer's goroutine as usual. That makes InlineRefresh safe with
+	// an httpsync.Client: frames carrying inline snapshots are applied on
+	// the client's stream goroutine, and a GET never stalls the stream.
+	// With another provider, every such refresh runs inline, fetch
+	// included, which fits only providers that never block.
+	//
+	// Invalidations that arrive while a refresh is in flight are coalesced
+	// as usual, and refreshes requested by Start, Refresh and the throttle
+	// are unaffected.
 	InlineRefresh bool
 }
 
@@ -95,9 +103,11 @@ type Consumer struct {
 	topic string
 	sub   Subscriber
 	prov  Provider
-	app   Applier
-	opts  ConsumerOptions
-	log   *slog.Logger // nil: no logging
+	// peeker is prov as a SnapshotPeeker (before any retry wrapper), or nil.
+	peeker SnapshotPeeker
+	app    Applier
+	opts   ConsumerOptions
+	log    *slog.Logger // nil: no logging
 
 	ctx    context.Context // cancelled by Stop; passed to provider and applier
 	runCtx context.Context // ctx marked as "inside this consumer's run"
@@ -150,6 +160,7 @@ func NewConsumer(topic string, sub Subscriber, prov Provider, app Applier, opts 
 		return nil, fmt.Errorf("%w: nil Applier", ErrMissingDependency)
 	}
 	c := &Consumer{topic: topic, sub: sub, prov: prov, app: app}
+	c.peeker, _ = prov.(SnapshotPeeker)
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -453,10 +464,47 @@ func (c *Consumer) run(inline bool) {
 	c.wg.add()
 	c.mu.Unlock()
 	if inline {
-		c.loop(seq)
+		c.loopInline(seq)
 		return
 	}
 	go c.loop(seq)
+}
+
+// loopInline is loop on the calling goroutine (InlineRefresh). With a
+// SnapshotPeeker, a run whose snapshot is not at hand, and those after it,
+// go to a goroutine of their own.
+func (c *Consumer) loopInline(seq uint64) {
+	defer c.wg.done()
+	for {
+		var e *Error
+		if c.peeker == nil {
+			e = c.cycle()
+		} else {
+			snap, ok := c.peek()
+			if !ok {
+				c.wg.add() // before done: the count never drops to 0 meanwhile
+				go c.loop(seq)
+				return
+			}
+			e = c.offerRun(snap)
+		}
+		next, ok := c.finish(seq, e)
+		if !ok {
+			return
+		}
+		seq = next
+	}
+}
+
+// peek asks the peeker for the topic's snapshot; a panic counts as "not at
+// hand" (the fetch that follows reports whatever is wrong).
+func (c *Consumer) peek() (snap Snapshot, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return c.peeker.PeekSnapshot(c.topic)
 }
 
 // loop runs refreshes while more are queued. It owns the refresh slot.
@@ -537,6 +585,16 @@ func (c *Consumer) cycle() *Error {
 		}
 		return c.fetchError(err)
 	}
+	return c.offer(c.runCtx, snap)
+}
+
+// offerRun is cycle with a snapshot already at hand.
+func (c *Consumer) offerRun(snap Snapshot) *Error {
+	if c.stopped.Load() {
+		c.debug("refresh skipped (stopped)")
+		return nil
+	}
+	c.debug("refresh started (snapshot at hand)")
 	return c.offer(c.runCtx, snap)
 }
 

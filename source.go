@@ -190,6 +190,19 @@ func (s *Source) Get(ctx context.Context, topic string) (Snapshot, error) {
 	return e.rec.Snapshot(), nil
 }
 
+// PeekSnapshot implements [SnapshotPeeker]: the latest snapshot of topic
+// if the source holds it in memory (every topic written or read since the
+// source was made), without reading the store.
+func (s *Source) PeekSnapshot(topic string) (Snapshot, bool) {
+	if s.closed.Load() {
+		return Snapshot{}, false
+	}
+	if e, ok := s.cache.Load(topic); ok {
+		return e.(*cacheEntry).rec.Snapshot(), true
+	}
+	return Snapshot{}, false
+}
+
 // Snapshot implements [Provider]; it is [Source.Get].
 func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 	return s.Get(ctx, topic)

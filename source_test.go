@@ -147,6 +147,34 @@ func TestSourcePut(t *testing.T) {
 	}
 }
 
+// PeekSnapshot returns what Get would, without the store, for the topics
+// the source holds; nothing for others, and nothing once closed.
+func TestSourcePeekSnapshot(t *testing.T) {
+	src, store := srcNew(t, nil)
+	if _, ok := src.PeekSnapshot("settings"); ok {
+		t.Error("PeekSnapshot of a topic never written nor read = ok; want not at hand")
+	}
+	srcPut(t, src, "settings", `{"theme":"dark"}`)
+	got, ok := src.PeekSnapshot("settings")
+	if !ok {
+		t.Fatal("PeekSnapshot after Put = not at hand; want the written snapshot")
+	}
+	srcWantSnap(t, `PeekSnapshot("settings")`, got, 1, "ep", `{"theme":"dark"}`)
+	// A topic written behind the source's back is read from the store by
+	// Get, then held.
+	if _, err := store.Write(context.Background(), statesync.Write{Topic: "other", Data: json.RawMessage(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	srcGet(t, src, "other")
+	if got, ok := src.PeekSnapshot("other"); !ok || string(got.Data) != `1` {
+		t.Errorf("PeekSnapshot after Get = %s, %v; want 1, true", got.Data, ok)
+	}
+	src.Close()
+	if _, ok := src.PeekSnapshot("settings"); ok {
+		t.Error("PeekSnapshot after Close = ok; want not at hand")
+	}
+}
+
 // B-STORE-18: the source keeps its own copy of the data.
 func TestSourcePutCopiesData(t *testing.T) {
 	src, _ := srcNew(t, nil)

@@ -40,6 +40,19 @@ type Provider interface {
 	Snapshot(ctx context.Context, topic string) (Snapshot, error)
 }
 
+// A SnapshotPeeker is a [Provider] that can tell, without blocking and
+// without I/O, the snapshot its Snapshot method would return now, when it
+// holds one: an httpsync.Client holding an inline snapshot of the topic, a
+// [Source] (and so a memsync.Bus) with the topic in its cache.
+// PeekSnapshot must never return a snapshot older than the one Snapshot
+// would return at that moment; ok false means "ask Snapshot".
+//
+// A [Consumer] with [ConsumerOptions.InlineRefresh] uses it to run on the
+// delivering goroutine only the refreshes that need no I/O.
+type SnapshotPeeker interface {
+	PeekSnapshot(topic string) (s Snapshot, ok bool)
+}
+
 // An Applier applies a snapshot to the consumer's state. The engine calls it
 // at most once at a time per [Consumer], only with newer snapshots, and never
 // while holding an engine lock.

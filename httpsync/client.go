@@ -116,8 +116,9 @@ type topicCache struct {
 }
 
 var (
-	_ statesync.Subscriber = (*Client)(nil)
-	_ statesync.Provider   = (*Client)(nil)
+	_ statesync.Subscriber     = (*Client)(nil)
+	_ statesync.Provider       = (*Client)(nil)
+	_ statesync.SnapshotPeeker = (*Client)(nil)
 )
 
 // NewClient returns a Client of the server at baseURL (http or https, with
@@ -346,17 +347,35 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 // than 200 and 304 as a *[StatusError] (whose Retryable says whether to
 // try again).
 func (c *Client) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, error) {
+	if s, ok := c.PeekSnapshot(topic); ok {
+		return s, nil
+	}
+	return c.fetch(ctx, topic)
+}
+
+// PeekSnapshot implements [statesync.SnapshotPeeker]: the inline snapshot
+// of topic that the event stream brought (ClientOptions.Inline), if it is
+// still the latest the client knows of. A consumer with
+// statesync.ConsumerOptions.InlineRefresh then applies it on the stream's
+// goroutine, without a goroutine hand-off; snapshots that need a GET are
+// fetched on the consumer's goroutine.
+func (c *Client) PeekSnapshot(topic string) (statesync.Snapshot, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tc := c.cache[topic]; tc != nil && tc.hasInl {
+		return tc.inline, true
+	}
+	return statesync.Snapshot{}, false
+}
+
+// fetch is Snapshot without an inline snapshot at hand: a conditional GET.
+func (c *Client) fetch(ctx context.Context, topic string) (statesync.Snapshot, error) {
 	if err := statesync.CheckTopic(topic); err != nil {
 		return statesync.Snapshot{}, err
 	}
 	hdr := map[string]string{"Accept": "application/json"}
 	c.mu.Lock()
 	tc := c.cache[topic]
-	if tc != nil && tc.hasInl {
-		s := tc.inline
-		c.mu.Unlock()
-		return s, nil
-	}
 	var prev statesync.Snapshot // what a 304 confirms
 	var prevTag string
 	if tc != nil && tc.hasSnap {

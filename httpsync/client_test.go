@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -393,6 +394,42 @@ func TestClientInline(t *testing.T) {
 	snap, err := c.Snapshot(context.Background(), "small")
 	if err != nil || string(snap.Data) != `{"v":"mine"}` {
 		t.Errorf("Snapshot after own write = %s, %v; want {\"v\":\"mine\"}", snap.Data, err)
+	}
+}
+
+// A consumer with InlineRefresh over a Client with inline snapshots
+// applies them through PeekSnapshot, on the stream's goroutine, without a
+// GET; a topic whose snapshots are too large to ride inline is fetched
+// (on the consumer's goroutine) and converges too.
+func TestClientInlineRefreshPeeks(t *testing.T) {
+	s := newTestServer(t, nil)
+	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Inline: 64})
+	s.put(t, "small", `{"v":0}`)
+	big := `{"pad":"` + strings.Repeat("x", 200) + `","v":0}`
+	s.put(t, "big", big)
+	opts := &statesync.ConsumerOptions{InlineRefresh: true}
+	small, rec := startConsumer(t, c, "small", opts)
+	large, _ := startConsumer(t, c, "big", opts)
+	eventually(t, "the stream", func() bool { return s.h.Stats().SnapshotsSent >= 1 })
+	gets := s.h.Stats().SnapshotGets
+	for i := 1; i <= 10; i++ {
+		s.put(t, "small", `{"v":`+strconv.Itoa(i)+`}`)
+	}
+	want := s.get(t, "small").Revision
+	eventually(t, "consumer at the last revision", func() bool { return small.Revision() == want })
+	if snap, ok := c.PeekSnapshot("small"); !ok || snap.Revision != want {
+		t.Errorf("PeekSnapshot(small) = %v, %v; want revision %v at hand", snap.Revision, ok, want)
+	}
+	if last, _ := rec.last(); string(last.Data) != `{"v":10}` {
+		t.Errorf("last applied %s; want {\"v\":10}", last.Data)
+	}
+	if got := s.h.Stats().SnapshotGets - gets; got != 0 {
+		t.Errorf("%d GETs for an inline topic; want none", got)
+	}
+	wb := s.put(t, "big", strings.Replace(big, `"v":0`, `"v":1`, 1))
+	eventually(t, "the large topic fetched", func() bool { return large.Revision() == wb.Revision })
+	if _, ok := c.PeekSnapshot("big"); ok {
+		t.Error("PeekSnapshot(big) = at hand; want not (too large to ride inline)")
 	}
 }
 

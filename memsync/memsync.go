@@ -53,9 +53,10 @@ type sub struct {
 }
 
 var (
-	_ statesync.Subscriber = (*Bus)(nil)
-	_ statesync.Notifier   = (*Bus)(nil)
-	_ statesync.Provider   = (*Bus)(nil)
+	_ statesync.Subscriber     = (*Bus)(nil)
+	_ statesync.Notifier       = (*Bus)(nil)
+	_ statesync.Provider       = (*Bus)(nil)
+	_ statesync.SnapshotPeeker = (*Bus)(nil)
 )
 
 // ErrNoSource is returned by [Bus.Snapshot] on a Bus made without a Source.
@@ -180,6 +181,15 @@ func (b *Bus) Subscribers(topic string) int {
 		}
 	}
 	return n
+}
+
+// PeekSnapshot implements [statesync.SnapshotPeeker] with the Bus's
+// Source.
+func (b *Bus) PeekSnapshot(topic string) (statesync.Snapshot, bool) {
+	if b.src == nil {
+		return statesync.Snapshot{}, false
+	}
+	return b.src.PeekSnapshot(topic)
 }
 
 // Snapshot implements [statesync.Provider] with the Bus's Source.

@@ -220,7 +220,7 @@ func TestSelect(t *testing.T) {
 		names []string
 		want  string
 	}{
-		{nil, "gate_stale_events cycle_sequential cycle_sequential burst_coalescing fanout fanout fanout fanout sse_fanout sse_fanout sse_fanout sse_fanout sse_reconnect_herd"},
+		{nil, "gate_stale_events cycle_sequential cycle_sequential burst_coalescing fanout fanout fanout fanout sse_fanout sse_fanout sse_fanout sse_fanout sse_fanout sse_fanout sse_reconnect_herd"},
 		{[]string{"fanout"}, "fanout fanout fanout fanout"},
 		{[]string{"fanout", "gate_stale_events", "fanout"}, "gate_stale_events fanout fanout fanout fanout"},
 		{[]string{"burst_coalescing"}, "burst_coalescing"},

@@ -61,10 +61,14 @@ func sseScenarios(s SSESizes) []Scenario {
 	// connections alive) go to stderr, beside the JSON lines.
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "statesync bench: "+format+"\n", args...) }
 	var out []Scenario
+	// Pull mode, inline mode, and inline mode with consumers that apply
+	// inline snapshots on the stream's goroutine (InlineRefresh; in pull
+	// mode it changes nothing, every refresh needing a GET).
 	for _, f := range s.Fanout {
-		for _, inline := range []bool{false, true} {
+		for _, v := range []struct{ inline, refresh bool }{{false, false}, {true, false}, {true, true}} {
 			out = append(out, Scenario{NameSSEFanout, func(ctx context.Context) (Result, error) {
-				return SSEFanout(ctx, SSEFanoutConfig{Consumers: f.Consumers, Writes: f.Writes, Inline: inline, Logf: logf})
+				return SSEFanout(ctx, SSEFanoutConfig{Consumers: f.Consumers, Writes: f.Writes, Inline: v.inline,
+					InlineRefresh: v.refresh, Logf: logf})
 			}})
 		}
 	}
@@ -97,6 +101,9 @@ type SSEFanoutConfig struct {
 	Interval time.Duration
 	// Inline selects inline mode; false is pull mode.
 	Inline bool
+	// InlineRefresh sets the consumers' ConsumerOptions.InlineRefresh:
+	// inline snapshots are applied on each client's stream goroutine.
+	InlineRefresh bool
 	// Server starts the server process.
 	Server ServerCommand
 	// Logf, if set, receives notes on the run (phases and their times).
@@ -107,7 +114,8 @@ type SSEFanoutConfig struct {
 type SSEFanoutResult struct {
 	Name      string `json:"name"`
 	Consumers int    `json:"consumers"`
-	Mode      string `json:"mode"` // ModePull or ModeInline
+	Mode      string `json:"mode"`    // ModePull or ModeInline
+	Refresh   string `json:"refresh"` // the consumers' RefreshGoroutine or RefreshInline
 	Writes    int    `json:"writes"`
 	// P50Ms, P99Ms and MaxMs are percentiles (nearest rank) of the
 	// latencies, one per write and handle, from the write's acknowledgement
@@ -143,9 +151,14 @@ func (r SSEFanoutResult) rank() float64 { return r.P99Ms }
 // through the HTTP API by the writer process, one every cfg.Interval, and a
 // wait until every handle has applied the last one (a minute at most).
 func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error) {
-	res := SSEFanoutResult{Name: NameSSEFanout, Consumers: cfg.Consumers, Writes: cfg.Writes, Mode: ModePull}
+	res := SSEFanoutResult{Name: NameSSEFanout, Consumers: cfg.Consumers, Writes: cfg.Writes, Mode: ModePull,
+		Refresh: refreshMode(cfg.InlineRefresh)}
 	if cfg.Inline {
 		res.Mode = ModeInline
+	}
+	label := res.Mode // of the notes on stderr
+	if cfg.InlineRefresh {
+		label += "+inline-refresh"
 	}
 	if cfg.Consumers < 1 || cfg.Writes < 1 {
 		return res, fmt.Errorf("sse_fanout needs at least 1 consumer and 1 write, not %d and %d", cfg.Consumers, cfg.Writes)
@@ -165,7 +178,7 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 		return res, err
 	}
 	defer func() { _ = srv.stop(context.WithoutCancel(ctx)) }()
-	logf("%s %s: server process %d at %s", NameSSEFanout, res.Mode, srv.cmd.Process.Pid, srv.base)
+	logf("%s %s: server process %d at %s", NameSSEFanout, label, srv.cmd.Process.Pid, srv.base)
 	w, err := httpsync.NewClient(srv.base, nil)
 	if err != nil {
 		return res, err
@@ -189,12 +202,12 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	}
 
 	t := time.Now()
-	f, err := newFleet(ctx, srv.base, cfg.Consumers, cfg.Inline, origin)
+	f, err := newFleet(ctx, srv.base, cfg.Consumers, cfg.Inline, cfg.InlineRefresh, origin)
 	if err != nil {
 		return res, err
 	}
 	defer f.close()
-	logf("%s %s: %d consumers started in %v (keep-alive %v)", NameSSEFanout, res.Mode, cfg.Consumers, time.Since(t).Round(time.Millisecond), f.keepAlive)
+	logf("%s %s: %d consumers started in %v (keep-alive %v)", NameSSEFanout, label, cfg.Consumers, time.Since(t).Round(time.Millisecond), f.keepAlive)
 	// Connections of the last start-up GETs may still be closing (without
 	// keep-alive, the server lingers up to 500 ms on each): let them go.
 	if err := sleep(ctx, settleTime); err != nil {
@@ -213,7 +226,7 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 		return res, fmt.Errorf("the server has %d streams open with %d consumers started", st0.StreamsOpen, cfg.Consumers)
 	}
 	per := func(a, b uint64) int64 { return (int64(b) - int64(a)) / int64(cfg.Consumers) }
-	logf("%s %s: server memory per consumer: %d B resident, %d B heap in use, %d B stacks", NameSSEFanout, res.Mode,
+	logf("%s %s: server memory per consumer: %d B resident, %d B heap in use, %d B stacks", NameSSEFanout, label,
 		res.ServerRSSBytesPerConsumer, per(mem0.HeapInuse, st0.HeapInuse), per(mem0.StackInuse, st0.StackInuse))
 
 	// The writes, on the writer's schedule.
@@ -265,9 +278,9 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	}
 	var gc1 runtime.MemStats
 	runtime.ReadMemStats(&gc1)
-	logf("%s %s: CPU during the writes: server %v (%.1f µs per consumer and write), consumers %v (%.1f µs; %d GCs, heap %d MiB)", NameSSEFanout, res.Mode,
+	logf("%s %s: CPU during the writes: server %v (%.1f µs per consumer and write), consumers %v (%.1f µs; %d GCs, heap %d MiB)", NameSSEFanout, label,
 		srvCPU, perDelivery(srvCPU), cliCPU, perDelivery(cliCPU), gc1.NumGC-gc0.NumGC, gc1.HeapAlloc>>20)
-	logf("%s %s: writes done in %v, converged %v after the last", NameSSEFanout, res.Mode,
+	logf("%s %s: writes done in %v, converged %v after the last", NameSSEFanout, label,
 		(writes[len(writes)-1].ack - writes[0].ack).Round(time.Millisecond), (waitEnd - writes[len(writes)-1].ack).Round(time.Millisecond))
 	st1, err := srv.stats(ctx)
 	if err != nil {
@@ -303,13 +316,13 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 		}
 		fmt.Fprintf(&perWrite, " %.0f/%.0f/%.0f", float64((wr.ack-wr.sent).Microseconds())/1000, percentileMs(col, 99), percentileMs(col, 100))
 	}
-	logf("%s %s: per write, PUT ms/p99 ms/max ms:%s", NameSSEFanout, res.Mode, perWrite.String())
+	logf("%s %s: per write, PUT ms/p99 ms/max ms:%s", NameSSEFanout, label, perWrite.String())
 	res.P50Ms, res.P99Ms, res.MaxMs = percentileMs(lat, 50), percentileMs(lat, 99), percentileMs(lat, 100)
-	logf("%s %s: latency from the PUT's sending: p50 %v ms, p99 %v ms, max %v ms", NameSSEFanout, res.Mode,
+	logf("%s %s: latency from the PUT's sending: p50 %v ms, p99 %v ms, max %v ms", NameSSEFanout, label,
 		percentileMs(fromSent, 50), percentileMs(fromSent, 99), percentileMs(fromSent, 100))
 	res.errors = f.errs.Load()
 	if res.errors > 0 {
-		logf("%s %s: %v", NameSSEFanout, res.Mode, f.err())
+		logf("%s %s: %v", NameSSEFanout, label, f.err())
 	}
 	return res, nil
 }
@@ -418,7 +431,7 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 	}
 
 	t := time.Now()
-	f, err := newFleet(ctx, srv.base, cfg.Consumers, false, origin)
+	f, err := newFleet(ctx, srv.base, cfg.Consumers, false, false, origin)
 	if err != nil {
 		return res, err
 	}

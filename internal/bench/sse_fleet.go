@@ -105,14 +105,14 @@ func (f *fleet) wallOffset(t int64) time.Duration { return time.Duration(t - f.o
 // newFleet makes n consumers of the server at base, in inline mode or
 // pull mode, and starts them, startParallel at a time. Each consumer's
 // Start returns once its stream is open and its first snapshot applied.
-func newFleet(ctx context.Context, base string, n int, inline bool, origin time.Time) (*fleet, error) {
+func newFleet(ctx context.Context, base string, n int, inline, inlineRefresh bool, origin time.Time) (*fleet, error) {
 	limit, err := raiseOpenFiles(descriptorsFor(n), fmt.Sprintf("%d SSE consumers", n))
 	if err != nil {
 		return nil, err
 	}
 	f := &fleet{origin: origin, hs: make([]*handle, n), keepAlive: limit >= keepAliveDescriptors(n)}
 	for i := range f.hs {
-		h, err := f.newHandle(base, inline, i)
+		h, err := f.newHandle(base, inline, inlineRefresh, i)
 		if err != nil {
 			f.close()
 			return nil, err
@@ -126,7 +126,7 @@ func newFleet(ctx context.Context, base string, n int, inline bool, origin time.
 	return f, nil
 }
 
-func (f *fleet) newHandle(base string, inline bool, i int) (*handle, error) {
+func (f *fleet) newHandle(base string, inline, inlineRefresh bool, i int) (*handle, error) {
 	h := &handle{f: f, tr: &http.Transport{DisableKeepAlives: !f.keepAlive}}
 	if ip := sourceIP(i); ip != nil {
 		h.tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}).DialContext
@@ -143,8 +143,9 @@ func (f *fleet) newHandle(base string, inline bool, i int) (*handle, error) {
 	h.c, err = statesync.NewConsumer(topic, cl, cl, h, &statesync.ConsumerOptions{
 		// A snapshot GET that fails (a connection refused while the server
 		// restarts) is tried again, as a real client would.
-		Retry:   &statesync.RetryPolicy{MaxAttempts: 6, InitialDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, Jitter: 1},
-		OnError: f.reported,
+		Retry:         &statesync.RetryPolicy{MaxAttempts: 6, InitialDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, Jitter: 1},
+		OnError:       f.reported,
+		InlineRefresh: inlineRefresh,
 	})
 	if err != nil {
 		_ = cl.Close()

@@ -41,14 +41,16 @@ func TestSSEServerChild(t *testing.T) {
 
 // Every handle, each over its own connection, converges on the last of
 // several writes made through the HTTP API (B-E2E-25 over SSE); in pull
-// mode each handle GETs at most once per write, in inline mode never.
+// mode each handle GETs at most once per write, in inline mode never,
+// whether the consumers refresh on their own goroutines or inline.
 func TestSSEFanoutConverges(t *testing.T) {
 	const consumers, writes = 20, 3
-	for _, inline := range []bool{false, true} {
+	for _, v := range []struct{ inline, refresh bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		inline := v.inline
 		mode := map[bool]string{false: ModePull, true: ModeInline}[inline]
-		t.Run(mode, func(t *testing.T) {
+		t.Run(mode+"/"+refreshMode(v.refresh), func(t *testing.T) {
 			r, err := SSEFanout(t.Context(), SSEFanoutConfig{Consumers: consumers, Writes: writes, Interval: 50 * time.Millisecond,
-				Inline: inline, Server: testServer(t), Logf: t.Logf})
+				Inline: inline, InlineRefresh: v.refresh, Server: testServer(t), Logf: t.Logf})
 			if err != nil {
 				t.Fatalf("SSEFanout: %v", err)
 			}
@@ -59,7 +61,7 @@ func TestSSEFanoutConverges(t *testing.T) {
 			if r.errors != 0 {
 				t.Errorf("SSEFanout(%s): consumers reported %d errors; want 0", mode, r.errors)
 			}
-			if r.Name != NameSSEFanout || r.Mode != mode || r.Consumers != consumers || r.Writes != writes {
+			if r.Name != NameSSEFanout || r.Mode != mode || r.Refresh != refreshMode(v.refresh) || r.Consumers != consumers || r.Writes != writes {
 				t.Errorf("SSEFanout(%s) = %+v; want name %s, mode %s, %d consumers, %d writes", mode, r, NameSSEFanout, mode, consumers, writes)
 			}
 			if !(0 <= r.P50Ms && r.P50Ms <= r.P99Ms && r.P99Ms <= r.MaxMs) {
@@ -99,13 +101,13 @@ func TestSSEReconnectHerd(t *testing.T) {
 }
 
 // The JSON lines of the SSE scenarios have exactly the field names of
-// scenarios.md, plus name.
+// scenarios.md, plus name (and refresh for sse_fanout).
 func TestSSEResultFieldNames(t *testing.T) {
 	tests := []struct {
 		r    Result
 		want []string
 	}{
-		{SSEFanoutResult{}, []string{"name", "consumers", "mode", "writes", "p50_ms", "p99_ms", "max_ms", "snapshot_gets",
+		{SSEFanoutResult{}, []string{"name", "consumers", "mode", "refresh", "writes", "p50_ms", "p99_ms", "max_ms", "snapshot_gets",
 			"server_rss_bytes_per_consumer", "converged"}},
 		{SSEHerdResult{}, []string{"name", "consumers", "ms_to_converge", "snapshot_builds", "snapshot_gets"}},
 	}
@@ -158,10 +160,11 @@ func TestSSESizes(t *testing.T) {
 	}
 }
 
-// sse_fanout runs at each size in both modes; sse_reconnect_herd once.
+// sse_fanout runs at each size in pull mode, inline mode and inline mode
+// with InlineRefresh consumers; sse_reconnect_herd once.
 func TestSSEScenarios(t *testing.T) {
 	all := Scenarios(DefaultSizes())
-	for name, want := range map[string]int{NameSSEFanout: 4, NameSSEReconnectHerd: 1} {
+	for name, want := range map[string]int{NameSSEFanout: 6, NameSSEReconnectHerd: 1} {
 		got, err := Select(all, []string{name})
 		if err != nil {
 			t.Fatalf("Select(%q): %v", name, err)
@@ -270,7 +273,7 @@ func benchSSEFanoutWrite(b *testing.B, consumers int, inline bool) {
 	if _, err := w.Put(ctx, topic, writeData(0)); err != nil {
 		b.Fatal(err)
 	}
-	f, err := newFleet(ctx, srv.base, consumers, inline, time.Now())
+	f, err := newFleet(ctx, srv.base, consumers, inline, false, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
