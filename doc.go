@@ -124,7 +124,11 @@
 // Every exported method of [Consumer], [Source] and [MemoryStore] is safe
 // for concurrent use. [Consumer.Invalidate] and [Consumer.InvalidateRaw] may
 // be called from any goroutine, concurrently and re-entrantly; they never
-// block and never run provider or applier work inline.
+// block and never run provider or applier work inline, unless the consumer
+// was made with [ConsumerOptions.InlineRefresh]: then a delivery that finds
+// no refresh in flight runs it on its own goroutine (only when the snapshot
+// is at hand, if the provider is a [SnapshotPeeker]), and the applier runs
+// there too.
 //
 // Goroutines: a Consumer runs its refreshes on goroutines it owns and waits
 // for in [Consumer.Wait]; throttle timers fire on timer goroutines and only
