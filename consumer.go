@@ -464,36 +464,10 @@ func (c *Consumer) run(inline bool) {
 	c.wg.add()
 	c.mu.Unlock()
 	if inline {
-		c.loopInline(seq)
+		c.runs(seq, true)
 		return
 	}
 	go c.loop(seq)
-}
-
-// loopInline is loop on the calling goroutine (InlineRefresh). With a
-// SnapshotPeeker, a run whose snapshot is not at hand, and those after it,
-// go to a goroutine of their own.
-func (c *Consumer) loopInline(seq uint64) {
-	defer c.wg.done()
-	for {
-		var e *Error
-		if c.peeker == nil {
-			e = c.cycle()
-		} else {
-			snap, ok := c.peek()
-			if !ok {
-				c.wg.add() // before done: the count never drops to 0 meanwhile
-				go c.loop(seq)
-				return
-			}
-			e = c.offerRun(snap)
-		}
-		next, ok := c.finish(seq, e)
-		if !ok {
-			return
-		}
-		seq = next
-	}
 }
 
 // peek asks the peeker for the topic's snapshot; a panic counts as "not at
@@ -507,12 +481,28 @@ func (c *Consumer) peek() (snap Snapshot, ok bool) {
 	return c.peeker.PeekSnapshot(c.topic)
 }
 
-// loop runs refreshes while more are queued. It owns the refresh slot.
-func (c *Consumer) loop(seq uint64) {
+// loop runs refreshes while more are queued, on a goroutine of the
+// consumer's own. It owns the refresh slot.
+func (c *Consumer) loop(seq uint64) { c.runs(seq, false) }
+
+// runs runs refreshes while more are queued, starting with run seq, and
+// counts itself out of c.wg when done. Inline (InlineRefresh, on the
+// delivering goroutine) with a SnapshotPeeker, a run whose snapshot is not
+// at hand is handed, with those after it, to a goroutine of its own.
+func (c *Consumer) runs(seq uint64, inline bool) {
 	defer c.wg.done()
 	for {
-		e := c.cycle()
-		next, ok := c.finish(seq, e)
+		var at *Snapshot
+		if inline && c.peeker != nil {
+			snap, ok := c.peek()
+			if !ok {
+				c.wg.add() // before done: the count never drops to 0 meanwhile
+				go c.loop(seq)
+				return
+			}
+			at = &snap
+		}
+		next, ok := c.finish(seq, c.cycle(at))
 		if !ok {
 			return
 		}
@@ -571,13 +561,17 @@ func (c *Consumer) finish(seq uint64, e *Error) (next uint64, ok bool) {
 	return next, ok
 }
 
-// cycle is one refresh: fetch, validate, gate, apply, advance.
-func (c *Consumer) cycle() *Error {
+// cycle is one refresh: fetch (unless the snapshot is at hand), validate,
+// gate, apply, advance.
+func (c *Consumer) cycle(at *Snapshot) *Error {
 	if c.stopped.Load() {
 		c.debug("refresh skipped (stopped)")
 		return nil
 	}
 	c.debug("refresh started")
+	if at != nil {
+		return c.offer(c.runCtx, *at)
+	}
 	snap, err := c.fetch()
 	if err != nil {
 		if c.stopped.Load() {
@@ -585,16 +579,6 @@ func (c *Consumer) cycle() *Error {
 		}
 		return c.fetchError(err)
 	}
-	return c.offer(c.runCtx, snap)
-}
-
-// offerRun is cycle with a snapshot already at hand.
-func (c *Consumer) offerRun(snap Snapshot) *Error {
-	if c.stopped.Load() {
-		c.debug("refresh skipped (stopped)")
-		return nil
-	}
-	c.debug("refresh started (snapshot at hand)")
 	return c.offer(c.runCtx, snap)
 }
 

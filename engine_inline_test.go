@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -82,7 +83,12 @@ func TestEngineInlineRefreshReentrant(t *testing.T) {
 	e := newEngEnv(t, &statesync.ConsumerOptions{InlineRefresh: true})
 	e.start(t)
 	var once sync.Once
+	var sending atomic.Bool
+	var outside atomic.Int32 // applies made while the delivery was not in progress
 	e.app.setHook(func(ctx context.Context, s statesync.Snapshot) error {
+		if !sending.Load() {
+			outside.Add(1)
+		}
 		if s.Revision == 2 {
 			once.Do(func() {
 				e.prov.set(3, `"echo"`)
@@ -92,7 +98,12 @@ func TestEngineInlineRefreshReentrant(t *testing.T) {
 		return nil
 	})
 	e.prov.set(2, `"v2"`)
+	sending.Store(true)
 	e.sub.send(engInv(2))
+	sending.Store(false)
+	if n := outside.Load(); n != 0 {
+		t.Errorf("%d applies ran outside the delivery; want both inside it", n)
+	}
 	if got, want := e.app.revs(), []statesync.Revision{1, 2, 3}; !slices.Equal(got, want) {
 		t.Errorf("applied revisions = %v; want %v", got, want)
 	}
@@ -109,7 +120,16 @@ func TestEngineInlineRefreshErrorsAndStop(t *testing.T) {
 	e.start(t)
 	boom := errors.New("boom")
 	e.prov.setErr(boom)
+	var sending, reportedInside atomic.Bool
+	e.errs.mu.Lock()
+	e.errs.hook = func(*statesync.Error) { reportedInside.Store(sending.Load()) }
+	e.errs.mu.Unlock()
+	sending.Store(true)
 	e.sub.send(engInv(2))
+	sending.Store(false)
+	if !reportedInside.Load() {
+		t.Error("the failed inline refresh was not reported during the delivery; want it reported on the delivering goroutine")
+	}
 	errs := e.errs.all()
 	if len(errs) != 1 || errs[0].Phase != statesync.PhaseGetSnapshot || !errors.Is(errs[0], boom) {
 		t.Fatalf("errors reported by the time Invalidate returned = %v; want one getSnapshot error wrapping boom", errs)

@@ -167,8 +167,8 @@ func (s *Source) entry(ctx context.Context, topic string) (*cacheEntry, error) {
 	if err := CheckTopic(topic); err != nil {
 		return nil, err
 	}
-	if e, ok := s.cache.Load(topic); ok {
-		return e.(*cacheEntry), nil
+	if e := s.cached(topic); e != nil {
+		return e, nil
 	}
 	rec, err := s.store.Get(ctx, topic)
 	if err != nil {
@@ -197,10 +197,18 @@ func (s *Source) PeekSnapshot(topic string) (Snapshot, bool) {
 	if s.closed.Load() {
 		return Snapshot{}, false
 	}
-	if e, ok := s.cache.Load(topic); ok {
-		return e.(*cacheEntry).rec.Snapshot(), true
+	if e := s.cached(topic); e != nil {
+		return e.rec.Snapshot(), true
 	}
 	return Snapshot{}, false
+}
+
+// cached returns the cache entry of topic, or nil.
+func (s *Source) cached(topic string) *cacheEntry {
+	if e, ok := s.cache.Load(topic); ok {
+		return e.(*cacheEntry)
+	}
+	return nil
 }
 
 // Snapshot implements [Provider]; it is [Source.Get].

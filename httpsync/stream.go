@@ -379,12 +379,12 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	st.mu.Unlock()
 	hdr.Set("Connection", "close")
 	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat)) // as net/http would
-	head := append(make([]byte, 0, 256+len(sw.buf)), "HTTP/1.1 200 OK\r\n"...)
-	hb := bytes.NewBuffer(head)
-	_ = hdr.Write(hb) // a bytes.Buffer does not fail
-	hb.WriteString("\r\n")
-	hb.Write(sw.buf)
-	sw.buf = hb.Bytes()
+	var head bytes.Buffer                                     // status line, header, then the retry hint already in sw.buf
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = hdr.Write(&head) // a bytes.Buffer does not fail
+	head.WriteString("\r\n")
+	head.Write(sw.buf)
+	sw.buf = head.Bytes()
 	sw.ctx, sw.out = context.Background(), conn
 	for _, inv := range initial {
 		sw.frame(inv)

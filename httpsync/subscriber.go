@@ -355,15 +355,13 @@ func (c *Client) deliverRaw(payload []byte) {
 // FuzzDecodeInline).
 func scanInline(payload []byte) (inv statesync.Invalidation, snap statesync.Snapshot, ok bool) {
 	p := payload
-	var topic, rev string
-	if topic, p, ok = scanField(p, `{"topic":"`); !ok || strings.TrimSpace(topic) == "" {
+	var found bool
+	var rev string
+	if inv.Topic, p, found, ok = cutField(p, `{"topic":"`); !found || !ok || strings.TrimSpace(inv.Topic) == "" {
 		return inv, snap, false
 	}
-	inv.Topic = topic
-	if bytes.HasPrefix(p, []byte(`,"sourceId":"`)) {
-		if inv.SourceID, p, ok = scanField(p, `,"sourceId":"`); !ok {
-			return inv, snap, false
-		}
+	if inv.SourceID, p, _, ok = cutField(p, `,"sourceId":"`); !ok {
+		return inv, snap, false
 	}
 	if rest, found := bytes.CutPrefix(p, []byte(`,"timestampMs":`)); found {
 		n := 0
@@ -380,7 +378,7 @@ func scanInline(payload []byte) (inv statesync.Invalidation, snap statesync.Snap
 		}
 		inv.TimestampMs, p = ts, rest[n:]
 	}
-	if rev, p, ok = scanField(p, `,"revision":"`); !ok {
+	if rev, p, found, ok = cutField(p, `,"revision":"`); !found || !ok {
 		return inv, snap, false
 	}
 	r, err := statesync.ParseRevision(rev)
@@ -388,17 +386,14 @@ func scanInline(payload []byte) (inv statesync.Invalidation, snap statesync.Snap
 		return inv, snap, false
 	}
 	inv.Revision = r
-	if bytes.HasPrefix(p, []byte(`,"epoch":"`)) {
-		if inv.Epoch, p, ok = scanField(p, `,"epoch":"`); !ok {
-			return inv, snap, false
-		}
+	if inv.Epoch, p, _, ok = cutField(p, `,"epoch":"`); !ok {
+		return inv, snap, false
 	}
 	data, found := bytes.CutPrefix(p, []byte(`,"data":`))
 	if !found || len(data) == 0 || data[len(data)-1] != '}' {
 		return inv, snap, false
 	}
-	data = bytes.TrimRight(data[:len(data)-1], " \t\r\n")
-	data = bytes.TrimLeft(data, " \t\r\n")
+	data = bytes.Trim(data[:len(data)-1], " \t\r\n") // JSON's white space
 	if len(data) == 0 || !json.Valid(data) {
 		return inv, snap, false
 	}
@@ -406,20 +401,22 @@ func scanInline(payload []byte) (inv statesync.Invalidation, snap statesync.Snap
 	return inv, snap, true
 }
 
-// scanField reads prefix, then a string of printable ASCII other than '"'
-// and '\\' up to its closing quote, and returns the string and the rest.
-func scanField(p []byte, prefix string) (string, []byte, bool) {
-	rest, found := bytes.CutPrefix(p, []byte(prefix))
+// cutField cuts prefix from p, then a string of printable ASCII other than
+// '"' and '\\' up to its closing quote, and returns the string and the
+// rest. found is false (and ok true) if p does not start with prefix; ok
+// is false if the string is not of that form.
+func cutField(p []byte, prefix string) (s string, rest []byte, found, ok bool) {
+	rest, found = bytes.CutPrefix(p, []byte(prefix))
 	if !found {
-		return "", p, false
+		return "", p, false, true
 	}
 	for i, c := range rest {
 		switch {
 		case c == '"':
-			return string(rest[:i]), rest[i+1:], true
+			return string(rest[:i]), rest[i+1:], true, true
 		case c < 0x20 || c > 0x7e || c == '\\':
-			return "", p, false
+			return "", p, true, false
 		}
 	}
-	return "", p, false
+	return "", p, true, false
 }

@@ -68,10 +68,13 @@ const (
 func Scenarios(s Sizes) []Scenario {
 	out := []Scenario{
 		{NameGateStaleEvents, func(ctx context.Context) (Result, error) { return GateStaleEvents(ctx, s.GateEvents) }},
-		{NameCycleSequential, func(ctx context.Context) (Result, error) { return CycleSequential(ctx, s.Cycles, false) }},
-		{NameCycleSequential, func(ctx context.Context) (Result, error) { return CycleSequential(ctx, s.Cycles, true) }},
-		{NameBurstCoalescing, func(ctx context.Context) (Result, error) { return BurstCoalescing(ctx, s.BurstEvents) }},
 	}
+	for _, inline := range []bool{false, true} {
+		out = append(out, Scenario{NameCycleSequential, func(ctx context.Context) (Result, error) {
+			return CycleSequential(ctx, s.Cycles, inline)
+		}})
+	}
+	out = append(out, Scenario{NameBurstCoalescing, func(ctx context.Context) (Result, error) { return BurstCoalescing(ctx, s.BurstEvents) }})
 	for _, f := range s.Fanout {
 		for _, inline := range []bool{false, true} {
 			out = append(out, Scenario{NameFanout, func(ctx context.Context) (Result, error) {
