@@ -379,7 +379,8 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	st.mu.Unlock()
 	hdr.Set("Connection", "close")
 	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat)) // as net/http would
-	var head bytes.Buffer                                     // status line, header, then the retry hint already in sw.buf
+	// The status line, the header, then the retry hint already in sw.buf.
+	var head bytes.Buffer
 	head.WriteString("HTTP/1.1 200 OK\r\n")
 	_ = hdr.Write(&head) // a bytes.Buffer does not fail
 	head.WriteString("\r\n")
