@@ -122,6 +122,7 @@ func (c *Client) run() {
 		select {
 		case <-t.C:
 		case <-c.changed: // a new set of topics may fare better: try it now
+			c.log.LogAttrs(c.ctx, slog.LevelInfo, "httpsync: event stream retrying early: the topics changed")
 			c.signal()
 		case <-c.ctx.Done():
 			t.Stop()

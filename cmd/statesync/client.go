@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -236,7 +237,9 @@ func (m *Main) runTopics(ctx context.Context, args []string) error {
 
 // runWatch follows topics with the Go engine over one event stream and
 // prints each applied snapshot as a JSON line, until interrupted. If the
-// server cannot be reached it keeps trying.
+// server cannot be reached it keeps trying; a refusal that trying again
+// cannot cure (no or unknown token, a topic outside the token's grants, a
+// bad request) ends it with that error, as redis-cli and etcdctl do.
 func (m *Main) runWatch(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("watch", "[flags] TOPIC...\n\nFollows the topics and prints every applied snapshot as one JSON line, until interrupted.")
 	cf := m.addClientFlags(fs)
@@ -255,7 +258,7 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	level := slog.LevelError
+	level := slog.LevelError + 1 // quiet: only the final error, if any
 	if *verbose {
 		level = slog.LevelInfo
 	}
@@ -271,6 +274,8 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 	}
 	defer cache.Close()
 
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var outMu sync.Mutex // one line at a time
 	var wg sync.WaitGroup
 	var consumers []*statesync.Consumer
@@ -289,38 +294,68 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 		}
 		consumers = append(consumers, cons)
 		cache.hydrate(ctx, topic, cons)
-		wg.Go(func() { startUntilDone(ctx, cons, log) })
+		wg.Go(func() {
+			if err := startUntilDone(ctx, cons, log); err != nil {
+				cancel(fmt.Errorf("watch %s: %w", topic, err))
+			}
+		})
 	}
 	<-ctx.Done()
+	fatal := context.Cause(ctx)
+	if errors.Is(fatal, context.Canceled) || errors.Is(fatal, context.DeadlineExceeded) {
+		fatal = nil // interrupted: the normal end
+	}
 	for _, cons := range consumers {
 		cons.Stop()
 	}
 	wg.Wait()
-	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
 	for _, cons := range consumers {
 		_ = cons.Wait(wctx)
 	}
-	return nil
+	return fatal
 }
 
 // startUntilDone starts cons, retrying with capped backoff while the
-// server is unreachable, until it starts or ctx ends.
-func startUntilDone(ctx context.Context, cons *statesync.Consumer, log *slog.Logger) {
+// server is unreachable, until it starts or ctx ends. It returns the error
+// of a refusal that retrying cannot cure (see refused), and nil otherwise.
+func startUntilDone(ctx context.Context, cons *statesync.Consumer, log *slog.Logger) error {
 	delay := 250 * time.Millisecond
 	for {
 		err := cons.Start(ctx)
 		if err == nil || ctx.Err() != nil || errors.Is(err, statesync.ErrStopped) || errors.Is(err, statesync.ErrStartAfterStop) {
-			return
+			return nil
+		}
+		if se := refused(err); se != nil {
+			msg := fmt.Sprintf("the server refused: %d %s", se.StatusCode, http.StatusText(se.StatusCode))
+			if se.Message != "" {
+				msg += ": " + se.Message
+			}
+			if se.StatusCode == http.StatusUnauthorized {
+				msg += " (give a valid token in STATESYNC_TOKEN)"
+			}
+			return errors.New(msg)
 		}
 		log.Warn("cannot start; retrying", slog.String("topic", cons.Topic()), slog.Any("error", err), slog.Duration("in", delay))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return nil
 		case <-t.C:
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// refused returns the server's refusal in err of a request that would be
+// refused again, or nil: a 4xx status other than 408 and 429 (401 no or
+// unknown token, 403 a topic outside the grants, 400, 404).
+func refused(err error) *httpsync.StatusError {
+	var se *httpsync.StatusError
+	if errors.As(err, &se) && se.StatusCode >= 400 && se.StatusCode < 500 && !se.Retryable() {
+		return se
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -116,7 +117,11 @@ func (m *Main) exitCode(err error) int {
 	case errors.Is(err, errUsage):
 		return 2
 	}
-	fmt.Fprintf(m.Stderr, "statesync: %v\n", err)
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "statesync: ") { // errors of the root package carry it already
+		msg = "statesync: " + msg
+	}
+	fmt.Fprintln(m.Stderr, msg)
 	return 1
 }
 
