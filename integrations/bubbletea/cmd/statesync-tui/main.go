@@ -1,9 +1,9 @@
 // Command statesync-tui follows a topic on a statesync daemon and shows its
 // revision and data (pretty JSON), live. Press q to quit.
 //
-//	statesync-tui --server http://127.0.0.1:8080 --topic settings
+//	statesync-tui --server http://127.0.0.1:8765 --topic settings
 //
-// The server defaults to $STATESYNC_SERVER (else http://127.0.0.1:8080);
+// The server defaults to $STATESYNC_SERVER (else http://127.0.0.1:8765);
 // a bearer token is read from $STATESYNC_TOKEN. Change the topic with
 // `statesync put` and the screen follows.
 package main
@@ -39,7 +39,7 @@ func main() {
 // mean the terminal; tests pass pipes. extra options are appended.
 func run(ctx context.Context, args []string, getenv func(string) string, in io.Reader, out io.Writer, extra ...tea.ProgramOption) error {
 	fs := flag.NewFlagSet("statesync-tui", flag.ContinueOnError)
-	server := fs.String("server", envOr(getenv, "STATESYNC_SERVER", "http://127.0.0.1:8080"), "statesync server URL (env STATESYNC_SERVER)")
+	server := fs.String("server", envOr(getenv, "STATESYNC_SERVER", "http://127.0.0.1:8765"), "statesync server URL (env STATESYNC_SERVER)")
 	topic := fs.String("topic", "", "topic to follow (required)")
 	if err := fs.Parse(args); err != nil {
 		return err
