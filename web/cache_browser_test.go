@@ -248,7 +248,7 @@ func testNoEventSource(t *testing.T, browser context.Context) {
 	s := newServer(t, nil)
 	p := newAdapterPage(t, browser, s)
 	var got struct {
-		Message string
+		Message  string
 		WithImpl bool
 	}
 	p.eval(t, `const saved = globalThis.EventSource;
