@@ -69,7 +69,9 @@ export class StateSyncError extends Error {
 /**
  * connect returns a client for the server at url (default: this page's
  * origin). token, if given, is sent as a bearer token (and as access_token on
- * the event stream, which EventSource cannot give headers to).
+ * the event stream, which EventSource cannot give headers to). The other
+ * options (inline, emptyData, EventSourceImpl) are described at the top of
+ * this file. It throws a TypeError if there is no EventSource class.
  */
 export function connect({ url = globalThis.location?.origin ?? "", token, inline = 0, emptyData, EventSourceImpl } = {}) {
   const ES = EventSourceImpl ?? globalThis.EventSource;
@@ -393,6 +395,7 @@ class Client {
    * invalidations older than the applied revision cost nothing, at most one
    * fetch is in flight and one queued, snapshots are applied only if newer
    * (or from another epoch: the server restarted without its history).
+   * Snapshots come from getSnapshot, so the client's emptyData applies.
    * Resolves, after the first snapshot is applied, to a handle
    * {stop(), refresh(), revision(), epoch(), offer(snapshot)}.
    * Options: onError(err, phase), shouldRefresh(event).
