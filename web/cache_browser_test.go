@@ -185,7 +185,8 @@ func testOwnedData(t *testing.T, browser context.Context) {
 // data is a plain object): without emptyData, a topic never written fails
 // to start (data null); with connect({emptyData: () => ({})}) it starts with
 // {}, follows writes, and a DELETE applies {} without an apply error; the
-// provider's own emptyData does the same. Each snapshot gets a fresh value.
+// provider's own emptyData does the same, and follow() applies connect's.
+// Each snapshot gets a fresh value.
 func testEmptyData(t *testing.T, browser context.Context) {
 	s := newServer(t, nil)
 	p := newAdapterPage(t, browser, s)
@@ -230,6 +231,12 @@ func testEmptyData(t *testing.T, browser context.Context) {
 		t.Fatal(err)
 	}
 	check("a DELETE applies the empty value", `{}`, d.Revision.String())
+
+	var followed json.RawMessage
+	p.eval(t, `T.client("cf", {emptyData: () => ({})}); await T.follow("ff", "cf", "never"); return T.applied.ff.at(-1).data;`, &followed)
+	if string(followed) != `{}` {
+		t.Errorf("follow of a topic never written with connect's emptyData applied %s; want {}", followed)
+	}
 
 	var fresh struct{ Distinct, ConnectNull, ProviderNull bool }
 	p.eval(t, `const a = await T.clients.c.getSnapshot("fresh"), b = await T.clients.c.getSnapshot("fresh");
