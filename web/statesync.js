@@ -12,6 +12,30 @@
 // InvalidationSubscriber and SnapshotProvider interfaces of the TypeScript
 // @statesync/core package, so its createRevisionSync and framework adapters
 // work unchanged against a Go server.
+//
+// Options of connect (all optional):
+//   url             the server (default: this page's origin).
+//   token           a bearer token (sent as access_token on the event stream).
+//   inline          ask the event stream to carry snapshots of at most this
+//                   many bytes, so that they need no GET (default 0: none).
+//                   A carried snapshot answers getSnapshot only while it is
+//                   the latest revision (and epoch) the client has been told
+//                   of for its topic and the stream it came on is still up;
+//                   otherwise getSnapshot fetches.
+//   emptyData       a function: getSnapshot, provider and follow give
+//                   emptyData(topic) as the data of a topic that has none
+//                   (never written, or deleted), instead of null. The
+//                   adapters of @statesync/* want an object (in their default
+//                   strict mode they throw on null), so pass () => ({}) for
+//                   them. Called once per snapshot: each gets a fresh value.
+//                   client.provider(topic, {emptyData}) sets it per provider.
+//   EventSourceImpl the EventSource class (default: globalThis.EventSource).
+//                   Node 20 has none: pass one, e.g. EventSource from the
+//                   "eventsource" npm package; connect throws at once without.
+//
+// Every getSnapshot returns data the caller owns: a store may edit it in
+// place without changing what the next call returns (cached responses and
+// carried snapshots are kept as text and parsed again).
 
 const CANONICAL = /^(0|[1-9][0-9]*)$/;
 const U64_MAX = "18446744073709551615";
@@ -45,10 +69,25 @@ export class StateSyncError extends Error {
 /**
  * connect returns a client for the server at url (default: this page's
  * origin). token, if given, is sent as a bearer token (and as access_token on
- * the event stream, which EventSource cannot give headers to).
+ * the event stream, which EventSource cannot give headers to). The other
+ * options (inline, emptyData, EventSourceImpl) are described at the top of
+ * this file. It throws a TypeError if there is no EventSource class.
  */
-export function connect({ url = globalThis.location?.origin ?? "", token, inline = 0, EventSourceImpl } = {}) {
-  return new Client(url.replace(/\/+$/, ""), token, inline, EventSourceImpl ?? globalThis.EventSource);
+export function connect({ url = globalThis.location?.origin ?? "", token, inline = 0, emptyData, EventSourceImpl } = {}) {
+  const ES = EventSourceImpl ?? globalThis.EventSource;
+  if (typeof ES !== "function") {
+    throw new TypeError('statesync: no EventSource: pass EventSourceImpl (e.g. from the "eventsource" package) in Node');
+  }
+  checkEmptyData(emptyData);
+  const c = new Client(url.replace(/\/+$/, ""), token, inline, ES);
+  c.emptyData = emptyData;
+  return c;
+}
+
+function checkEmptyData(f) {
+  if (f !== undefined && f !== null && typeof f !== "function") {
+    throw new TypeError("statesync: emptyData must be a function returning the data of a topic without data");
+  }
 }
 
 class Client {
@@ -58,8 +97,10 @@ class Client {
     this.inline = inline;
     this.ES = ES;
     this.handlers = new Map(); // topic -> Set<handler(event, inlineSnapshot?)>
-    this.inlineCache = new Map(); // topic -> {revision, epoch, data}
-    this.snapCache = new Map(); // topic -> {etag, snap}
+    this.inlineCache = new Map(); // topic -> {revision, epoch, text, data, es}: the last snapshot the stream carried
+    this.latest = new Map(); // topic -> {revision, epoch}: the newest revision the client has been told of
+    this.snapCache = new Map(); // topic -> {etag, text}: the body of the last 200
+    this.emptyData = undefined; // see connect
     this.es = null;
     this.esTopics = "";
     this.reopenScheduled = false;
@@ -130,6 +171,7 @@ class Client {
     };
     es.onerror = () => {
       if (this.es !== es) return;
+      this.inlineCache.clear(); // the stream is down: nothing says they are still the newest
       if (es.readyState !== 2) {
         this.emitStatus("reconnecting"); // the browser retries by itself
         return;
@@ -160,8 +202,13 @@ class Client {
       return; // not JSON: nothing to deliver
     }
     if (!ev || typeof ev.topic !== "string") return;
+    this.noteRevision(ev.topic, ev.revision, ev.epoch);
     if (isSnapshot && isCanonicalRevision(ev.revision)) {
-      this.inlineCache.set(ev.topic, { revision: ev.revision, epoch: ev.epoch, data: ev.data });
+      // Keep the text too: the first getSnapshot it answers gets data, later
+      // ones parse the text again, so that no caller shares another's data.
+      this.inlineCache.set(ev.topic, { revision: ev.revision, epoch: ev.epoch, text, data: ev.data, es: this.es });
+    } else if (!this.inlineFresh(ev.topic)) {
+      this.inlineCache.delete(ev.topic); // announced without data: older now
     }
     const set = this.handlers.get(ev.topic);
     if (!set) return;
@@ -214,33 +261,91 @@ class Client {
     };
   }
 
-  /** provider(topic) is a SnapshotProvider of @statesync/core. */
-  provider(topic) {
-    return { getSnapshot: () => this.getSnapshot(topic) };
+  /**
+   * provider(topic) is a SnapshotProvider of @statesync/core. Option:
+   * emptyData, as connect's, for this provider's snapshots.
+   */
+  provider(topic, { emptyData } = {}) {
+    checkEmptyData(emptyData);
+    const opts = emptyData ? { emptyData } : undefined;
+    return { getSnapshot: () => this.getSnapshot(topic, opts) };
   }
 
-  /** getSnapshot fetches {revision, epoch?, data} of topic (304-aware). */
-  async getSnapshot(topic) {
-    const cached = this.inlineCache.get(topic);
-    if (cached) {
-      this.inlineCache.delete(topic);
-      return cached;
+  /**
+   * getSnapshot resolves to {revision, epoch?, data} of topic: the snapshot
+   * the event stream carried if it is still the latest (see connect's
+   * inline), else a GET (conditional on the last one's ETag). The data is
+   * the caller's own. A topic without data has data null, or
+   * emptyData(topic) (option emptyData, default connect's).
+   */
+  async getSnapshot(topic, { emptyData = this.emptyData } = {}) {
+    const snap = this.takeInline(topic) ?? await this.fetchSnapshot(topic);
+    if (snap.data === null && emptyData) snap.data = emptyData(topic);
+    return snap;
+  }
+
+  // noteRevision records that topic is at revision (of epoch, if a string)
+  // or newer: what frames announce, GETs return and writes make.
+  noteRevision(topic, revision, epoch) {
+    if (!isCanonicalRevision(revision)) return;
+    const cur = this.latest.get(topic);
+    if (!cur || (typeof epoch === "string" && epoch !== cur.epoch) || compareRevisions(revision, cur.revision) > 0) {
+      this.latest.set(topic, { revision, epoch: typeof epoch === "string" ? epoch : cur?.epoch });
     }
+  }
+
+  // inlineFresh reports whether the carried snapshot of topic may answer
+  // getSnapshot: it is the latest revision and epoch the client knows of,
+  // and came on the stream that is open now (a stream that went down or
+  // was replaced may have missed announcements).
+  inlineFresh(topic) {
+    const c = this.inlineCache.get(topic);
+    const l = this.latest.get(topic);
+    return !!c && !!l && c.es === this.es && this.es !== null &&
+      c.revision === l.revision && (c.epoch ?? "") === (l.epoch ?? "");
+  }
+
+  // takeInline returns a snapshot of the caller's own from the carried
+  // snapshot of topic if it is fresh, and forgets it if not.
+  takeInline(topic) {
+    const c = this.inlineCache.get(topic);
+    if (!c) return undefined;
+    if (!this.inlineFresh(topic)) {
+      this.inlineCache.delete(topic);
+      return undefined;
+    }
+    let data = c.data;
+    if (c.given) {
+      data = JSON.parse(c.text).data;
+    } else {
+      c.given = true;
+      c.data = undefined; // the caller owns it now; the text stays
+    }
+    const snap = { revision: c.revision, data: data ?? null };
+    if (typeof c.epoch === "string") snap.epoch = c.epoch;
+    return snap;
+  }
+
+  // fetchSnapshot GETs the snapshot of topic, conditional on the ETag of
+  // the last 200, whose body is kept as text and parsed again on a 304.
+  async fetchSnapshot(topic) {
     const prev = this.snapCache.get(topic);
     const res = await fetch(this.topicURL(topic), {
       headers: this.headers(prev ? { "If-None-Match": prev.etag } : {}),
       cache: "no-store",
     });
-    if (res.status === 304 && prev) return prev.snap;
-    const body = await readBody(res);
-    if (!res.ok) throw httpError(res, body);
+    const notModified = res.status === 304 && prev;
+    const text = notModified ? prev.text : await res.text();
+    const body = parseBody(text);
+    if (!res.ok && !notModified) throw httpError(res, body);
     if (!body || !isCanonicalRevision(body.revision)) {
       throw new StateSyncError(res.status, "protocol", `Non-canonical snapshot revision: ${JSON.stringify(body?.revision)}`, body);
     }
     const snap = { revision: body.revision, data: body.data ?? null };
     if (typeof body.epoch === "string") snap.epoch = body.epoch;
+    this.noteRevision(topic, snap.revision, snap.epoch);
     const etag = res.headers.get("ETag");
-    if (etag) this.snapCache.set(topic, { etag, snap });
+    if (!notModified && etag) this.snapCache.set(topic, { etag, text });
     return snap;
   }
 
@@ -269,6 +374,9 @@ class Client {
     const res = await fetch(this.topicURL(topic), { method, headers: this.headers(h), body });
     const out = await readBody(res);
     if (!res.ok) throw httpError(res, out);
+    // The stream will announce it too; until then a carried snapshot of
+    // topic is older than what this client wrote.
+    this.noteRevision(topic, out?.revision, out?.epoch);
     return out; // {revision, epoch}
   }
 
@@ -287,6 +395,7 @@ class Client {
    * invalidations older than the applied revision cost nothing, at most one
    * fetch is in flight and one queued, snapshots are applied only if newer
    * (or from another epoch: the server restarted without its history).
+   * Snapshots come from getSnapshot, so the client's emptyData applies.
    * Resolves, after the first snapshot is applied, to a handle
    * {stop(), refresh(), revision(), epoch(), offer(snapshot)}.
    * Options: onError(err, phase), shouldRefresh(event).
@@ -421,7 +530,10 @@ class Follower {
 }
 
 async function readBody(res) {
-  const text = await res.text();
+  return parseBody(await res.text());
+}
+
+function parseBody(text) {
   if (!text) return null;
   try {
     return JSON.parse(text);

@@ -34,9 +34,9 @@ export function client(name, opts = {}) {
   const c = connect({ ...opts, EventSourceImpl: CountingEventSource });
   c.snapshotCalls = {};
   const get = c.getSnapshot.bind(c);
-  c.getSnapshot = (topic) => {
+  c.getSnapshot = (topic, ...rest) => {
     c.snapshotCalls[topic] = (c.snapshotCalls[topic] ?? 0) + 1;
-    return get(topic);
+    return get(topic, ...rest);
   };
   statuses[name] = [];
   c.onStatus((s) => statuses[name].push(s));
