@@ -97,6 +97,7 @@ type Client struct {
 	subs    map[string][]*subscription // topic -> handlers, replaced on change
 	cache   map[string]*topicCache
 	live    map[string]bool // the topics of the open stream; nil if none
+	refused map[string]bool // the topics the open stream refused; nil if none
 }
 
 // A subscription is one Subscribe call.
@@ -104,6 +105,7 @@ type subscription struct {
 	h      statesync.Handler
 	active atomic.Bool
 	ready  chan struct{} // closed once a connection attempt for its topic ended
+	err    error         // set before ready is closed: the server refused the topic
 }
 
 // topicCache is what the client knows of a topic's snapshots.
@@ -209,8 +211,13 @@ func (c *Client) signal() {
 // the stream is down. A malformed frame is given to h.InvalidateRaw, so
 // that the consumer reports it.
 //
-// All the topics of a Client share one stream, and one topic the token may
-// not read makes the server refuse the stream (403) for all of them.
+// All the topics of a Client share one stream. A topic the server refuses
+// (one the token may not read, 403, or whose name it finds invalid, 400)
+// fails alone: Subscribe returns a *[StatusError] with the status, code and
+// message of the refusal, which is not retryable, and the other topics are
+// followed all the same. A topic refused later, when the stream reconnects
+// (the token's grants changed), is logged at warn level and no longer
+// followed: its handlers receive nothing more.
 //
 // Once the returned function has returned, no delivery to h begins; one
 // already running on the stream's goroutine may finish. It may be called
@@ -267,6 +274,10 @@ func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handle
 	}
 	select {
 	case <-s.ready:
+		if s.err != nil {
+			unsub()
+			return nil, s.err
+		}
 		return unsub, nil
 	case <-ctx.Done():
 		unsub()
@@ -278,7 +289,8 @@ func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handle
 }
 
 // attempted records the end of a connection attempt for topics: the
-// subscriptions waiting for it may return. If open, the stream is live.
+// subscriptions waiting for it may return. If open, the stream is live,
+// for the topics it did not refuse.
 func (c *Client) attempted(topics []string, open bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -286,6 +298,9 @@ func (c *Client) attempted(topics []string, open bool) {
 		c.live = make(map[string]bool, len(topics))
 	}
 	for _, t := range topics {
+		if c.refused[t] {
+			continue
+		}
 		if open {
 			c.live[t] = true
 		}

@@ -83,8 +83,11 @@
 // implementation for bearer tokens from a token file ([TokenFile]), sent
 // in the Authorization header or, for browsers' EventSource, the
 // access_token query parameter. Requests for topics outside a token's
-// grants are refused with 403, a stream naming one included, and lists
-// leave them out.
+// grants are refused with 403, and lists leave them out. A stream naming
+// such a topic, or an invalid one, refuses that topic alone: it sends an
+// "event: refused" frame {"topic","code","message"} (codes [CodeForbidden],
+// [CodeInvalidTopic]) after the retry hint, before the initial frames, and
+// follows the others; if none is left, it ends after the refused frames.
 //
 // # Client
 //
@@ -106,7 +109,11 @@
 // stripping the prefix. Call [Handler.Shutdown] before
 // http.Server.Shutdown, which otherwise waits for event streams that never
 // go idle; with HijackStreams, http.Server.Shutdown and Close do not see
-// the streams at all, and only Handler.Shutdown (or Close) ends them. A stream naming a topic the token may not read is refused as a
-// whole, so a Client whose token lacks one of its topics' grants follows
-// none of them (it reports and retries slowly).
+// the streams at all, and only Handler.Shutdown (or Close) ends them. A
+// topic of a Client that the server refuses (outside the token's grants,
+// or an invalid name) fails only its own Subscribe, with a non-retryable
+// *[StatusError]; the other topics of the Client keep flowing. If the
+// server refuses a topic only after a reconnection (its grants were
+// revoked), the Client logs it at warn level and stops following it: its
+// consumers are not told, and stay at the last revision they applied.
 package httpsync

@@ -284,24 +284,30 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	}
 	st := &stream{wake: make(chan struct{}, 1), topics: make(map[string]*streamTopic, len(names))}
 	order := make([]string, 0, len(names))
+	// A topic the stream may not follow (an invalid name, or one the token
+	// may not read) is refused alone, with a refused frame: the others
+	// are followed all the same.
+	var refused []refusal
+	seen := make(map[string]bool, len(names))
 	for _, name := range names {
-		if !h.checkTopic(w, name) {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if len(seen) > h.opts.MaxStreamTopics {
+			h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "more than "+strconv.Itoa(h.opts.MaxStreamTopics)+" topics in one stream")
 			return
 		}
-		if _, dup := st.topics[name]; dup {
+		if err := statesync.CheckTopic(name); err != nil {
+			refused = append(refused, refusal{Topic: name, Code: CodeInvalidTopic, Message: err.Error()})
+			continue
+		}
+		if !g.CanRead(name) {
+			refused = append(refused, refusal{Topic: name, Code: CodeForbidden, Message: "this token may not read topic " + strconv.Quote(name)})
 			continue
 		}
 		st.topics[name] = &streamTopic{name: name}
 		order = append(order, name)
-	}
-	if len(order) > h.opts.MaxStreamTopics {
-		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "more than "+strconv.Itoa(h.opts.MaxStreamTopics)+" topics in one stream")
-		return
-	}
-	for _, name := range order {
-		if !h.allowed(w, name, g.CanRead(name), "read") {
-			return
-		}
 	}
 	inline := -1
 	if s := q.Get("inline"); s != "" {
@@ -311,6 +317,11 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 			return
 		}
 		inline = n
+	}
+
+	if len(order) == 0 {
+		h.refuseAll(w, refused)
+		return
 	}
 
 	rc := http.NewResponseController(w)
@@ -347,6 +358,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	sw := &frameWriter{h: h, st: st, inline: inline}
 	sw.buf = strconv.AppendInt(append(sw.buf, "retry: "...), h.opts.RetryHint.Milliseconds(), 10)
 	sw.buf = append(sw.buf, "\n\n"...)
+	sw.buf = appendRefused(sw.buf, refused)
 
 	if h.opts.HijackStreams && r.ProtoMajor == 1 {
 		if conn, _, err := rc.Hijack(); err == nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -86,8 +87,8 @@ func (c *Client) run() {
 		for wait := true; wait; {
 			select {
 			case <-c.changed:
-				if slices.Equal(c.topicSet(), topics) {
-					continue // changed and changed back: keep the stream
+				if slices.Equal(c.topicSet(), c.followed(topics)) {
+					continue // changed and changed back, or a topic refused: keep the stream
 				}
 				reopen, wait = true, false
 				cancel()
@@ -157,7 +158,7 @@ func (c *Client) backoff(attempt, status int, hint time.Duration) time.Duration 
 // a stream, nothing says whether they are still the newest.
 func (c *Client) streamClosed() {
 	c.mu.Lock()
-	c.live = nil
+	c.live, c.refused = nil, nil
 	for _, tc := range c.cache {
 		tc.hasInl, tc.inline = false, statesync.Snapshot{}
 	}
@@ -209,17 +210,34 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 		return streamResult{err: fmt.Errorf("httpsync: event stream has Content-Type %q", resp.Header.Get("Content-Type"))}
 	}
 	opened := time.Now()
-	c.attempted(topics, true)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: event stream open", slog.Int("topics", len(topics)))
 
+	// The refused frames, if any, come first: the stream has taken its
+	// topics in at its first other frame.
+	taken, refused := false, 0
 	p := newSSEReader(resp.Body, c.opts.MaxFrame)
 	for {
 		ev, err := p.next()
 		if err != nil {
-			return streamResult{err: silent(err), opened: true, connected: time.Since(opened), retry: p.retry}
+			if !taken && refused > 0 && err == io.EOF {
+				err = fmt.Errorf("httpsync: the server refused %d of the %d topics of the event stream and ended it", refused, len(topics))
+			}
+			return streamResult{err: silent(err), opened: taken, connected: time.Since(opened), retry: p.retry}
 		}
 		if idle != nil {
 			idle.Reset(c.opts.IdleTimeout)
+		}
+		if ev.comment {
+			continue
+		}
+		if ev.typ == "refused" {
+			c.refuse(req, topics, ev.data)
+			refused++
+			continue
+		}
+		if !taken {
+			taken = true
+			c.attempted(topics, true)
 		}
 		switch ev.typ {
 		case "invalidation", "message":
@@ -227,6 +245,63 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 		case "snapshot":
 			c.deliver(ev.data, true)
 		}
+	}
+}
+
+// followed returns those of topics the open stream did not refuse.
+func (c *Client) followed(topics []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.refused) == 0 {
+		return topics
+	}
+	return slices.DeleteFunc(slices.Clone(topics), func(t string) bool { return c.refused[t] })
+}
+
+// refuse handles a refused frame of the stream of topics: the server does
+// not follow its topic. The subscriptions of the topic are dropped; those
+// still waiting in Subscribe return a *StatusError, and a refusal of a
+// topic that was followed before (after a reconnection) is logged. The
+// stream stays open for the other topics.
+func (c *Client) refuse(req *http.Request, topics []string, data []byte) {
+	var f struct {
+		Topic   string `json:"topic"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(data, &f) != nil || !slices.Contains(topics, f.Topic) {
+		c.log.LogAttrs(c.ctx, slog.LevelWarn, "httpsync: malformed refused frame ignored", slog.String("data", string(data)))
+		return
+	}
+	status := http.StatusBadRequest
+	switch f.Code {
+	case CodeForbidden:
+		status = http.StatusForbidden
+	case CodeUnauthorized:
+		status = http.StatusUnauthorized
+	}
+	err := &StatusError{Method: req.Method, URL: req.URL.String(), StatusCode: status, Code: f.Code, Message: f.Message}
+	c.mu.Lock()
+	if c.refused == nil {
+		c.refused = map[string]bool{}
+	}
+	c.refused[f.Topic] = true
+	late := false
+	for _, s := range c.subs[f.Topic] {
+		select {
+		case <-s.ready:
+			late = late || s.active.Load()
+		default:
+			s.err = err
+			close(s.ready)
+		}
+	}
+	delete(c.subs, f.Topic)
+	delete(c.live, f.Topic)
+	c.mu.Unlock()
+	if late {
+		c.log.LogAttrs(c.ctx, slog.LevelWarn, "httpsync: the server refused a topic; it is no longer followed",
+			slog.String("topic", f.Topic), slog.Any("err", err))
 	}
 }
 

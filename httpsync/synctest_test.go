@@ -188,7 +188,7 @@ func TestSubscribeDebounce(t *testing.T) {
 	})
 }
 
-// A stream refused with 403 is retried slowly: every wait is between
+// A stream refused with 401 is retried slowly: every wait is between
 // Backoff.Max/2 and Backoff.Max; a server that is down (503) is retried
 // with exponential backoff capped at Max.
 func TestReconnectBackoff(t *testing.T) {
@@ -199,7 +199,7 @@ func TestReconnectBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBubbleServer(t, &httpsync.HandlerOptions{Auth: toks})
 		defer b.stop()
-		c, closeClient := b.client(t, httpsync.ClientOptions{Token: "t", Backoff: httpsync.Backoff{Initial: time.Second, Max: 30 * time.Second}})
+		c, closeClient := b.client(t, httpsync.ClientOptions{Token: "wrong", Backoff: httpsync.Backoff{Initial: time.Second, Max: 30 * time.Second}})
 		defer closeClient()
 		if _, err := c.Subscribe(context.Background(), "a", nopHandler{}); err != nil {
 			t.Fatal(err) // the failed attempt does not fail Subscribe
@@ -207,8 +207,8 @@ func TestReconnectBackoff(t *testing.T) {
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
 		// 600 s of waits of 15–30 s each (plus 10 ms debounces).
-		if got := b.h.Stats().Errors[403]; got < 20 || got > 41 {
-			t.Errorf("403 attempts in 10 min = %d; want 20 to 41 (a wait of 15-30 s each)", got)
+		if got := b.h.Stats().Errors[401]; got < 20 || got > 41 {
+			t.Errorf("401 attempts in 10 min = %d; want 20 to 41 (a wait of 15-30 s each)", got)
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {

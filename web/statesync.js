@@ -101,6 +101,12 @@ class Client {
     this.latest = new Map(); // topic -> {revision, epoch}: the newest revision the client has been told of
     this.snapCache = new Map(); // topic -> {etag, text}: the body of the last 200
     this.emptyData = undefined; // see connect
+    this.onRefused = new Map(); // topic -> Map<handler, onRefused(err)>: told of a refusal after a reconnect
+    this.waiters = new Map(); // topic -> Set<{resolve, reject}>: subscriptions waiting for the stream to take the topic in
+    this.live = new Set(); // the topics the current stream has taken in
+    this.esTaken = false; // the current connection sent a frame other than refused
+    this.esRefused = new Set(); // the topics the current stream refused
+    this.esList = []; // the topics the current stream named
     this.es = null;
     this.esTopics = "";
     this.reopenScheduled = false;
@@ -122,20 +128,119 @@ class Client {
 
   // --- the shared event stream ---
 
-  listen(topic, handler) {
+  // listen adds handler to the handlers of topic and returns the function
+  // that removes it. onRefused(err), if given, is called if the server
+  // refuses the topic once the stream has taken it in (after a reconnect).
+  listen(topic, handler, onRefused) {
     let set = this.handlers.get(topic);
     if (!set) {
       set = new Set();
       this.handlers.set(topic, set);
     }
     set.add(handler);
+    if (onRefused) {
+      if (!this.onRefused.has(topic)) this.onRefused.set(topic, new Map());
+      this.onRefused.get(topic).set(handler, onRefused);
+    }
     this.scheduleReopen();
     return () => {
       const s = this.handlers.get(topic);
       if (!s || !s.delete(handler)) return;
-      if (s.size === 0) this.handlers.delete(topic);
+      this.onRefused.get(topic)?.delete(handler);
+      if (s.size === 0) {
+        this.handlers.delete(topic);
+        this.onRefused.delete(topic);
+      }
       this.scheduleReopen();
     };
+  }
+
+  // subscribe is listen that waits for the stream: it resolves to the
+  // function that removes handler once the stream has taken topic in (its
+  // first frame other than refused arrived: every later change of topic
+  // reaches handler), or once the stream failed to connect (the client
+  // keeps retrying, and the first frames after a reconnection carry the
+  // current revisions). It rejects with a StateSyncError (status 403 or
+  // 400) if the server refuses the topic; the other topics are not affected.
+  subscribe(topic, handler, onRefused) {
+    const unlisten = this.listen(topic, handler, onRefused);
+    if (this.live.has(topic) || this.closed) return Promise.resolve(unlisten);
+    return new Promise((resolve, reject) => {
+      if (!this.waiters.has(topic)) this.waiters.set(topic, new Set());
+      this.waiters.get(topic).add({
+        resolve: () => resolve(unlisten),
+        reject: (err) => {
+          unlisten();
+          reject(err);
+        },
+      });
+    });
+  }
+
+  // settle resolves the subscriptions waiting for topic, or for every
+  // topic if topic is undefined.
+  settle(topic) {
+    const topics = topic === undefined ? [...this.waiters.keys()] : [topic];
+    for (const t of topics) {
+      const set = this.waiters.get(t);
+      this.waiters.delete(t);
+      for (const w of set ?? []) w.resolve();
+    }
+  }
+
+  // took records that es, the current stream, has taken its topics in: its
+  // refused frames, which come first, are behind it.
+  took(es) {
+    if (this.es !== es || this.esTaken) return;
+    this.esTaken = true;
+    for (const t of this.esList) {
+      if (this.esRefused.has(t)) continue;
+      this.live.add(t);
+      this.settle(t);
+    }
+  }
+
+  // refused handles a refused frame of es: the server does not follow the
+  // frame's topic (the token may not read it, or its name is invalid). The
+  // subscriptions waiting for it reject; the handlers it already had are
+  // told (onRefused, else the console); the topic is dropped and the stream
+  // reopened without it. The other topics are not affected.
+  refused(es, text) {
+    if (this.es !== es) return;
+    let r;
+    try {
+      r = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!r || typeof r.topic !== "string" || !this.esList.includes(r.topic)) return;
+    const topic = r.topic;
+    const status = r.code === "forbidden" ? 403 : r.code === "unauthorized" ? 401 : 400;
+    const err = new StateSyncError(status, r.code, r.message || `the server refused topic ${JSON.stringify(topic)}`,
+      { error: { code: r.code, message: r.message, topic } });
+    err.topic = topic;
+    this.esRefused.add(topic);
+    this.live.delete(topic);
+    // Reopen even if the same topics are followed again by then: the
+    // server must be asked again.
+    this.esTopics = null;
+    const waiting = this.waiters.get(topic);
+    this.waiters.delete(topic);
+    for (const w of waiting ?? []) w.reject(err);
+    const late = this.handlers.get(topic);
+    const told = this.onRefused.get(topic);
+    this.handlers.delete(topic);
+    this.onRefused.delete(topic);
+    for (const h of late ?? []) {
+      const fn = told?.get(h);
+      try {
+        if (fn) fn(err);
+        else console.error(`[statesync] the server refused topic ${JSON.stringify(topic)}; it is no longer followed`, err);
+      } catch (e) {
+        console.error("[statesync] onRefused threw", e);
+      }
+    }
+    this.scheduleReopen();
   }
 
   scheduleReopen() {
@@ -156,15 +261,31 @@ class Client {
     if (this.es) this.es.close();
     this.es = null;
     this.esTopics = key;
-    if (topics.length === 0 || this.closed) return;
+    this.esList = topics;
+    this.esTaken = false;
+    this.esRefused = new Set();
+    this.live.clear();
+    if (topics.length === 0 || this.closed) {
+      this.settle();
+      return;
+    }
     const q = new URLSearchParams();
     for (const t of topics) q.append("topic", t);
     if (this.inline > 0) q.set("inline", String(this.inline));
     if (this.token) q.set("access_token", this.token);
     const es = new this.ES(`${this.base}/v1/events?${q}`);
     this.es = es;
-    es.addEventListener("invalidation", (m) => this.onFrame(m.data, false));
-    es.addEventListener("snapshot", (m) => this.onFrame(m.data, true));
+    // A topic the server will not follow is refused alone, in a refused
+    // frame before the first frames of the others.
+    es.addEventListener("refused", (m) => this.refused(es, m.data));
+    es.addEventListener("invalidation", (m) => {
+      this.took(es);
+      this.onFrame(m.data, false);
+    });
+    es.addEventListener("snapshot", (m) => {
+      this.took(es);
+      this.onFrame(m.data, true);
+    });
     es.onopen = () => {
       this.failures = 0;
       this.emitStatus("open");
@@ -172,6 +293,12 @@ class Client {
     es.onerror = () => {
       if (this.es !== es) return;
       this.inlineCache.clear(); // the stream is down: nothing says they are still the newest
+      // Nothing is live until the next connection sends its first frames;
+      // the subscriptions waiting for this one stop waiting.
+      this.esTaken = false;
+      this.esRefused = new Set();
+      this.live.clear();
+      this.settle();
       if (es.readyState !== 2) {
         this.emitStatus("reconnecting"); // the browser retries by itself
         return;
@@ -250,14 +377,26 @@ class Client {
     if (this.es) this.es.close();
     this.es = null;
     this.handlers.clear();
+    this.onRefused.clear();
+    this.live.clear();
+    this.settle();
   }
 
   // --- @statesync/core interfaces ---
 
-  /** subscriber(topic) is an InvalidationSubscriber of @statesync/core. */
+  /**
+   * subscriber(topic) is an InvalidationSubscriber of @statesync/core. Its
+   * subscribe(handler) resolves to the unsubscribe function once the event
+   * stream has taken the topic in (or failed to connect: the client keeps
+   * retrying), so that no later change is missed; it rejects with a
+   * StateSyncError (status 403, code "forbidden"; or 400, "invalid_topic")
+   * if the server refuses the topic, which the other topics of the client
+   * do not notice. A refusal after a reconnect (the token's grants changed)
+   * is logged to the console and the topic is no longer followed.
+   */
   subscriber(topic) {
     return {
-      subscribe: async (handler) => this.listen(topic, handler),
+      subscribe: (handler) => this.subscribe(topic, handler),
     };
   }
 
@@ -397,7 +536,11 @@ class Client {
    * (or from another epoch: the server restarted without its history).
    * Snapshots come from getSnapshot, so the client's emptyData applies.
    * Resolves, after the first snapshot is applied, to a handle
-   * {stop(), refresh(), revision(), epoch(), offer(snapshot)}.
+   * {stop(), refresh(), revision(), epoch(), offer(snapshot)}; rejects
+   * with a StateSyncError (status 403 or 400) if the server refuses the
+   * topic, as subscriber(topic).subscribe does. A refusal after a
+   * reconnect goes to onError(err, "subscribe") and the topic is no longer
+   * followed.
    * Options: onError(err, phase), shouldRefresh(event).
    */
   async follow(topic, apply, { onError, shouldRefresh } = {}) {
@@ -501,7 +644,10 @@ class Follower {
   }
 
   async start() {
-    this.unlisten = this.client.listen(this.topic, (ev) => this.onEvent(ev));
+    this.unlisten = await this.client.subscribe(this.topic, (ev) => this.onEvent(ev), (err) => {
+      this.unlisten = null;
+      if (!this.stopped) this.report("subscribe", err);
+    });
     try {
       await this.refresh();
     } catch (e) {

@@ -24,7 +24,8 @@ export const DEFAULT_EVENT = "statesync:invalidation";
  *   Wails' runtime EventsOn; it returns a function removing the listener.
  * @param {(event: string) => void} [opts.EventsOff]
  *   Wails' runtime EventsOff, used only if EventsOn returns no function
- *   (it then removes every listener of the event).
+ *   (older runtimes), once the transport's last subscription ends (it
+ *   removes every listener of the event).
  * @param {(...args: any[]) => Promise<any>} opts.call
  *   The bound snapshot method, e.g. the generated GetSnapshot.
  * @param {string} [opts.eventName] event name, DEFAULT_EVENT if omitted.
@@ -33,27 +34,71 @@ export function createWailsTransport({ EventsOn, EventsOff, call, eventName = DE
   if (typeof EventsOn !== "function") throw new TypeError("statesync-wails: EventsOn must be a function");
   if (typeof call !== "function") throw new TypeError("statesync-wails: call must be a function");
 
+  // One runtime listener serves every subscription of the transport, so
+  // that ending one subscription never removes the listener the others
+  // depend on: EventsOff, the only way to remove a listener when EventsOn
+  // returns no function, removes every listener of the event.
+  const subs = new Set(); // {handler, active} of each live subscription
+  let listening = false;
+  let off = null; // what EventsOn returned, if a function
+
+  const dispatch = (...data) => {
+    for (const s of [...subs]) {
+      if (!s.active) continue;
+      try {
+        s.handler(data[0]);
+      } catch (e) {
+        console.error("[statesync-wails] handler threw", e);
+      }
+    }
+  };
+
+  const listen = () => {
+    if (listening) return;
+    const r = EventsOn(eventName, dispatch); // a throw propagates to subscribe
+    off = typeof r === "function" ? r : null;
+    listening = true;
+  };
+
+  const unlisten = () => {
+    if (!listening || subs.size > 0) return;
+    listening = false;
+    const o = off;
+    off = null;
+    if (o) o();
+    else if (typeof EventsOff === "function") EventsOff(eventName);
+  };
+
   return {
     /**
      * subscriber(topic) returns {subscribe(handler)}. Every event payload
      * is passed to handler unchanged (the engine validates it and drops
      * other topics); subscribe resolves to an unsubscribe function.
+     *
+     * All the subscriptions of a transport share one runtime listener,
+     * removed when the last one ends: with the function EventsOn returned,
+     * else with EventsOff (which removes every listener of the event, so
+     * other code should not listen to it).
      */
     subscriber(topic) {
       return {
         topic,
         async subscribe(handler) {
-          let active = true;
-          const off = EventsOn(eventName, (...data) => {
-            if (active) handler(data[0]);
-          });
+          const sub = { handler, active: true };
+          subs.add(sub);
+          try {
+            listen();
+          } catch (e) {
+            subs.delete(sub);
+            throw e;
+          }
           let done = false;
           return () => {
             if (done) return;
             done = true;
-            active = false;
-            if (typeof off === "function") off();
-            else if (typeof EventsOff === "function") EventsOff(eventName);
+            sub.active = false;
+            subs.delete(sub);
+            unlisten();
           };
         },
       };

@@ -118,3 +118,57 @@ test("createWailsTransport rejects missing functions", () => {
   assert.throws(() => createWailsTransport({ call: noCall }), TypeError);
   assert.throws(() => createWailsTransport({ EventsOn: () => {} }), TypeError);
 });
+
+// wailsRuntime is a fake of a Wails runtime that keeps every listener of
+// an event, as the real one does, and whose EventsOn returns a canceller
+// only if returnsOff.
+function wailsRuntime({ returnsOff }) {
+  const listeners = new Map(); // event -> [cb]
+  const calls = { on: 0, off: [] };
+  return {
+    calls,
+    EventsOn(event, cb) {
+      calls.on++;
+      if (!listeners.has(event)) listeners.set(event, []);
+      listeners.get(event).push(cb);
+      if (!returnsOff) return undefined;
+      return () => {
+        listeners.set(event, (listeners.get(event) ?? []).filter((x) => x !== cb));
+      };
+    },
+    EventsOff(event) {
+      calls.off.push(event);
+      listeners.delete(event);
+    },
+    emit(event, ...data) {
+      for (const cb of [...(listeners.get(event) ?? [])]) cb(...data);
+    },
+    count(event) {
+      return (listeners.get(event) ?? []).length;
+    },
+  };
+}
+
+for (const returnsOff of [false, true]) {
+  test(`stopping one topic leaves the others listening (EventsOn returns ${returnsOff ? "a canceller" : "undefined"})`, async () => {
+    const rt = wailsRuntime({ returnsOff });
+    const t = createWailsTransport({ EventsOn: rt.EventsOn, EventsOff: rt.EventsOff, call: noCall });
+    const got = { a: [], b: [] };
+    const stopA = await t.subscriber("a").subscribe((p) => got.a.push(p));
+    const stopB = await t.subscriber("b").subscribe((p) => got.b.push(p));
+    assert.equal(rt.calls.on, 1, "one runtime listener per transport");
+    stopA();
+    const ev = { topic: "b", revision: "2" };
+    rt.emit(DEFAULT_EVENT, ev);
+    assert.deepEqual(got.b, [ev], "b still receives after a stopped");
+    assert.deepEqual(got.a, []);
+    assert.deepEqual(rt.calls.off, [], "EventsOff not called while a subscription remains");
+    stopB();
+    assert.equal(rt.count(DEFAULT_EVENT), 0, "the listener is removed with the last subscription");
+    assert.deepEqual(rt.calls.off, returnsOff ? [] : [DEFAULT_EVENT]);
+    // Subscribing again listens again.
+    const stopC = await t.subscriber("c").subscribe((p) => got.b.push(p));
+    assert.equal(rt.count(DEFAULT_EVENT), 1);
+    stopC();
+  });
+}
