@@ -218,6 +218,10 @@ type TokenGrants struct {
 	write patterns
 }
 
+// WriterName returns the token's name; it implements [NamedGrants], so
+// that the token's writes may carry only an X-Source-Id of that name.
+func (g *TokenGrants) WriterName() string { return g.Name }
+
 // CanRead reports whether the token may read topic.
 func (g *TokenGrants) CanRead(topic string) bool { return g.read.match(topic) }
 
