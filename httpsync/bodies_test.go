@@ -175,7 +175,9 @@ type namelessGrants struct{}
 func (namelessGrants) CanRead(string) bool  { return true }
 func (namelessGrants) CanWrite(string) bool { return true }
 
-func (namelessAuth) Authenticate(*http.Request) (httpsync.Grants, error) { return namelessGrants{}, nil }
+func (namelessAuth) Authenticate(*http.Request) (httpsync.Grants, error) {
+	return namelessGrants{}, nil
+}
 
 // Under auth, a write's X-Source-Id must be the token's name or start with
 // it followed by "/", so that a writer cannot pose as another; a token
