@@ -31,6 +31,9 @@ type ClientOptions struct {
 	// SourceID, if set, is sent with every write (X-Source-Id), so that the
 	// invalidations of this client's writes carry it and its consumers can
 	// skip their own echo with [statesync.ConsumerOptions.ShouldRefresh].
+	// A server with tokens takes only the token's name or the name
+	// followed by "/" and anything ("worker/1"), and refuses other writes
+	// with 403.
 	SourceID string
 	// Logger receives the client's records (stream errors and reconnects at
 	// warn level, connects at debug level). Nil discards them.
