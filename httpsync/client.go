@@ -472,7 +472,9 @@ func (c *Client) PutIf(ctx context.Context, topic string, data json.RawMessage, 
 // Patch applies the JSON merge patch (RFC 7396, see [MergePatch]) patch to
 // the data of topic, atomically on the server, and returns the new
 // snapshot. If ifRev is not nil the patch applies only at that revision,
-// as with [Client.PutIf].
+// as with [Client.PutIf]. A token that may write the topic but not read it
+// gets the snapshot's revision and epoch without its Data (nil). A patch
+// that changes nothing returns the current snapshot.
 func (c *Client) Patch(ctx context.Context, topic string, patch json.RawMessage, ifRev *statesync.Revision) (statesync.Snapshot, error) {
 	return c.write(ctx, http.MethodPatch, topic, patch, ifRev)
 }
@@ -538,8 +540,13 @@ func (c *Client) write(ctx context.Context, method, topic string, data json.RawM
 	case http.MethodDelete:
 		snap.Data = json.RawMessage("null")
 	default:
-		if res.Data == nil { // a server that does not return the result
-			return c.Snapshot(ctx, topic)
+		if res.Data == nil { // a token that may not read, or a server that does not return the result
+			full, err := c.Snapshot(ctx, topic)
+			var se *StatusError
+			if errors.As(err, &se) && se.StatusCode == http.StatusForbidden {
+				return snap, nil // written; the token may not read the result
+			}
+			return full, err
 		}
 		snap.Data = res.Data
 	}
