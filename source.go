@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // SourceOptions configures a [Source].
@@ -251,7 +252,8 @@ func (s *Source) List(ctx context.Context) ([]TopicInfo, error) {
 }
 
 // Put sets the data of topic and returns the new snapshot. data must be
-// valid JSON (nil means null).
+// valid JSON in UTF-8 (nil means null), else the error wraps
+// [ErrInvalidPayload].
 func (s *Source) Put(ctx context.Context, topic string, data json.RawMessage) (Snapshot, error) {
 	return s.write(ctx, Write{Topic: topic, Data: data})
 }
@@ -320,6 +322,11 @@ func (s *Source) write(ctx context.Context, w Write) (Snapshot, error) {
 	if w.Data != nil {
 		if !json.Valid(w.Data) {
 			return Snapshot{}, fmt.Errorf("%w: data for topic %q is not valid JSON", ErrInvalidPayload, w.Topic)
+		}
+		// JSON is UTF-8 (RFC 8259), which json.Valid does not check inside
+		// strings; outside them JSON is ASCII, so the whole text will do.
+		if !utf8.Valid(w.Data) {
+			return Snapshot{}, fmt.Errorf("%w: data for topic %q is not valid UTF-8", ErrInvalidPayload, w.Topic)
 		}
 	}
 	if id, ok := ctx.Value(sourceIDKey{}).(string); ok {

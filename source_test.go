@@ -409,13 +409,16 @@ func TestSourceInvalidTopic(t *testing.T) {
 	srcPut(t, src, strings.Repeat("a", statesync.MaxTopicLen), `1`)
 }
 
-// Invalid JSON is refused; nothing is stored or emitted (DESIGN §4).
+// Invalid JSON is refused; nothing is stored or emitted (DESIGN §4). So is
+// invalid UTF-8 inside strings, which json.Valid lets through but JSON
+// forbids (RFC 8259, issue 9).
 func TestSourceInvalidJSON(t *testing.T) {
 	src, _ := srcNew(t, nil)
 	w := srcWatch(t, src)
 	ctx := context.Background()
 	srcPut(t, src, "kept", `"before"`)
-	for _, data := range []string{`{"a":`, `not json`, `{"a":1}{"b":2}`, `'single'`, "\xff"} {
+	for _, data := range []string{`{"a":`, `not json`, `{"a":1}{"b":2}`, `'single'`, "\xff",
+		"\"\xff\"", `{"a":"` + "\xed\xa0\x80" + `"}`, `{"` + "\xc3" + `":1}`} {
 		for _, topic := range []string{"fresh", "kept"} {
 			if _, err := src.Put(ctx, topic, json.RawMessage(data)); !errors.Is(err, statesync.ErrInvalidPayload) {
 				t.Errorf("Put(%q, %q) error = %v; want ErrInvalidPayload", topic, data, err)

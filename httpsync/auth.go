@@ -79,7 +79,8 @@ type tokenEntry struct {
 //	}
 //
 // Each token reads the topics matching one of its read patterns and writes
-// those matching one of its write patterns (writing does not imply reading).
+// those matching one of its write patterns (writing does not imply reading:
+// the response to a write-only token's PATCH carries no data).
 // A pattern is a topic name, or a prefix followed by "*" that matches every
 // topic starting with it; "*" alone matches every topic. Unknown fields,
 // empty or repeated tokens and malformed patterns are errors, so that a
@@ -90,7 +91,11 @@ type TokenFile struct {
 
 // A TokenSpec is one entry of a [TokenFile].
 type TokenSpec struct {
-	// Name labels the token in logs; optional.
+	// Name labels the token in logs; optional. It is also the writer
+	// name of the token's writes: an X-Source-Id it sends must be the name
+	// or start with the name followed by "/" ("worker", "worker/1"), and a
+	// token without a name may send none (see [NamedGrants]). Tokens that
+	// share a name may use each other's source ids.
 	Name string `json:"name,omitempty"`
 	// Token is the secret the client sends.
 	Token string `json:"token"`
@@ -217,6 +222,10 @@ type TokenGrants struct {
 	read  patterns
 	write patterns
 }
+
+// WriterName returns the token's name; it implements [NamedGrants], so
+// that the token's writes may carry only an X-Source-Id of that name.
+func (g *TokenGrants) WriterName() string { return g.Name }
 
 // CanRead reports whether the token may read topic.
 func (g *TokenGrants) CanRead(topic string) bool { return g.read.match(topic) }

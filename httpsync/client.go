@@ -31,6 +31,9 @@ type ClientOptions struct {
 	// SourceID, if set, is sent with every write (X-Source-Id), so that the
 	// invalidations of this client's writes carry it and its consumers can
 	// skip their own echo with [statesync.ConsumerOptions.ShouldRefresh].
+	// A server with tokens takes only the token's name or the name
+	// followed by "/" and anything ("worker/1"), and refuses other writes
+	// with 403.
 	SourceID string
 	// Logger receives the client's records (stream errors and reconnects at
 	// warn level, connects at debug level). Nil discards them.
@@ -484,7 +487,9 @@ func (c *Client) PutIf(ctx context.Context, topic string, data json.RawMessage, 
 // Patch applies the JSON merge patch (RFC 7396, see [MergePatch]) patch to
 // the data of topic, atomically on the server, and returns the new
 // snapshot. If ifRev is not nil the patch applies only at that revision,
-// as with [Client.PutIf].
+// as with [Client.PutIf]. A token that may write the topic but not read it
+// gets the snapshot's revision and epoch without its Data (nil). A patch
+// that changes nothing returns the current snapshot.
 func (c *Client) Patch(ctx context.Context, topic string, patch json.RawMessage, ifRev *statesync.Revision) (statesync.Snapshot, error) {
 	return c.write(ctx, http.MethodPatch, topic, patch, ifRev)
 }
@@ -550,8 +555,13 @@ func (c *Client) write(ctx context.Context, method, topic string, data json.RawM
 	case http.MethodDelete:
 		snap.Data = json.RawMessage("null")
 	default:
-		if res.Data == nil { // a server that does not return the result
-			return c.Snapshot(ctx, topic)
+		if res.Data == nil { // a token that may not read, or a server that does not return the result
+			full, err := c.Snapshot(ctx, topic)
+			var se *StatusError
+			if errors.As(err, &se) && se.StatusCode == http.StatusForbidden {
+				return snap, nil // written; the token may not read the result
+			}
+			return full, err
 		}
 		snap.Data = res.Data
 	}

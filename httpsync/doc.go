@@ -18,7 +18,11 @@
 //	                            and the new ETag.
 //	PATCH  /v1/topics/{topic}   body: a JSON merge patch (RFC 7396, Content-Type
 //	                            application/merge-patch+json), applied atomically.
-//	                            200 {"revision":"43","epoch":"…","data":<the result>}.
+//	                            200 {"revision":"43","epoch":"…","data":<the result>};
+//	                            "data" only if the token may also read the topic.
+//	                            A patch that changes nothing writes nothing: 200
+//	                            with the current revision, epoch and ETag (If-Match
+//	                            is still checked: 412 on a mismatch).
 //	DELETE /v1/topics/{topic}   data becomes null at a new revision. 200 as PUT.
 //	GET    /v1/topics           200 {"topics":[{"topic":…,"revision":…,"epoch":…}]},
 //	                            the topics the caller may read.
@@ -32,12 +36,23 @@
 //
 //	{"error":{"code":"conflict","message":"…","topic":"settings","revision":"42","epoch":"…","expected":"41"}}
 //
-// An X-Source-Id header names the writer in the write's invalidation.
-// Bodies over [HandlerOptions.MaxBody] are refused with 413. A write is
-// stored whole or not at all.
+// An X-Source-Id header names the writer in the write's invalidation, so
+// that consumers can skip the echo of their own writes. Under
+// [HandlerOptions.Auth] it must be the token's name or start with the name
+// followed by "/" ("worker", "worker/1" for the token "worker"; see
+// [NamedGrants]), else 403: no writer can pose as another. A token without
+// a name may send none; without auth any is taken.
+//
+// Bodies over [HandlerOptions.MaxBody] are refused with 413. Bodies must be
+// JSON in UTF-8 (RFC 8259: invalid UTF-8 inside strings is refused too),
+// nested at most [HandlerOptions.MaxDepth] deep (256 by default; checked in
+// one pass before anything parses the body), else 400 invalid_json. A
+// merge patch costs time linear in the sizes of the patch and the data,
+// however deep. A write is stored whole or not at all.
 //
 // Statuses: 400 (invalid topic, JSON, If-Match or parameter), 401 (no or
-// unknown token), 403 (topic outside the token's grants), 404 (unknown
+// unknown token), 403 (topic outside the token's grants, or an X-Source-Id
+// not the token's), 404 (unknown
 // route), 405, 409 (a PATCH that kept losing its compare-and-set), 412,
 // 413, 415 (a PATCH that is not a merge patch), 500 (the store failed) and
 // 503 (the handler or the source is closed).

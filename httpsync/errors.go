@@ -14,11 +14,11 @@ import (
 // {"error":{"code":…,"message":…}}. Each goes with one HTTP status.
 const (
 	CodeInvalidTopic     = "invalid_topic"          // 400: the topic breaks the topic rules
-	CodeInvalidJSON      = "invalid_json"           // 400: the body is not valid JSON
+	CodeInvalidJSON      = "invalid_json"           // 400: the body is not valid JSON in UTF-8, or nests deeper than HandlerOptions.MaxDepth
 	CodeInvalidIfMatch   = "invalid_if_match"       // 400: If-Match is not one entity tag of the documented forms
 	CodeInvalidParameter = "invalid_parameter"      // 400: a query parameter is malformed
 	CodeUnauthorized     = "unauthorized"           // 401: no token, or an unknown one
-	CodeForbidden        = "forbidden"              // 403: the topic is outside the token's grants
+	CodeForbidden        = "forbidden"              // 403: the topic is outside the token's grants, or X-Source-Id is not the token's
 	CodeNotFound         = "not_found"              // 404: no such route
 	CodeMethodNotAllowed = "method_not_allowed"     // 405: the route exists, not with this method
 	CodeContention       = "contention"             // 409: a PATCH lost its compare-and-set too many times

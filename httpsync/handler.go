@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/statesync-go/statesync"
 )
@@ -35,6 +36,11 @@ type HandlerOptions struct {
 	// MaxBody is the largest accepted request body, in bytes; a larger one
 	// is refused with 413 and nothing is stored. 0 means 1 MiB.
 	MaxBody int64
+	// MaxDepth is the deepest nesting of arrays and objects a PUT or PATCH
+	// body may have ({} and [1] are 1 deep, {"a":[]} is 2); a deeper one is
+	// refused with 400 (code invalid_json) before anything parses it.
+	// 0 means 256. Above 10,000, encoding/json's own limit applies.
+	MaxDepth int
 	// WriteTimeout bounds each write to an event stream: a client that
 	// reads nothing for that long while the stream has something to send
 	// is disconnected (it reconnects and misses nothing). It replaces the
@@ -129,6 +135,9 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 	}
 	if h.opts.MaxBody <= 0 {
 		h.opts.MaxBody = 1 << 20
+	}
+	if h.opts.MaxDepth <= 0 {
+		h.opts.MaxDepth = 256
 	}
 	if h.opts.WriteTimeout == 0 {
 		h.opts.WriteTimeout = time.Minute
@@ -253,10 +262,10 @@ func (h *Handler) readRoute(topic string, serve func(http.ResponseWriter, *http.
 	}
 }
 
-func (h *Handler) writeRoute(topic string, serve func(http.ResponseWriter, *http.Request, string)) func(http.ResponseWriter, *http.Request, Grants) {
+func (h *Handler) writeRoute(topic string, serve func(http.ResponseWriter, *http.Request, string, Grants)) func(http.ResponseWriter, *http.Request, Grants) {
 	return func(w http.ResponseWriter, r *http.Request, g Grants) {
 		if h.checkTopic(w, topic) && h.allowed(w, topic, g.CanWrite(topic), "write") {
-			serve(w, r, topic)
+			serve(w, r, topic, g)
 		}
 	}
 }
@@ -429,7 +438,8 @@ func (h *Handler) writeJSON(w http.ResponseWriter, r *http.Request, status int, 
 // --- writes ---
 
 // writeResult is the body of a successful write. Data is set for PATCH
-// only: the writer of a PUT knows it, the writer of a PATCH does not.
+// only, and only for a caller that may read the topic: the writer of a PUT
+// knows it, the writer of a PATCH does not.
 type writeResult struct {
 	Revision statesync.Revision `json:"revision"`
 	Epoch    string             `json:"epoch,omitempty"`
@@ -454,12 +464,17 @@ func (h *Handler) precondition(w http.ResponseWriter, r *http.Request) (p precon
 	return p, !p.any, true
 }
 
-// writeContext returns the context of a write, carrying X-Source-Id.
-func (h *Handler) writeContext(w http.ResponseWriter, r *http.Request) (context.Context, bool) {
+// writeContext returns the context of a write, carrying X-Source-Id once
+// checked against the caller's name (see sourceIDAllowed).
+func (h *Handler) writeContext(w http.ResponseWriter, r *http.Request, g Grants) (context.Context, bool) {
 	ctx := r.Context()
 	if id := r.Header.Get("X-Source-Id"); id != "" {
 		if len(id) > maxSourceID {
 			h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "X-Source-Id is longer than "+strconv.Itoa(maxSourceID)+" bytes")
+			return nil, false
+		}
+		if msg, ok := sourceIDAllowed(id, g); !ok {
+			h.fail(w, http.StatusForbidden, CodeForbidden, msg)
 			return nil, false
 		}
 		ctx = statesync.WithSourceID(ctx, id)
@@ -480,19 +495,28 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 		}
 		return nil, false
 	}
+	// The depth first, in one pass: nothing else may parse a deep body.
+	if jsonDepth(b, h.opts.MaxDepth) > h.opts.MaxDepth {
+		h.fail(w, http.StatusBadRequest, CodeInvalidJSON, "the body nests arrays and objects deeper than "+strconv.Itoa(h.opts.MaxDepth)+" levels")
+		return nil, false
+	}
 	if !json.Valid(b) {
 		h.fail(w, http.StatusBadRequest, CodeInvalidJSON, "the body is not valid JSON")
+		return nil, false
+	}
+	if !utf8.Valid(b) {
+		h.fail(w, http.StatusBadRequest, CodeInvalidJSON, "the body is not valid UTF-8")
 		return nil, false
 	}
 	return b, true
 }
 
-func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, topic string) {
+func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, topic string, g Grants) {
 	p, conditional, ok := h.precondition(w, r)
 	if !ok {
 		return
 	}
-	ctx, ok := h.writeContext(w, r)
+	ctx, ok := h.writeContext(w, r, g)
 	if !ok {
 		return
 	}
@@ -503,12 +527,12 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, topic string)
 	h.store(w, r, ctx, topic, body, p, conditional)
 }
 
-func (h *Handler) serveDelete(w http.ResponseWriter, r *http.Request, topic string) {
+func (h *Handler) serveDelete(w http.ResponseWriter, r *http.Request, topic string, g Grants) {
 	p, conditional, ok := h.precondition(w, r)
 	if !ok {
 		return
 	}
-	ctx, ok := h.writeContext(w, r)
+	ctx, ok := h.writeContext(w, r, g)
 	if !ok {
 		return
 	}
@@ -559,7 +583,7 @@ func (h *Handler) written(w http.ResponseWriter, r *http.Request, snap statesync
 	h.writeJSON(w, r, http.StatusOK, res)
 }
 
-func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, topic string) {
+func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, topic string, g Grants) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/merge-patch+json" && mt != "application/json") {
@@ -572,7 +596,7 @@ func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, topic strin
 	if !ok {
 		return
 	}
-	ctx, ok := h.writeContext(w, r)
+	ctx, ok := h.writeContext(w, r, g)
 	if !ok {
 		return
 	}
@@ -584,11 +608,19 @@ func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, topic strin
 		if conditional && (cur.Revision != p.rev || p.hasEpoch && cur.Epoch != p.epoch) {
 			return nil, &statesync.ConflictError{Topic: topic, Expected: p.rev, Current: cur.Revision, Epoch: cur.Epoch}
 		}
-		return MergePatch(cur.Data, patch)
+		data, err := MergePatch(cur.Data, patch)
+		if err == nil && sameJSON(cur.Data, data) {
+			return nil, &unchangedError{cur} // a no-op: no new revision
+		}
+		return data, err
 	})
+	var unchanged *unchangedError
+	if errors.As(err, &unchanged) {
+		snap, err = unchanged.cur, nil
+	}
 	if err != nil {
 		h.sourceFailed(w, r, topic, err)
 		return
 	}
-	h.written(w, r, snap, true)
+	h.written(w, r, snap, g.CanRead(topic))
 }
