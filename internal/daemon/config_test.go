@@ -26,9 +26,9 @@ func env(vars ...string) func(string) string {
 // wantDefaults is the configuration of DESIGN §5 and the README's flag
 // table, written out here rather than read from DefaultConfig.
 var wantDefaults = daemon.Config{
-	Addr:            "127.0.0.1:8765",
-	Data:            "./statesync-data",
-	Heartbeat:       15 * time.Second,
+	Addr:               "127.0.0.1:8765",
+	Data:               "./statesync-data",
+	Heartbeat:          15 * time.Second,
 	MaxBody:            1 << 20,
 	ReadTimeout:        10 * time.Second,
 	MaxConnsPerIP:      1000,
