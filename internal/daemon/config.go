@@ -2,6 +2,19 @@
 // httpsync API, the web dashboard, health and Prometheus metrics, auth,
 // logging and graceful shutdown. cmd/statesync's serve subcommand is a thin
 // front for [Run].
+//
+// Without tokens the daemon answers only requests whose Host header names
+// a loopback host (localhost, *.localhost, 127.0.0.1, [::1]) or one of
+// [Config.AllowedHosts], and 403 to others except /healthz: a defence
+// against DNS rebinding, where a web page rebinds its own name to
+// 127.0.0.1. With tokens, and with [Config.Insecure] without AllowedHosts,
+// every name is accepted.
+//
+// Against hostile clients, a request's header and body must arrive within
+// [Config.ReadTimeout] (408 for a body; event streams are exempt),
+// connections are capped in total and per client address
+// ([Config.MaxConns], [Config.MaxConnsPerIP]; see internal/netlimit) and
+// event streams per token ([Config.MaxStreamsPerToken]).
 package daemon
 
 import (
