@@ -11,9 +11,9 @@ import (
 // limitBody gives the read of r's body, if it has one, the deadline of
 // HandlerOptions.ReadTimeout. It bounds reading the body in the handler,
 // and the reading net/http does after the handler to reuse the connection.
-// A request without a body keeps the server's deadlines (net/http clears
-// the read deadline of a request whose body is read, and of one without a
-// body, before the handler runs: an event stream is never cut).
+// A request without a body is left alone: net/http clears its read
+// deadline before the handler runs (as it does for a body once it is read
+// to its end), so an event stream is never cut by a read deadline.
 func (h *Handler) limitBody(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && h.opts.ReadTimeout > 0 {
 		// ErrNotSupported (a ResponseWriter of a test): no deadline.
