@@ -70,13 +70,14 @@ func stalledHead(method, path string, hdr ...string) string {
 }
 
 // TestRefusalDoesNotReadTheBody pins issue 9 item 1: a request refused
-// before its body is read (401, 403, 404, 405) is answered at once with
+// before its body is read (401, 403, 404, 405, and 413 once the body is
+// over the limit) is answered at once with
 // "Connection: close", and the server closes the connection instead of
 // waiting for the body, which net/http used to read first, with no
 // deadline, so that a client announcing a body it never sent held the
 // connection forever.
 func TestRefusalDoesNotReadTheBody(t *testing.T) {
-	s := newTestServer(t, &httpsync.HandlerOptions{Auth: mustTokens(t), ReadTimeout: time.Hour})
+	s := newTestServer(t, &httpsync.HandlerOptions{Auth: mustTokens(t), ReadTimeout: time.Hour, MaxBody: 10})
 	addr := s.ts.Listener.Addr().String()
 	for _, tc := range []struct {
 		head   string
@@ -90,9 +91,12 @@ func TestRefusalDoesNotReadTheBody(t *testing.T) {
 		{stalledHead("POST", "/v1/topics/x"), 405},
 		{stalledHead("POST", "/v1/topics"), 405},
 		{stalledHead("PUT", "/v1/nothing"), 404},
+		// Over MaxBody, then nothing.
+		{stalledHead("PUT", "/v1/topics/x", "Authorization", "Bearer admin-secret") + `{"a":"0123456789"`, 413},
 	} {
 		rr := rawRequest(t, addr, tc.head, closeBound)
 		line := strings.SplitN(tc.head, "\r\n", 2)[0]
+		t.Logf("%s: %d, closed after %v", line, rr.resp.StatusCode, rr.after)
 		if rr.resp.StatusCode != tc.status || !rr.resp.Close || !rr.closed {
 			t.Errorf("%s = %d, Connection: close %v, closed %v after %v; want %d, close, closed at once",
 				line, rr.resp.StatusCode, rr.resp.Close, rr.closed, rr.after, tc.status)
