@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -247,6 +248,41 @@ func (s *Source) List(ctx context.Context) ([]TopicInfo, error) {
 	out := make([]TopicInfo, len(recs))
 	for i, r := range recs {
 		out[i] = TopicInfo{Topic: r.Topic, Revision: r.Revision, Epoch: r.Epoch}
+	}
+	return out, nil
+}
+
+// A PrefixLister is a [Store] that can list the topics starting with a
+// prefix without reading the others (a range scan of an ordered store).
+// [Source.ListPrefix] uses it when the store has it; it is optional.
+type PrefixLister interface {
+	// ListPrefix returns the written topics whose names start with
+	// prefix, as List returns them: sorted by topic, without Data.
+	ListPrefix(ctx context.Context, prefix string) ([]Record, error)
+}
+
+// ListPrefix returns the written topics whose names start with prefix,
+// sorted by name. It reads only those topics if the store is a
+// [PrefixLister], else it filters the whole list.
+func (s *Source) ListPrefix(ctx context.Context, prefix string) ([]TopicInfo, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	var recs []Record
+	var err error
+	if pl, ok := s.store.(PrefixLister); ok {
+		recs, err = pl.ListPrefix(ctx, prefix)
+	} else {
+		recs, err = s.store.List(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TopicInfo, 0, len(recs))
+	for _, r := range recs {
+		if strings.HasPrefix(r.Topic, prefix) {
+			out = append(out, TopicInfo{Topic: r.Topic, Revision: r.Revision, Epoch: r.Epoch})
+		}
 	}
 	return out, nil
 }

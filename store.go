@@ -58,6 +58,8 @@ type Write struct {
 // by several processes (a database, a KV service) also report the writes of
 // the other processes, which is how several daemons keep their streams in
 // step. The conformance suite statesynctest.TestStore checks all of this.
+// A Store may also be a [PrefixLister], which lists a range of topics
+// without reading the others.
 type Store interface {
 	// Get returns the record of topic. A topic never written has revision
 	// 0, Data "null" and the store's epoch; that is not an error.

@@ -107,6 +107,7 @@ type Store struct {
 }
 
 var _ statesync.Store = (*Store)(nil)
+var _ statesync.PrefixLister = (*Store)(nil)
 
 // Open opens the database file at path, creating it if it does not exist
 // (its directory must exist), and takes a new random epoch for this run of
@@ -399,6 +400,35 @@ func (s *Store) List(ctx context.Context) ([]statesync.Record, error) {
 		return nil, fmt.Errorf("boltstore: list: %w", closedErr(err))
 	}
 	return out, nil // bbolt keeps keys in byte order, which is topic order
+}
+
+// ListPrefix implements [statesync.PrefixLister]: the written topics
+// starting with prefix, as [Store.List] returns them, read from their key
+// range only.
+func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Record, error) {
+	if s.closed.Load() {
+		return nil, statesync.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []statesync.Record
+	p := []byte(prefix)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(topicsBucket).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			rec := statesync.Record{Topic: string(k), Epoch: s.epoch}
+			if err := decodeRecord(&rec, v, false); err != nil {
+				return fmt.Errorf("topic %q: %w", k, err)
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: list %q: %w", prefix, closedErr(err))
+	}
+	return out, nil
 }
 
 // Watch implements [statesync.Store]. The store is meant for one process,

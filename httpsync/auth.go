@@ -52,10 +52,11 @@ var (
 // Tokens is an [Authenticator] of bearer tokens, each with read and write
 // grants on topic patterns. Load it with [LoadTokens] or [ParseTokens]. A
 // request gives its token in the Authorization header ("Bearer <token>")
-// or, for browsers' EventSource, which cannot set headers, in the
-// access_token query parameter. Tokens are compared in constant time, all of
-// them on every request, so that timing tells nothing about which one nearly
-// matched.
+// or, on the event stream only (GET /v1/events: browsers' EventSource
+// cannot set headers), in the access_token query parameter; elsewhere the
+// query parameter is refused, since URLs end up in proxy and server logs.
+// Tokens are compared in constant time, all of them on every request, so
+// that timing tells nothing about which one nearly matched.
 //
 // A Tokens is immutable and safe for concurrent use.
 type Tokens struct {
@@ -63,10 +64,8 @@ type Tokens struct {
 }
 
 type tokenEntry struct {
-	sum   [sha256.Size]byte
-	name  string
-	read  patterns
-	write patterns
+	sum    [sha256.Size]byte
+	grants *TokenGrants // the same for every request of the token
 }
 
 // TokenFile is the JSON form of a token file:
@@ -170,7 +169,7 @@ func NewTokens(specs []TokenSpec) (*Tokens, error) {
 		if err != nil {
 			return nil, fmt.Errorf("httpsync: token file: %s: write: %w", label, err)
 		}
-		t.entries = append(t.entries, tokenEntry{sum: sum, name: s.Name, read: read, write: write})
+		t.entries = append(t.entries, tokenEntry{sum: sum, grants: &TokenGrants{Name: s.Name, read: read, write: write}})
 	}
 	return t, nil
 }
@@ -178,12 +177,16 @@ func NewTokens(specs []TokenSpec) (*Tokens, error) {
 // Len returns the number of tokens.
 func (t *Tokens) Len() int { return len(t.entries) }
 
-// Authenticate implements [Authenticator]. It returns [ErrNoToken] or
+// Authenticate implements [Authenticator]. It returns [ErrNoToken] (also
+// for an access_token query parameter outside the event stream) or
 // [ErrBadToken] for a request it refuses; the Grants it returns are a
-// [*TokenGrants].
+// [*TokenGrants], the same one for every request of a token.
 func (t *Tokens) Authenticate(r *http.Request) (Grants, error) {
 	tok, ok := requestToken(r)
 	if !ok {
+		if r.URL.Path != eventsPath && r.URL.Query().Has("access_token") {
+			return nil, errQueryToken
+		}
 		return nil, ErrNoToken
 	}
 	sum := sha256.Sum256([]byte(tok))
@@ -196,12 +199,19 @@ func (t *Tokens) Authenticate(r *http.Request) (Grants, error) {
 	if found < 0 {
 		return nil, ErrBadToken
 	}
-	e := &t.entries[found]
-	return &TokenGrants{Name: e.name, read: e.read, write: e.write}, nil
+	return t.entries[found].grants, nil
 }
 
+// eventsPath is the path of the event stream, the only route that takes
+// the access_token query parameter.
+const eventsPath = "/v1/events"
+
+// errQueryToken refuses a token given in the URL of a route other than the
+// event stream.
+var errQueryToken = fmt.Errorf("%w in the Authorization header: the access_token query parameter is accepted only on the event stream (GET %s); elsewhere send \"Authorization: Bearer <token>\"", ErrNoToken, eventsPath)
+
 // requestToken returns the bearer token of r: from the Authorization header,
-// else from the access_token query parameter.
+// else, on the event stream, from the access_token query parameter.
 func requestToken(r *http.Request) (string, bool) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
@@ -211,11 +221,18 @@ func requestToken(r *http.Request) (string, bool) {
 		}
 		return "", false
 	}
+	if r.URL.Path != eventsPath {
+		return "", false
+	}
 	tok := r.URL.Query().Get("access_token")
 	return tok, tok != ""
 }
 
-// TokenGrants are the [Grants] of one token of a [Tokens].
+// TokenGrants are the [Grants] of one token of a [Tokens]. A Tokens returns
+// the same *TokenGrants for every request of a token, which is how a
+// [Handler] counts the event streams of each token
+// ([HandlerOptions.MaxStreamsPerToken]); it is shared, so do not modify
+// it.
 type TokenGrants struct {
 	// Name is the token's name in the token file.
 	Name  string
@@ -263,9 +280,11 @@ func parsePatterns(list []string) (patterns, error) {
 }
 
 func (p patterns) match(topic string) bool {
-	if p.all || p.exact[topic] {
-		return true
-	}
+	return p.all || p.exact[topic] || p.matchesPrefix(topic)
+}
+
+// matchesPrefix reports whether topic starts with one of the prefixes.
+func (p patterns) matchesPrefix(topic string) bool {
 	for _, pre := range p.prefixes {
 		if strings.HasPrefix(topic, pre) {
 			return true

@@ -25,7 +25,10 @@
 //	                            is still checked: 412 on a mismatch).
 //	DELETE /v1/topics/{topic}   data becomes null at a new revision. 200 as PUT.
 //	GET    /v1/topics           200 {"topics":[{"topic":…,"revision":…,"epoch":…}]},
-//	                            the topics the caller may read.
+//	                            the topics the caller may read (for a token of
+//	                            [Tokens], read by its grants: the topics it names
+//	                            and, on a [statesync.PrefixLister] store, the
+//	                            ranges of its prefixes, not every topic).
 //	GET    /v1/events?topic=a&topic=b[&inline=N]
 //	                            text/event-stream, see below.
 //
@@ -52,10 +55,19 @@
 //
 // Statuses: 400 (invalid topic, JSON, If-Match or parameter), 401 (no or
 // unknown token), 403 (topic outside the token's grants, or an X-Source-Id
-// not the token's), 404 (unknown
-// route), 405, 409 (a PATCH that kept losing its compare-and-set), 412,
-// 413, 415 (a PATCH that is not a merge patch), 500 (the store failed) and
-// 503 (the handler or the source is closed).
+// not the token's), 404 (unknown route), 405, 408 (the body did not arrive
+// within [HandlerOptions.ReadTimeout]), 409 (a PATCH that kept losing its
+// compare-and-set), 412, 413, 415 (a PATCH that is not a merge patch), 429
+// (the token has [HandlerOptions.MaxStreamsPerToken] streams open), 500
+// (the store failed) and 503 (the handler or the source is closed).
+//
+// A request refused before its body is read (401, 403, 404, 405, and 408
+// and 413 while reading it) is answered at once with "Connection: close":
+// net/http closes the connection instead of reading the rest of the body,
+// so that a client announcing a body it never sends cannot hold the
+// connection. Bodies are read under the deadline of
+// [HandlerOptions.ReadTimeout]; event streams never have a read deadline.
+// Cap the connections themselves at the listener, as the daemon does.
 //
 // # Event stream
 //
@@ -96,13 +108,17 @@
 //
 // [HandlerOptions.Auth] authenticates requests; [Tokens] is the
 // implementation for bearer tokens from a token file ([TokenFile]), sent
-// in the Authorization header or, for browsers' EventSource, the
-// access_token query parameter. Requests for topics outside a token's
-// grants are refused with 403, and lists leave them out. A stream naming
-// such a topic, or an invalid one, refuses that topic alone: it sends an
-// "event: refused" frame {"topic","code","message"} (codes [CodeForbidden],
-// [CodeInvalidTopic]) after the retry hint, before the initial frames, and
-// follows the others; if none is left, it ends after the refused frames.
+// in the Authorization header or, on the event stream only (browsers'
+// EventSource cannot set headers), the access_token query parameter; a
+// query token on another route is refused with 401, since URLs end up in
+// proxy logs. Requests for topics outside a token's grants are refused
+// with 403, and lists leave them out. A stream naming such a topic, or an
+// invalid one, refuses that topic alone: it sends an "event: refused" frame
+// {"topic","code","message"} (codes [CodeForbidden], [CodeInvalidTopic])
+// after the retry hint, before the initial frames, and follows the others;
+// if none is left, it ends after the refused frames. Each token of a
+// [Tokens] holds at most [HandlerOptions.MaxStreamsPerToken] event streams
+// at once.
 //
 // # Client
 //

@@ -21,10 +21,12 @@ const (
 	CodeForbidden        = "forbidden"              // 403: the topic is outside the token's grants, or X-Source-Id is not the token's
 	CodeNotFound         = "not_found"              // 404: no such route
 	CodeMethodNotAllowed = "method_not_allowed"     // 405: the route exists, not with this method
+	CodeTimeout          = "timeout"                // 408: the body did not arrive within HandlerOptions.ReadTimeout
 	CodeContention       = "contention"             // 409: a PATCH lost its compare-and-set too many times
 	CodeConflict         = "conflict"               // 412: If-Match does not name the current revision
 	CodeTooLarge         = "too_large"              // 413: the body is over HandlerOptions.MaxBody
 	CodeUnsupportedMedia = "unsupported_media_type" // 415: a PATCH body that is not a merge patch
+	CodeTooManyStreams   = "too_many_streams"       // 429: the token has HandlerOptions.MaxStreamsPerToken streams open
 	CodeInternal         = "internal"               // 500: the store failed
 	CodeUnavailable      = "unavailable"            // 503: the handler or its source is closed
 )

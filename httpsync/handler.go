@@ -50,6 +50,21 @@ type HandlerOptions struct {
 	// MaxStreamTopics is the largest number of topics one event stream may
 	// follow. 0 means 1024.
 	MaxStreamTopics int
+	// ReadTimeout bounds reading a request's body, counted from when the
+	// handler gets the request: a body not all received by then is
+	// refused with 408 and its connection closed. It replaces the
+	// http.Server's ReadTimeout for bodies. 0 means 10 s; negative means
+	// none. Requests refused before their body is read (401, 403, 404,
+	// 405, 413, 408) are answered at once with "Connection: close", so
+	// that net/http closes the connection instead of reading the rest of
+	// the body.
+	ReadTimeout time.Duration
+	// MaxStreamsPerToken is the largest number of event streams open at
+	// once with one token of a [Tokens]; one more is refused with 429.
+	// Streams are counted per [*TokenGrants], so the streams of other
+	// Authenticators, and of a handler without Auth, are not capped.
+	// 0 means 1000; negative means no cap.
+	MaxStreamsPerToken int
 	// Logger receives the handler's records (failed store calls at error
 	// level, streams at debug level). Nil discards them.
 	Logger *slog.Logger
@@ -104,6 +119,8 @@ type Handler struct {
 	fanClosed  bool     // Close was called: no more fan-out
 	fanWG      sync.WaitGroup
 
+	tokenStreams tokenStreams // streams open per token
+
 	mu      sync.RWMutex // protects streams and byTopic
 	streams map[*stream]struct{}
 	byTopic map[string]map[*stream]struct{}
@@ -144,6 +161,12 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 	}
 	if h.opts.MaxStreamTopics <= 0 {
 		h.opts.MaxStreamTopics = 1024
+	}
+	if h.opts.ReadTimeout == 0 {
+		h.opts.ReadTimeout = 10 * time.Second
+	}
+	if h.opts.MaxStreamsPerToken == 0 {
+		h.opts.MaxStreamsPerToken = 1000
 	}
 	h.log = h.opts.Logger
 	if h.log == nil {
@@ -198,12 +221,14 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.limitBody(w, r)
 	path := r.URL.Path
 	var route func(http.ResponseWriter, *http.Request, Grants)
 	var topic string
 	switch {
 	case path == "/v1/topics":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.dropBody(w, r)
 			h.methodNotAllowed(w, "GET, HEAD")
 			return
 		}
@@ -220,20 +245,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodDelete:
 			route = h.writeRoute(topic, h.serveDelete)
 		default:
+			h.dropBody(w, r)
 			h.methodNotAllowed(w, "GET, HEAD, PUT, PATCH, DELETE")
 			return
 		}
 	case path == "/v1/events":
 		if r.Method != http.MethodGet {
+			h.dropBody(w, r)
 			h.methodNotAllowed(w, "GET")
 			return
 		}
 		route = h.serveEvents
 	default:
+		h.dropBody(w, r)
 		h.fail(w, http.StatusNotFound, CodeNotFound, "no route "+strconv.Quote(path))
 		return
 	}
 	if h.closed.Load() {
+		h.dropBody(w, r)
 		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
 		return
 	}
@@ -245,6 +274,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				msg = err.Error()
 			}
+			h.dropBody(w, r)
 			h.fail(w, http.StatusUnauthorized, CodeUnauthorized, msg)
 			return
 		}
@@ -264,6 +294,9 @@ func (h *Handler) readRoute(topic string, serve func(http.ResponseWriter, *http.
 
 func (h *Handler) writeRoute(topic string, serve func(http.ResponseWriter, *http.Request, string, Grants)) func(http.ResponseWriter, *http.Request, Grants) {
 	return func(w http.ResponseWriter, r *http.Request, g Grants) {
+		if statesync.CheckTopic(topic) != nil || !g.CanWrite(topic) {
+			h.dropBody(w, r) // refused before its body is read
+		}
 		if h.checkTopic(w, topic) && h.allowed(w, topic, g.CanWrite(topic), "write") {
 			serve(w, r, topic, g)
 		}
@@ -403,7 +436,7 @@ type topicList struct {
 }
 
 func (h *Handler) serveList(w http.ResponseWriter, r *http.Request, g Grants) {
-	infos, err := h.src.List(r.Context())
+	infos, err := h.readableTopics(r.Context(), g)
 	if err != nil {
 		h.sourceFailed(w, r, "", err)
 		return
@@ -487,10 +520,14 @@ func (h *Handler) writeContext(w http.ResponseWriter, r *http.Request, g Grants)
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBody))
 	if err != nil {
+		h.dropBody(w, r)
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case bodyTimedOut(err):
+			h.fail(w, http.StatusRequestTimeout, CodeTimeout, "the body did not arrive in time")
+		case errors.As(err, &mbe):
 			h.fail(w, http.StatusRequestEntityTooLarge, CodeTooLarge, "the body is larger than "+strconv.FormatInt(h.opts.MaxBody, 10)+" bytes")
-		} else {
+		default:
 			h.fail(w, http.StatusBadRequest, CodeInvalidJSON, "reading the body: "+err.Error())
 		}
 		return nil, false

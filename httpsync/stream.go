@@ -20,7 +20,8 @@ import (
 // goroutine (the request's), which writes the frames. Memory per stream is O(its topics):
 // a revision waiting to be sent is replaced by a newer one, never queued.
 type stream struct {
-	wake chan struct{} // capacity 1: "something is pending"
+	wake  chan struct{} // capacity 1: "something is pending"
+	owner *TokenGrants  // the token it counts against (nil: none)
 
 	mu      sync.Mutex // protects the fields below
 	topics  map[string]*streamTopic
@@ -268,6 +269,7 @@ func (h *Handler) unregister(st *stream) {
 	}
 	empty := len(h.streams) == 0
 	h.mu.Unlock()
+	h.tokenStreams.release(st.owner)
 	h.stats.streamsOpen.Add(-1)
 	if empty && h.closed.Load() {
 		h.drain.Do(func() { close(h.drained) })
@@ -324,10 +326,17 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		return
 	}
 
+	owner, ok := h.tokenStreams.acquire(g, h.opts.MaxStreamsPerToken)
+	if !ok {
+		h.fail(w, http.StatusTooManyRequests, CodeTooManyStreams, "this token has "+strconv.Itoa(h.opts.MaxStreamsPerToken)+" event streams open, the most allowed")
+		return
+	}
+	st.owner = owner
 	rc := http.NewResponseController(w)
 	st.dl = rc
 	st.alive = true
 	if !h.register(st) {
+		h.tokenStreams.release(owner)
 		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
 		return
 	}
@@ -389,6 +398,7 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	st.mu.Lock()
 	st.dl = conn
 	st.mu.Unlock()
+	_ = conn.SetReadDeadline(time.Time{}) // net/http's deadlines must not cut the stream
 	hdr.Set("Connection", "close")
 	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat)) // as net/http would
 	// The status line, the header, then the retry hint already in sw.buf.

@@ -2,6 +2,19 @@
 // httpsync API, the web dashboard, health and Prometheus metrics, auth,
 // logging and graceful shutdown. cmd/statesync's serve subcommand is a thin
 // front for [Run].
+//
+// Without tokens the daemon answers only requests whose Host header names
+// a loopback host (localhost, *.localhost, 127.0.0.1, [::1]) or one of
+// [Config.AllowedHosts], and 403 to others except /healthz: a defence
+// against DNS rebinding, where a web page rebinds its own name to
+// 127.0.0.1. With tokens, and with [Config.Insecure] without AllowedHosts,
+// every name is accepted.
+//
+// Against hostile clients, a request's header and body must arrive within
+// [Config.ReadTimeout] (408 for a body; event streams are exempt),
+// connections are capped in total and per client address
+// ([Config.MaxConns], [Config.MaxConnsPerIP]; see internal/netlimit) and
+// event streams per token ([Config.MaxStreamsPerToken]).
 package daemon
 
 import (
@@ -30,15 +43,44 @@ type Config struct {
 	// Tokens is the path of the token file; empty means no auth
 	// (STATESYNC_TOKENS).
 	Tokens string
-	// Insecure allows listening on a non-loopback address without tokens
-	// (STATESYNC_INSECURE).
+	// Insecure allows listening on a non-loopback address without tokens,
+	// and then answers requests for any host name unless AllowedHosts is
+	// set (STATESYNC_INSECURE).
 	Insecure bool
+	// AllowedHosts is a comma-separated list of host names (without port)
+	// that requests may name in their Host header when the daemon runs
+	// without tokens, besides the loopback names localhost, *.localhost,
+	// 127.0.0.1 and [::1] (STATESYNC_ALLOWED_HOSTS). Without tokens, a
+	// request for any other name is refused with 403: a web page whose
+	// name is rebound to 127.0.0.1 (DNS rebinding) cannot reach the
+	// daemon. With tokens any name is accepted; with Insecure and no
+	// AllowedHosts too.
+	AllowedHosts string
 	// Heartbeat is the interval of SSE heartbeat comments
 	// (STATESYNC_HEARTBEAT).
 	Heartbeat time.Duration
 	// MaxBody is the largest accepted request body in bytes
 	// (STATESYNC_MAX_BODY).
 	MaxBody int64
+	// ReadTimeout bounds reading a request's header and body; a body
+	// slower than that is refused with 408 and its connection closed.
+	// Event streams are not affected (STATESYNC_READ_TIMEOUT).
+	ReadTimeout time.Duration
+	// MaxConns caps the connections open at once; one more is closed as
+	// soon as it is accepted. 0 derives the cap from the open-file limit
+	// of the process (its soft RLIMIT_NOFILE, which Go raises to the hard
+	// limit at start, minus 128 for the store and the rest); negative
+	// means no cap (STATESYNC_MAX_CONNS).
+	MaxConns int
+	// MaxConnsPerIP caps the connections open at once from one client
+	// address; 0 means no cap. Behind a reverse proxy, and on a loopback
+	// address, every client has the proxy's or the loopback address, so
+	// this is a second total cap there (STATESYNC_MAX_CONNS_PER_IP).
+	MaxConnsPerIP int
+	// MaxStreamsPerToken caps the event streams open at once with one
+	// token; one more is refused with 429. Negative means no cap
+	// (STATESYNC_MAX_STREAMS_PER_TOKEN).
+	MaxStreamsPerToken int
 	// ShutdownTimeout bounds graceful shutdown (STATESYNC_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error (STATESYNC_LOG_LEVEL).
@@ -50,13 +92,17 @@ type Config struct {
 // DefaultConfig returns the defaults of DESIGN §5.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            "127.0.0.1:8765",
-		Data:            "./statesync-data",
-		Heartbeat:       15 * time.Second,
-		MaxBody:         1 << 20,
-		ShutdownTimeout: 10 * time.Second,
-		LogLevel:        "info",
-		LogFormat:       "text",
+		Addr:          "127.0.0.1:8765",
+		Data:          "./statesync-data",
+		Heartbeat:     15 * time.Second,
+		MaxBody:       1 << 20,
+		ReadTimeout:   10 * time.Second,
+		MaxConnsPerIP: 1000,
+		// Enough for every tab of a team's dashboard on one shared token.
+		MaxStreamsPerToken: 1000,
+		ShutdownTimeout:    10 * time.Second,
+		LogLevel:           "info",
+		LogFormat:          "text",
 	}
 }
 
@@ -82,9 +128,14 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory of the durable store (STATESYNC_DATA)")
 	fs.BoolVar(&cfg.Memory, "memory", cfg.Memory, "keep state in memory only; nothing survives a restart (STATESYNC_MEMORY)")
 	fs.StringVar(&cfg.Tokens, "tokens", cfg.Tokens, "token file enabling bearer-token auth, see README (STATESYNC_TOKENS)")
-	fs.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, "allow a non-loopback address without tokens (STATESYNC_INSECURE)")
+	fs.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, "allow a non-loopback address without tokens, and any Host header unless --allowed-hosts is given (STATESYNC_INSECURE)")
+	fs.StringVar(&cfg.AllowedHosts, "allowed-hosts", cfg.AllowedHosts, "without tokens, comma-separated host names accepted in the Host header besides localhost, *.localhost, 127.0.0.1 and [::1]; others get 403 (a defence against DNS rebinding) (STATESYNC_ALLOWED_HOSTS)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "SSE heartbeat interval (STATESYNC_HEARTBEAT)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", cfg.MaxBody, "largest request body in bytes (STATESYNC_MAX_BODY)")
+	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "time to read a request's header and body; a slower body gets 408 (STATESYNC_READ_TIMEOUT)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most connections open at once, more are closed at once; 0: the open-file limit minus 128, negative: no cap (STATESYNC_MAX_CONNS)")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "most connections open at once from one client address (behind a proxy all clients share one); 0: no cap (STATESYNC_MAX_CONNS_PER_IP)")
+	fs.IntVar(&cfg.MaxStreamsPerToken, "max-streams-per-token", cfg.MaxStreamsPerToken, "most event streams open at once with one token, more get 429; negative: no cap (STATESYNC_MAX_STREAMS_PER_TOKEN)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "graceful shutdown limit (STATESYNC_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (STATESYNC_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (STATESYNC_LOG_FORMAT)")
@@ -150,6 +201,21 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	str("STATESYNC_TOKENS", &c.Tokens)
 	boolean("STATESYNC_INSECURE", &c.Insecure)
 	dur("STATESYNC_HEARTBEAT", &c.Heartbeat)
+	str("STATESYNC_ALLOWED_HOSTS", &c.AllowedHosts)
+	integer := func(name string, p *int) {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not a whole number", name, v))
+				return
+			}
+			*p = n
+		}
+	}
+	dur("STATESYNC_READ_TIMEOUT", &c.ReadTimeout)
+	integer("STATESYNC_MAX_CONNS", &c.MaxConns)
+	integer("STATESYNC_MAX_CONNS_PER_IP", &c.MaxConnsPerIP)
+	integer("STATESYNC_MAX_STREAMS_PER_TOKEN", &c.MaxStreamsPerToken)
 	if v := getenv("STATESYNC_MAX_BODY"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -179,12 +245,21 @@ func (c Config) Validate() error {
 		return fmt.Errorf("serve: heartbeat must be positive, not %v", c.Heartbeat)
 	case c.MaxBody <= 0:
 		return fmt.Errorf("serve: max-body must be positive, not %d", c.MaxBody)
+	case c.ReadTimeout <= 0:
+		return fmt.Errorf("serve: read-timeout must be positive, not %v", c.ReadTimeout)
+	case c.MaxConnsPerIP < 0:
+		return fmt.Errorf("serve: max-conns-per-ip must be 0 (no cap) or positive, not %d", c.MaxConnsPerIP)
+	case c.MaxStreamsPerToken == 0:
+		return errors.New("serve: max-streams-per-token must be positive, or negative for no cap")
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("serve: shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
 	case !c.Memory && c.Data == "":
 		return errors.New("serve: give a data directory, or --memory")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if _, err := c.allowedHosts(); err != nil {
 		return err
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {

@@ -26,13 +26,16 @@ func env(vars ...string) func(string) string {
 // wantDefaults is the configuration of DESIGN §5 and the README's flag
 // table, written out here rather than read from DefaultConfig.
 var wantDefaults = daemon.Config{
-	Addr:            "127.0.0.1:8765",
-	Data:            "./statesync-data",
-	Heartbeat:       15 * time.Second,
-	MaxBody:         1 << 20,
-	ShutdownTimeout: 10 * time.Second,
-	LogLevel:        "info",
-	LogFormat:       "text",
+	Addr:               "127.0.0.1:8765",
+	Data:               "./statesync-data",
+	Heartbeat:          15 * time.Second,
+	MaxBody:            1 << 20,
+	ReadTimeout:        10 * time.Second,
+	MaxConnsPerIP:      1000,
+	MaxStreamsPerToken: 1000,
+	ShutdownTimeout:    10 * time.Second,
+	LogLevel:           "info",
+	LogFormat:          "text",
 }
 
 // TestParseFlagsDefaults pins `statesync serve` with no flags: it would
@@ -53,7 +56,8 @@ func TestParseFlagsDefaults(t *testing.T) {
 // hold.
 func TestParseFlagsDefaultsOSEnv(t *testing.T) {
 	for _, name := range []string{"ADDR", "DATA", "MEMORY", "TOKENS", "INSECURE", "HEARTBEAT", "MAX_BODY",
-		"SHUTDOWN_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT"} {
+		"SHUTDOWN_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT", "ALLOWED_HOSTS", "READ_TIMEOUT", "MAX_CONNS", "MAX_CONNS_PER_IP",
+		"MAX_STREAMS_PER_TOKEN"} {
 		t.Setenv("STATESYNC_"+name, "")
 	}
 	cfg, err := daemon.ParseFlags(nil, nil, io.Discard)
@@ -99,6 +103,16 @@ func TestParseFlagsEnvAndFlags(t *testing.T) {
 			func(c daemon.Config) any { return c.LogLevel }, "debug", "warn"},
 		{"log-format", "STATESYNC_LOG_FORMAT", "json", []string{"--log-format", "text"},
 			func(c daemon.Config) any { return c.LogFormat }, "json", "text"},
+		{"allowed-hosts", "STATESYNC_ALLOWED_HOSTS", "a.example,b.example", []string{"--allowed-hosts", "c.example"},
+			func(c daemon.Config) any { return c.AllowedHosts }, "a.example,b.example", "c.example"},
+		{"read-timeout", "STATESYNC_READ_TIMEOUT", "30s", []string{"--read-timeout", "2s"},
+			func(c daemon.Config) any { return c.ReadTimeout }, 30 * time.Second, 2 * time.Second},
+		{"max-conns", "STATESYNC_MAX_CONNS", "500", []string{"--max-conns", "-1"},
+			func(c daemon.Config) any { return c.MaxConns }, 500, -1},
+		{"max-conns-per-ip", "STATESYNC_MAX_CONNS_PER_IP", "20", []string{"--max-conns-per-ip", "0"},
+			func(c daemon.Config) any { return c.MaxConnsPerIP }, 20, 0},
+		{"max-streams-per-token", "STATESYNC_MAX_STREAMS_PER_TOKEN", "7", []string{"--max-streams-per-token", "-1"},
+			func(c daemon.Config) any { return c.MaxStreamsPerToken }, 7, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,6 +165,13 @@ func TestParseFlagsBadValues(t *testing.T) {
 		{nil, []string{"STATESYNC_SHUTDOWN_TIMEOUT", "later"}, false, []string{"STATESYNC_SHUTDOWN_TIMEOUT", "not a duration"}},
 		{nil, []string{"STATESYNC_MAX_BODY", "1MiB"}, false, []string{"STATESYNC_MAX_BODY", "not a whole number"}},
 		{nil, []string{"STATESYNC_LOG_FORMAT", "yaml"}, false, []string{"log-format", `"yaml"`}},
+		{[]string{"--read-timeout", "0s"}, nil, false, []string{"read-timeout must be positive"}},
+		{[]string{"--max-conns-per-ip", "-1"}, nil, false, []string{"max-conns-per-ip"}},
+		{[]string{"--max-streams-per-token", "0"}, nil, false, []string{"max-streams-per-token"}},
+		{[]string{"--allowed-hosts", "a.example:8765"}, nil, false, []string{"allowed-hosts", `"a.example:8765"`}},
+		{[]string{"--max-conns", "many"}, nil, true, []string{"max-conns"}},
+		{nil, []string{"STATESYNC_MAX_CONNS", "lots"}, false, []string{"STATESYNC_MAX_CONNS", "not a whole number"}},
+		{nil, []string{"STATESYNC_READ_TIMEOUT", "10"}, false, []string{"STATESYNC_READ_TIMEOUT", "not a duration"}},
 		// Every bad variable is reported at once.
 		{nil, []string{"STATESYNC_HEARTBEAT", "x", "STATESYNC_MAX_BODY", "y"}, false, []string{"STATESYNC_HEARTBEAT", "STATESYNC_MAX_BODY"}},
 	}
@@ -234,7 +255,9 @@ func TestParseFlagsHelp(t *testing.T) {
 		t.Errorf("ParseFlags(-h) with STATESYNC_MAX_BODY=lots = %v, output %q; want flag.ErrHelp and the usage", err, out.String())
 	}
 	for _, w := range []string{"usage: statesync serve", "-addr", "STATESYNC_ADDR", "-data", "STATESYNC_DATA", "-memory", "-tokens",
-		"-insecure", "-heartbeat", "-max-body", "-shutdown-timeout", "-log-level", "-log-format", "STATESYNC_LOG_FORMAT", "127.0.0.1:8765"} {
+		"-insecure", "-heartbeat", "-max-body", "-shutdown-timeout", "-log-level", "-log-format", "STATESYNC_LOG_FORMAT", "127.0.0.1:8765",
+		"-allowed-hosts", "STATESYNC_ALLOWED_HOSTS", "-read-timeout", "-max-conns", "STATESYNC_MAX_CONNS", "-max-conns-per-ip",
+		"-max-streams-per-token", "STATESYNC_MAX_STREAMS_PER_TOKEN"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("ParseFlags(-h) output lacks %q:\n%s", w, out.String())
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/boltstore"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/netlimit"
 	"github.com/statesync-go/statesync/web"
 )
 
@@ -27,7 +28,7 @@ import (
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	ln      net.Listener
+	ln      *netlimit.Listener
 	srv     *http.Server
 	api     *httpsync.Handler
 	src     *statesync.Source
@@ -81,6 +82,10 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		Heartbeat: cfg.Heartbeat,
 		MaxBody:   cfg.MaxBody,
 		Logger:    log,
+		// The http.Server bounds the header and the body too, and covers
+		// the routes outside the API.
+		ReadTimeout:        cfg.ReadTimeout,
+		MaxStreamsPerToken: cfg.MaxStreamsPerToken,
 		// Shutdown ends the streams with s.api.Shutdown before s.srv's.
 		HijackStreams: true,
 	})
@@ -98,16 +103,28 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", web.Handler())
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	inner, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		_ = s.api.Close() // stops its fan-out goroutine
 		s.closeStore()
 		return nil, fmt.Errorf("serve: %w", err)
 	}
+	maxConns, perIP := cfg.connCaps()
+	ln := netlimit.NewListener(inner, maxConns, perIP)
 	s.ln = ln
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "statesync_connections_open", Help: "Client connections open now."},
+			func() float64 { return float64(ln.Open()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "statesync_connections_refused_total",
+			Help: "Connections closed on arrival for being over --max-conns or --max-conns-per-ip."},
+			func() float64 { return float64(ln.Refused()) }))
+	allowed, _ := cfg.allowedHosts() // checked by Validate
 	s.srv = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: hostGuard(mux, allowed),
+		// A header or body slower than this ends its request (a body with
+		// 408, from the API); event streams clear the deadline.
+		ReadHeaderTimeout: cfg.ReadTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -117,7 +134,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		store = "memory"
 	}
 	log.Info("statesync serving", slog.String("url", "http://"+ln.Addr().String()+"/"),
-		slog.String("store", store), slog.Bool("auth", auth != nil))
+		slog.String("store", store), slog.Bool("auth", auth != nil), slog.Int("maxConns", maxConns))
 	return s, nil
 }
 
