@@ -486,11 +486,13 @@ func (h *Handler) precondition(w http.ResponseWriter, r *http.Request) (p precon
 		return precondition{}, false, true
 	}
 	if len(v) > 1 {
+		h.dropBody(w, r) // refused before its body is read
 		h.fail(w, http.StatusBadRequest, CodeInvalidIfMatch, errIfMatch.Error())
 		return precondition{}, false, false
 	}
 	p, err := parseIfMatch(v[0])
 	if err != nil {
+		h.dropBody(w, r) // refused before its body is read
 		h.fail(w, http.StatusBadRequest, CodeInvalidIfMatch, err.Error())
 		return precondition{}, false, false
 	}
@@ -503,10 +505,12 @@ func (h *Handler) writeContext(w http.ResponseWriter, r *http.Request, g Grants)
 	ctx := r.Context()
 	if id := r.Header.Get("X-Source-Id"); id != "" {
 		if len(id) > maxSourceID {
+			h.dropBody(w, r) // refused before its body is read
 			h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "X-Source-Id is longer than "+strconv.Itoa(maxSourceID)+" bytes")
 			return nil, false
 		}
 		if msg, ok := sourceIDAllowed(id, g); !ok {
+			h.dropBody(w, r) // refused before its body is read
 			h.fail(w, http.StatusForbidden, CodeForbidden, msg)
 			return nil, false
 		}
@@ -624,6 +628,7 @@ func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, topic strin
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/merge-patch+json" && mt != "application/json") {
+			h.dropBody(w, r) // refused before its body is read
 			h.fail(w, http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
 				"PATCH takes a JSON merge patch (RFC 7396), Content-Type application/merge-patch+json")
 			return

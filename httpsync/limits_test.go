@@ -91,6 +91,10 @@ func TestRefusalDoesNotReadTheBody(t *testing.T) {
 		{stalledHead("POST", "/v1/topics/x"), 405},
 		{stalledHead("POST", "/v1/topics"), 405},
 		{stalledHead("PUT", "/v1/nothing"), 404},
+		// Refused by a header of its own: If-Match, X-Source-Id, Content-Type.
+		{stalledHead("PUT", "/v1/topics/x", "Authorization", "Bearer admin-secret", "If-Match", "W/\"1\""), 400},
+		{stalledHead("PUT", "/v1/topics/x", "Authorization", "Bearer admin-secret", "X-Source-Id", "worker"), 403},
+		{strings.Replace(stalledHead("PATCH", "/v1/topics/x", "Authorization", "Bearer admin-secret"), "application/json", "text/plain", 1), 415},
 		// Over MaxBody, then nothing.
 		{stalledHead("PUT", "/v1/topics/x", "Authorization", "Bearer admin-secret") + `{"a":"0123456789"`, 413},
 	} {
