@@ -59,6 +59,21 @@ type HandlerOptions struct {
 	// does. HTTP/2 streams, and ResponseWriters that cannot be hijacked,
 	// are served the standard way.
 	HijackStreams bool
+	// MaxStreamBuffer bounds the bytes an event stream may have buffered
+	// for a client that does not keep up: the frames handed to the
+	// connection that it has not accepted yet (the kernel's socket buffer
+	// aside), plus the inline snapshots waiting behind them (one per
+	// topic: a newer revision replaces a pending one). A stream that stays
+	// over the bound for 5 s is disconnected (Stats.SlowDisconnects); its
+	// client reconnects and gets the current state. A write holds at most
+	// one inline snapshot beyond the bound (larger ones are sent alone;
+	// the others become invalidations, which the client answers with a
+	// GET), so a client that downloads a large snapshot at a normal speed
+	// is not cut. Whatever the bound, streams share the encoded frames of
+	// a revision, so stalled streams cost no copy of the data each. 0 means
+	// 1 MiB; negative means no bound (only WriteTimeout cuts a stalled
+	// client).
+	MaxStreamBuffer int64
 }
 
 // gzipMinSize is the smallest snapshot that is gzipped: below it gzip
@@ -102,6 +117,9 @@ type Handler struct {
 	streams map[*stream]struct{}
 	byTopic map[string]map[*stream]struct{}
 	drain   sync.Once
+
+	frames    sync.Map      // topic -> *sharedFrame, the newest inline frame
+	slowGrace time.Duration // how long a stream may stay over MaxStreamBuffer
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -136,6 +154,10 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 	if h.opts.MaxStreamTopics <= 0 {
 		h.opts.MaxStreamTopics = 1024
 	}
+	if h.opts.MaxStreamBuffer == 0 {
+		h.opts.MaxStreamBuffer = 1 << 20
+	}
+	h.slowGrace = streamSlowGrace
 	h.log = h.opts.Logger
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

@@ -30,6 +30,18 @@ type stream struct {
 	aborted bool           // Close aborted the stream's writes
 	// deadlineSet is when setDeadline last moved the write deadline.
 	deadlineSet time.Time
+
+	// The stream's buffered bytes (HandlerOptions.MaxStreamBuffer), see
+	// streambuf.go.
+	inline       int           // the stream's inline bound (-1: none), set by configure
+	max          int64         // HandlerOptions.MaxStreamBuffer (<= 0: none)
+	grace        time.Duration // how long the stream may stay over max
+	timeout      time.Duration // HandlerOptions.WriteTimeout
+	unsent       int64         // bytes of the write in progress not yet accepted by the connection
+	pendingBytes int64         // the sizes of the pending inline snapshots
+	writing      bool          // a write is in progress
+	overSince    time.Time     // when unsent+pendingBytes went over max; zero if not over
+	slowDL       bool          // the write deadline is overSince+grace
 }
 
 // streamTopic is the state of one topic of a stream.
@@ -39,6 +51,9 @@ type streamTopic struct {
 	hasPending bool
 	sent       statesync.Invalidation // the last frame's revision and epoch
 	hasSent    bool
+	// pendingSz is the size of pending's inline snapshot, counted in the
+	// stream's pendingBytes.
+	pendingSz int64
 }
 
 // writeDeadliner is what sets a stream's write deadline: an
@@ -54,9 +69,14 @@ func newer(a, b statesync.Invalidation) bool {
 
 // notify records inv for the stream and wakes it. It never blocks for long
 // (a short lock) and allocates nothing. It returns the number of
-// invalidations coalesced by it (0 or 1).
-func (st *stream) notify(inv statesync.Invalidation) (coalesced bool) {
+// invalidations coalesced by it (0 or 1). size is about the size of the
+// topic's inline snapshot (0 if unknown), counted in the stream's buffered
+// bytes if the stream would send it inline.
+func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool) {
 	st.mu.Lock()
+	if size > int64(st.inline) {
+		size = 0 // sent as an invalidation
+	}
 	t := st.topics[inv.Topic]
 	switch {
 	case t == nil:
@@ -65,14 +85,18 @@ func (st *stream) notify(inv statesync.Invalidation) (coalesced bool) {
 	case t.hasPending:
 		if newer(inv, t.pending) {
 			t.pending = inv
+			st.pendingBytes += size - t.pendingSz
+			t.pendingSz = size
 		}
 		coalesced = true // one of the two is never sent
 	case t.hasSent && !newer(inv, t.sent):
 		coalesced = true // already sent (a duplicate, or an older write reported late)
 	default:
-		t.pending, t.hasPending = inv, true
+		t.pending, t.hasPending, t.pendingSz = inv, true, size
+		st.pendingBytes += size
 		st.dirty = append(st.dirty, t)
 	}
+	st.checkOver()
 	st.mu.Unlock()
 	select {
 	case st.wake <- struct{}{}:
@@ -87,6 +111,8 @@ func (st *stream) take(buf []statesync.Invalidation) []statesync.Invalidation {
 	for _, t := range st.dirty {
 		buf = append(buf, t.pending)
 		t.hasPending = false
+		st.pendingBytes -= t.pendingSz
+		t.pendingSz = 0
 	}
 	clear(st.dirty)
 	st.dirty = st.dirty[:0]
@@ -108,11 +134,24 @@ func (st *stream) markSent(inv statesync.Invalidation) {
 // runtime timer on every flush, so it is moved (to now+timeout) only when it
 // was last set more than timeout/2 ago: a client that reads nothing is cut
 // between timeout/2 and timeout after a write starts blocking.
+//
+// Over the stream's buffer bound, the deadline is instead the end of the
+// grace (see checkOver), unless the write timeout comes first.
 func (st *stream) setDeadline(timeout time.Duration) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.aborted {
 		return false
+	}
+	if !st.overSince.IsZero() {
+		if !st.slowDL {
+			st.armSlow()
+		}
+		if st.slowDL {
+			return true
+		}
+	} else if st.slowDL {
+		st.restoreDeadline()
 	}
 	if timeout > 0 {
 		now := time.Now()
@@ -209,8 +248,12 @@ func (h *Handler) fanout() {
 			streams := h.byTopic[p.inv.Topic]
 			// Each stream of the topic missed the replaced invalidations.
 			coalesced += p.dropped * uint64(len(streams))
+			var size int64
+			if len(streams) > 0 {
+				size = h.inlineEstimate(p.inv.Topic)
+			}
 			for st := range streams {
-				if st.notify(p.inv) {
+				if st.notify(p.inv, size) {
 					coalesced++
 				}
 			}
@@ -345,6 +388,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	sw := &frameWriter{h: h, st: st, inline: inline}
+	st.configure(h, inline)
 	sw.buf = strconv.AppendInt(append(sw.buf, "retry: "...), h.opts.RetryHint.Milliseconds(), 10)
 	sw.buf = append(sw.buf, "\n\n"...)
 
@@ -400,6 +444,9 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	}()
 	go func() {
 		defer func() {
+			if tc, ok := conn.(*net.TCPConn); ok && sw.slow {
+				_ = tc.SetLinger(0) // a reset: the kernel drops the unsent data at once
+			}
 			_ = conn.Close() // ends the reader too
 			<-gone
 			h.unregister(st)
@@ -453,7 +500,16 @@ type frameWriter struct {
 	out     io.Writer       // the response, or the hijacked connection
 	flusher func() error    // flushes out; nil if out does not buffer
 	inline  int             // -1: no inline snapshots
-	buf     []byte
+
+	// The next write: parts, then buf[mark:]. buf holds the stream's own
+	// bytes (heads, invalidations, heartbeats); parts holds pieces of buf
+	// and the bodies of shared frames, never copied (see sharedFrame).
+	buf         []byte
+	parts       [][]byte
+	mark        int
+	inlineBytes int  // the inline snapshots in the next write
+	slow        bool // the stream was cut for staying over MaxStreamBuffer
+	chunk, vec  net.Buffers
 }
 
 // frame appends the frame of inv: an inline snapshot if asked for and
@@ -461,23 +517,18 @@ type frameWriter struct {
 func (fw *frameWriter) frame(inv statesync.Invalidation) {
 	if fw.inline >= 0 {
 		enc, snap, err := fw.h.src.Encoded(fw.ctx, inv.Topic)
-		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) {
-			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…}
-			fw.buf = append(fw.buf, "event: snapshot\ndata: "...)
-			fw.buf = append(fw.buf, `{"topic":`...)
-			fw.buf = appendQuoted(fw.buf, inv.Topic)
+		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) && fw.fits(len(enc)) {
+			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…},
+			// built once per revision and shared by the streams.
+			f := fw.h.sharedFrame(inv.Topic, snap, enc)
+			head := f.bare // a newer snapshot than inv: not inv's sourceId
 			if snap.Revision == inv.Revision && snap.Epoch == inv.Epoch {
-				if inv.SourceID != "" {
-					fw.buf = append(fw.buf, `,"sourceId":`...)
-					fw.buf = appendQuoted(fw.buf, inv.SourceID)
-				}
-				if inv.TimestampMs != 0 {
-					fw.buf = strconv.AppendInt(append(fw.buf, `,"timestampMs":`...), inv.TimestampMs, 10)
-				}
+				head = f.head(inv)
 			}
-			fw.buf = append(fw.buf, ',')
-			fw.buf = appendDataLines(fw.buf, enc[1:])
+			fw.buf = append(fw.buf, head...)
+			fw.addShared(f.body)
 			fw.buf = append(fw.buf, "\n\n"...)
+			fw.inlineBytes += len(enc)
 			fw.st.markSent(statesync.Invalidation{Topic: inv.Topic, Revision: snap.Revision, Epoch: snap.Epoch})
 			fw.h.stats.snapshotsSent.Add(1)
 			return
@@ -488,27 +539,6 @@ func (fw *frameWriter) frame(inv statesync.Invalidation) {
 	fw.buf = append(fw.buf, "\n\n"...)
 	fw.st.markSent(inv)
 	fw.h.stats.invalidationsSent.Add(1)
-}
-
-// flush writes buf and flushes the response; false means the stream is
-// over (the client is gone, or Close aborted it).
-func (fw *frameWriter) flush() bool {
-	if len(fw.buf) == 0 {
-		return true
-	}
-	if !fw.st.setDeadline(fw.h.opts.WriteTimeout) {
-		return false
-	}
-	_, err := fw.out.Write(fw.buf)
-	if err == nil && fw.flusher != nil {
-		err = fw.flusher()
-	}
-	if cap(fw.buf) > 64<<10 {
-		fw.buf = nil // do not keep a large inline snapshot's buffer
-	} else {
-		fw.buf = fw.buf[:0]
-	}
-	return err == nil
 }
 
 // appendDataLines appends b as the value of an SSE data field: JSON may
