@@ -105,19 +105,25 @@ func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool
 	return coalesced
 }
 
-// take returns the pending invalidations and clears them.
-func (st *stream) take(buf []statesync.Invalidation) []statesync.Invalidation {
+// take returns the pending invalidations and clears them. It skips, and
+// counts in dups, those already sent meanwhile (by the initial frames,
+// when a write lands between a stream's registration and its first read).
+func (st *stream) take(buf []statesync.Invalidation) (_ []statesync.Invalidation, dups uint64) {
 	st.mu.Lock()
 	for _, t := range st.dirty {
-		buf = append(buf, t.pending)
 		t.hasPending = false
 		st.pendingBytes -= t.pendingSz
 		t.pendingSz = 0
+		if t.hasSent && !newer(t.pending, t.sent) {
+			dups++
+			continue
+		}
+		buf = append(buf, t.pending)
 	}
 	clear(st.dirty)
 	st.dirty = st.dirty[:0]
 	st.mu.Unlock()
-	return buf
+	return buf, dups
 }
 
 // markSent records the revision of the frame written for a topic.
@@ -125,6 +131,12 @@ func (st *stream) markSent(inv statesync.Invalidation) {
 	st.mu.Lock()
 	if t := st.topics[inv.Topic]; t != nil && (!t.hasSent || newer(inv, t.sent)) {
 		t.sent, t.hasSent = inv, true
+		if t.hasPending && !newer(t.pending, t.sent) {
+			// take skips it: it is no longer buffered.
+			st.pendingBytes -= t.pendingSz
+			t.pendingSz = 0
+			st.checkOver()
+		}
 	}
 	st.mu.Unlock()
 }
@@ -476,7 +488,11 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 			sw.buf = append(sw.buf, ": heartbeat\n\n"...)
 			h.stats.heartbeats.Add(1)
 		case <-st.wake:
-			batch = st.take(batch[:0])
+			var dups uint64
+			batch, dups = st.take(batch[:0])
+			if dups > 0 {
+				h.stats.invalidationsCoalesced.Add(dups)
+			}
 			for _, inv := range batch {
 				sw.frame(inv)
 			}
