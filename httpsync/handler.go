@@ -65,14 +65,15 @@ type HandlerOptions struct {
 	// aside), plus the inline snapshots waiting behind them (one per
 	// topic: a newer revision replaces a pending one). A stream that stays
 	// over the bound for 5 s is disconnected (Stats.SlowDisconnects); its
-	// client reconnects and gets the current state. A write holds at most
-	// one inline snapshot beyond the bound (larger ones are sent alone;
-	// the others become invalidations, which the client answers with a
-	// GET), so a client that downloads a large snapshot at a normal speed
-	// is not cut. Whatever the bound, streams share the encoded frames of
-	// a revision, so stalled streams cost no copy of the data each. 0 means
-	// 1 MiB; negative means no bound (only WriteTimeout cuts a stalled
-	// client).
+	// client reconnects and gets the current state. The inline snapshots
+	// of one write stay within the bound, except the first, which may be
+	// larger (the topics beyond get invalidations, which the client
+	// answers with a GET), and the unsent bytes are counted as the client
+	// takes them, so a client that downloads a large snapshot at a normal
+	// speed is not cut. Whatever the bound, streams share the encoded
+	// frames of a revision, so stalled streams cost no copy of the data
+	// each. 0 means 1 MiB; negative means no bound (only WriteTimeout cuts
+	// a stalled client).
 	MaxStreamBuffer int64
 }
 
