@@ -155,22 +155,20 @@ func (st *stream) setDeadline(timeout time.Duration) bool {
 	if st.aborted {
 		return false
 	}
-	if !st.overSince.IsZero() {
-		if !st.slowDL {
-			st.armSlow()
-		}
-		if st.slowDL {
-			return true
-		}
-	} else if st.slowDL {
-		st.restoreDeadline()
-	}
 	if timeout > 0 {
 		now := time.Now()
 		if st.deadlineSet.IsZero() || now.Sub(st.deadlineSet) > timeout/2 {
-			_ = st.dl.SetWriteDeadline(now.Add(timeout)) // ErrNotSupported: no deadline
+			if !st.slowDL { // else the grace's deadline is earlier
+				_ = st.dl.SetWriteDeadline(now.Add(timeout)) // ErrNotSupported: no deadline
+			}
 			st.deadlineSet = now
 		}
+	}
+	switch {
+	case !st.overSince.IsZero() && !st.slowDL:
+		st.armSlow()
+	case st.overSince.IsZero() && st.slowDL:
+		st.restoreDeadline()
 	}
 	return true
 }

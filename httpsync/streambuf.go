@@ -165,7 +165,7 @@ func (fw *frameWriter) flush() bool {
 	slow := false
 	var buffered int64
 	if n > 0 {
-		err, slow, buffered = fw.write(n)
+		slow, buffered, err = fw.write(n)
 	}
 	clear(fw.parts) // drop the references to shared frames
 	fw.parts, fw.mark, fw.inlineBytes = fw.parts[:0], 0, 0
@@ -189,14 +189,14 @@ var errAborted = errors.New("httpsync: stream aborted")
 // write writes fw.parts, n bytes, in chunks of at most streamChunk bytes.
 // If it fails, slow reports whether the stream was cut for staying over
 // the bound, with the bytes it had buffered.
-func (fw *frameWriter) write(n int) (err error, slow bool, buffered int64) {
+func (fw *frameWriter) write(n int) (slow bool, buffered int64, err error) {
 	st := fw.st
 	st.startWrite(n)
 	defer st.endWrite()
 	if err = fw.writeChunks(); err != nil {
 		slow, buffered = st.cutSlow()
 	}
-	return err, slow, buffered
+	return slow, buffered, err
 }
 
 // writeChunks writes fw.parts and flushes the response.
