@@ -72,8 +72,12 @@ type HandlerOptions struct {
 	// takes them, so a client that downloads a large snapshot at a normal
 	// speed is not cut. Whatever the bound, streams share the encoded
 	// frames of a revision, so stalled streams cost no copy of the data
-	// each. 0 means 1 MiB; negative means no bound (only WriteTimeout cuts
-	// a stalled client).
+	// each. A hijacked stream's connection gets a kernel send buffer of an
+	// eighth of the bound (SO_SNDBUF; 128 KiB, which Linux doubles), instead
+	// of the kernel's autotuning, which lets each stalled connection hold
+	// up to 4 MB of kernel memory. 0 means 1 MiB; negative means no bound
+	// (only WriteTimeout cuts a stalled client, and the kernel tunes the
+	// send buffer).
 	MaxStreamBuffer int64
 }
 

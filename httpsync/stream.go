@@ -431,6 +431,9 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	st.mu.Lock()
 	st.dl = conn
 	st.mu.Unlock()
+	if tc, ok := conn.(*net.TCPConn); ok && h.opts.MaxStreamBuffer > 0 {
+		_ = tc.SetWriteBuffer(streamSendBuffer(h.opts.MaxStreamBuffer))
+	}
 	hdr.Set("Connection", "close")
 	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat)) // as net/http would
 	// The status line, the header, then the retry hint already in sw.buf.

@@ -17,6 +17,16 @@ const streamChunk = 64 << 10
 // from the shared bytes.
 const sharedCopyMax = 2 << 10
 
+// streamSendBuffer returns the kernel send buffer (SO_SNDBUF, which Linux
+// doubles) of a hijacked stream's connection: an eighth of bound, the
+// stream's MaxStreamBuffer, within [16 KiB, 4 MiB]. The kernel's own
+// tuning would let each connection whose client reads nothing hold up to
+// 4 MB of kernel memory, out of sight of the bound: 500 of them filled
+// 1.6 GB and slowed every other connection of the host.
+func streamSendBuffer(bound int64) int {
+	return int(min(max(bound/8, 16<<10), 4<<20))
+}
+
 // streamSlowGrace is how long a stream may stay over MaxStreamBuffer
 // before it is disconnected.
 const streamSlowGrace = 5 * time.Second
