@@ -68,7 +68,7 @@
 // the latest state. An inline frame is built once per revision and
 // written by every stream that sends it from the same bytes, so a
 // stalled stream holds no copy of the data of its own (500 streams that
-// never read, on a 900 KB topic: 5 MB of server heap, not 620 MB). A
+// never read, on a 900 KB topic: 5 MB of server heap, not 600-900 MB). A
 // stream whose buffered bytes (what the connection has not accepted
 // yet, plus the inline snapshots pending behind it) stay over
 // [HandlerOptions.MaxStreamBuffer] (1 MiB) for 5 s is disconnected and
