@@ -123,8 +123,9 @@ type Handler struct {
 	byTopic map[string]map[*stream]struct{}
 	drain   sync.Once
 
-	frames    sync.Map      // topic -> *sharedFrame, the newest inline frame
-	slowGrace time.Duration // how long a stream may stay over MaxStreamBuffer
+	// frames holds the newest inline frame of each topic sent inline
+	// (topic -> *sharedFrame), shared by the streams.
+	frames sync.Map
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -162,7 +163,6 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 	if h.opts.MaxStreamBuffer == 0 {
 		h.opts.MaxStreamBuffer = 1 << 20
 	}
-	h.slowGrace = streamSlowGrace
 	h.log = h.opts.Logger
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

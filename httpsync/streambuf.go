@@ -37,7 +37,7 @@ func (st *stream) configure(h *Handler, inline int) {
 	st.mu.Lock()
 	st.inline = inline
 	st.max = h.opts.MaxStreamBuffer
-	st.grace = h.slowGrace
+	st.grace = streamSlowGrace
 	st.timeout = h.opts.WriteTimeout
 	st.mu.Unlock()
 }
