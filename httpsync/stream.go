@@ -449,9 +449,6 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	}
 	h.log.LogAttrs(context.Background(), slog.LevelDebug, "httpsync: stream opened", slog.Int("topics", len(st.topics)),
 		slog.String("remote", remote), slog.Bool("hijacked", true))
-	// The http.Server's read deadline (ReadTimeout) stays on a hijacked
-	// connection: the reader below must not take it for the client leaving.
-	_ = conn.SetReadDeadline(time.Time{})
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
