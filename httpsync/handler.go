@@ -80,6 +80,26 @@ type HandlerOptions struct {
 	// does. HTTP/2 streams, and ResponseWriters that cannot be hijacked,
 	// are served the standard way.
 	HijackStreams bool
+	// MaxStreamBuffer bounds the bytes an event stream may have buffered
+	// for a client that does not keep up: the frames handed to the
+	// connection that it has not accepted yet (the kernel's socket buffer
+	// aside), plus the inline snapshots waiting behind them (one per
+	// topic: a newer revision replaces a pending one). A stream that stays
+	// over the bound for 5 s is disconnected (Stats.SlowDisconnects); its
+	// client reconnects and gets the current state. The inline snapshots
+	// of one write stay within the bound, except the first, which may be
+	// larger (the topics beyond get invalidations, which the client
+	// answers with a GET), and the unsent bytes are counted as the client
+	// takes them, so a client that downloads a large snapshot at a normal
+	// speed is not cut. Whatever the bound, streams share the encoded
+	// frames of a revision, so stalled streams cost no copy of the data
+	// each. A hijacked stream's connection gets a kernel send buffer of an
+	// eighth of the bound (SO_SNDBUF; 128 KiB, which Linux doubles), instead
+	// of the kernel's autotuning, which lets each stalled connection hold
+	// up to 4 MB of kernel memory. 0 means 1 MiB; negative means no bound
+	// (only WriteTimeout cuts a stalled client, and the kernel tunes the
+	// send buffer).
+	MaxStreamBuffer int64
 }
 
 // gzipMinSize is the smallest snapshot that is gzipped: below it gzip
@@ -125,6 +145,10 @@ type Handler struct {
 	streams map[*stream]struct{}
 	byTopic map[string]map[*stream]struct{}
 	drain   sync.Once
+
+	// frames holds the newest inline frame of each topic sent inline
+	// (topic -> *sharedFrame), shared by the streams.
+	frames sync.Map
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -167,6 +191,9 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 	}
 	if h.opts.MaxStreamsPerToken == 0 {
 		h.opts.MaxStreamsPerToken = 1000
+	}
+	if h.opts.MaxStreamBuffer == 0 {
+		h.opts.MaxStreamBuffer = 1 << 20
 	}
 	h.log = h.opts.Logger
 	if h.log == nil {

@@ -21,6 +21,9 @@ type Stats struct {
 	InvalidationsCoalesced uint64
 	// Heartbeats counts the heartbeat comments written to streams.
 	Heartbeats uint64
+	// SlowDisconnects counts the streams disconnected because they stayed
+	// over HandlerOptions.MaxStreamBuffer.
+	SlowDisconnects uint64
 	// SnapshotGets counts the 200 responses to GET /v1/topics/{topic}.
 	SnapshotGets uint64
 	// NotModified counts the 304 responses to GET /v1/topics/{topic}.
@@ -45,6 +48,7 @@ type counters struct {
 	snapshotsSent          atomic.Uint64
 	invalidationsCoalesced atomic.Uint64
 	heartbeats             atomic.Uint64
+	slowDisconnects        atomic.Uint64
 	snapshotGets           atomic.Uint64
 	notModified            atomic.Uint64
 	gzipEncodes            atomic.Uint64
@@ -67,6 +71,7 @@ func (c *counters) snapshot() Stats {
 		SnapshotsSent:          c.snapshotsSent.Load(),
 		InvalidationsCoalesced: c.invalidationsCoalesced.Load(),
 		Heartbeats:             c.heartbeats.Load(),
+		SlowDisconnects:        c.slowDisconnects.Load(),
 		SnapshotGets:           c.snapshotGets.Load(),
 		NotModified:            c.notModified.Load(),
 		GzipEncodes:            c.gzipEncodes.Load(),

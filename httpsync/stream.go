@@ -31,6 +31,18 @@ type stream struct {
 	aborted bool           // Close aborted the stream's writes
 	// deadlineSet is when setDeadline last moved the write deadline.
 	deadlineSet time.Time
+
+	// The stream's buffered bytes (HandlerOptions.MaxStreamBuffer), see
+	// streambuf.go.
+	inline       int           // the stream's inline bound (-1: none), set by configure
+	max          int64         // HandlerOptions.MaxStreamBuffer (<= 0: none)
+	grace        time.Duration // how long the stream may stay over max
+	timeout      time.Duration // HandlerOptions.WriteTimeout
+	unsent       int64         // bytes of the write in progress not yet accepted by the connection
+	pendingBytes int64         // the sizes of the pending inline snapshots
+	writing      bool          // a write is in progress
+	overSince    time.Time     // when unsent+pendingBytes went over max; zero if not over
+	slowDL       bool          // the write deadline is overSince+grace
 }
 
 // streamTopic is the state of one topic of a stream.
@@ -40,6 +52,9 @@ type streamTopic struct {
 	hasPending bool
 	sent       statesync.Invalidation // the last frame's revision and epoch
 	hasSent    bool
+	// pendingSz is the size of pending's inline snapshot, counted in the
+	// stream's pendingBytes.
+	pendingSz int64
 }
 
 // writeDeadliner is what sets a stream's write deadline: an
@@ -55,9 +70,14 @@ func newer(a, b statesync.Invalidation) bool {
 
 // notify records inv for the stream and wakes it. It never blocks for long
 // (a short lock) and allocates nothing. It returns the number of
-// invalidations coalesced by it (0 or 1).
-func (st *stream) notify(inv statesync.Invalidation) (coalesced bool) {
+// invalidations coalesced by it (0 or 1). size is about the size of the
+// topic's inline snapshot (0 if unknown), counted in the stream's buffered
+// bytes if the stream would send it inline.
+func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool) {
 	st.mu.Lock()
+	if size > int64(st.inline) {
+		size = 0 // sent as an invalidation
+	}
 	t := st.topics[inv.Topic]
 	switch {
 	case t == nil:
@@ -66,14 +86,18 @@ func (st *stream) notify(inv statesync.Invalidation) (coalesced bool) {
 	case t.hasPending:
 		if newer(inv, t.pending) {
 			t.pending = inv
+			st.pendingBytes += size - t.pendingSz
+			t.pendingSz = size
 		}
 		coalesced = true // one of the two is never sent
 	case t.hasSent && !newer(inv, t.sent):
 		coalesced = true // already sent (a duplicate, or an older write reported late)
 	default:
-		t.pending, t.hasPending = inv, true
+		t.pending, t.hasPending, t.pendingSz = inv, true, size
+		st.pendingBytes += size
 		st.dirty = append(st.dirty, t)
 	}
+	st.checkOver()
 	st.mu.Unlock()
 	select {
 	case st.wake <- struct{}{}:
@@ -82,17 +106,25 @@ func (st *stream) notify(inv statesync.Invalidation) (coalesced bool) {
 	return coalesced
 }
 
-// take returns the pending invalidations and clears them.
-func (st *stream) take(buf []statesync.Invalidation) []statesync.Invalidation {
+// take returns the pending invalidations and clears them. It skips, and
+// counts in dups, those already sent meanwhile (by the initial frames,
+// when a write lands between a stream's registration and its first read).
+func (st *stream) take(buf []statesync.Invalidation) (_ []statesync.Invalidation, dups uint64) {
 	st.mu.Lock()
 	for _, t := range st.dirty {
-		buf = append(buf, t.pending)
 		t.hasPending = false
+		st.pendingBytes -= t.pendingSz
+		t.pendingSz = 0
+		if t.hasSent && !newer(t.pending, t.sent) {
+			dups++
+			continue
+		}
+		buf = append(buf, t.pending)
 	}
 	clear(st.dirty)
 	st.dirty = st.dirty[:0]
 	st.mu.Unlock()
-	return buf
+	return buf, dups
 }
 
 // markSent records the revision of the frame written for a topic.
@@ -100,6 +132,12 @@ func (st *stream) markSent(inv statesync.Invalidation) {
 	st.mu.Lock()
 	if t := st.topics[inv.Topic]; t != nil && (!t.hasSent || newer(inv, t.sent)) {
 		t.sent, t.hasSent = inv, true
+		if t.hasPending && !newer(t.pending, t.sent) {
+			// take skips it: it is no longer buffered.
+			st.pendingBytes -= t.pendingSz
+			t.pendingSz = 0
+			st.checkOver()
+		}
 	}
 	st.mu.Unlock()
 }
@@ -109,6 +147,9 @@ func (st *stream) markSent(inv statesync.Invalidation) {
 // runtime timer on every flush, so it is moved (to now+timeout) only when it
 // was last set more than timeout/2 ago: a client that reads nothing is cut
 // between timeout/2 and timeout after a write starts blocking.
+//
+// Over the stream's buffer bound, the deadline is instead the end of the
+// grace (see checkOver), unless the write timeout comes first.
 func (st *stream) setDeadline(timeout time.Duration) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -118,9 +159,17 @@ func (st *stream) setDeadline(timeout time.Duration) bool {
 	if timeout > 0 {
 		now := time.Now()
 		if st.deadlineSet.IsZero() || now.Sub(st.deadlineSet) > timeout/2 {
-			_ = st.dl.SetWriteDeadline(now.Add(timeout)) // ErrNotSupported: no deadline
+			if !st.slowDL { // else the grace's deadline is earlier
+				_ = st.dl.SetWriteDeadline(now.Add(timeout)) // ErrNotSupported: no deadline
+			}
 			st.deadlineSet = now
 		}
+	}
+	switch {
+	case !st.overSince.IsZero() && !st.slowDL:
+		st.armSlow()
+	case st.overSince.IsZero() && st.slowDL:
+		st.restoreDeadline()
 	}
 	return true
 }
@@ -210,8 +259,12 @@ func (h *Handler) fanout() {
 			streams := h.byTopic[p.inv.Topic]
 			// Each stream of the topic missed the replaced invalidations.
 			coalesced += p.dropped * uint64(len(streams))
+			var size int64
+			if len(streams) > 0 {
+				size = h.inlineEstimate(p.inv.Topic)
+			}
 			for st := range streams {
-				if st.notify(p.inv) {
+				if st.notify(p.inv, size) {
 					coalesced++
 				}
 			}
@@ -365,6 +418,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	sw := &frameWriter{h: h, st: st, inline: inline}
+	st.configure(h, inline)
 	sw.buf = strconv.AppendInt(append(sw.buf, "retry: "...), h.opts.RetryHint.Milliseconds(), 10)
 	sw.buf = append(sw.buf, "\n\n"...)
 	sw.buf = appendRefused(sw.buf, refused)
@@ -399,6 +453,9 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	st.dl = conn
 	st.mu.Unlock()
 	_ = conn.SetReadDeadline(time.Time{}) // net/http's deadlines must not cut the stream
+	if tc, ok := conn.(*net.TCPConn); ok && h.opts.MaxStreamBuffer > 0 {
+		_ = tc.SetWriteBuffer(streamSendBuffer(h.opts.MaxStreamBuffer))
+	}
 	hdr.Set("Connection", "close")
 	hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat)) // as net/http would
 	// The status line, the header, then the retry hint already in sw.buf.
@@ -422,6 +479,9 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	}()
 	go func() {
 		defer func() {
+			if tc, ok := conn.(*net.TCPConn); ok && sw.slow {
+				_ = tc.SetLinger(0) // a reset: the kernel drops the unsent data at once
+			}
 			_ = conn.Close() // ends the reader too
 			<-gone
 			h.unregister(st)
@@ -451,7 +511,11 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 			sw.buf = append(sw.buf, ": heartbeat\n\n"...)
 			h.stats.heartbeats.Add(1)
 		case <-st.wake:
-			batch = st.take(batch[:0])
+			var dups uint64
+			batch, dups = st.take(batch[:0])
+			if dups > 0 {
+				h.stats.invalidationsCoalesced.Add(dups)
+			}
 			for _, inv := range batch {
 				sw.frame(inv)
 			}
@@ -475,7 +539,16 @@ type frameWriter struct {
 	out     io.Writer       // the response, or the hijacked connection
 	flusher func() error    // flushes out; nil if out does not buffer
 	inline  int             // -1: no inline snapshots
-	buf     []byte
+
+	// The next write: parts, then buf[mark:]. buf holds the stream's own
+	// bytes (heads, invalidations, heartbeats); parts holds pieces of buf
+	// and the bodies of shared frames, never copied (see sharedFrame).
+	buf         []byte
+	parts       [][]byte
+	mark        int
+	inlineBytes int  // the inline snapshots in the next write
+	slow        bool // the stream was cut for staying over MaxStreamBuffer
+	chunk, vec  net.Buffers
 }
 
 // frame appends the frame of inv: an inline snapshot if asked for and
@@ -483,23 +556,18 @@ type frameWriter struct {
 func (fw *frameWriter) frame(inv statesync.Invalidation) {
 	if fw.inline >= 0 {
 		enc, snap, err := fw.h.src.Encoded(fw.ctx, inv.Topic)
-		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) {
-			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…}
-			fw.buf = append(fw.buf, "event: snapshot\ndata: "...)
-			fw.buf = append(fw.buf, `{"topic":`...)
-			fw.buf = appendQuoted(fw.buf, inv.Topic)
+		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) && fw.fits(len(enc)) {
+			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…},
+			// built once per revision and shared by the streams.
+			f := fw.h.sharedFrame(inv.Topic, snap, enc)
+			head := f.bare // a newer snapshot than inv: not inv's sourceId
 			if snap.Revision == inv.Revision && snap.Epoch == inv.Epoch {
-				if inv.SourceID != "" {
-					fw.buf = append(fw.buf, `,"sourceId":`...)
-					fw.buf = appendQuoted(fw.buf, inv.SourceID)
-				}
-				if inv.TimestampMs != 0 {
-					fw.buf = strconv.AppendInt(append(fw.buf, `,"timestampMs":`...), inv.TimestampMs, 10)
-				}
+				head = f.head(inv)
 			}
-			fw.buf = append(fw.buf, ',')
-			fw.buf = appendDataLines(fw.buf, enc[1:])
+			fw.buf = append(fw.buf, head...)
+			fw.addShared(f.body)
 			fw.buf = append(fw.buf, "\n\n"...)
+			fw.inlineBytes += len(enc)
 			fw.st.markSent(statesync.Invalidation{Topic: inv.Topic, Revision: snap.Revision, Epoch: snap.Epoch})
 			fw.h.stats.snapshotsSent.Add(1)
 			return
@@ -510,27 +578,6 @@ func (fw *frameWriter) frame(inv statesync.Invalidation) {
 	fw.buf = append(fw.buf, "\n\n"...)
 	fw.st.markSent(inv)
 	fw.h.stats.invalidationsSent.Add(1)
-}
-
-// flush writes buf and flushes the response; false means the stream is
-// over (the client is gone, or Close aborted it).
-func (fw *frameWriter) flush() bool {
-	if len(fw.buf) == 0 {
-		return true
-	}
-	if !fw.st.setDeadline(fw.h.opts.WriteTimeout) {
-		return false
-	}
-	_, err := fw.out.Write(fw.buf)
-	if err == nil && fw.flusher != nil {
-		err = fw.flusher()
-	}
-	if cap(fw.buf) > 64<<10 {
-		fw.buf = nil // do not keep a large inline snapshot's buffer
-	} else {
-		fw.buf = fw.buf[:0]
-	}
-	return err == nil
 }
 
 // appendDataLines appends b as the value of an SSE data field: JSON may

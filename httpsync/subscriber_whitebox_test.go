@@ -119,7 +119,7 @@ func TestScanInlineTakesServerFrames(t *testing.T) {
 		st := &stream{topics: map[string]*streamTopic{"cfg:main": {name: "cfg:main"}}}
 		fw := &frameWriter{h: h, st: st, ctx: ctx, inline: 1 << 20}
 		fw.frame(inv)
-		frame := string(fw.buf)
+		frame := string(fw.pending())
 		payload, found := strings.CutPrefix(frame, "event: snapshot\ndata: ")
 		if !found || !strings.HasSuffix(payload, "\n\n") {
 			t.Fatalf("frame = %q; want an inline snapshot frame", frame)

@@ -195,6 +195,7 @@ type collector struct {
 	h                                                               *httpsync.Handler
 	streams, streamsTotal, sent, snaps, coalesced, heartbeats, gets *prometheus.Desc
 	notModified, writes, conflicts, errors, gzip                    *prometheus.Desc
+	slowDisconnects                                                 *prometheus.Desc
 }
 
 func newCollector(h *httpsync.Handler) *collector {
@@ -214,12 +215,14 @@ func newCollector(h *httpsync.Handler) *collector {
 		conflicts:    d("conflicts_total", "Writes refused because If-Match named another revision."),
 		errors:       d("http_errors_total", "Error responses by status code.", "code"),
 		gzip:         d("gzip_encodes_total", "gzip encodings of snapshots (one per revision asked for)."),
+		slowDisconnects: d("streams_slow_disconnects_total",
+			"Event streams disconnected because they stayed over the buffer bound (a client that does not keep up)."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.streams, c.streamsTotal, c.sent, c.snaps, c.coalesced, c.heartbeats,
-		c.gets, c.notModified, c.writes, c.conflicts, c.errors, c.gzip} {
+		c.gets, c.notModified, c.writes, c.conflicts, c.errors, c.gzip, c.slowDisconnects} {
 		ch <- d
 	}
 }
@@ -240,6 +243,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.writes, st.Writes)
 	counter(c.conflicts, st.Conflicts)
 	counter(c.gzip, st.GzipEncodes)
+	counter(c.slowDisconnects, st.SlowDisconnects)
 	for code, n := range st.Errors {
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), strconv.Itoa(code))
 	}

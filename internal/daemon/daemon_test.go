@@ -347,7 +347,7 @@ func TestMetrics(t *testing.T) {
 	names := []string{"statesync_streams_open", "statesync_streams_total", "statesync_invalidations_sent_total",
 		"statesync_snapshots_sent_total", "statesync_invalidations_coalesced_total", "statesync_heartbeats_total",
 		"statesync_snapshot_gets_total", "statesync_snapshot_not_modified_total", "statesync_writes_total",
-		"statesync_conflicts_total", "statesync_gzip_encodes_total"}
+		"statesync_conflicts_total", "statesync_gzip_encodes_total", "statesync_streams_slow_disconnects_total"}
 	for _, name := range names {
 		if v, ok := m[name]; !ok || v != 0 {
 			t.Errorf("metric %s = %v (present %v) at start; want 0", name, v, ok)

@@ -1,0 +1,116 @@
+package httpsync
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/statesync-go/statesync"
+)
+
+// A sharedFrame is the inline snapshot frame of one revision of a topic,
+// built once and written by every stream that sends it: streams refer to
+// its bytes, which never change, instead of copying them, so a thousand
+// stalled streams of a 1 MB topic hold one copy, not a thousand.
+//
+// The frame of a revision is
+//
+//	event: snapshot
+//	data: {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…}
+//
+// (the data lines split where the JSON has line breaks, and a blank line
+// after): head, then body, then "\n\n".
+type sharedFrame struct {
+	epoch string
+	rev   statesync.Revision
+
+	once sync.Once
+	enc  []byte // the snapshot's encoding, shared with the Source
+	body []byte // the data lines of enc[1:]: enc[1:] itself unless it has line breaks
+	bare []byte // the head without sourceId and timestampMs: `event: snapshot\ndata: {"topic":…,`
+	// full is the head with the sourceId and timestampMs of the
+	// invalidation of the revision (the same for every stream).
+	full atomic.Pointer[frameHead]
+}
+
+// frameHead is a frame head with the optional fields of an invalidation.
+type frameHead struct {
+	sourceID    string
+	timestampMs int64
+	b           []byte
+}
+
+// sharedFrame returns the frame of snap, the snapshot of topic encoded as
+// enc (by [statesync.Source.Encoded]). The newest revision of each topic
+// is kept, so the streams that send it share one frame.
+func (h *Handler) sharedFrame(topic string, snap statesync.Snapshot, enc []byte) *sharedFrame {
+	f := &sharedFrame{epoch: snap.Epoch, rev: snap.Revision}
+	for {
+		old, loaded := h.frames.LoadOrStore(topic, f)
+		if !loaded {
+			break
+		}
+		o := old.(*sharedFrame)
+		if o.epoch == f.epoch && o.rev == f.rev {
+			f = o
+			break
+		}
+		if o.epoch == f.epoch && o.rev > f.rev {
+			break // a newer one is cached: ours is built for this stream only
+		}
+		if h.frames.CompareAndSwap(topic, old, f) {
+			break
+		}
+	}
+	f.once.Do(func() {
+		f.enc = enc
+		f.body = enc[1:]
+		for _, c := range f.body {
+			if c == '\n' || c == '\r' {
+				f.body = appendDataLines(make([]byte, 0, len(enc)+len(enc)/8), enc[1:])
+				break
+			}
+		}
+		b := append([]byte("event: snapshot\ndata: "), `{"topic":`...)
+		b = appendQuoted(b, topic)
+		f.bare = append(b, ',')
+	})
+	return f
+}
+
+// head returns the frame's head for inv, an invalidation of the frame's
+// revision: with inv's sourceId and timestampMs, if it has them.
+func (f *sharedFrame) head(inv statesync.Invalidation) []byte {
+	if inv.SourceID == "" && inv.TimestampMs == 0 {
+		return f.bare
+	}
+	if h := f.full.Load(); h != nil && h.sourceID == inv.SourceID && h.timestampMs == inv.TimestampMs {
+		return h.b
+	}
+	b := append([]byte(nil), f.bare[:len(f.bare)-1]...) // without the ','
+	if inv.SourceID != "" {
+		b = append(b, `,"sourceId":`...)
+		b = appendQuoted(b, inv.SourceID)
+	}
+	if inv.TimestampMs != 0 {
+		b = strconv.AppendInt(append(b, `,"timestampMs":`...), inv.TimestampMs, 10)
+	}
+	b = append(b, ',')
+	f.full.Store(&frameHead{sourceID: inv.SourceID, timestampMs: inv.TimestampMs, b: b})
+	return b
+}
+
+// inlineEstimate returns about the size of the encoding of topic's latest
+// snapshot, as far as the source holds it in memory (0 if it does not):
+// what a stream that sends it inline will have to write.
+func (h *Handler) inlineEstimate(topic string) int64 {
+	if h.opts.MaxStreamBuffer <= 0 {
+		return 0
+	}
+	snap, ok := h.src.PeekSnapshot(topic)
+	if !ok {
+		return 0
+	}
+	// {"revision":"…","epoch":"…","data":…}
+	return int64(len(snap.Data) + len(snap.Epoch) + 56)
+}
