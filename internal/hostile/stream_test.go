@@ -143,6 +143,7 @@ func streamStartDaemon(t *testing.T) *daemon.Server {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Memory = true
 	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.MaxConnsPerIP = 0 // every client of the test comes from 127.0.0.1
 	srv, err := daemon.Start(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
