@@ -453,7 +453,8 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	st.dl = conn
 	st.mu.Unlock()
 	_ = conn.SetReadDeadline(time.Time{}) // net/http's deadlines must not cut the stream
-	if tc, ok := conn.(*net.TCPConn); ok && h.opts.MaxStreamBuffer > 0 {
+	tc := tcpConn(conn)
+	if tc != nil && h.opts.MaxStreamBuffer > 0 {
 		_ = tc.SetWriteBuffer(streamSendBuffer(h.opts.MaxStreamBuffer))
 	}
 	hdr.Set("Connection", "close")
@@ -466,6 +467,9 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	head.Write(sw.buf)
 	sw.buf = head.Bytes()
 	sw.ctx, sw.out = context.Background(), conn
+	if tc != nil {
+		sw.out = tc // net.Buffers writes with writev only to the connection itself
+	}
 	for _, inv := range initial {
 		sw.frame(inv)
 	}
@@ -479,7 +483,7 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	}()
 	go func() {
 		defer func() {
-			if tc, ok := conn.(*net.TCPConn); ok && sw.slow {
+			if tc != nil && sw.slow {
 				_ = tc.SetLinger(0) // a reset: the kernel drops the unsent data at once
 			}
 			_ = conn.Close() // ends the reader too
@@ -611,4 +615,21 @@ func appendQuoted(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// tcpConn returns the TCP connection under c: c itself, or the connection
+// that a wrapper (a listener's, such as a connection-counting one, or
+// *tls.Conn) returns from its NetConn method; nil if there is none.
+func tcpConn(c net.Conn) *net.TCPConn {
+	for range 8 { // wrappers of wrappers, within reason
+		switch x := c.(type) {
+		case *net.TCPConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }

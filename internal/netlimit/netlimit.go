@@ -115,6 +115,12 @@ type conn struct {
 	once sync.Once
 }
 
+// NetConn returns the connection accepted from the wrapped listener, as
+// [crypto/tls.Conn.NetConn] does: for the abilities of the concrete
+// connection (a *net.TCPConn's buffer sizes, linger, writev). Closing it
+// directly would not end the count: close c.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 // Close closes the connection and, the first time, ends its count.
 func (c *conn) Close() error {
 	err := c.Conn.Close()

@@ -290,6 +290,17 @@ func TestTCP(t *testing.T) {
 	for range 2 {
 		served = append(served, <-accepted)
 	}
+	// The concrete connection is reachable, for its TCP abilities; closing
+	// the wrapper ends its count.
+	for _, c := range served {
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			t.Fatalf("accepted %T has no NetConn method", c)
+		}
+		if _, ok := nc.NetConn().(*net.TCPConn); !ok {
+			t.Errorf("NetConn() = %T; want *net.TCPConn", nc.NetConn())
+		}
+	}
 	if l.Open() != 2 || l.Refused() != 1 {
 		t.Errorf("Open %d, Refused %d; want 2, 1", l.Open(), l.Refused())
 	}
