@@ -378,28 +378,7 @@ func (s *Store) endWrite() {
 // time, sorted by topic, without data. It checks the structure of each
 // record but not its checksum, which only [Store.Get] verifies.
 func (s *Store) List(ctx context.Context) ([]statesync.Record, error) {
-	if s.closed.Load() {
-		return nil, statesync.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out []statesync.Record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(topicsBucket)
-		return b.ForEach(func(k, v []byte) error {
-			rec := statesync.Record{Topic: string(k), Epoch: s.epoch}
-			if err := decodeRecord(&rec, v, false); err != nil {
-				return fmt.Errorf("topic %q: %w", k, err)
-			}
-			out = append(out, rec)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("boltstore: list: %w", closedErr(err))
-	}
-	return out, nil // bbolt keeps keys in byte order, which is topic order
+	return s.ListPrefix(ctx, "") // bbolt keeps keys in byte order, which is topic order
 }
 
 // ListPrefix implements [statesync.PrefixLister]: the written topics
@@ -426,6 +405,9 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Reco
 		return nil
 	})
 	if err != nil {
+		if prefix == "" {
+			return nil, fmt.Errorf("boltstore: list: %w", closedErr(err))
+		}
 		return nil, fmt.Errorf("boltstore: list %q: %w", prefix, closedErr(err))
 	}
 	return out, nil

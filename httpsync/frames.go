@@ -21,8 +21,7 @@ import (
 // (the data lines split where the JSON has line breaks, and a blank line
 // after): head, then body, then "\n\n".
 type sharedFrame struct {
-	epoch string
-	rev   statesync.Revision
+	version
 
 	once sync.Once
 	enc  []byte // the snapshot's encoding, shared with the Source
@@ -44,24 +43,7 @@ type frameHead struct {
 // enc (by [statesync.Source.Encoded]). The newest revision of each topic
 // is kept, so the streams that send it share one frame.
 func (h *Handler) sharedFrame(topic string, snap statesync.Snapshot, enc []byte) *sharedFrame {
-	f := &sharedFrame{epoch: snap.Epoch, rev: snap.Revision}
-	for {
-		old, loaded := h.frames.LoadOrStore(topic, f)
-		if !loaded {
-			break
-		}
-		o := old.(*sharedFrame)
-		if o.epoch == f.epoch && o.rev == f.rev {
-			f = o
-			break
-		}
-		if o.epoch == f.epoch && o.rev > f.rev {
-			break // a newer one is cached: ours is built for this stream only
-		}
-		if h.frames.CompareAndSwap(topic, old, f) {
-			break
-		}
-	}
+	f := newestEntry(&h.frames, topic, &sharedFrame{version: version{snap.Epoch, snap.Revision}})
 	f.once.Do(func() {
 		f.enc = enc
 		f.body = enc[1:]
@@ -113,4 +95,38 @@ func (h *Handler) inlineEstimate(topic string) int64 {
 	}
 	// {"revision":"…","epoch":"…","data":…}
 	return int64(len(snap.Data) + len(snap.Epoch) + 56)
+}
+
+// version is the epoch and revision of a per-revision cache entry.
+type version struct {
+	epoch string
+	rev   statesync.Revision
+}
+
+func (v *version) ver() *version { return v }
+
+// newestEntry returns the entry of m for topic at e's version: the one
+// cached if it is that version, else e, which is cached unless a newer
+// version of topic is (then e serves the caller alone). m thus holds the
+// newest version of each topic that was asked for, and each version's
+// entry is shared by every caller that asks for it while it is the newest.
+func newestEntry[E interface{ ver() *version }](m *sync.Map, topic string, e E) E {
+	v := e.ver()
+	for {
+		old, loaded := m.LoadOrStore(topic, e)
+		if !loaded {
+			return e
+		}
+		o := old.(E)
+		ov := o.ver()
+		if ov.epoch == v.epoch && ov.rev == v.rev {
+			return o
+		}
+		if ov.epoch == v.epoch && ov.rev > v.rev {
+			return e // a newer one is cached: e is for this caller only
+		}
+		if m.CompareAndSwap(topic, old, e) {
+			return e
+		}
+	}
 }

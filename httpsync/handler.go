@@ -419,33 +419,15 @@ func (h *Handler) serveSnapshot(w http.ResponseWriter, r *http.Request, topic st
 
 // gzEntry is the gzip encoding of one revision of a topic.
 type gzEntry struct {
-	epoch string
-	rev   statesync.Revision
-	once  sync.Once
-	b     []byte
+	version
+	once sync.Once
+	b    []byte
 }
 
 // gzipped returns the gzip encoding of enc, the snapshot snap of topic,
 // built once per revision: the newest revision of each topic is kept.
 func (h *Handler) gzipped(topic string, snap statesync.Snapshot, enc []byte) []byte {
-	e := &gzEntry{epoch: snap.Epoch, rev: snap.Revision}
-	for {
-		old, loaded := h.gz.LoadOrStore(topic, e)
-		if !loaded {
-			break
-		}
-		o := old.(*gzEntry)
-		if o.epoch == e.epoch && o.rev == e.rev {
-			e = o
-			break
-		}
-		if o.epoch == e.epoch && o.rev > e.rev {
-			break // a newer one is cached: ours is built for this request only
-		}
-		if h.gz.CompareAndSwap(topic, old, e) {
-			break
-		}
-	}
+	e := newestEntry(&h.gz, topic, &gzEntry{version: version{snap.Epoch, snap.Revision}})
 	e.once.Do(func() {
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression) // a valid level

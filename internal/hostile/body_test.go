@@ -1,13 +1,10 @@
 package hostile_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -27,31 +24,10 @@ type bodyDaemon struct {
 // shuts it down.
 func bodyStartDaemon(t *testing.T, tokens string, memory bool) *bodyDaemon {
 	t.Helper()
-	cfg := daemon.DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.Data = t.TempDir()
-	cfg.Memory = memory
-	cfg.ShutdownTimeout = 5 * time.Second
-	if tokens != "" {
-		cfg.Tokens = filepath.Join(t.TempDir(), "tokens.json")
-		if err := os.WriteFile(cfg.Tokens, []byte(tokens), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, err := daemon.Start(cfg, nil)
-	if err != nil {
-		t.Fatalf("daemon.Start: %v", err)
-	}
+	s := startDaemon(t, tokens, func(c *daemon.Config) { c.Memory = memory })
 	d := &bodyDaemon{url: "http://" + s.Addr().String(),
 		hc: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DisableCompression: true}}}
-	t.Cleanup(func() {
-		d.hc.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
+	t.Cleanup(d.hc.CloseIdleConnections)
 	return d
 }
 

@@ -2,13 +2,10 @@ package hostile_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -26,29 +23,10 @@ const connToken = "conn-test-token"
 // read deadline of readTimeout; cleanup shuts it down.
 func connStartDaemon(t *testing.T, readTimeout time.Duration, edit func(*daemon.Config)) string {
 	t.Helper()
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens.json")
-	if err := os.WriteFile(tokens, []byte(`{"tokens":[{"name":"app","token":"`+connToken+`","read":["*"],"write":["*"]}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := daemon.DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.Memory = true
-	cfg.Tokens = tokens
-	cfg.ReadTimeout = readTimeout
-	cfg.ShutdownTimeout = 5 * time.Second
-	if edit != nil {
-		edit(&cfg)
-	}
-	s, err := daemon.Start(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown = %v", err)
+	s := startDaemon(t, `{"tokens":[{"name":"app","token":"`+connToken+`","read":["*"],"write":["*"]}]}`, func(c *daemon.Config) {
+		c.ReadTimeout = readTimeout
+		if edit != nil {
+			edit(c)
 		}
 	})
 	return s.Addr().String()

@@ -3,7 +3,6 @@ package hostile_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -139,23 +138,10 @@ func TestStalledInlineStreams(t *testing.T) {
 // port; the test's cleanup stops it.
 func streamStartDaemon(t *testing.T) *daemon.Server {
 	t.Helper()
-	cfg := daemon.DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.Memory = true
-	cfg.ShutdownTimeout = 10 * time.Second
-	cfg.MaxConnsPerIP = 0 // every client of the test comes from 127.0.0.1
-	srv, err := daemon.Start(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("daemon shutdown: %v", err)
-		}
+	return startDaemon(t, "", func(c *daemon.Config) {
+		c.ShutdownTimeout = 10 * time.Second
+		c.MaxConnsPerIP = 0 // every client of the test comes from 127.0.0.1
 	})
-	return srv
 }
 
 // streamBigJSON returns a JSON object of about size bytes, different for
