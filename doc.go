@@ -30,14 +30,18 @@
 //
 // # Guarantees
 //
-// For each Consumer, the revisions of applied snapshots strictly increase
-// within an epoch; the provider and applier are never called concurrently;
-// at most one refresh is in flight and one queued, however fast
-// invalidations arrive; no change is missed, because Start subscribes
-// before it pulls and a request that arrives during a refresh causes one
-// more; and once [Consumer.Stop] returns, nothing more is applied or
-// reported. A Consumer's failures are [*Error] values whose [Phase] says
-// where they happened, each reported once to [ConsumerOptions.OnError].
+// For each [Consumer]:
+//
+//   - the revisions of applied snapshots strictly increase within an epoch;
+//   - the provider and applier are never called concurrently;
+//   - at most one refresh is in flight and one queued, however fast
+//     invalidations arrive;
+//   - no change is missed: Start subscribes before it pulls, and a request
+//     that arrives during a refresh causes one more;
+//   - once [Consumer.Stop] returns, nothing more is applied or reported;
+//   - each failure is an [*Error] whose [Phase] says where it happened,
+//     reported once to [ConsumerOptions.OnError] and the logger.
+//
 // Every exported method of Consumer, Source and MemoryStore is safe for
 // concurrent use.
 //
