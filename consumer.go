@@ -51,11 +51,11 @@ type ConsumerOptions struct {
 
 	// InlineRefresh runs a refresh requested by an invalidation on the
 	// delivering goroutine, when none is in flight, saving a goroutine
-	// handoff; Invalidate then waits for the applier, which must not block.
-	// With a [SnapshotPeeker] provider (an httpsync.Client, a memsync.Bus)
-	// only refreshes that need no I/O run inline; with any other provider
-	// the fetch runs inline too. See "Where user code runs" in
-	// docs/ARCHITECTURE.md.
+	// handoff: Invalidate then returns after the applier, which must be
+	// quick. With a [SnapshotPeeker] provider (an httpsync.Client, a
+	// memsync.Bus) only refreshes that need no I/O run inline; with any
+	// other provider the fetch runs inline too. See "Where user code runs"
+	// in docs/ARCHITECTURE.md.
 	InlineRefresh bool
 }
 
