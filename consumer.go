@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// ConsumerOptions configures a [Consumer]. The zero value (or nil) gives the
-// defaults of the TypeScript original: no throttling, no retry, no timeout,
-// no filter, no logging (B-DEF-01). Options are copied by [NewConsumer].
+// ConsumerOptions configures a [Consumer]. The zero value (or nil) means no
+// throttling, no retry, no timeout, no filter and no logging. Options are
+// copied by [NewConsumer].
 type ConsumerOptions struct {
 	// Logger receives the engine's debug, warn and error records, with the
 	// attributes component=statesync and topic. Nil discards them.
@@ -24,10 +24,8 @@ type ConsumerOptions struct {
 	// goroutine that detected it and with no engine lock held, so it may call
 	// Stop, Refresh or Revision. A panic in OnError is recovered and logged.
 	// Errors are reported even when OnError is nil (to the Logger). Reports
-	// of scheduled retries (WillRetry) are the exception: the refresh they
-	// belong to is still running and must not wait for OnError (which may
-	// wait for a refresh), so they are delivered in order on a goroutine of
-	// their own, normally during the retry's delay.
+	// of scheduled retries (WillRetry) are delivered in order on a goroutine
+	// of the consumer's own, while the refresh they belong to goes on.
 	OnError func(*Error)
 
 	// ShouldRefresh, if set, is asked about each invalidation that passed
@@ -52,23 +50,12 @@ type ConsumerOptions struct {
 	Retry *RetryPolicy
 
 	// InlineRefresh runs a refresh requested by an invalidation on the
-	// goroutine that delivered it, when no refresh is in flight, instead of
-	// on a goroutine of the consumer's own. It saves a goroutine handoff per
-	// refresh (most of the cost of a refresh from an in-memory provider)
-	// but makes Invalidate wait for the refresh, applier included, so the
-	// applier must be quick and must not block.
-	//
-	// If the provider is a [SnapshotPeeker], only refreshes whose snapshot
-	// it holds (PeekSnapshot) run inline; the others, which need I/O, run on
-	// the consumer's goroutine as usual. That makes InlineRefresh safe with
-	// an httpsync.Client: frames carrying inline snapshots are applied on
-	// the client's stream goroutine, and a GET never stalls the stream.
-	// With another provider, every such refresh runs inline, fetch
-	// included, which fits only providers that never block.
-	//
-	// Invalidations that arrive while a refresh is in flight are coalesced
-	// as usual, and refreshes requested by Start, Refresh and the throttle
-	// are unaffected.
+	// delivering goroutine, when none is in flight, saving a goroutine
+	// handoff: Invalidate then returns after the applier, which must be
+	// quick. With a [SnapshotPeeker] provider (an httpsync.Client, a
+	// memsync.Bus) only refreshes that need no I/O run inline; with any
+	// other provider the fetch runs inline too. See "Where user code runs"
+	// in docs/ARCHITECTURE.md.
 	InlineRefresh bool
 }
 
@@ -278,7 +265,7 @@ func (c *Consumer) start(ctx context.Context) error {
 		return e
 	}
 	c.mu.Lock()
-	if c.lc == stateStopped { // Stop ran during Subscribe (B-LIFE-24)
+	if c.lc == stateStopped { // Stop ran during Subscribe
 		c.mu.Unlock()
 		rollback(unsub)
 		return ErrStopped
@@ -384,7 +371,7 @@ func (c *Consumer) Wait(ctx context.Context) error {
 
 // Refresh pulls the latest snapshot and applies it if newer, bypassing
 // throttling, and returns once a refresh that began after the call has
-// finished, with that refresh's error (an *[Error]) or ctx.Err() (B-COAL-08).
+// finished, with that refresh's error (an *[Error]) or ctx.Err().
 // A refresh already in flight is not interrupted: the call queues one more,
 // shared with every other caller and invalidation that arrives meanwhile.
 //
@@ -647,13 +634,13 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 	}
 
 	c.mu.Lock()
-	if c.lc == stateStopped { // B-LIFE-16
+	if c.lc == stateStopped { // stopped during the apply: keep the old revision
 		c.mu.Unlock()
 		return nil
 	}
 	if now := c.state.Load(); now != cur && c.gate(now, snap) != gateApply {
 		// The applier offered a newer snapshot while applying this one
-		// (Offer with its ctx): keep that one, never move back (B-GATE-06).
+		// (Offer with its ctx): keep that one, never move back.
 		c.mu.Unlock()
 		return nil
 	}
@@ -707,7 +694,7 @@ const (
 	gateRegressed
 )
 
-// gate decides whether snap is to be applied over cur (B-GATE-03, DESIGN §3).
+// gate decides whether snap is to be applied over cur.
 func (c *Consumer) gate(cur *applied, snap Snapshot) gateResult {
 	switch {
 	case !cur.any:
@@ -734,7 +721,7 @@ func (c *Consumer) apply(ctx context.Context, snap Snapshot) (err error) {
 // Offer applies snap as if a refresh had fetched it: it is validated against
 // the revision gate, applied if newer, and adopted as the consumer's
 // revision. Use it with the snapshot a write returns, so that the writer's
-// own consumer moves past the write without pulling it again (B-GATE-12).
+// own consumer moves past the write without pulling it again.
 //
 // Offer waits for a refresh in flight and runs in turn with refreshes. It
 // returns nil if the snapshot was applied or skipped as not newer, an
@@ -798,7 +785,7 @@ func (c *Consumer) Invalidate(inv Invalidation) {
 			c.reportEvent(inv.AppendJSON(nil), inv.Topic,
 				fmt.Errorf("%w: empty topic in invalidation event", ErrInvalidPayload))
 		}
-		return // another topic: not ours (B-TOPIC-01)
+		return // another topic: not ours
 	}
 	c.handle(inv)
 }
@@ -848,7 +835,7 @@ func callFilter(f func(Invalidation) bool, inv Invalidation) (ok bool, err error
 
 // InvalidateRaw decodes an invalidation payload and handles it like
 // [Consumer.Invalidate]. A payload for another topic is dropped before its
-// revision is looked at (B-PROTO-10); a malformed payload for this topic, or
+// revision is looked at; a malformed payload for this topic, or
 // one whose topic is missing, empty or not a string, is reported with
 // [PhaseProtocol] (or [PhaseInvalidation] if it is not JSON at all) and the
 // raw payload, and dropped.
@@ -873,13 +860,13 @@ func (c *Consumer) InvalidateRaw(payload []byte) {
 }
 
 // reportEvent reports a malformed invalidation with its raw payload. The
-// context has no EventRevision: the revision may be what is wrong (B-PROTO-08).
+// context has no EventRevision: the revision may be what is wrong.
 func (c *Consumer) reportEvent(raw json.RawMessage, topic string, err error) {
 	c.report(&Error{Phase: PhaseProtocol, Topic: c.topic, Err: err, LocalRevision: c.Revision(),
 		EventTopic: topic, SourceEvent: raw})
 }
 
-// reportRetry reports a scheduled retry of the provider (B-RETRY-12).
+// reportRetry reports a scheduled retry of the provider.
 func (c *Consumer) reportRetry(info RetryInfo) {
 	if c.stopped.Load() {
 		return

@@ -13,13 +13,13 @@ import (
 // this package wrap them with detail.
 var (
 	// ErrNonCanonicalRevision is returned when a revision is not a canonical
-	// decimal string (B-REV-01).
+	// decimal string.
 	ErrNonCanonicalRevision = errors.New("statesync: non-canonical revision")
 	// ErrRevisionOverflow is returned by [Revision.Next] at [MaxRevision].
 	ErrRevisionOverflow = errors.New("statesync: revision overflow")
 	// ErrRevisionRegressed is reported when a source without a new epoch
 	// returns a snapshot older than the one applied, which means the source
-	// lost its history (B-REV-13).
+	// lost its history.
 	ErrRevisionRegressed = errors.New("statesync: snapshot revision went backwards")
 	// ErrInvalidPayload is returned when an invalidation or snapshot payload
 	// is malformed.
@@ -31,15 +31,15 @@ var (
 	// provider or applier is nil.
 	ErrMissingDependency = errors.New("statesync: missing dependency")
 	// ErrInvalidThrottle is returned by [NewConsumer] for negative durations
-	// or for throttling that would never refresh (B-THR-15).
+	// or for throttling that would never refresh.
 	ErrInvalidThrottle = errors.New("statesync: invalid throttle options")
 	// ErrInvalidRetry is returned for a [RetryPolicy] with negative values.
 	ErrInvalidRetry = errors.New("statesync: invalid retry policy")
 	// ErrStartAfterStop is returned by [Consumer.Start] on a handle that was
-	// stopped: a handle is single-use (B-LIFE-09).
+	// stopped: a handle is single-use.
 	ErrStartAfterStop = errors.New("statesync: start called after stop")
 	// ErrStopped is returned by [Consumer.Start] when [Consumer.Stop] ran
-	// before start-up finished (B-LIFE-24), and by [Consumer.Offer] on a
+	// before start-up finished, and by [Consumer.Offer] on a
 	// stopped handle.
 	ErrStopped = errors.New("statesync: consumer stopped")
 	// ErrConflict is returned when a compare-and-set write finds another
@@ -52,11 +52,8 @@ var (
 // A Phase names the step of the sync cycle in which an error happened.
 type Phase string
 
-// The phases. The strings are those of the TypeScript original.
-//
-// The original also documents a "throttle" phase that it never emits. This
-// package has none: throttle options are checked by [NewConsumer], and the
-// scheduler cannot fail afterwards (B-ERR-13).
+// The phases. There is no throttle phase: throttle options are checked by
+// [NewConsumer], and the scheduler cannot fail afterwards.
 const (
 	// PhaseStart: Start could not finish because its context ended.
 	PhaseStart Phase = "start"

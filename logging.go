@@ -15,8 +15,8 @@ import (
 	"unicode/utf8"
 )
 
-// This file holds the two logging helpers of the TypeScript original,
-// made [log/slog] handlers: the console logger and the tag logger (B-LOG).
+// This file holds two logging helpers built on [log/slog]: the console
+// logger and the tag logger.
 // The engine itself only needs a *slog.Logger ([ConsumerOptions.Logger]);
 // these are conveniences for small programs and tests.
 
@@ -25,15 +25,14 @@ import (
 const DefaultConsolePrefix = "[state-sync]"
 
 // ConsoleOptions configures [NewConsoleLogger]. The zero value, or nil,
-// gives the defaults of the TypeScript console logger (B-DEF-03): the prefix
-// "[state-sync]" and no debug records.
+// gives the prefix "[state-sync]" and no debug records.
 type ConsoleOptions struct {
 	// Prefix starts every line, followed by a space. Empty means
 	// [DefaultConsolePrefix].
 	Prefix string
 	// Debug enables debug records. Without it the minimum level is
 	// [slog.LevelInfo]: debug records are dropped, and info, warn and error
-	// records are written (B-LOG-05).
+	// records are written.
 	Debug bool
 }
 
@@ -47,12 +46,10 @@ type ConsoleOptions struct {
 // The keys of attributes inside groups are joined with dots (req.id=7), and
 // values (and messages) holding spaces, quotes, '=', control characters or
 // invalid UTF-8 are written as Go quoted strings, so a record never spans two
-// lines. Lines carry no time, as the console the TypeScript logger wrote to
-// added its own; use [slog.NewTextHandler] where a timestamp is wanted.
+// lines. Lines carry no time, for consoles that add their own; use [slog.NewTextHandler] where a timestamp is wanted.
 //
 // The prefix is the only place where the component is named: the engine's
-// messages carry no prefix of their own, so it is printed once per line
-// (B-LOG-08).
+// messages carry no prefix of their own, so it is printed once per line.
 //
 // The logger is safe for concurrent use: each line is written with a single
 // call of w.Write, under a lock shared by every logger derived from it.
@@ -214,22 +211,22 @@ func consoleNeedsQuote(s string, token bool) bool {
 
 // TagLogger returns a logger that adds the static tags attrs to every record
 // logged through it, at every level, leaving the level and the message
-// unchanged (B-LOG-07): tags for the window, process or source a component
+// unchanged: tags for the window, process or source a component
 // runs in, for example.
 //
 // A record never carries the same key twice. The tags come first, in order;
 // an attribute of the record (or one added later with [slog.Logger.With])
 // whose key is a tag's replaces that tag's value in place, and so does a
 // later attribute with the key of an earlier one: the last value wins, in the
-// first place, as when JavaScript spreads objects. Keys are compared at the
+// first place. Keys are compared at the
 // top level; inside a group opened with [slog.Logger.WithGroup], the
 // group's own attributes are merged the same way. [slog.Logger.With] itself
 // keeps duplicate keys, hence this helper.
 //
 // Attributes that base already carries (added with base.With) are out of
 // TagLogger's reach: pass them as tags instead. A nil base gives a logger
-// that discards everything, as a nil [ConsumerOptions.Logger] does
-// (B-LOG-06). The logger is safe for concurrent use if base is.
+// that discards everything, as a nil [ConsumerOptions.Logger] does.
+// The logger is safe for concurrent use if base is.
 func TagLogger(base *slog.Logger, attrs ...slog.Attr) *slog.Logger {
 	if base == nil {
 		return slog.New(slog.DiscardHandler)

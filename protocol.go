@@ -146,7 +146,7 @@ type rawInvalidation struct {
 
 // decodedInvalidation is the result of decoding an invalidation payload as far
 // as it goes, so that the engine can filter by topic before judging the
-// revision (B-PROTO-10) and report what was wrong.
+// revision and report what was wrong.
 type decodedInvalidation struct {
 	inv      Invalidation
 	topicOK  bool   // topic is a JSON string
@@ -168,7 +168,7 @@ func decodeInvalidation(payload []byte) decodedInvalidation {
 	if s, ok := jsonString(raw.Revision); ok {
 		d.rawRev, d.revIsStr = s, true
 	}
-	// Optional fields of the wrong type are dropped silently (B-PROTO-11).
+	// Optional fields of the wrong type are dropped silently.
 	if s, ok := jsonString(raw.Epoch); ok {
 		d.inv.Epoch = s
 	}
@@ -284,7 +284,7 @@ func decodeJSONString(b []byte) (string, bool) {
 }
 
 // jsonInt returns the value of a raw JSON number that is an integer within
-// int64 (fractions are truncated, as JavaScript's Date.now never has them).
+// int64 (fractions are truncated: timestamps are whole milliseconds).
 func jsonInt(b json.RawMessage) (int64, bool) {
 	if len(b) == 0 || !(b[0] == '-' || b[0] >= '0' && b[0] <= '9') {
 		return 0, false

@@ -10,9 +10,8 @@ import (
 )
 
 // A RetryPolicy says how often and how patiently a failed provider call is
-// retried. Zero fields take the defaults of the TypeScript original
-// (B-DEF-02): 3 attempts, 500 ms initial delay, multiplier 2, 10 s maximum
-// delay, no jitter. The delay after failed attempt k (1-based) is
+// retried. Zero fields take the defaults: 3 attempts, 500 ms initial delay,
+// multiplier 2, 10 s maximum delay, no jitter. The delay after failed attempt k (1-based) is
 // min(InitialDelay × Multiplier^(k−1), MaxDelay), then jittered.
 type RetryPolicy struct {
 	// MaxAttempts counts every attempt, the first included. 0 means 3;

@@ -58,9 +58,8 @@ func parseRevision(s string) (Revision, bool) {
 // String returns the canonical decimal form of r.
 func (r Revision) String() string { return strconv.FormatUint(uint64(r), 10) }
 
-// Next returns r+1, or [ErrRevisionOverflow] if r is [MaxRevision]. Unlike the
-// saturating Rust original, it never returns r itself, which would freeze
-// every consumer at r (B-REV-12).
+// Next returns r+1, or [ErrRevisionOverflow] if r is [MaxRevision]. It never
+// saturates (returns r itself), which would freeze every consumer at r.
 func (r Revision) Next() (Revision, error) {
 	if r == MaxRevision {
 		return r, ErrRevisionOverflow
@@ -107,7 +106,7 @@ func (r Revision) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON accepts only a JSON string holding a canonical revision. A
 // JSON number, null, boolean, array or object is an error wrapping
-// [ErrNonCanonicalRevision]: 5 is never read as "5" (B-REV-06).
+// [ErrNonCanonicalRevision]: 5 is never read as "5".
 func (r *Revision) UnmarshalJSON(b []byte) error {
 	s, ok := rawJSONString(b)
 	if !ok {

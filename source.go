@@ -96,7 +96,7 @@ func (s *Source) Close() error {
 func (s *Source) Store() Store { return s.store }
 
 // changed is the store's change feed: remember the revision, then tell the
-// watchers (B-TRANS-08: the invalidation follows the commit).
+// watchers, so the invalidation follows the commit.
 func (s *Source) changed(rec Record) {
 	if !rec.DataOmitted {
 		s.remember(rec)

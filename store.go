@@ -88,8 +88,8 @@ type MemoryStoreOptions struct {
 	// store is made, so that the revisions of a restarted process are
 	// higher than those it handed out before, as long as it wrote fewer than
 	// one revision per microsecond of its life. This keeps clients that know
-	// nothing of epochs (the TypeScript ones) moving forward after a
-	// restart; clients that know epochs would cope anyway.
+	// nothing of epochs moving forward after a restart; clients that know
+	// epochs would cope anyway.
 	FirstRevision Revision
 	// Now returns the commit time of records. Nil means time.Now.
 	Now func() time.Time

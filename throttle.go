@@ -15,11 +15,10 @@ import (
 // Interval: the first at once (unless NoLeading), and one more at the end of
 // the window if invalidations arrived during it (unless NoTrailing). With
 // both, the debounce acts first and the throttle acts on the debounced
-// signal (B-THR-11).
+// signal.
 //
-// Unlike the TypeScript original, a trailing refresh always fires at most
-// Interval after the first suppressed invalidation, however steadily they
-// keep arriving (B-THR-09), and windows are measured on the monotonic clock.
+// A trailing refresh always fires at most Interval after the first suppressed invalidation, however steadily they
+// keep arriving, and windows are measured on the monotonic clock.
 type Throttle struct {
 	// Debounce is the quiet time required before a refresh.
 	Debounce time.Duration

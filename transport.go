@@ -9,14 +9,14 @@ import (
 // [Consumer] is a Handler.
 //
 // Both methods are safe for concurrent and re-entrant use, never block and
-// never run provider or applier work inline (B-GO-02).
+// never run provider or applier work inline.
 type Handler interface {
 	// Invalidate handles a decoded invalidation. Transports that carry Go
 	// values (in-process) call it without any encoding.
 	Invalidate(inv Invalidation)
 	// InvalidateRaw handles an invalidation payload as it came off the wire.
 	// The handler validates it and reports a malformed payload rather than
-	// dropping it silently (B-PROTO-03).
+	// dropping it silently.
 	InvalidateRaw(payload []byte)
 }
 
@@ -27,7 +27,7 @@ type Handler interface {
 // under way on another goroutine may still complete: a Consumer ignores it
 // once stopped), and calling it again does nothing. Delivery may be synchronous or not, and
 // may lose, duplicate or reorder invalidations: the engine does not depend on
-// delivery guarantees (B-TRANS-10).
+// delivery guarantees.
 type Subscriber interface {
 	Subscribe(ctx context.Context, topic string, h Handler) (unsubscribe func(), err error)
 }

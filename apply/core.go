@@ -47,7 +47,7 @@ func (c *core[T]) init(initial T) {
 func (c *core[T]) load() *state[T] { return c.cur.Load() }
 
 // commit publishes derive(current) at rev, feeds the Changes channels, then
-// runs the callbacks outside every lock (B-ADAPT-29). It returns derive's
+// runs the callbacks outside every lock. It returns derive's
 // error (nothing published) or the callbacks' panics.
 func (c *core[T]) commit(rev statesync.Revision, derive func(old T) (T, error)) error {
 	c.mu.Lock()

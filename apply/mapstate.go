@@ -17,7 +17,7 @@ import (
 //
 // A snapshot changes the keys its [MapOptions] allow, in [Patch] or
 // [Replace] mode. Each Apply publishes a new map built from the previous
-// one (copy-on-write, B-ADAPT-24): a map returned by [Map.Load] is never
+// one (copy-on-write): a map returned by [Map.Load] is never
 // modified afterwards, so readers need no lock and never see a
 // half-applied state. Treat it, and the values in it, as read-only.
 //
@@ -31,9 +31,8 @@ type Map[V any] struct {
 	toState func(json.RawMessage, *Map[V]) (any, error)
 }
 
-// MapOptions configures a [Map]. The zero value gives the defaults of the
-// TypeScript adapters: Patch mode, strict, no mapping, every key allowed
-// (B-DEF-12).
+// MapOptions configures a [Map]. The zero value means Patch mode, strict, no
+// mapping, every key allowed.
 type MapOptions[V any] struct {
 	// Mode is Patch (the default) or Replace.
 	Mode Mode
@@ -44,22 +43,20 @@ type MapOptions[V any] struct {
 	// PickKeys and OmitKeys is an error ([ErrConflictingKeyFilters]).
 	OmitKeys []string
 	// Lenient makes Apply ignore, without error, a snapshot whose data (or
-	// ToState result) is not a JSON object (B-ADAPT-05): the Map, its
-	// revision included, stays as it is. By default such a snapshot fails
-	// with [ErrNotObject] (the TypeScript strict: true).
+	// ToState result) is not a JSON object: the Map, its revision included,
+	// stays as it is. By default such a snapshot fails with [ErrNotObject].
 	//
 	// A topic never written, or deleted, has the data null: a strict Map
 	// fails on it, so a [statesync.Consumer] cannot start on such a topic.
 	// Set Lenient, or map null to {} in ToState, if that can happen.
 	Lenient bool
 	// ToState maps the snapshot data to the new top-level state before the
-	// filter applies (B-ADAPT-03, B-ADAPT-06). target is the Map itself
-	// (B-ADAPT-14). The result may be a map, a struct, json.RawMessage or
-	// any value that encodes to a JSON object; it is converted through
-	// JSON, so the Map never shares memory with it. An error is returned by
-	// Apply as is (B-ADAPT-27). ToState runs on the applying goroutine,
-	// outside the Map's locks; it must not retain data. Nil means the data
-	// itself.
+	// filter applies; target is the Map itself. The result may be a map, a
+	// struct, json.RawMessage or any value that encodes to a JSON object; it
+	// is converted through JSON, so the Map never shares memory with it. An
+	// error is returned by Apply as is. ToState runs on the applying
+	// goroutine, outside the Map's locks; it must not retain data. Nil means
+	// the data itself.
 	ToState func(data json.RawMessage, target *Map[V]) (any, error)
 	// Initial is the state before the first snapshot; it is copied.
 	Initial map[string]V
@@ -69,8 +66,8 @@ var _ statesync.Applier = (*Map[any])(nil)
 
 // NewMap returns a Map holding a copy of opts.Initial (empty if nil) at
 // revision 0. A nil opts gives the defaults. It returns an error wrapping
-// [ErrConflictingKeyFilters] if both PickKeys and OmitKeys are set
-// (B-ADAPT-16), or [ErrInvalidOptions] for an unknown Mode.
+// [ErrConflictingKeyFilters] if both PickKeys and OmitKeys are set,
+// or [ErrInvalidOptions] for an unknown Mode.
 func NewMap[V any](opts *MapOptions[V]) (*Map[V], error) {
 	if opts == nil {
 		opts = &MapOptions[V]{}

@@ -12,14 +12,14 @@ import (
 var (
 	// ErrNotObject is returned by a strict [Map] or [Struct] when the
 	// snapshot data, or the result of ToState, is not a JSON object: null,
-	// an array, a string, a number or a boolean (B-ADAPT-04). The state is
+	// an array, a string, a number or a boolean. The state is
 	// left unchanged.
 	ErrNotObject = errors.New("apply: toState(data) must return a plain object (top-level state)")
 	// ErrConflictingKeyFilters is returned by [NewMap] and [NewStruct] when
-	// both PickKeys and OmitKeys are set (B-ADAPT-16).
+	// both PickKeys and OmitKeys are set.
 	ErrConflictingKeyFilters = errors.New("apply: PickKeys and OmitKeys are mutually exclusive")
 	// ErrUnknownKey is returned by [NewStruct] when PickKeys or OmitKeys
-	// names a key that is not a JSON field of the struct (B-ADAPT-26).
+	// names a key that is not a JSON field of the struct.
 	ErrUnknownKey = errors.New("apply: unknown key")
 	// ErrInvalidOptions is returned by the constructors for an unknown
 	// [Mode] or a state type they cannot handle.
@@ -36,17 +36,16 @@ type Mode int
 
 const (
 	// Patch, the default, sets each allowed key present in the snapshot and
-	// leaves every other key as it is (B-ADAPT-07). It is shallow: a nested
-	// value is replaced whole, never merged (B-ADAPT-08).
+	// leaves every other key as it is. It is shallow: a nested
+	// value is replaced whole, never merged.
 	Patch Mode = iota
 	// Replace makes the allowed keys exactly those of the snapshot: allowed
 	// keys absent from it are removed (a Map) or reset to their zero value
-	// (a Struct), and keys the filter excludes keep their values
-	// (B-ADAPT-11).
+	// (a Struct), and keys the filter excludes keep their values.
 	Replace
 )
 
-// String returns "patch" or "replace", the names the TypeScript adapters use.
+// String returns "patch" or "replace".
 func (m Mode) String() string {
 	switch m {
 	case Patch:
@@ -58,7 +57,7 @@ func (m Mode) String() string {
 }
 
 // keyFilter is the PickKeys/OmitKeys filter. With neither, every key is
-// allowed (B-ADAPT-06).
+// allowed.
 type keyFilter struct {
 	pick map[string]bool // non-nil: allowlist
 	omit map[string]bool // non-nil: denylist
@@ -108,13 +107,13 @@ func (f keyFilter) names() map[string]bool {
 }
 
 // object returns the top-level fields of data, the snapshot data or the
-// result of toState (B-ADAPT-03). ok is false if the value is not a JSON
+// result of toState. ok is false if the value is not a JSON
 // object; kind then says what it is.
 func object[C any](data json.RawMessage, toState func(json.RawMessage, C) (any, error), target C) (fields map[string]json.RawMessage, kind string, err error) {
 	if toState != nil {
 		res, err := toState(data, target)
 		if err != nil {
-			return nil, "", err // as is (B-ADAPT-27)
+			return nil, "", err // as is
 		}
 		if data, err = encode(res); err != nil {
 			return nil, "", fmt.Errorf("apply: encoding the result of ToState: %w", err)
@@ -123,7 +122,7 @@ func object[C any](data json.RawMessage, toState func(json.RawMessage, C) (any, 
 	if kind := jsonKind(data); kind != "object" {
 		return nil, kind, nil
 	}
-	// Unmarshal copies the raw values: nothing of data is kept (B-ADAPT-28).
+	// Unmarshal copies the raw values: nothing of data is kept.
 	if err := json.Unmarshal(data, &fields); err != nil {
 		return nil, "", err
 	}

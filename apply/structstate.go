@@ -15,7 +15,7 @@ import (
 )
 
 // A Struct holds the state of a topic as a struct of type S whose
-// top-level JSON fields are the state's keys (B-ADAPT-25). Field names
+// top-level JSON fields are the state's keys. Field names
 // follow encoding/json: the name in the json tag or else the Go field name,
 // fields of embedded structs promoted, fields tagged "-" and unexported
 // fields left out. A snapshot key matches a field only by its exact name
@@ -28,7 +28,7 @@ import (
 // allowed fields absent from it to their zero value. Fields the filter
 // excludes keep their values in both modes. Each present field is decoded
 // into a fresh zero value and replaced whole (a nested struct, map or slice
-// is never merged, B-ADAPT-08); a JSON null leaves the field at its zero
+// is never merged); a JSON null leaves the field at its zero
 // value.
 //
 // Each Apply publishes a new S (copy-on-write): [Struct.Load] returns a
@@ -52,9 +52,8 @@ type structField struct {
 	index []int // as for reflect.Value.FieldByIndex
 }
 
-// StructOptions configures a [Struct]. The zero value gives the defaults of
-// the TypeScript adapters: Patch mode, strict, no mapping, every key
-// allowed (B-DEF-12).
+// StructOptions configures a [Struct]. The zero value means Patch mode,
+// strict, no mapping, every key allowed.
 type StructOptions[S any] struct {
 	// Mode is Patch (the default) or Replace.
 	Mode Mode
@@ -81,8 +80,8 @@ var _ statesync.Applier = (*Struct[struct{}])(nil)
 // is not a struct type, or if *S decodes itself (implements
 // [json.Unmarshaler] or [encoding.TextUnmarshaler]: use a [Value] for
 // such a type); [ErrConflictingKeyFilters] if both PickKeys and OmitKeys are
-// set (B-ADAPT-16); [ErrUnknownKey] if one of them names no JSON field of S
-// (B-ADAPT-26); [ErrInvalidOptions] for an unknown Mode.
+// set; [ErrUnknownKey] if one of them names no JSON field of S;
+// [ErrInvalidOptions] for an unknown Mode.
 func NewStruct[S any](opts *StructOptions[S]) (*Struct[S], error) {
 	if opts == nil {
 		opts = &StructOptions[S]{}

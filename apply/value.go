@@ -59,7 +59,7 @@ func decodeValue[T any](data json.RawMessage) (T, error) {
 	if len(data) == 0 {
 		data = json.RawMessage("null")
 	}
-	err := json.Unmarshal(data, &v) // a new T: nothing aliases data (B-ADAPT-28)
+	err := json.Unmarshal(data, &v) // a new T: nothing aliases data
 	return v, err
 }
 

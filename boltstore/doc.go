@@ -30,9 +30,8 @@
 // bucket, for inspection. Consumers that know epochs therefore refresh
 // every topic once after a restart of the daemon, which costs one pull per
 // topic and covers what revisions alone cannot: a file restored from a
-// backup or replaced by an older copy, whose revisions went back
-// (B-REV-13). Clients that know nothing of epochs (the TypeScript ones)
-// keep working across ordinary restarts, since revisions only grow; after
+// backup or replaced by an older copy, whose revisions went back.
+// Clients that know nothing of epochs keep working across ordinary restarts, since revisions only grow; after
 // a restore they stall until the revisions pass the old ones, as they would
 // with any store.
 //

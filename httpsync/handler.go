@@ -69,36 +69,20 @@ type HandlerOptions struct {
 	// level, streams at debug level). Nil discards them.
 	Logger *slog.Logger
 	// HijackStreams serves HTTP/1.x event streams on connections taken
-	// over from net/http ([http.Hijacker]) once the stream is accepted:
-	// the request's goroutine, buffers and context are released, which
-	// cuts the server memory per stream by about two thirds (see the
-	// package documentation). The response then ends with the
-	// connection ("Connection: close", no chunked encoding), which every
-	// SSE client handles. The http.Server no longer tracks those
-	// connections, so http.Server.Close and Shutdown do not end them:
-	// end them with [Handler.Close] or [Handler.Shutdown], as the daemon
-	// does. HTTP/2 streams, and ResponseWriters that cannot be hijacked,
-	// are served the standard way.
+	// over from net/http ([http.Hijacker]) once accepted, which cuts the
+	// server memory per stream by about two thirds. Such a response ends
+	// with the connection, and http.Server's Close and Shutdown do not end
+	// it: use [Handler.Close] or [Handler.Shutdown]. HTTP/2 streams are
+	// served the standard way. See "Hijacked streams" in
+	// docs/ARCHITECTURE.md.
 	HijackStreams bool
-	// MaxStreamBuffer bounds the bytes an event stream may have buffered
-	// for a client that does not keep up: the frames handed to the
-	// connection that it has not accepted yet (the kernel's socket buffer
-	// aside), plus the inline snapshots waiting behind them (one per
-	// topic: a newer revision replaces a pending one). A stream that stays
-	// over the bound for 5 s is disconnected (Stats.SlowDisconnects); its
-	// client reconnects and gets the current state. The inline snapshots
-	// of one write stay within the bound, except the first, which may be
-	// larger (the topics beyond get invalidations, which the client
-	// answers with a GET), and the unsent bytes are counted as the client
-	// takes them, so a client that downloads a large snapshot at a normal
-	// speed is not cut. Whatever the bound, streams share the encoded
-	// frames of a revision, so stalled streams cost no copy of the data
-	// each. A hijacked stream's connection gets a kernel send buffer of an
-	// eighth of the bound (SO_SNDBUF; 128 KiB, which Linux doubles), instead
-	// of the kernel's autotuning, which lets each stalled connection hold
-	// up to 4 MB of kernel memory. 0 means 1 MiB; negative means no bound
-	// (only WriteTimeout cuts a stalled client, and the kernel tunes the
-	// send buffer).
+	// MaxStreamBuffer bounds the bytes an event stream may hold for a
+	// client that does not keep up (frames the connection has not accepted,
+	// plus pending inline snapshots). A stream over the bound for 5 s is
+	// disconnected (Stats.SlowDisconnects) and its client reconnects; a
+	// hijacked stream's kernel send buffer is an eighth of the bound. 0
+	// means 1 MiB; negative means no bound. See "Slow streams" in
+	// docs/ARCHITECTURE.md.
 	MaxStreamBuffer int64
 }
 

@@ -395,8 +395,7 @@ func decodeInline(payload []byte) (inv statesync.Invalidation, snap statesync.Sn
 
 // deliverRaw hands a malformed payload to InvalidateRaw of the handlers
 // of its topic, if it names one as a non-blank string, else to every handler: the
-// engine reports it (B-PROTO-03) and, for a topic not its own, drops it
-// (B-PROTO-10).
+// engine reports it and, for a topic not its own, drops it.
 func (c *Client) deliverRaw(payload []byte) {
 	var probe struct {
 		Topic json.RawMessage `json:"topic"`

@@ -83,7 +83,7 @@ type ChaosStats struct {
 // another pair and injects the faults a real network causes: lost,
 // duplicated, reordered, delayed and malformed invalidations, failing and
 // hanging snapshot calls. Consumers must converge anyway once faults stop
-// and a final invalidation or refresh gets through (B-TRANS-10).
+// and a final invalidation or refresh gets through.
 //
 // # Determinism
 //
@@ -531,8 +531,8 @@ func stringHash(s string) uint64 {
 func garbagePayload(topic string, rev statesync.Revision, r float64) []byte {
 	t, _ := json.Marshal(topic)
 	forms := []string{
-		`{"topic":%s,"revision":%d}`,                       // a JSON number (B-REV-06)
-		`{"topic":%s,"revision":"00%d"}`,                   // leading zeros (B-REV-01)
+		`{"topic":%s,"revision":%d}`,                       // a JSON number
+		`{"topic":%s,"revision":"00%d"}`,                   // leading zeros
 		`{"topic":%s}`,                                     // no revision
 		`{"topic":%s,"revision":"-%d"}`,                    // a sign
 		`{"topic":%s,"revision":"1%d0000000000000000000"}`, // out of range

@@ -44,14 +44,14 @@
 // logged, and the environment variable STATESYNC_CHAOS_SEED overrides it.
 // [Chaos.Quiesce] stops the faults and delivers what was held back; after
 // it a single invalidation (or Refresh) must bring every consumer to the
-// latest revision (B-TRANS-10). Use the Chaos inside a testing/synctest
+// latest revision. Use the Chaos inside a testing/synctest
 // bubble so that delays and stalls take no real time.
 //
 // # History
 //
 // [NewHistory] wraps each consumer's applier and records the revisions it
 // applied. [History.Check] fails the test if a consumer applied a revision
-// that is not newer than the one before within an epoch (B-GATE-06) or
-// applied twice at once (B-GO-04); [History.WaitConverged] waits until
+// that is not newer than the one before within an epoch or
+// applied twice at once; [History.WaitConverged] waits until
 // every consumer has applied a revision.
 package statesynctest

@@ -14,8 +14,8 @@ import (
 
 // A History records, for each consumer handle, the snapshots its applier
 // applied, and checks them: within one epoch a handle's applied revisions
-// strictly increase (B-GATE-06), and its applier is never called
-// concurrently (B-GO-04). It also tells when every handle has reached a
+// strictly increase, and its applier is never called
+// concurrently. It also tells when every handle has reached a
 // revision.
 //
 // Wrap each consumer's applier with [History.Applier]. A History is safe for
@@ -159,12 +159,12 @@ func (h *History) Err() error {
 		for i := 1; i < len(hl.applies); i++ {
 			prev, cur := hl.applies[i-1], hl.applies[i]
 			if cur.Epoch == prev.Epoch && cur.Revision <= prev.Revision {
-				errs = append(errs, fmt.Errorf("handle %q: apply #%d at revision %d after revision %d in epoch %q; want strictly increasing revisions within an epoch (B-GATE-06)",
+				errs = append(errs, fmt.Errorf("handle %q: apply #%d at revision %d after revision %d in epoch %q; want strictly increasing revisions within an epoch",
 					name, i+1, cur.Revision, prev.Revision, cur.Epoch))
 			}
 		}
 		if hl.overlaps > 0 {
-			errs = append(errs, fmt.Errorf("handle %q: %d applies began while another was in progress; want serial applies (B-GO-04)", name, hl.overlaps))
+			errs = append(errs, fmt.Errorf("handle %q: %d applies began while another was in progress; want serial applies", name, hl.overlaps))
 		}
 	}
 	return errors.Join(errs...)
@@ -211,7 +211,7 @@ func (h *History) convergedLocked(target statesync.Revision, epoch string) bool 
 
 // WaitConverged waits until [History.Converged] is true or ctx ends. It
 // then returns an error wrapping ctx.Err() that lists the last revision of
-// every handle (B-HARN-07). In a testing/synctest bubble it waits on the
+// every handle. In a testing/synctest bubble it waits on the
 // bubble's clock.
 //
 // A History records an apply when the applier returns, a moment before the

@@ -146,7 +146,7 @@ func checkRecord(t testing.TB, op string, got, want statesync.Record) {
 	}
 }
 
-// B-TRANS-08: a topic never written reads as revision 0 and null.
+// A topic never written reads as revision 0 and null.
 func testStoreGetNeverWritten(t *testing.T, s statesync.Store) {
 	ctx := opContext(t)
 	topic := newTopic(t, "never")
@@ -179,7 +179,7 @@ func testStoreGetNeverWritten(t *testing.T, s statesync.Store) {
 	}
 }
 
-// B-TRANS-08: each write bumps the revision; the committed record is what
+// Each write bumps the revision; the committed record is what
 // Write returns and Get reads.
 func testStoreWriteBumpsRevision(t *testing.T, s statesync.Store) {
 	ctx := opContext(t)
@@ -231,7 +231,7 @@ func testStoreDelete(t *testing.T, s statesync.Store) {
 	}
 }
 
-// B-STORE-18: the store keeps its own copy of the data.
+// The store keeps its own copy of the data.
 func testStoreDataCopied(t *testing.T, s statesync.Store) {
 	ctx := opContext(t)
 	topic := newTopic(t, "copy")
@@ -598,7 +598,7 @@ func testStoreWatch(t *testing.T, s statesync.Store) {
 			checkRecord(t, fmt.Sprintf("watched record (%q, %d)", r.Topic, r.Revision), r, c)
 		}
 	}
-	// B-TRANS-08: the callback runs after the commit.
+	// The callback runs after the commit.
 	w1.mu.Lock()
 	gets := slices.Clone(w1.gets)
 	w1.mu.Unlock()
@@ -838,7 +838,7 @@ func testStoreClose(t *testing.T, s statesync.Store) {
 	}
 }
 
-// DESIGN §7: a write on node A invalidates node B.
+// A write on node A invalidates node B.
 func testSharedWriteSeen(t *testing.T, a, b statesync.Store) {
 	ctx := opContext(t)
 	topic := newTopic(t, "shared")

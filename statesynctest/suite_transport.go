@@ -167,7 +167,7 @@ func subscribe(t testing.TB, ctx context.Context, sub statesync.Subscriber, topi
 	return unsub
 }
 
-// B-TRANS-01: payloads reach the handler unchanged.
+// Payloads reach the handler unchanged.
 func testSubDelivery(t *testing.T, sub statesync.Subscriber, publish func(statesync.Invalidation)) {
 	ctx := opContext(t)
 	var sig signal
@@ -186,7 +186,7 @@ func testSubDelivery(t *testing.T, sub statesync.Subscriber, publish func(states
 	h.checkClean(t)
 }
 
-// B-TOPIC-01, B-TOPIC-02: a handler gets its topic only.
+// A handler gets its topic only.
 func testSubTopicOnly(t *testing.T, sub statesync.Subscriber, publish func(statesync.Invalidation)) {
 	ctx := opContext(t)
 	var sig signal
@@ -206,7 +206,7 @@ func testSubTopicOnly(t *testing.T, sub statesync.Subscriber, publish func(state
 	hb.checkClean(t)
 }
 
-// B-TRANS-02: nothing is delivered after unsubscribe returns.
+// Nothing is delivered after unsubscribe returns.
 func testSubUnsubscribe(t *testing.T, sub statesync.Subscriber, publish func(statesync.Invalidation)) {
 	ctx := opContext(t)
 	var sig signal
@@ -245,7 +245,7 @@ func testSubUnsubscribe(t *testing.T, sub statesync.Subscriber, publish func(sta
 	h1b.checkClean(t)
 }
 
-// B-TOPIC-03, DESIGN §3 (dispatch): many topics and handlers.
+// Many topics and handlers.
 func testSubMany(t *testing.T, sub statesync.Subscriber, publish func(statesync.Invalidation)) {
 	ctx := opContext(t)
 	var sig signal
@@ -273,7 +273,7 @@ func testSubMany(t *testing.T, sub statesync.Subscriber, publish func(statesync.
 	}
 }
 
-// B-GO-01, B-GO-02: subscribing, unsubscribing and publishing concurrently.
+// Subscribing, unsubscribing and publishing concurrently.
 func testSubConcurrent(t *testing.T, sub statesync.Subscriber, publish func(statesync.Invalidation)) {
 	ctx := opContext(t)
 	var sig signal
@@ -347,7 +347,7 @@ func testSubConcurrent(t *testing.T, sub statesync.Subscriber, publish func(stat
 //     put changes nothing;
 //   - an invalid topic name is an error;
 //   - concurrent reads during writes see revisions that never go back,
-//     each with the data committed at that revision (B-TRANS-08).
+//     each with the data committed at that revision.
 //
 // newProvider returns a Provider and a put function that writes data (nil
 // means null) to a topic at the source of truth behind the provider and
@@ -397,7 +397,7 @@ func wantSnapshot(t testing.TB, op string, got, want statesync.Snapshot) {
 	}
 }
 
-// B-TRANS-08 and DESIGN §4: a topic never written is {"revision":"0","data":null}.
+// A topic never written is {"revision":"0","data":null}.
 func testProvUnknown(t *testing.T, prov statesync.Provider, put func(string, json.RawMessage) statesync.Snapshot) {
 	ctx := opContext(t)
 	topic := newTopic(t, "unknown")
@@ -411,7 +411,7 @@ func testProvUnknown(t *testing.T, prov statesync.Provider, put func(string, jso
 	}
 }
 
-// B-TRANS-03, B-TRANS-08: the provider returns what was committed last.
+// The provider returns what was committed last.
 func testProvLatest(t *testing.T, prov statesync.Provider, put func(string, json.RawMessage) statesync.Snapshot) {
 	ctx := opContext(t)
 	topic := newTopic(t, "latest")
@@ -446,7 +446,7 @@ func testProvDelete(t *testing.T, prov statesync.Provider, put func(string, json
 	wantSnapshot(t, fmt.Sprintf("Snapshot(%q) after deletion", topic), mustSnapshot(t, ctx, prov, topic), p2)
 }
 
-// B-TOPIC-03: topics have their own revisions and data.
+// Topics have their own revisions and data.
 func testProvIndependent(t *testing.T, prov statesync.Provider, put func(string, json.RawMessage) statesync.Snapshot) {
 	ctx := opContext(t)
 	ta, tb := newTopic(t, "user"), newTopic(t, "document")
@@ -460,7 +460,7 @@ func testProvIndependent(t *testing.T, prov statesync.Provider, put func(string,
 	wantSnapshot(t, fmt.Sprintf("Snapshot(%q)", tb), mustSnapshot(t, ctx, prov, tb), pb2)
 }
 
-// B-STORE-18, B-E2E-36: the provider's data is not the caller's buffer.
+// The provider's data is not the caller's buffer.
 func testProvDataCopied(t *testing.T, prov statesync.Provider, put func(string, json.RawMessage) statesync.Snapshot) {
 	ctx := opContext(t)
 	topic := newTopic(t, "copy")
@@ -473,7 +473,7 @@ func testProvDataCopied(t *testing.T, prov statesync.Provider, put func(string, 
 	}
 }
 
-// DESIGN §4: invalid topic names are refused.
+// Invalid topic names are refused.
 func testProvInvalidTopic(t *testing.T, prov statesync.Provider, put func(string, json.RawMessage) statesync.Snapshot) {
 	ctx := opContext(t)
 	for _, topic := range []string{"", "has space", "-leading-dash", "slash/topic"} {
@@ -483,7 +483,7 @@ func testProvInvalidTopic(t *testing.T, prov statesync.Provider, put func(string
 	}
 }
 
-// B-TRANS-08: {revision, data} are read together; reads never go back,
+// A snapshot's revision and data are read together; reads never go back,
 // and a read that begins after a put sees it.
 func testProvConcurrent(t *testing.T, prov statesync.Provider, put func(string, json.RawMessage) statesync.Snapshot) {
 	ctx := opContext(t)
@@ -675,7 +675,7 @@ func waitConverged(t testing.TB, h *History, what string, want statesync.Snapsho
 	return true
 }
 
-// B-E2E-02, B-E2E-10, B-E2E-32, B-GATE-06: consumers converge on the last write.
+// Consumers converge on the last write.
 func testTransportConverge(t *testing.T, tr Transport) {
 	ta, tb := newTopic(t, "conv-a"), newTopic(t, "conv-b")
 	ha, hb := NewHistory(), NewHistory()
@@ -701,7 +701,7 @@ func testTransportConverge(t *testing.T, tr Transport) {
 	errs.check(t)
 }
 
-// B-E2E-03, B-LIFE-*: a late joiner applies the current state at start.
+// A late joiner applies the current state at start.
 func testTransportLateJoin(t *testing.T, tr Transport) {
 	topic := newTopic(t, "late")
 	var last statesync.Snapshot
@@ -721,7 +721,7 @@ func testTransportLateJoin(t *testing.T, tr Transport) {
 	errs.check(t)
 }
 
-// B-LIFE-*, B-E2E-23: a stopped consumer applies nothing; the others go on.
+// A stopped consumer applies nothing; the others go on.
 func testTransportStop(t *testing.T, tr Transport) {
 	topic := newTopic(t, "stop")
 	h := NewHistory()

@@ -19,7 +19,7 @@ import (
 	"github.com/statesync-go/statesync/httpsync"
 )
 
-// defaultServer is the daemon's default address (DESIGN §5).
+// defaultServer is the daemon's default address.
 const defaultServer = "http://127.0.0.1:8765"
 
 // clientFlags are the flags every client subcommand takes.

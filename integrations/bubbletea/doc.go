@@ -18,7 +18,7 @@
 // One goroutine owned by the applier takes messages from the mailbox and
 // sends them. A message not yet taken is replaced by the next one, so a
 // slow program skips intermediate states and always ends up with the
-// latest one (B-ADAPT-29 for Bubble Tea); this is the usual state-sync
+// latest one; this is the usual state-sync
 // contract, since each snapshot is a whole state. An [ErrorMsg] in the
 // mailbox may likewise be replaced by a later message; its error is
 // returned by Apply too, so the consumer reports it (phase apply) in any

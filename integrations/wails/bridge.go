@@ -77,7 +77,7 @@ func snapshotDTO(s statesync.Snapshot) SnapshotDTO {
 // goroutine, so a slow EmitFunc does not hold up writes. Invalidations are
 // coalesced per topic while the EmitFunc is busy: the frontend sees the
 // latest revision of each topic, perhaps not every intermediate one, which
-// the protocol allows (B-TRANS-10). Invalidations of different topics are
+// the protocol allows. Invalidations of different topics are
 // emitted in the order their topics first became pending.
 //
 // A Bridge is safe for concurrent use. Close stops it.
@@ -142,8 +142,8 @@ func (b *Bridge) Startup(ctx context.Context) {
 	b.signal()
 }
 
-// enqueue runs on the Source's goroutine, after the write committed
-// (B-TRANS-08). It only records the invalidation and wakes run.
+// enqueue runs on the Source's goroutine, after the write committed.
+// It only records the invalidation and wakes run.
 func (b *Bridge) enqueue(inv statesync.Invalidation) {
 	b.mu.Lock()
 	if _, ok := b.pending[inv.Topic]; !ok {
@@ -211,7 +211,7 @@ func (b *Bridge) Close() error {
 }
 
 // GetSnapshot returns the snapshot of topic, its revision and data read
-// together (B-TRANS-08). Bind it for the frontend provider.
+// together. Bind it for the frontend provider.
 func (b *Bridge) GetSnapshot(topic string) (SnapshotDTO, error) {
 	if err := b.base.Err(); err != nil {
 		return SnapshotDTO{}, err

@@ -35,10 +35,9 @@
 //
 // # Generic IPC contract
 //
-// [NewSubscriber] and [NewProvider] implement the transport contract of
-// B-TRANS-07 ([Listener], [Invoker]) so that a Go [statesync.Consumer] can
-// follow any event/command IPC (Wails, Tauri-like bridges, WebSocket RPC):
-// payloads are passed to the engine unchanged, which validates them.
-//
-// CONFORMANCE.md maps each B-TRANS behaviour to its test.
+// [NewSubscriber] and [NewProvider] implement [statesync.Subscriber] and
+// [statesync.Provider] over any event/command IPC ([Listener], [Invoker]:
+// Wails, Tauri-like bridges, WebSocket RPC), so that a Go
+// [statesync.Consumer] can follow it: payloads are passed to the engine
+// unchanged, which validates them.
 package wailssync

@@ -9,14 +9,13 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// A Listener subscribes to the events of an IPC (B-TRANS-07). Listen
+// A Listener subscribes to the events of an IPC. Listen
 // registers fn for event and returns a function that removes it.
 type Listener interface {
 	Listen(ctx context.Context, event string, fn func(json.RawMessage)) (unlisten func(), err error)
 }
 
-// An Invoker calls a command of an IPC and returns its raw JSON result
-// (B-TRANS-07).
+// An Invoker calls a command of an IPC and returns its raw JSON result.
 type Invoker interface {
 	Invoke(ctx context.Context, command string, args map[string]any) (json.RawMessage, error)
 }
@@ -39,7 +38,7 @@ func (f InvokerFunc) Invoke(ctx context.Context, command string, args map[string
 
 // Subscriber is a [statesync.Subscriber] over a [Listener]: every payload
 // of its event is passed to the handler unchanged, garbage included, for
-// the engine to validate (B-TRANS-01, B-PROTO-03).
+// the engine to validate.
 type Subscriber struct {
 	l     Listener
 	event string
@@ -54,9 +53,9 @@ func NewSubscriber(l Listener, event string) *Subscriber {
 
 // Subscribe calls Listen once and forwards each payload to h.InvalidateRaw.
 // The topic is not used to filter: the engine drops other topics. An error
-// from Listen is returned unchanged (B-TRANS-04). The returned function
+// from Listen is returned unchanged. The returned function
 // calls the Listener's unlisten once; no new delivery to h begins after it
-// returns, even if the Listener delivers late (B-TRANS-02).
+// returns, even if the Listener delivers late.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
 	var closed atomic.Bool
 	unlisten, err := s.l.Listen(ctx, s.event, func(payload json.RawMessage) {
@@ -81,8 +80,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string, h statesync.Ha
 
 // Provider is a [statesync.Provider] over an [Invoker]: it invokes its
 // command with its args exactly as configured and decodes the result with
-// [statesync.DecodeSnapshot], so a malformed snapshot is a protocol error
-// (B-TRANS-03, B-TRANS-07).
+// [statesync.DecodeSnapshot], so a malformed snapshot is a protocol error.
 type Provider struct {
 	inv     Invoker
 	command string
@@ -98,7 +96,7 @@ func NewProvider(inv Invoker, command string, args map[string]any) *Provider {
 }
 
 // Snapshot invokes the command and decodes its result. An error from
-// Invoke is returned unchanged (B-TRANS-04).
+// Invoke is returned unchanged.
 func (p *Provider) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, error) {
 	raw, err := p.inv.Invoke(ctx, p.command, p.args)
 	if err != nil {

@@ -20,7 +20,7 @@ func (r BurstResult) rank() float64 { return float64(r.ProviderCalls) }
 // blocked, n-1 more invalidations with increasing revisions arrive; then
 // the provider is released and the handle left to settle. The engine must
 // have called the provider twice (the blocked fetch and one queued behind
-// it, B-COAL-02) and end at revision n+1.
+// it) and end at revision n+1.
 func BurstCoalescing(ctx context.Context, n int) (BurstResult, error) {
 	s, err := newSingle(ctx, 1, false)
 	if err != nil {

@@ -20,7 +20,7 @@ func (r GateResult) rank() float64 { return r.NsPerOp }
 // GateStaleEvents runs gate_stale_events: one started handle at revision 5
 // receives n invalidations at revision 3, one after another, through the
 // bus. It reports the time and heap allocations per invalidation and the
-// provider calls made meanwhile (B-GATE-01: a stale event costs no fetch).
+// provider calls made meanwhile (a stale event costs no fetch).
 func GateStaleEvents(ctx context.Context, n int) (GateResult, error) {
 	s, err := newSingle(ctx, 5, false)
 	if err != nil {

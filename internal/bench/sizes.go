@@ -30,8 +30,7 @@ type FanoutSize struct {
 
 func (f FanoutSize) String() string { return fmt.Sprintf("%dx%d", f.Windows, f.Updates) }
 
-// DefaultSizes returns the sizes of scenarios.md, those of the TypeScript
-// baseline.
+// DefaultSizes returns the sizes of scenarios.md.
 func DefaultSizes() Sizes {
 	return Sizes{
 		GateEvents:  1_000_000,

@@ -89,7 +89,7 @@ type Config struct {
 	LogFormat string
 }
 
-// DefaultConfig returns the defaults of DESIGN §5.
+// DefaultConfig returns the daemon's default configuration.
 func DefaultConfig() Config {
 	return Config{
 		Addr:          "127.0.0.1:8765",

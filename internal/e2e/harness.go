@@ -1,5 +1,4 @@
-// Package e2e is the multi-window end-to-end harness of statesync: the Go
-// port of the TypeScript MultiWindowBus (spec section 16, B-HARN). A [Bus]
+// Package e2e is the multi-window end-to-end harness of statesync. A [Bus]
 // plays a backend that holds one topic (a revision and its data) and talks to
 // several "windows" over a simulated IPC channel; each window is a
 // [statesync.Consumer] wired to the Bus the way a user wires a transport:
@@ -24,7 +23,7 @@
 //
 // Every random draw comes from one seeded generator per Bus. The seed is
 // logged; [BusConfig.Seed] or the environment variable STATESYNC_E2E_SEED
-// fixes it (B-HARN-09). Delivery decisions are drawn by the goroutine that
+// fixes it. Delivery decisions are drawn by the goroutine that
 // broadcasts, so a test that mutates from one goroutine sees the same
 // decisions for the same seed. All delays use the time package, so under
 // testing/synctest they run on the bubble's fake clock: a Bus and its
@@ -36,9 +35,9 @@
 // [NewBus] registers with the test's Cleanup, cancels pending deliveries and
 // waits for them, stops every window and waits for its goroutines, then
 // checks each window's applied history: revisions strictly increase within
-// an epoch and an epoch once left never comes back (B-GATE-06), each applied
+// an epoch and an epoch once left never comes back, each applied
 // snapshot carries the data the store held at that revision, and nothing was
-// applied after the window's Stop returned (B-LIFE-15).
+// applied after the window's Stop returned.
 package e2e
 
 import (
@@ -63,7 +62,7 @@ import (
 // [BusConfig.Seed] is zero.
 const SeedEnv = "STATESYNC_E2E_SEED"
 
-// Defaults of the harness (B-DEF-14).
+// Defaults of the harness.
 const (
 	DefaultTopic              = "test"
 	DefaultIPCDelay           = time.Millisecond
@@ -85,10 +84,9 @@ type TB interface {
 	Cleanup(func())
 }
 
-// BusConfig configures a [Bus]. The zero value gives the defaults of the
-// original harness (B-DEF-14): topic "test", 1 ms IPC delay, synchronous
-// delivery, no jitter, no mutex, no drops or duplicates, snapshots
-// serialised per call.
+// BusConfig configures a [Bus]. The zero value gives the defaults: topic
+// "test", 1 ms IPC delay, synchronous delivery, no jitter, no mutex, no
+// drops or duplicates, snapshots serialised per call.
 type BusConfig struct {
 	// Topic is the bus's topic; "" means "test".
 	Topic string
@@ -103,7 +101,7 @@ type BusConfig struct {
 	// ("next tick"). Jitter takes precedence.
 	Async bool
 	// MutexContention, if positive, serialises provider calls and adds this
-	// delay to each (B-HARN-04).
+	// delay to each.
 	MutexContention time.Duration
 	// DuplicateProb is the probability that a handler receives an event a
 	// second time, 1–4 ms after the first.
@@ -111,8 +109,7 @@ type BusConfig struct {
 	// DropProb is the probability that a handler does not receive an event.
 	DropProb float64
 	// ShareSnapshots makes providers return the store's own encoding of the
-	// data to every window instead of a fresh JSON encoding per call (the
-	// inverse of the original's serializeSnapshots, which defaults to true).
+	// data to every window instead of a fresh JSON encoding per call.
 	ShareSnapshots bool
 	// Seed seeds the bus's random generator; zero means the value of
 	// STATESYNC_E2E_SEED, or a random seed if it is unset.
@@ -131,10 +128,10 @@ type WindowConfig[T any] struct {
 	Interceptor func(statesync.Snapshot) statesync.Snapshot
 	// OnApply, if set, runs synchronously inside the window's applier after
 	// the snapshot is recorded. It may mutate the bus, whose invalidation
-	// then re-enters the engine (B-HARN-08).
+	// then re-enters the engine.
 	OnApply func(Applied[T])
-	// Provider, Applier and Subscriber replace the window's defaults
-	// (B-HARN-06). With a custom Applier the window records no history.
+	// Provider, Applier and Subscriber replace the window's defaults.
+	// With a custom Applier the window records no history.
 	// Calls to the provider are counted in every case.
 	Provider   statesync.Provider
 	Applier    statesync.Applier
@@ -292,9 +289,8 @@ func (b *Bus[T]) Data() T {
 }
 
 // Snapshot returns the store's revision, epoch and data, read together. Its
-// Data is the store's own encoding, shared with every caller: custom
-// providers that return it behave like the original's, which handed out the
-// store's object.
+// Data is the store's own encoding, shared with every caller, so custom
+// providers that return it hand every window the same bytes.
 func (b *Bus[T]) Snapshot() statesync.Snapshot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -302,7 +298,7 @@ func (b *Bus[T]) Snapshot() statesync.Snapshot {
 }
 
 // Mutate sets the data, increments the revision and broadcasts the change
-// without a source id (B-HARN-01).
+// without a source id.
 func (b *Bus[T]) Mutate(data T) { b.MutateFrom("", data) }
 
 // MutateFrom sets the data, increments the revision and broadcasts
@@ -322,7 +318,7 @@ func (b *Bus[T]) MutateFrom(id string, data T) {
 }
 
 // Set replaces the revision and data without broadcasting, as a restore
-// from backup would (B-E2E-33). The revision must not go back within the
+// from backup would. The revision must not go back within the
 // epoch.
 func (b *Bus[T]) Set(rev statesync.Revision, data T) {
 	enc, ok := b.encode(data)
@@ -457,7 +453,7 @@ func (b *Bus[T]) after(d time.Duration, f func()) {
 }
 
 // BroadcastToAll synchronously delivers {topic, revision, epoch} without a
-// source id to every handler, bypassing drops and duplicates (B-HARN-05).
+// source id to every handler, bypassing drops and duplicates.
 func (b *Bus[T]) BroadcastToAll() {
 	b.mu.Lock()
 	regs := b.handlersLocked()
@@ -508,7 +504,7 @@ func (b *Bus[T]) Subscribers(id string) int {
 	return len(b.subs[id])
 }
 
-// Provider returns the default provider of window id (B-HARN-02), which
+// Provider returns the default provider of window id, which
 // reads the window's settings (failCount, IPC delay, interceptor) at each
 // call.
 func (b *Bus[T]) Provider(id string) statesync.Provider {
@@ -578,8 +574,7 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// ConfigureWindow changes the provider settings of window id at run time
-// (B-HARN-06).
+// ConfigureWindow changes the provider settings of window id at run time.
 func (b *Bus[T]) ConfigureWindow(id string, p WindowPatch) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -700,7 +695,7 @@ func (w *Window[T]) apply(ctx context.Context, s statesync.Snapshot) error {
 }
 
 // Stop stops the window's consumer and remembers that it did, so that an
-// apply begun afterwards is reported by Close (B-LIFE-15). It is idempotent.
+// apply begun afterwards is reported by Close. It is idempotent.
 func (w *Window[T]) Stop() {
 	w.Consumer.Stop()
 	w.mu.Lock()
@@ -773,7 +768,7 @@ func (b *Bus[T]) AllWindows() []*Window[T] {
 }
 
 // DestroyWindow stops window id, removes its handlers and unregisters it,
-// so that convergence no longer waits for it (B-HARN-06). It does nothing
+// so that convergence no longer waits for it. It does nothing
 // if there is no such live window.
 func (b *Bus[T]) DestroyWindow(id string) {
 	w := b.Window(id)
@@ -807,7 +802,7 @@ func (b *Bus[T]) Converged() bool {
 
 // Converge waits until [Bus.Converged], looking every 5 ms, for at most
 // timeout (0 means 5 s). On timeout it returns an error giving the store's
-// revision and each window's (B-HARN-07).
+// revision and each window's.
 func (b *Bus[T]) Converge(timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = DefaultConvergenceTimeout
@@ -918,7 +913,7 @@ func (b *Bus[T]) CheckWindow(w *Window[T]) error {
 
 // CheckApplied checks that an applied history never goes back: within an
 // epoch the revisions strictly increase, and an epoch once left never
-// comes back (B-GATE-06).
+// comes back.
 func CheckApplied[T any](applied []Applied[T]) error {
 	left := map[string]bool{}
 	for i := 1; i < len(applied); i++ {
