@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // sigkillSeed seeds the kill points and payload sizes; a failure names it.
@@ -100,28 +101,25 @@ func startProc(t *testing.T, bin, dir string) *proc {
 // exits (false).
 func (p *proc) waitHealthy(t *testing.T) bool {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
+	exited := false
+	poll.UntilState(t, "statesync serve answering /healthz", func() (bool, string) {
 		select {
 		case <-p.exited:
-			return false
+			exited = true
+			return true, ""
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/healthz", nil)
 		resp, err := p.hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
+		if err != nil {
+			return false, "stderr:\n" + p.stderr.String()
 		}
-		cancel()
-		if err == nil && resp.StatusCode == http.StatusOK {
-			return true
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("statesync serve answered no /healthz within %v\n%s", waitFor, p.stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, "stderr:\n" + p.stderr.String()
+	})
+	return !exited
 }
 
 // signal sends sig to the process, unless it has exited, and waits until
