@@ -210,13 +210,10 @@ func (p *proc) follow(t *testing.T, topics []string) *eventLog {
 		cancel()
 		<-l.done
 	})
-	deadline := time.Now().Add(waitFor)
-	for len(l.snapshot()) < len(topics) {
-		if time.Now().After(deadline) {
-			t.Fatalf("event stream sent %d frames within %v; want one per topic", len(l.snapshot()), waitFor)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	poll.UntilState(t, "an event stream frame per topic", func() (bool, string) {
+		n := len(l.snapshot())
+		return n >= len(topics), fmt.Sprintf("%d frames", n)
+	})
 	return l
 }
 
@@ -426,13 +423,10 @@ func TestSignals(t *testing.T) {
 		if err != nil || status != http.StatusOK || json.Unmarshal(b, &w) != nil {
 			t.Fatalf("PUT t0 = %d %s, %v; want 200", status, b, err)
 		}
-		deadline := time.Now().Add(waitFor)
-		for invs := events.snapshot(); invs[len(invs)-1].Revision != w.Revision; invs = events.snapshot() {
-			if time.Now().After(deadline) {
-				t.Fatalf("event stream sent %+v within %v; want t0 at %v", invs, waitFor, w.Revision)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		poll.UntilState(t, fmt.Sprintf("an event for t0 at %v", w.Revision), func() (bool, string) {
+			invs := events.snapshot()
+			return invs[len(invs)-1].Revision == w.Revision, fmt.Sprintf("%+v", invs)
+		})
 
 		start := time.Now()
 		p.signal(t, syscall.SIGTERM)
