@@ -16,6 +16,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // fastBackoff keeps reconnections quick in tests.
@@ -255,7 +256,7 @@ func TestClientConsumersConvergeOverOneStream(t *testing.T) {
 	}
 	for _, h := range hs {
 		want := s.get(t, h.topic)
-		eventually(t, "consumer of "+h.topic+" at revision "+want.Revision.String(), func() bool { return h.con.Revision() == want.Revision })
+		poll.Until(t, "consumer of "+h.topic+" at revision "+want.Revision.String(), func() bool { return h.con.Revision() == want.Revision })
 		if last, _ := h.rec.last(); string(last.Data) != "5" {
 			t.Errorf("consumer of %s applied %s last; want 5", h.topic, last.Data)
 		}
@@ -293,7 +294,7 @@ func TestClientReconnectsAfterRestart(t *testing.T) {
 	s1.stop()
 
 	var s2 *testServer
-	eventually(t, "listening again on "+addr, func() bool {
+	poll.Until(t, "listening again on "+addr, func() bool {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return false
@@ -307,13 +308,13 @@ func TestClientReconnectsAfterRestart(t *testing.T) {
 		con *statesync.Consumer
 		rec *recorder
 	}{{conA, recA}, {conB, recB}} {
-		eventually(t, "consumer in the new epoch", func() bool { return h.con.Epoch() == "after" && h.con.Revision() == 1 })
+		poll.Until(t, "consumer in the new epoch", func() bool { return h.con.Epoch() == "after" && h.con.Revision() == 1 })
 		if last, _ := h.rec.last(); string(last.Data) != `"new"` {
 			t.Errorf("after the restart %s applied %s; want \"new\"", h.con.Topic(), last.Data)
 		}
 	}
 	s2.put(t, "a", `"newer"`)
-	eventually(t, "consumer of a at 2", func() bool { return conA.Revision() == 2 })
+	poll.Until(t, "consumer of a at 2", func() bool { return conA.Revision() == 2 })
 	if st := s2.h.Stats(); st.StreamsOpen != 1 {
 		t.Errorf("StreamsOpen on the new server = %d; want 1", st.StreamsOpen)
 	}
@@ -338,11 +339,11 @@ func TestClientUnsubscribeReopens(t *testing.T) {
 	}
 	// Under load the debounce may have opened a stream for a alone before
 	// the one for a and b: count from here.
-	eventually(t, "one open stream", func() bool { return s.h.Stats().StreamsOpen == 1 })
+	poll.Until(t, "one open stream", func() bool { return s.h.Stats().StreamsOpen == 1 })
 	before := s.h.Stats().StreamsTotal
 	unsubA()
 	unsubA() // idempotent
-	eventually(t, "a reopened stream", func() bool { st := s.h.Stats(); return st.StreamsTotal == before+1 && st.StreamsOpen == 1 })
+	poll.Until(t, "a reopened stream", func() bool { st := s.h.Stats(); return st.StreamsTotal == before+1 && st.StreamsOpen == 1 })
 	s.put(t, "a", `1`)
 	s.put(t, "b", `1`)
 	for {
@@ -373,13 +374,13 @@ func TestClientInline(t *testing.T) {
 	s.put(t, "small", `{"v":0}`)
 	con, rec := startConsumer(t, c, "small", nil)
 	// Wait for the stream, then count the GETs from here on.
-	eventually(t, "the stream", func() bool { return s.h.Stats().SnapshotsSent >= 1 })
+	poll.Until(t, "the stream", func() bool { return s.h.Stats().SnapshotsSent >= 1 })
 	gets := s.h.Stats().SnapshotGets
 	for i := 1; i <= 10; i++ {
 		s.put(t, "small", `{"v":`+strconv.Itoa(i)+`}`)
 	}
 	want := s.get(t, "small").Revision
-	eventually(t, "consumer at the last revision", func() bool { return con.Revision() == want })
+	poll.Until(t, "consumer at the last revision", func() bool { return con.Revision() == want })
 	if last, _ := rec.last(); string(last.Data) != `{"v":10}` {
 		t.Errorf("last applied %s; want {\"v\":10}", last.Data)
 	}
@@ -410,13 +411,13 @@ func TestClientInlineRefreshPeeks(t *testing.T) {
 	opts := &statesync.ConsumerOptions{InlineRefresh: true}
 	small, rec := startConsumer(t, c, "small", opts)
 	large, _ := startConsumer(t, c, "big", opts)
-	eventually(t, "the stream", func() bool { return s.h.Stats().SnapshotsSent >= 1 })
+	poll.Until(t, "the stream", func() bool { return s.h.Stats().SnapshotsSent >= 1 })
 	gets := s.h.Stats().SnapshotGets
 	for i := 1; i <= 10; i++ {
 		s.put(t, "small", `{"v":`+strconv.Itoa(i)+`}`)
 	}
 	want := s.get(t, "small").Revision
-	eventually(t, "consumer at the last revision", func() bool { return small.Revision() == want })
+	poll.Until(t, "consumer at the last revision", func() bool { return small.Revision() == want })
 	if snap, ok := c.PeekSnapshot("small"); !ok || snap.Revision != want {
 		t.Errorf("PeekSnapshot(small) = %v, %v; want revision %v at hand", snap.Revision, ok, want)
 	}
@@ -427,7 +428,7 @@ func TestClientInlineRefreshPeeks(t *testing.T) {
 		t.Errorf("%d GETs for an inline topic; want none", got)
 	}
 	wb := s.put(t, "big", strings.Replace(big, `"v":0`, `"v":1`, 1))
-	eventually(t, "the large topic fetched", func() bool { return large.Revision() == wb.Revision })
+	poll.Until(t, "the large topic fetched", func() bool { return large.Revision() == wb.Revision })
 	if _, ok := c.PeekSnapshot("big"); ok {
 		t.Error("PeekSnapshot(big) = at hand; want not (too large to ride inline)")
 	}
@@ -482,8 +483,8 @@ func TestClientMalformedFrames(t *testing.T) {
 	}})
 	src.Put(context.Background(), "t", json.RawMessage(`"v1"`))
 	close(release)
-	eventually(t, "the valid frame applied", func() bool { return con.Revision() == 1 })
-	eventually(t, "4 errors", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) >= 4 })
+	poll.Until(t, "the valid frame applied", func() bool { return con.Revision() == 1 })
+	poll.Until(t, "4 errors", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) >= 4 })
 	c.Close() // no more frames
 	mu.Lock()
 	defer mu.Unlock()
@@ -513,11 +514,11 @@ func TestClientClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the stream", func() bool { return s.h.Stats().StreamsOpen == 1 })
+	poll.Until(t, "the stream", func() bool { return s.h.Stats().StreamsOpen == 1 })
 	c.Close()
 	c.Close()
 	unsub()
-	eventually(t, "the stream closed", func() bool { return s.h.Stats().StreamsOpen == 0 })
+	poll.Until(t, "the stream closed", func() bool { return s.h.Stats().StreamsOpen == 0 })
 	if _, err := c.Subscribe(context.Background(), "a", handlerFunc(func(statesync.Invalidation) {})); !errors.Is(err, statesync.ErrClosed) {
 		t.Errorf("Subscribe after Close = %v; want ErrClosed", err)
 	}

@@ -1,10 +1,12 @@
 package httpsync
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // The source's watch callback runs on the writer's goroutine and does O(1)
@@ -80,27 +82,17 @@ func TestWatchCallbackDoesNotFanOut(t *testing.T) {
 	}
 
 	// Every stream converges on the latest revision.
-	deadline := time.Now().Add(20 * time.Second)
 	for i, st := range streams {
-		for {
+		poll.Until(t, fmt.Sprintf("stream %d notified of the latest revision", i), func() bool {
 			st.mu.Lock()
+			defer st.mu.Unlock()
 			tp := st.topics["hot"]
-			rev, has := tp.pending.Revision, tp.hasPending
-			st.mu.Unlock()
-			if has && rev == nWrites {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("stream %d: not notified within 20 s", i)
-			}
-			time.Sleep(time.Millisecond)
-		}
+			return tp.hasPending && tp.pending.Revision == nWrites
+		})
 	}
 	// Each stream missed nWrites-1 older writes and the late one.
 	want := uint64(nStreams * nWrites)
-	for h.Stats().InvalidationsCoalesced < want && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, "InvalidationsCoalesced to reach its count", func() bool { return h.Stats().InvalidationsCoalesced >= want })
 	if got := h.Stats().InvalidationsCoalesced; got != want {
 		t.Errorf("InvalidationsCoalesced = %d; want %d (%d replaced invalidations for each of %d streams)", got, want, nWrites, nStreams)
 	}
@@ -128,13 +120,7 @@ func TestFanoutGoroutineLifetime(t *testing.T) {
 	for i := range 100 {
 		h.invalidated(statesync.Invalidation{Topic: "a", Revision: statesync.Revision(i + 1)})
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for running() && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if running() {
-		t.Error("fan-out goroutine still running 20 s after the last write; want it ended")
-	}
+	poll.Until(t, "the fan-out goroutine to end after the last write", func() bool { return !running() })
 	h.invalidated(statesync.Invalidation{Topic: "a", Revision: 200})
 	if err := h.Close(); err != nil {
 		t.Fatal(err)

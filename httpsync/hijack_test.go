@@ -12,6 +12,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // HijackStreams: the stream is served on the raw connection, with a
@@ -92,9 +93,9 @@ func TestHijackedStreamClientGone(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200 OK\r\n") {
 		t.Fatalf("response = %q, %v; want HTTP/1.1 200 OK", buf[:n], err)
 	}
-	eventually(t, "the stream to be registered", func() bool { return s.h.Stats().StreamsOpen == 1 })
+	poll.Until(t, "the stream to be registered", func() bool { return s.h.Stats().StreamsOpen == 1 })
 	conn.Close()
-	eventually(t, "the stream to end after the client closed", func() bool { return s.h.Stats().StreamsOpen == 0 })
+	poll.Until(t, "the stream to end after the client closed", func() bool { return s.h.Stats().StreamsOpen == 0 })
 }
 
 // HijackStreams: Shutdown ends hijacked streams (which the http.Server no

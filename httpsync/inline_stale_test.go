@@ -8,6 +8,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // The scenario of issue 9, item 7 (found in statesync.js), against the Go
@@ -31,7 +32,7 @@ func TestClientInlineOlderThanAnnounced(t *testing.T) {
 			s.put(t, "b", `{"v":1}`)
 			conA, _ := startConsumer(t, c, "a", nil)
 			startConsumer(t, c, "b", nil) // reopens the stream, whose first frames carry a and b inline
-			eventually(t, "a's snapshot inline", func() bool {
+			poll.Until(t, "a's snapshot inline", func() bool {
 				snap, ok := c.PeekSnapshot("a")
 				return ok && snap.Revision == w1.Revision
 			})
@@ -40,7 +41,7 @@ func TestClientInlineOlderThanAnnounced(t *testing.T) {
 			var w2 statesync.Snapshot
 			if restart {
 				s.stop()
-				eventually(t, "listening again on "+addr, func() bool {
+				poll.Until(t, "listening again on "+addr, func() bool {
 					ln, err := net.Listen("tcp", addr)
 					if err != nil {
 						return false
@@ -53,7 +54,7 @@ func TestClientInlineOlderThanAnnounced(t *testing.T) {
 			} else {
 				w2 = s.put(t, "a", big)
 			}
-			eventually(t, "the consumer of a at the large write", func() bool {
+			poll.Until(t, "the consumer of a at the large write", func() bool {
 				return conA.Revision() == w2.Revision && conA.Epoch() == w2.Epoch
 			})
 			if snap, ok := c.PeekSnapshot("a"); ok {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // closeBound bounds how long a test waits for the server to close a
@@ -210,7 +211,7 @@ func TestStreamsPerToken(t *testing.T) {
 	}
 	s.openStream(t, "/v1/events?topic=settings", "Authorization", "Bearer admin-secret")
 	a.resp.Body.Close()
-	eventually(t, "a stream slot freed", func() bool {
+	poll.Until(t, "a stream slot freed", func() bool {
 		resp, err := s.hc.Do(mustRequest(t, s.ts.URL+"/v1/events?topic=settings", worker...))
 		if err != nil {
 			return false

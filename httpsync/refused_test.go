@@ -17,6 +17,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // refusedFrame is the payload of a refused frame.
@@ -132,10 +133,10 @@ func TestClientRefusedTopicFailsAlone(t *testing.T) {
 			for i := range 5 {
 				s.put(t, "secret", strconv.Itoa(i))
 				want := s.put(t, "settings", strconv.Itoa(i))
-				eventually(t, "settings at revision "+want.Revision.String(), func() bool { return con.Revision() == want.Revision })
+				poll.Until(t, "settings at revision "+want.Revision.String(), func() bool { return con.Revision() == want.Revision })
 			}
 			// One stream, kept open for settings after secret was refused.
-			eventually(t, "one stream open", func() bool { return s.h.Stats().StreamsOpen == 1 })
+			poll.Until(t, "one stream open", func() bool { return s.h.Stats().StreamsOpen == 1 })
 		})
 	}
 }
@@ -161,13 +162,13 @@ func TestClientTopicRefusedAfterReconnect(t *testing.T) {
 	b, _ := startConsumer(t, c, "b", nil)
 	revoked.Store(true)
 	ln.closeAll() // hijacked streams too, which the http.Server no longer tracks
-	eventually(t, "the refusal logged", func() bool {
+	poll.Until(t, "the refusal logged", func() bool {
 		return strings.Contains(logs.String(), "refused a topic") && strings.Contains(logs.String(), "topic=b")
 	})
 	for i := range 5 {
 		s.put(t, "b", strconv.Itoa(i))
 		want := s.put(t, "a", strconv.Itoa(i))
-		eventually(t, "a at revision "+want.Revision.String(), func() bool { return a.Revision() == want.Revision })
+		poll.Until(t, "a at revision "+want.Revision.String(), func() bool { return a.Revision() == want.Revision })
 	}
 	if b.Revision() != before.Revision {
 		t.Errorf("b at revision %d; want %d (no longer followed)", b.Revision(), before.Revision)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // decodeInv decodes an invalidation frame's data.
@@ -173,7 +174,7 @@ func TestEventsClientGone(t *testing.T) {
 	st := s.openStream(t, "/v1/events?topic=a")
 	st.nextEvent(t)
 	st.resp.Body.Close()
-	eventually(t, "StreamsOpen = 0", func() bool { return s.h.Stats().StreamsOpen == 0 })
+	poll.Until(t, "StreamsOpen = 0", func() bool { return s.h.Stats().StreamsOpen == 0 })
 	s.put(t, "a", `1`) // no stream left to notify
 }
 

@@ -32,13 +32,14 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/web"
 )
 
 const (
 	chromiumPath = "/usr/bin/chromium"
-	// waitTimeout bounds every wait for the browser or the server to reach
-	// a state.
+	// waitTimeout bounds each action in the browser (polls are bounded by
+	// poll.Timeout).
 	waitTimeout = 10 * time.Second
 )
 
@@ -200,26 +201,9 @@ func (s *server) gets() uint64 {
 	return st.SnapshotGets + st.NotModified
 }
 
-// waitServer polls cond until it holds, for up to waitTimeout; cond returns
-// whether it holds and a description of what it saw.
-func waitServer(t testing.TB, desc string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v; last saw %s", desc, waitTimeout, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func (s *server) waitStreams(t testing.TB, want int64) {
 	t.Helper()
-	waitServer(t, fmt.Sprintf("StreamsOpen == %d", want), func() (bool, string) {
+	poll.UntilState(t, fmt.Sprintf("StreamsOpen == %d", want), func() (bool, string) {
 		st := s.handler().Stats()
 		return st.StreamsOpen == want, fmt.Sprintf("StreamsOpen = %d", st.StreamsOpen)
 	})
@@ -347,22 +331,18 @@ func (tb *tab) eval(t testing.TB, body string, out any) {
 }
 
 // waitFor evaluates the JavaScript expression expr in tb until ok accepts its
-// value, for up to waitTimeout, and returns that value; it fails with desc
-// and the last value otherwise.
+// value, and returns that value; it fails with desc and the last value if
+// that takes longer than poll.Timeout.
 func waitFor[T any](t testing.TB, tb *tab, desc, expr string, ok func(T) bool) T {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		var v T
+	var v T
+	poll.UntilState(t, desc, func() (bool, string) {
+		var zero T
+		v = zero
 		tb.eval(t, "return "+expr, &v)
-		if ok(v) {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v; last state %+v", desc, waitTimeout, v)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok(v), fmt.Sprintf("%+v", v)
+	})
+	return v
 }
 
 // js quotes s as a JavaScript string literal.

@@ -8,6 +8,11 @@ import (
 	"github.com/statesync-go/statesync/internal/bench"
 )
 
+// The scenarios are linked into the daemon binary on purpose: `go run
+// ./cmd/statesync bench` needs no build tag or second command, and the SSE
+// scenarios start this same executable as their server process. They add
+// about 0.7 MB (4%) to the binary, no module, and no work at start-up.
+
 // runBench runs `statesync bench [flags] [NAME…]`: the named scenarios (all
 // of them without names), each -runs times, printing the median run of
 // each as one JSON line on Stdout.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/sleep"
 )
 
 // defaultServer is the daemon's default address.
@@ -338,12 +339,8 @@ func startUntilDone(ctx context.Context, cons *statesync.Consumer, log *slog.Log
 			return errors.New(msg)
 		}
 		log.Warn("cannot start; retrying", slog.String("topic", cons.Topic()), slog.Any("error", err), slog.Duration("in", delay))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if sleep.For(ctx, delay) != nil {
 			return nil
-		case <-t.C:
 		}
 		delay = min(delay*2, 5*time.Second)
 	}

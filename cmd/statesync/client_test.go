@@ -17,9 +17,11 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/daemon"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
-// waitFor bounds every wait of these tests; polls give up after it.
+// waitFor bounds the waits of these tests on a context or a channel;
+// polls give up after poll.Timeout.
 const waitFor = 15 * time.Second
 
 // lockedBuffer is a bytes.Buffer safe for a command writing while the test
@@ -465,11 +467,10 @@ func TestWatch(t *testing.T) {
 	// waitLine waits until watch has printed topic at rev.
 	waitLine := func(topic string, rev statesync.Revision) {
 		t.Helper()
-		deadline := time.Now().Add(waitFor)
-		for {
+		poll.UntilState(t, fmt.Sprintf("watch printing %s at %v", topic, rev), func() (bool, string) {
 			for _, l := range watchLines(t, &stdout) {
 				if l.Topic == topic && l.Revision == rev {
-					return
+					return true, ""
 				}
 			}
 			select {
@@ -477,11 +478,8 @@ func TestWatch(t *testing.T) {
 				t.Fatalf("watch returned %v early; stdout %q, stderr %q", err, stdout.String(), stderr.String())
 			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("watch printed no line for %s at %v within %v; stdout %q, stderr %q", topic, rev, waitFor, stdout.String(), stderr.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return false, fmt.Sprintf("stdout %q, stderr %q", stdout.String(), stderr.String())
+		})
 	}
 	waitLine("a", first.Revision)
 	waitLine("b", 0)
@@ -556,28 +554,22 @@ func TestWatchWaitsForServer(t *testing.T) {
 	go func() { done <- m.Run(ctx, []string{"watch", "-v", "late"}) }()
 
 	// -v logs the failed attempts: start the daemon after the first one.
-	deadline := time.Now().Add(waitFor)
-	for !strings.Contains(stderr.String(), "connection refused") {
-		if time.Now().After(deadline) {
-			t.Fatalf("watch -v logged %q within %v; want a failed connection", stderr.String(), waitFor)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.UntilState(t, "watch -v logging a failed connection", func() (bool, string) {
+		return strings.Contains(stderr.String(), "connection refused"), fmt.Sprintf("stderr %q", stderr.String())
+	})
 	server := startTestDaemon(t, func(c *daemon.Config) { c.Addr = addr })
 	w := httpPut(t, server, "late", `{"up":true}`)
-	deadline = time.Now().Add(waitFor)
-	for {
+	var last cliLine
+	poll.UntilState(t, fmt.Sprintf("watch printing late at %v", w.Revision), func() (bool, string) {
 		lines := watchLines(t, &stdout)
-		if len(lines) > 0 && lines[len(lines)-1].Revision == w.Revision {
-			if l := lines[len(lines)-1]; !jsonEqual(l.Data, []byte(`{"up":true}`)) {
-				t.Errorf("watch printed %+v; want the data written", l)
-			}
-			break
+		if len(lines) == 0 {
+			return false, "nothing"
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("watch printed %q within %v; want late at %v", stdout.String(), waitFor, w.Revision)
-		}
-		time.Sleep(10 * time.Millisecond)
+		last = lines[len(lines)-1]
+		return last.Revision == w.Revision, fmt.Sprintf("stdout %q", stdout.String())
+	})
+	if !jsonEqual(last.Data, []byte(`{"up":true}`)) {
+		t.Errorf("watch printed %+v; want the data written", last)
 	}
 	cancel()
 	select {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // TestServeHelp: serve -h prints the flags with their STATESYNC_*
@@ -78,24 +81,19 @@ func TestServe(t *testing.T) {
 	go func() { done <- m.Run(ctx, []string{"serve", "--addr", addr, "--data", dir}) }()
 
 	server := "http://" + addr
-	deadline := time.Now().Add(waitFor)
-	for {
+	poll.UntilState(t, "serve answering /healthz", func() (bool, string) {
 		select {
 		case err := <-done:
 			t.Fatalf("serve returned %v before its context ended; stderr %q", err, stderr.String())
 		default:
 		}
-		if resp, err := http.Get(server + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		resp, err := http.Get(server + "/healthz")
+		if err != nil {
+			return false, fmt.Sprintf("%v; stderr %q", err, stderr.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve answered no /healthz within %v; stderr %q", waitFor, stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("%s; stderr %q", resp.Status, stderr.String())
+	})
 	http.DefaultClient.CloseIdleConnections()
 
 	env := []string{"STATESYNC_SERVER", server}

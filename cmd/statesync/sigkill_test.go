@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // sigkillSeed seeds the kill points and payload sizes; a failure names it.
@@ -100,28 +101,25 @@ func startProc(t *testing.T, bin, dir string) *proc {
 // exits (false).
 func (p *proc) waitHealthy(t *testing.T) bool {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
+	exited := false
+	poll.UntilState(t, "statesync serve answering /healthz", func() (bool, string) {
 		select {
 		case <-p.exited:
-			return false
+			exited = true
+			return true, ""
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/healthz", nil)
 		resp, err := p.hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
+		if err != nil {
+			return false, "stderr:\n" + p.stderr.String()
 		}
-		cancel()
-		if err == nil && resp.StatusCode == http.StatusOK {
-			return true
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("statesync serve answered no /healthz within %v\n%s", waitFor, p.stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, "stderr:\n" + p.stderr.String()
+	})
+	return !exited
 }
 
 // signal sends sig to the process, unless it has exited, and waits until
@@ -212,13 +210,10 @@ func (p *proc) follow(t *testing.T, topics []string) *eventLog {
 		cancel()
 		<-l.done
 	})
-	deadline := time.Now().Add(waitFor)
-	for len(l.snapshot()) < len(topics) {
-		if time.Now().After(deadline) {
-			t.Fatalf("event stream sent %d frames within %v; want one per topic", len(l.snapshot()), waitFor)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	poll.UntilState(t, "an event stream frame per topic", func() (bool, string) {
+		n := len(l.snapshot())
+		return n >= len(topics), fmt.Sprintf("%d frames", n)
+	})
 	return l
 }
 
@@ -428,13 +423,10 @@ func TestSignals(t *testing.T) {
 		if err != nil || status != http.StatusOK || json.Unmarshal(b, &w) != nil {
 			t.Fatalf("PUT t0 = %d %s, %v; want 200", status, b, err)
 		}
-		deadline := time.Now().Add(waitFor)
-		for invs := events.snapshot(); invs[len(invs)-1].Revision != w.Revision; invs = events.snapshot() {
-			if time.Now().After(deadline) {
-				t.Fatalf("event stream sent %+v within %v; want t0 at %v", invs, waitFor, w.Revision)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		poll.UntilState(t, fmt.Sprintf("an event for t0 at %v", w.Revision), func() (bool, string) {
+			invs := events.snapshot()
+			return invs[len(invs)-1].Revision == w.Revision, fmt.Sprintf("%+v", invs)
+		})
 
 		start := time.Now()
 		p.signal(t, syscall.SIGTERM)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/daemon"
+	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/persist"
 )
 
@@ -118,13 +120,9 @@ func TestWatchCacheCorrupt(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	out, stderr, done := runWatchCache(ctx, "http://"+freeAddr(t), dir, "-v", "demo")
-	deadline := time.Now().Add(waitFor)
-	for !strings.Contains(stderr.String(), "corrupt") {
-		if time.Now().After(deadline) {
-			t.Fatalf("stderr %q; want the corrupt cache reported", stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.UntilState(t, "watch reporting the corrupt cache", func() (bool, string) {
+		return strings.Contains(stderr.String(), "corrupt"), fmt.Sprintf("stderr %q", stderr.String())
+	})
 	stopWatch(t, cancel, done)
 	if s := out.String(); s != "" {
 		t.Errorf("watch printed %q from a corrupt cache; want nothing", s)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/sleep"
 )
 
 // The SSE scenarios, unlike the others, go over the network: the httpsync
@@ -210,7 +211,7 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	logf("%s %s: %d consumers started in %v (keep-alive %v)", NameSSEFanout, label, cfg.Consumers, time.Since(t).Round(time.Millisecond), f.keepAlive)
 	// Connections of the last start-up GETs may still be closing (without
 	// keep-alive, the server lingers up to 500 ms on each): let them go.
-	if err := sleep(ctx, settleTime); err != nil {
+	if err := sleep.For(ctx, settleTime); err != nil {
 		return res, err
 	}
 	rss1, err := srv.rss(ctx)
@@ -330,18 +331,6 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 // settleTime is how long sse_fanout waits after starting the consumers
 // before it reads the server's memory.
 const settleTime = time.Second
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // writeData is the data of the i-th write.
 func writeData(i int) json.RawMessage {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/sleep"
 )
 
 // The writes of sse_fanout come from a process of their own, so that the
@@ -53,7 +54,7 @@ func runWriterRole(ctx context.Context, cfg sseServerConfig, stdin io.Reader, st
 	}
 	start := time.Now()
 	for i := range cfg.Writes {
-		if err := sleep(ctx, time.Until(start.Add(time.Duration(i)*cfg.Interval))); err != nil {
+		if err := sleep.For(ctx, time.Until(start.Add(time.Duration(i)*cfg.Interval))); err != nil {
 			return err
 		}
 		sent := time.Now()

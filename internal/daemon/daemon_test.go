@@ -21,6 +21,7 @@ import (
 	"github.com/statesync-go/statesync/boltstore"
 	"github.com/statesync-go/statesync/httpsync"
 	"github.com/statesync-go/statesync/internal/daemon"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // TestWalkthrough is the curl walk-through of the README against a real
@@ -399,12 +400,12 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metric %s = %v; want %v", name, m[name], v)
 		}
 	}
-	poll(t, "statesync_heartbeats_total > 0 on an open stream (heartbeat 20ms)", func() bool {
+	poll.Until(t, "statesync_heartbeats_total > 0 on an open stream (heartbeat 20ms)", func() bool {
 		return d.metrics(t)["statesync_heartbeats_total"] > 0
 	})
 
 	s.close()
-	poll(t, "statesync_streams_open back to 0 after the stream closed", func() bool {
+	poll.Until(t, "statesync_streams_open back to 0 after the stream closed", func() bool {
 		return d.metrics(t)["statesync_streams_open"] == 0
 	})
 }
@@ -469,7 +470,7 @@ func TestRestart(t *testing.T) {
 	if gb := decodeSnapshot(t, d2.expect(t, http.StatusOK, "GET", "/v1/topics/b", "")); gb.Revision != b1.Revision || !jsonEqual(gb.Data, b1.Data) {
 		t.Errorf("GET b after restart = %+v; want %+v", gb, b1)
 	}
-	poll(t, "the consumer adopts the new epoch at the same revision", func() bool {
+	poll.Until(t, "the consumer adopts the new epoch at the same revision", func() bool {
 		return cons.Epoch() == got.Epoch && cons.Revision() == last.Revision
 	})
 
@@ -477,7 +478,7 @@ func TestRestart(t *testing.T) {
 	if next.Revision <= last.Revision || next.Epoch != got.Epoch {
 		t.Errorf("PUT a after restart = revision %v epoch %q; want above %v in epoch %q", next.Revision, next.Epoch, last.Revision, got.Epoch)
 	}
-	poll(t, "the consumer applies the write after the restart", func() bool { return cons.Revision() == next.Revision })
+	poll.Until(t, "the consumer applies the write after the restart", func() bool { return cons.Revision() == next.Revision })
 	cons.Stop()
 
 	mu.Lock()
@@ -631,7 +632,7 @@ func TestRun(t *testing.T) {
 	go func() { done <- daemon.Run(ctx, cfg, nil) }()
 	d := &testDaemon{url: "http://" + cfg.Addr, hc: &http.Client{}}
 	defer d.hc.CloseIdleConnections()
-	poll(t, "Run serves /healthz", func() bool {
+	poll.Until(t, "Run serves /healthz", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("Run = %v before its context ended", err)

@@ -327,15 +327,3 @@ func (d *testDaemon) metrics(t testing.TB) map[string]float64 {
 	}
 	return m
 }
-
-// poll calls cond until it returns true, failing the test after waitFor.
-func poll(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v", what, waitFor)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/e2e"
+	"github.com/statesync-go/statesync/internal/sleep"
 )
 
 // B-E2E-14, B-COAL-04: 5 windows with 1 ms providers and a synchronous
@@ -135,7 +136,7 @@ func TestE2E17_MutationDuringStart(t *testing.T) {
 			Provider: statesync.ProviderFunc(func(ctx context.Context, _ string) (statesync.Snapshot, error) {
 				s := bus.Snapshot()
 				if first.CompareAndSwap(true, false) {
-					if err := e2e.Sleep(ctx, 50*ms); err != nil {
+					if err := sleep.For(ctx, 50*ms); err != nil {
 						return statesync.Snapshot{}, err
 					}
 				}
@@ -437,7 +438,7 @@ func TestE2E29_IntermittentIPCFailures(t *testing.T) {
 				if n := calls.Add(1); n == 2 || n == 4 {
 					return statesync.Snapshot{}, fmt.Errorf("%w #%d", errIPC, n)
 				}
-				if err := e2e.Sleep(ctx, ms); err != nil {
+				if err := sleep.For(ctx, ms); err != nil {
 					return statesync.Snapshot{}, err
 				}
 				return bus.Snapshot(), nil

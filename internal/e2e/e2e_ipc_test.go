@@ -13,6 +13,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/e2e"
+	"github.com/statesync-go/statesync/internal/sleep"
 )
 
 type itemsMeta struct {
@@ -247,7 +248,7 @@ func TestE2E44_HungProviderRecovers(t *testing.T) {
 				if hangNext.CompareAndSwap(true, false) {
 					<-release // a hung IPC call; it ignores ctx
 				}
-				if err := e2e.Sleep(ctx, ms); err != nil {
+				if err := sleep.For(ctx, ms); err != nil {
 					return statesync.Snapshot{}, err
 				}
 				return bus.Snapshot(), nil

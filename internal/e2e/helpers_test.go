@@ -14,6 +14,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/e2e"
+	"github.com/statesync-go/statesync/internal/sleep"
 )
 
 const ms = time.Millisecond
@@ -113,7 +114,7 @@ func wantIncreasing[T any](t *testing.T, w *e2e.Window[T]) {
 // the store's snapshot, like the custom providers of the original suite.
 func delayedProvider[T any](bus *e2e.Bus[T], delay func() time.Duration) statesync.Provider {
 	return statesync.ProviderFunc(func(ctx context.Context, _ string) (statesync.Snapshot, error) {
-		if err := e2e.Sleep(ctx, delay()); err != nil {
+		if err := sleep.For(ctx, delay()); err != nil {
 			return statesync.Snapshot{}, err
 		}
 		return bus.Snapshot(), nil

@@ -56,6 +56,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/sleep"
 )
 
 // SeedEnv is the environment variable that fixes the seed of every Bus whose
@@ -533,11 +534,11 @@ func (b *Bus[T]) Provider(id string) statesync.Provider {
 				return statesync.Snapshot{}, ctx.Err()
 			}
 			defer func() { <-b.sem }()
-			if err := Sleep(ctx, b.cfg.MutexContention); err != nil {
+			if err := sleep.For(ctx, b.cfg.MutexContention); err != nil {
 				return statesync.Snapshot{}, err
 			}
 		}
-		if err := Sleep(ctx, delay); err != nil {
+		if err := sleep.For(ctx, delay); err != nil {
 			return statesync.Snapshot{}, err
 		}
 		b.mu.Lock()
@@ -557,21 +558,6 @@ func (b *Bus[T]) Provider(id string) statesync.Provider {
 		}
 		return snap, nil
 	})
-}
-
-// Sleep waits for d or until ctx ends, and returns ctx.Err() in that case.
-func Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // ConfigureWindow changes the provider settings of window id at run time.
