@@ -22,8 +22,7 @@
 // The truth side is a [Source] over a [Store] ([MemoryStore] here; durable
 // stores live in their own packages). [Source.Put], [Source.PutIf],
 // [Source.Update] and [Source.Delete] write; [Source.Watch] observes the
-// invalidations; [Source.Get] and [Source.Encoded] serve snapshots, the
-// latter as JSON built once per revision.
+// invalidations; [Source.Snapshot] serves snapshots.
 //
 // The consumer side is a [Consumer], one per topic, made by [NewConsumer]
 // from three parts:
@@ -33,9 +32,8 @@
 //   - a [Provider], which returns the latest snapshot;
 //   - an [Applier], which puts a snapshot into your state.
 //
-// A [Notifier] is the other end of a transport: the truth side calls it with
-// each invalidation. The adapters [SubscriberFunc], [ProviderFunc],
-// [ApplierFunc] and [NotifierFunc] turn functions into these interfaces.
+// The adapters [SubscriberFunc], [ProviderFunc] and [ApplierFunc] turn
+// functions into these interfaces.
 //
 // # Guarantees
 //

@@ -25,7 +25,7 @@ var (
 	// is malformed.
 	ErrInvalidPayload = errors.New("statesync: invalid payload")
 	// ErrInvalidTopic is returned for a topic name that breaks the topic rules
-	// (see [ValidTopic]).
+	// (see [CheckTopic]).
 	ErrInvalidTopic = errors.New("statesync: invalid topic")
 	// ErrMissingDependency is returned by [NewConsumer] when the subscriber,
 	// provider or applier is nil.

@@ -26,8 +26,8 @@ type SourceOptions struct {
 // Writes bump a topic's revision atomically, with optional compare-and-set;
 // after each committed write (its own, or, with a shared store, another
 // process's) the Source emits an [Invalidation] to its watchers. It is also
-// the [Provider] of its topics, and builds each revision's JSON snapshot
-// only once, however many readers ask.
+// the [Provider] of its topics, serving them from memory when it can: it
+// keeps the newest known revision of each topic written or read through it.
 //
 // All methods are safe for concurrent use.
 type Source struct {
@@ -45,16 +45,9 @@ type Source struct {
 
 type sourceWatcher struct{ fn func(Invalidation) }
 
-// cacheEntry holds one revision of a topic and, once asked for, its JSON.
+// cacheEntry holds one revision of a topic.
 type cacheEntry struct {
-	rec  Record
-	once sync.Once
-	enc  []byte
-}
-
-func (e *cacheEntry) encoded() []byte {
-	e.once.Do(func() { e.enc = e.rec.Snapshot().AppendJSON(nil) })
-	return e.enc
+	rec Record
 }
 
 var _ Provider = (*Source)(nil)
@@ -182,9 +175,11 @@ func (s *Source) entry(ctx context.Context, topic string) (*cacheEntry, error) {
 	return s.remember(rec), nil
 }
 
-// Get returns the latest snapshot of topic; a topic never written is at
-// revision 0 with null data. The Data is shared: do not modify it.
-func (s *Source) Get(ctx context.Context, topic string) (Snapshot, error) {
+// Snapshot implements [Provider]: it returns the latest snapshot of topic,
+// from memory if the source holds it, else from the store. A topic never
+// written is at revision 0 with null data. The Data is shared: do not
+// modify it.
+func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 	e, err := s.entry(ctx, topic)
 	if err != nil {
 		return Snapshot{}, err
@@ -193,8 +188,9 @@ func (s *Source) Get(ctx context.Context, topic string) (Snapshot, error) {
 }
 
 // PeekSnapshot implements [SnapshotPeeker]: the latest snapshot of topic
-// if the source holds it in memory (every topic written or read since the
-// source was made), without reading the store.
+// if the source holds it in memory (a topic written, or read at a revision
+// above 0, since the source was made, unless a change feed without data
+// has since reported a newer revision), without reading the store.
 func (s *Source) PeekSnapshot(topic string) (Snapshot, bool) {
 	if s.closed.Load() {
 		return Snapshot{}, false
@@ -211,22 +207,6 @@ func (s *Source) cached(topic string) *cacheEntry {
 		return e.(*cacheEntry)
 	}
 	return nil
-}
-
-// Snapshot implements [Provider]; it is [Source.Get].
-func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
-	return s.Get(ctx, topic)
-}
-
-// Encoded returns the JSON form of the latest snapshot of topic, with the
-// snapshot itself. The bytes are built once per revision and shared by
-// every caller: do not modify them.
-func (s *Source) Encoded(ctx context.Context, topic string) ([]byte, Snapshot, error) {
-	e, err := s.entry(ctx, topic)
-	if err != nil {
-		return nil, Snapshot{}, err
-	}
-	return e.encoded(), e.rec.Snapshot(), nil
 }
 
 // TopicInfo describes a topic of a [Source].

@@ -158,7 +158,7 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 		return err
 	}
 	defer func() { _ = src.Close() }()
-	cur, err := src.Get(ctx, topic)
+	cur, err := src.Snapshot(ctx, topic)
 	if err != nil {
 		return err
 	}
