@@ -186,8 +186,7 @@
 //   - [PhaseStart]: Start's context ended before the initial refresh
 //     finished.
 //
-// [PhaseRefresh] exists for parity with the TypeScript phase names; the
-// engine classifies every refresh failure into one of the phases above.
+// Every refresh failure falls into one of the phases above.
 // Cancellations caused by Stop are never reported. [IsRetryable] tells
 // transient failures from the others.
 //

@@ -65,8 +65,6 @@ const (
 	// PhaseInvalidation: an invalidation could not be handled (a raw payload
 	// that is not JSON, or a ShouldRefresh panic).
 	PhaseInvalidation Phase = "invalidation"
-	// PhaseRefresh: a refresh failed outside the provider and applier.
-	PhaseRefresh Phase = "refresh"
 	// PhaseGetSnapshot: the Provider failed, panicked or timed out.
 	PhaseGetSnapshot Phase = "getSnapshot"
 	// PhaseApply: the Applier failed or panicked.
