@@ -172,7 +172,7 @@ func NewConsumer(topic string, sub Subscriber, prov Provider, app Applier, opts 
 	}
 	if c.opts.Retry != nil {
 		p := *c.opts.Retry
-		rp, err := NewRetryProvider(prov, &p)
+		rp, err := newRetryProvider(prov, &p)
 		if err != nil {
 			return nil, err
 		}

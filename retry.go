@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// A RetryPolicy says how often and how patiently a failed provider call is
-// retried. Zero fields take the defaults of the TypeScript original
+// A RetryPolicy says how often and how patiently a [Consumer] retries a
+// failed provider call within one refresh ([ConsumerOptions.Retry]). Zero fields take the defaults of the TypeScript original
 // (B-DEF-02): 3 attempts, 500 ms initial delay, multiplier 2, 10 s maximum
 // delay, no jitter. The delay after failed attempt k (1-based) is
 // min(InitialDelay × Multiplier^(k−1), MaxDelay), then jittered.
@@ -48,8 +48,10 @@ type RetryInfo struct {
 	NextDelay time.Duration
 }
 
-// A RetryError is returned when every attempt failed or a failure was not
-// retryable. It wraps the last attempt's error.
+// A RetryError is the provider error of a refresh retried under
+// [ConsumerOptions.Retry] when every attempt failed or a failure was not
+// retryable; the consumer's *[Error] wraps it. It wraps the last attempt's
+// error.
 type RetryError struct {
 	// Attempts is the number of attempts made.
 	Attempts int
@@ -119,19 +121,21 @@ func (p RetryPolicy) jittered(d time.Duration) time.Duration {
 	return fixed + rand.N(span)
 }
 
-// A RetryProvider retries the calls of another Provider according to a
-// [RetryPolicy]. Its delays end as soon as the caller's context does.
-type RetryProvider struct {
+// A retryProvider retries the calls of another Provider according to a
+// RetryPolicy: the engine wraps the provider in one when
+// ConsumerOptions.Retry is set. Its delays end as soon as the caller's
+// context does.
+type retryProvider struct {
 	p              Provider
 	policy         RetryPolicy
 	onRetry        func(RetryInfo) // set by the engine, in addition to policy.OnRetry
 	attemptTimeout time.Duration   // set by the engine from FetchTimeout
 }
 
-// NewRetryProvider returns a Provider that retries p according to policy
-// (nil means the defaults). It returns an error wrapping [ErrInvalidRetry]
+// newRetryProvider returns a Provider that retries p according to policy
+// (nil means the defaults). It returns an error wrapping ErrInvalidRetry
 // for a policy with negative or out-of-range values.
-func NewRetryProvider(p Provider, policy *RetryPolicy) (*RetryProvider, error) {
+func newRetryProvider(p Provider, policy *RetryPolicy) (*retryProvider, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: nil Provider", ErrMissingDependency)
 	}
@@ -143,17 +147,17 @@ func NewRetryProvider(p Provider, policy *RetryPolicy) (*RetryProvider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RetryProvider{p: p, policy: pol}, nil
+	return &retryProvider{p: p, policy: pol}, nil
 }
 
-var _ Provider = (*RetryProvider)(nil)
+var _ Provider = (*retryProvider)(nil)
 
 // Snapshot calls the wrapped provider until it succeeds, an error is not
 // retryable, the attempts are used up or ctx ends. On failure it returns a
-// *[RetryError] wrapping the last error; if ctx ended during a delay, it
+// *RetryError wrapping the last error; if ctx ended during a delay, it
 // wraps that error joined with ctx.Err(), so that errors.Is(err,
 // context.Canceled) (or DeadlineExceeded) holds.
-func (r *RetryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
+func (r *retryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 	for attempt := 1; ; attempt++ {
 		snap, err := r.attempt(ctx, topic)
 		if err == nil {
@@ -176,7 +180,7 @@ func (r *RetryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, e
 	}
 }
 
-func (r *RetryProvider) attempt(ctx context.Context, topic string) (snap Snapshot, err error) {
+func (r *retryProvider) attempt(ctx context.Context, topic string) (snap Snapshot, err error) {
 	if r.attemptTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.attemptTimeout)
@@ -190,7 +194,7 @@ func (r *RetryProvider) attempt(ctx context.Context, topic string) (snap Snapsho
 	return r.p.Snapshot(ctx, topic)
 }
 
-func (r *RetryProvider) retryable(err error) bool {
+func (r *retryProvider) retryable(err error) bool {
 	if r.policy.Retryable != nil {
 		return r.policy.Retryable(err)
 	}

@@ -16,7 +16,8 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// Tests of RetryProvider (B-RETRY, spec section 11). Delays run on the fake
+// Tests of the provider wrapper of ConsumerOptions.Retry (B-RETRY, spec
+// section 11), made by NewRetryProvider (export_test.go). Delays run on the fake
 // clock of a synctest bubble, so they are measured exactly.
 
 // retryScript is a provider that fails with "fail N" on its first failures
@@ -78,7 +79,7 @@ func (h *retryHook) got() []statesync.RetryInfo {
 	return slices.Clone(h.infos)
 }
 
-func newRetry(t *testing.T, p statesync.Provider, pol *statesync.RetryPolicy) *statesync.RetryProvider {
+func newRetry(t *testing.T, p statesync.Provider, pol *statesync.RetryPolicy) statesync.Provider {
 	t.Helper()
 	rp, err := statesync.NewRetryProvider(p, pol)
 	if err != nil {
