@@ -28,12 +28,13 @@ var (
 	// (see [CheckTopic]).
 	ErrInvalidTopic = errors.New("statesync: invalid topic")
 	// ErrMissingDependency is returned by [NewConsumer] when the subscriber,
-	// provider or applier is nil.
+	// provider or applier is nil, and by [NewSource] for a nil store.
 	ErrMissingDependency = errors.New("statesync: missing dependency")
 	// ErrInvalidThrottle is returned by [NewConsumer] for negative durations
 	// or for throttling that would never refresh (B-THR-15).
 	ErrInvalidThrottle = errors.New("statesync: invalid throttle options")
-	// ErrInvalidRetry is returned for a [RetryPolicy] with negative values.
+	// ErrInvalidRetry is returned by [NewConsumer] for a
+	// [ConsumerOptions.Retry] policy with negative or out-of-range values.
 	ErrInvalidRetry = errors.New("statesync: invalid retry policy")
 	// ErrStartAfterStop is returned by [Consumer.Start] on a handle that was
 	// stopped: a handle is single-use (B-LIFE-09).

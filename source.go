@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +14,6 @@ import (
 
 // SourceOptions configures a [Source].
 type SourceOptions struct {
-	// Logger receives the source's records. Nil discards them.
-	Logger *slog.Logger
 	// MaxUpdateAttempts bounds the compare-and-set attempts of
 	// [Source.Update] under contention. 0 means 64.
 	MaxUpdateAttempts int
@@ -32,7 +29,6 @@ type SourceOptions struct {
 // All methods are safe for concurrent use.
 type Source struct {
 	store Store
-	log   *slog.Logger
 	opts  SourceOptions
 
 	stopWatch func()
@@ -65,7 +61,6 @@ func NewSource(store Store, opts *SourceOptions) (*Source, error) {
 	if s.opts.MaxUpdateAttempts <= 0 {
 		s.opts.MaxUpdateAttempts = 64
 	}
-	s.log = s.opts.Logger
 	s.watchers.Store(new([]*sourceWatcher))
 	stop, err := store.Watch(context.Background(), s.changed)
 	if err != nil {
@@ -75,8 +70,9 @@ func NewSource(store Store, opts *SourceOptions) (*Source, error) {
 	return s, nil
 }
 
-// Close stops following the store and makes later calls return
-// [ErrClosed]. It does not close the store. It is idempotent.
+// Close stops following the store, and so emitting invalidations, and
+// makes later reads and writes return [ErrClosed] (PeekSnapshot then holds
+// nothing). It does not close the store. It is idempotent.
 func (s *Source) Close() error {
 	if s.closed.Swap(true) {
 		return nil
@@ -135,9 +131,12 @@ func (s *Source) forget(topic string, rev Revision, epoch string) {
 }
 
 // Watch calls fn with every invalidation the source emits, until stop is
-// called. fn runs synchronously on the writer's goroutine (or the store's
-// feed goroutine) and must not block; the in-process and HTTP transports
-// only record the revision and wake their own goroutines.
+// called or the source is closed. fn runs synchronously, after the commit,
+// on the writer's goroutine (or the store's feed goroutine), which waits
+// for it: it must not block. httpsync.Handler only records the revision and
+// wakes its own goroutines; memsync.Bus calls its handlers there, so its
+// consumers with [ConsumerOptions.InlineRefresh] apply, in fn, the
+// snapshots the Source holds in memory.
 func (s *Source) Watch(fn func(Invalidation)) (stop func()) {
 	w := &sourceWatcher{fn: fn}
 	s.mu.Lock()
@@ -289,8 +288,10 @@ func (s *Source) Delete(ctx context.Context, topic string) (Snapshot, error) {
 
 // Update reads topic, calls fn with its snapshot and writes what fn returns
 // if the topic has not changed meanwhile, retrying with the new snapshot if
-// it has (compare-and-set). An error from fn aborts the update and is
-// returned as is; fn may run several times and must not have side effects.
+// it has (compare-and-set), up to [SourceOptions.MaxUpdateAttempts] times,
+// after which the error wraps [ErrConflict]. An error from fn aborts the
+// update and is returned as is; fn may run several times and must not have
+// side effects.
 func (s *Source) Update(ctx context.Context, topic string, fn func(cur Snapshot) (json.RawMessage, error)) (Snapshot, error) {
 	for range s.opts.MaxUpdateAttempts {
 		rec, err := s.read(ctx, topic)
