@@ -159,10 +159,11 @@ type PanicError struct {
 
 func (e *PanicError) Error() string { return fmt.Sprintf("statesync: panic: %v", e.Value) }
 
-// IsRetryable reports whether err is worth retrying: it is not nil, not a
-// cancellation or deadline of the caller's context, not a protocol or
-// validation error, and not a conflict. Errors that implement
-// interface{ Retryable() bool } decide for themselves.
+// IsRetryable reports whether err is worth retrying: it is not nil, not
+// [context.Canceled] or [context.DeadlineExceeded], not a protocol or
+// validation error, not a conflict, and not [ErrStopped] or [ErrClosed].
+// Errors that implement interface{ Retryable() bool } decide for
+// themselves.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
