@@ -140,7 +140,7 @@ func TestSourcePut(t *testing.T) {
 	defer w.mu.Unlock()
 	for i, inv := range w.invs {
 		if w.srcGets[i].Revision != inv.Revision || w.storeGets[i].Revision != inv.Revision {
-			t.Errorf("inside the invalidation of revision %d: Source.Get = %d, Store.Get = %d; want %d (emitted after commit)",
+			t.Errorf("inside the invalidation of revision %d: Source.Snapshot = %d, Store.Get = %d; want %d (emitted after commit)",
 				inv.Revision, w.srcGets[i].Revision, w.storeGets[i].Revision, inv.Revision)
 		}
 	}
