@@ -883,7 +883,7 @@ func (c *Consumer) reportEvent(raw json.RawMessage, topic string, err error) {
 }
 
 // reportRetry reports a scheduled retry of the provider (B-RETRY-12).
-func (c *Consumer) reportRetry(info RetryInfo) {
+func (c *Consumer) reportRetry(info retryInfo) {
 	if c.stopped.Load() {
 		return
 	}

@@ -33,13 +33,10 @@ type RetryPolicy struct {
 	// means [IsRetryable], except that a per-attempt timeout is retried.
 	// Once the caller's context has ended nothing is retried.
 	Retryable func(error) bool
-	// OnRetry, if set, is called before each delay with the failed attempt.
-	// A panic in it is recovered.
-	OnRetry func(RetryInfo)
 }
 
-// RetryInfo describes a failed attempt that will be retried.
-type RetryInfo struct {
+// retryInfo describes a failed attempt that will be retried.
+type retryInfo struct {
 	// Attempt is the 1-based number of the failed attempt.
 	Attempt int
 	// Err is the attempt's error.
@@ -128,7 +125,7 @@ func (p RetryPolicy) jittered(d time.Duration) time.Duration {
 type retryProvider struct {
 	p              Provider
 	policy         RetryPolicy
-	onRetry        func(RetryInfo) // set by the engine, in addition to policy.OnRetry
+	onRetry        func(retryInfo) // set by the engine: reports the retry
 	attemptTimeout time.Duration   // set by the engine from FetchTimeout
 }
 
@@ -167,9 +164,7 @@ func (r *retryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, e
 			return Snapshot{}, &RetryError{Attempts: attempt, Err: err}
 		}
 		delay := r.policy.jittered(r.policy.Delay(attempt))
-		info := RetryInfo{Attempt: attempt, Err: err, NextDelay: delay}
-		callRetryHook(r.policy.OnRetry, info)
-		callRetryHook(r.onRetry, info)
+		callRetryHook(r.onRetry, retryInfo{Attempt: attempt, Err: err, NextDelay: delay})
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -204,7 +199,7 @@ func (r *retryProvider) retryable(err error) bool {
 	return IsRetryable(err)
 }
 
-func callRetryHook(f func(RetryInfo), info RetryInfo) {
+func callRetryHook(f func(retryInfo), info retryInfo) {
 	if f == nil {
 		return
 	}
