@@ -155,8 +155,8 @@
 //
 // Panics in user code are recovered. Those of the subscriber, provider,
 // applier and ShouldRefresh become a [*PanicError] reported like any other
-// error; those of OnError are logged; those of unsubscribe functions and
-// retry hooks are ignored.
+// error; those of OnError are logged; those of unsubscribe functions are
+// ignored.
 //
 // # Errors and phases
 //
