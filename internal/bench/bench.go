@@ -7,7 +7,7 @@
 // The in-process scenarios use one topic, a [memsync.Bus] delivering each
 // invalidation synchronously to every subscribed [statesync.Consumer], a
 // provider that returns the current snapshot {revision, data:{"v":rev}}
-// (its data encoded once per revision, as an httpsync.Handler does) and an
+// (its data encoded once per revision, as a [statesync.Source] does) and an
 // applier that only records what it is given. Each scenario is a function
 // returning a result whose JSON form is the scenario's line of output, with
 // the field names of scenarios.md plus "name" (and "refresh" for the
