@@ -9,12 +9,12 @@ import "context"
 // [Consumer.Invalidate] and [Consumer.InvalidateRaw] return once the
 // invalidation is recorded and its refresh handed to the consumer's own
 // goroutine, with two exceptions: the consumer's ShouldRefresh callback,
-// and its OnError callback for an invalidation it reports as malformed, run
-// on the delivering goroutine; and with [ConsumerOptions.InlineRefresh] so
-// does the refresh itself, provider and applier included, the method
-// returning once it is done. A transport therefore delivers on a goroutine
-// that may wait, holding no lock that those callbacks, the provider or the
-// applier may need.
+// and its OnError callback for an invalidation it cannot handle (malformed,
+// or a ShouldRefresh panic), run on the delivering goroutine; and with
+// [ConsumerOptions.InlineRefresh] so does the refresh itself, provider,
+// applier and error report included, the method returning once it is done.
+// A transport therefore delivers on a goroutine that may wait, holding no
+// lock that those callbacks, the provider or the applier may need.
 type Handler interface {
 	// Invalidate handles a decoded invalidation. Transports that carry Go
 	// values (in-process) call it without any encoding.
