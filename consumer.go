@@ -23,9 +23,12 @@ type ConsumerOptions struct {
 	// OnError is called once for each error the consumer reports, on the
 	// goroutine that detected it and with no engine lock held, so it may call
 	// Stop, Refresh or Revision. A panic in OnError is recovered and logged.
-	// Errors are reported even when OnError is nil (to the Logger). Reports
-	// of scheduled retries (WillRetry) are delivered in order on a goroutine
-	// of the consumer's own, while the refresh they belong to goes on.
+	// Every report is also logged (at error level, scheduled retries at
+	// warn), whether or not OnError is set. Reports
+	// of scheduled retries (WillRetry) are the exception: the refresh they
+	// belong to is still running and must not wait for OnError (which may
+	// wait for a refresh), so they are delivered in order on a goroutine of
+	// their own, normally during the retry's delay.
 	OnError func(*Error)
 
 	// ShouldRefresh, if set, is asked about each invalidation that passed
@@ -159,7 +162,7 @@ func NewConsumer(topic string, sub Subscriber, prov Provider, app Applier, opts 
 	}
 	if c.opts.Retry != nil {
 		p := *c.opts.Retry
-		rp, err := NewRetryProvider(prov, &p)
+		rp, err := newRetryProvider(prov, &p)
 		if err != nil {
 			return nil, err
 		}
@@ -773,9 +776,11 @@ func (c *Consumer) Offer(ctx context.Context, snap Snapshot) error {
 // stopped, if its topic is another one, if its revision is not newer than
 // the applied one (within the same epoch) or if ShouldRefresh says so;
 // otherwise it requests a refresh, through the throttle if one is set. It
-// does not allocate on the drop paths, and it never blocks unless
-// [ConsumerOptions.InlineRefresh] is set, in which case it returns once the
-// refresh it started (if any) and those queued meanwhile are done.
+// does not allocate on the drop paths. It runs ShouldRefresh, and OnError
+// for an error it reports, on the caller's goroutine, and otherwise never
+// blocks unless [ConsumerOptions.InlineRefresh] is set, in which case it
+// returns once the refresh it started (if any) and those queued meanwhile
+// are done.
 func (c *Consumer) Invalidate(inv Invalidation) {
 	if c.stopped.Load() {
 		return
@@ -867,7 +872,7 @@ func (c *Consumer) reportEvent(raw json.RawMessage, topic string, err error) {
 }
 
 // reportRetry reports a scheduled retry of the provider.
-func (c *Consumer) reportRetry(info RetryInfo) {
+func (c *Consumer) reportRetry(info retryInfo) {
 	if c.stopped.Load() {
 		return
 	}

@@ -26,7 +26,6 @@ func TestEngineErrPhases(t *testing.T) {
 		statesync.PhaseStart:        "start",
 		statesync.PhaseSubscribe:    "subscribe",
 		statesync.PhaseInvalidation: "invalidation",
-		statesync.PhaseRefresh:      "refresh",
 		statesync.PhaseGetSnapshot:  "getSnapshot",
 		statesync.PhaseApply:        "apply",
 		statesync.PhaseProtocol:     "protocol",

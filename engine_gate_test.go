@@ -146,7 +146,7 @@ func TestEngineGateAppliedRevisionsIncrease(t *testing.T) {
 				t.Fatalf("applied revisions not strictly increasing at %d: %v", i, revs)
 			}
 		}
-		cur, _ := src.Get(ctx, engTopic)
+		cur, _ := src.Snapshot(ctx, engTopic)
 		if got := c.Revision(); got != cur.Revision || got != 200 {
 			t.Errorf("Revision() = %v; want %v (the source's, 200)", got, cur.Revision)
 		}

@@ -25,15 +25,16 @@ var (
 	// is malformed.
 	ErrInvalidPayload = errors.New("statesync: invalid payload")
 	// ErrInvalidTopic is returned for a topic name that breaks the topic rules
-	// (see [ValidTopic]).
+	// (see [CheckTopic]).
 	ErrInvalidTopic = errors.New("statesync: invalid topic")
 	// ErrMissingDependency is returned by [NewConsumer] when the subscriber,
-	// provider or applier is nil.
+	// provider or applier is nil, and by [NewSource] for a nil store.
 	ErrMissingDependency = errors.New("statesync: missing dependency")
 	// ErrInvalidThrottle is returned by [NewConsumer] for negative durations
 	// or for throttling that would never refresh.
 	ErrInvalidThrottle = errors.New("statesync: invalid throttle options")
-	// ErrInvalidRetry is returned for a [RetryPolicy] with negative values.
+	// ErrInvalidRetry is returned by [NewConsumer] for a
+	// [ConsumerOptions.Retry] policy with negative or out-of-range values.
 	ErrInvalidRetry = errors.New("statesync: invalid retry policy")
 	// ErrStartAfterStop is returned by [Consumer.Start] on a handle that was
 	// stopped: a handle is single-use.
@@ -62,8 +63,6 @@ const (
 	// PhaseInvalidation: an invalidation could not be handled (a raw payload
 	// that is not JSON, or a ShouldRefresh panic).
 	PhaseInvalidation Phase = "invalidation"
-	// PhaseRefresh: a refresh failed outside the provider and applier.
-	PhaseRefresh Phase = "refresh"
 	// PhaseGetSnapshot: the Provider failed, panicked or timed out.
 	PhaseGetSnapshot Phase = "getSnapshot"
 	// PhaseApply: the Applier failed or panicked.
@@ -157,10 +156,11 @@ type PanicError struct {
 
 func (e *PanicError) Error() string { return fmt.Sprintf("statesync: panic: %v", e.Value) }
 
-// IsRetryable reports whether err is worth retrying: it is not nil, not a
-// cancellation or deadline of the caller's context, not a protocol or
-// validation error, and not a conflict. Errors that implement
-// interface{ Retryable() bool } decide for themselves.
+// IsRetryable reports whether err is worth retrying: it is not nil, not
+// [context.Canceled] or [context.DeadlineExceeded], not a protocol or
+// validation error, not a conflict, and not [ErrStopped] or [ErrClosed].
+// Errors that implement interface{ Retryable() bool } decide for
+// themselves.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false

@@ -293,7 +293,7 @@ func FuzzInvalidateRaw(f *testing.F) {
 		if err := c.Refresh(ctx); err != nil {
 			t.Fatalf("Refresh() = %v", err)
 		}
-		cur, err := src.Get(ctx, topic)
+		cur, err := src.Snapshot(ctx, topic)
 		if err != nil {
 			t.Fatal(err)
 		}

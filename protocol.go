@@ -100,9 +100,8 @@ func appendJSONString(b []byte, s string) []byte {
 // MaxTopicLen is the longest valid topic name, in bytes.
 const MaxTopicLen = 200
 
-// ValidTopic reports whether name is a valid topic: 1 to 200 bytes of
-// A–Z, a–z, 0–9 and ". _ : -", starting with a letter or digit.
-func ValidTopic(name string) bool {
+// validTopic reports whether name is a valid topic.
+func validTopic(name string) bool {
 	if len(name) == 0 || len(name) > MaxTopicLen || !isAlnum(name[0]) {
 		return false
 	}
@@ -115,10 +114,11 @@ func ValidTopic(name string) bool {
 	return true
 }
 
-// CheckTopic returns nil if name is a valid topic and otherwise an error
-// wrapping [ErrInvalidTopic] that says why.
+// CheckTopic returns nil if name is a valid topic, 1 to [MaxTopicLen] bytes
+// of A–Z, a–z, 0–9 and ". _ : -" starting with a letter or digit, and
+// otherwise an error wrapping [ErrInvalidTopic] that says why.
 func CheckTopic(name string) error {
-	if ValidTopic(name) {
+	if validTopic(name) {
 		return nil
 	}
 	switch {

@@ -248,15 +248,12 @@ func TestDecodeSnapshot(t *testing.T) {
 
 // DESIGN §4: topics are 1–200 bytes of [A-Za-z0-9._:-] starting with a
 // letter or digit. CheckTopic says why a name is invalid.
-func TestValidTopic(t *testing.T) {
+func TestCheckTopic(t *testing.T) {
 	valid := []string{
 		"a", "Z", "0", "settings", "cache:users", "a.b_c-d:e", "9lives", "A-", "x..", "room:42:members",
 		strings.Repeat("a", statesync.MaxTopicLen),
 	}
 	for _, name := range valid {
-		if !statesync.ValidTopic(name) {
-			t.Errorf("ValidTopic(%q) = false; want true", name)
-		}
 		if err := statesync.CheckTopic(name); err != nil {
 			t.Errorf("CheckTopic(%q) = %v; want nil", name, err)
 		}
@@ -271,9 +268,6 @@ func TestValidTopic(t *testing.T) {
 		{"ä", "A-Z"}, {"a?b", "A-Z"}, {"a#b", "A-Z"}, {"a%20", "A-Z"},
 	}
 	for _, tc := range invalid {
-		if statesync.ValidTopic(tc.name) {
-			t.Errorf("ValidTopic(%q) = true; want false", tc.name)
-		}
 		err := statesync.CheckTopic(tc.name)
 		if !errors.Is(err, statesync.ErrInvalidTopic) {
 			t.Errorf("CheckTopic(%q) = %v; want error wrapping ErrInvalidTopic", tc.name, err)
@@ -288,11 +282,11 @@ func TestValidTopic(t *testing.T) {
 		b := byte(c)
 		alnum := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
 		punct := b == '.' || b == '_' || b == ':' || b == '-'
-		if got := statesync.ValidTopic("a" + string([]byte{b})); got != (alnum || punct) {
-			t.Errorf("ValidTopic(%q) = %v; want %v", "a"+string([]byte{b}), got, alnum || punct)
+		if got := statesync.CheckTopic("a"+string([]byte{b})) == nil; got != (alnum || punct) {
+			t.Errorf("CheckTopic(%q) == nil is %v; want %v", "a"+string([]byte{b}), got, alnum || punct)
 		}
-		if got := statesync.ValidTopic(string([]byte{b}) + "a"); got != alnum {
-			t.Errorf("ValidTopic(%q) = %v; want %v", string([]byte{b})+"a", got, alnum)
+		if got := statesync.CheckTopic(string([]byte{b})+"a") == nil; got != alnum {
+			t.Errorf("CheckTopic(%q) == nil is %v; want %v", string([]byte{b})+"a", got, alnum)
 		}
 	}
 }

@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// A RetryPolicy says how often and how patiently a failed provider call is
-// retried. Zero fields take the defaults: 3 attempts, 500 ms initial delay,
-// multiplier 2, 10 s maximum delay, no jitter. The delay after failed attempt k (1-based) is
+// A RetryPolicy says how often and how patiently a [Consumer] retries a
+// failed provider call within one refresh ([ConsumerOptions.Retry]). Zero
+// fields take the defaults: 3 attempts, 500 ms initial delay, multiplier 2,
+// 10 s maximum delay, no jitter. The delay after failed attempt k (1-based) is
 // min(InitialDelay × Multiplier^(k−1), MaxDelay), then jittered.
 type RetryPolicy struct {
 	// MaxAttempts counts every attempt, the first included. 0 means 3;
@@ -32,13 +33,10 @@ type RetryPolicy struct {
 	// means [IsRetryable], except that a per-attempt timeout is retried.
 	// Once the caller's context has ended nothing is retried.
 	Retryable func(error) bool
-	// OnRetry, if set, is called before each delay with the failed attempt.
-	// A panic in it is recovered.
-	OnRetry func(RetryInfo)
 }
 
-// RetryInfo describes a failed attempt that will be retried.
-type RetryInfo struct {
+// retryInfo describes a failed attempt that will be retried.
+type retryInfo struct {
 	// Attempt is the 1-based number of the failed attempt.
 	Attempt int
 	// Err is the attempt's error.
@@ -47,8 +45,10 @@ type RetryInfo struct {
 	NextDelay time.Duration
 }
 
-// A RetryError is returned when every attempt failed or a failure was not
-// retryable. It wraps the last attempt's error.
+// A RetryError is the provider error of a refresh retried under
+// [ConsumerOptions.Retry] when every attempt failed or a failure was not
+// retryable; the consumer's *[Error] wraps it. It wraps the last attempt's
+// error.
 type RetryError struct {
 	// Attempts is the number of attempts made.
 	Attempts int
@@ -118,19 +118,21 @@ func (p RetryPolicy) jittered(d time.Duration) time.Duration {
 	return fixed + rand.N(span)
 }
 
-// A RetryProvider retries the calls of another Provider according to a
-// [RetryPolicy]. Its delays end as soon as the caller's context does.
-type RetryProvider struct {
+// A retryProvider retries the calls of another Provider according to a
+// RetryPolicy: the engine wraps the provider in one when
+// ConsumerOptions.Retry is set. Its delays end as soon as the caller's
+// context does.
+type retryProvider struct {
 	p              Provider
 	policy         RetryPolicy
-	onRetry        func(RetryInfo) // set by the engine, in addition to policy.OnRetry
+	onRetry        func(retryInfo) // set by the engine: reports the retry
 	attemptTimeout time.Duration   // set by the engine from FetchTimeout
 }
 
-// NewRetryProvider returns a Provider that retries p according to policy
-// (nil means the defaults). It returns an error wrapping [ErrInvalidRetry]
+// newRetryProvider returns a Provider that retries p according to policy
+// (nil means the defaults). It returns an error wrapping ErrInvalidRetry
 // for a policy with negative or out-of-range values.
-func NewRetryProvider(p Provider, policy *RetryPolicy) (*RetryProvider, error) {
+func newRetryProvider(p Provider, policy *RetryPolicy) (*retryProvider, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: nil Provider", ErrMissingDependency)
 	}
@@ -142,17 +144,17 @@ func NewRetryProvider(p Provider, policy *RetryPolicy) (*RetryProvider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RetryProvider{p: p, policy: pol}, nil
+	return &retryProvider{p: p, policy: pol}, nil
 }
 
-var _ Provider = (*RetryProvider)(nil)
+var _ Provider = (*retryProvider)(nil)
 
 // Snapshot calls the wrapped provider until it succeeds, an error is not
 // retryable, the attempts are used up or ctx ends. On failure it returns a
-// *[RetryError] wrapping the last error; if ctx ended during a delay, it
+// *RetryError wrapping the last error; if ctx ended during a delay, it
 // wraps that error joined with ctx.Err(), so that errors.Is(err,
 // context.Canceled) (or DeadlineExceeded) holds.
-func (r *RetryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
+func (r *retryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 	for attempt := 1; ; attempt++ {
 		snap, err := r.attempt(ctx, topic)
 		if err == nil {
@@ -162,9 +164,7 @@ func (r *RetryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, e
 			return Snapshot{}, &RetryError{Attempts: attempt, Err: err}
 		}
 		delay := r.policy.jittered(r.policy.Delay(attempt))
-		info := RetryInfo{Attempt: attempt, Err: err, NextDelay: delay}
-		callRetryHook(r.policy.OnRetry, info)
-		callRetryHook(r.onRetry, info)
+		callRetryHook(r.onRetry, retryInfo{Attempt: attempt, Err: err, NextDelay: delay})
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -175,7 +175,7 @@ func (r *RetryProvider) Snapshot(ctx context.Context, topic string) (Snapshot, e
 	}
 }
 
-func (r *RetryProvider) attempt(ctx context.Context, topic string) (snap Snapshot, err error) {
+func (r *retryProvider) attempt(ctx context.Context, topic string) (snap Snapshot, err error) {
 	if r.attemptTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.attemptTimeout)
@@ -189,7 +189,7 @@ func (r *RetryProvider) attempt(ctx context.Context, topic string) (snap Snapsho
 	return r.p.Snapshot(ctx, topic)
 }
 
-func (r *RetryProvider) retryable(err error) bool {
+func (r *retryProvider) retryable(err error) bool {
 	if r.policy.Retryable != nil {
 		return r.policy.Retryable(err)
 	}
@@ -199,7 +199,7 @@ func (r *RetryProvider) retryable(err error) bool {
 	return IsRetryable(err)
 }
 
-func callRetryHook(f func(RetryInfo), info RetryInfo) {
+func callRetryHook(f func(retryInfo), info retryInfo) {
 	if f == nil {
 		return
 	}

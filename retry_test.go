@@ -16,7 +16,8 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// Tests of RetryProvider (B-RETRY, spec section 11). Delays run on the fake
+// Tests of the provider wrapper of ConsumerOptions.Retry (B-RETRY, spec
+// section 11), made by NewRetryProvider (export_test.go). Delays run on the fake
 // clock of a synctest bubble, so they are measured exactly.
 
 // retryScript is a provider that fails with "fail N" on its first failures
@@ -60,7 +61,7 @@ func (p *retryScript) delays() []time.Duration {
 	return d
 }
 
-// retryHook records the RetryInfo values passed to OnRetry.
+// retryHook records the RetryInfo values passed to the retry hook.
 type retryHook struct {
 	mu    sync.Mutex
 	infos []statesync.RetryInfo
@@ -78,9 +79,15 @@ func (h *retryHook) got() []statesync.RetryInfo {
 	return slices.Clone(h.infos)
 }
 
-func newRetry(t *testing.T, p statesync.Provider, pol *statesync.RetryPolicy) *statesync.RetryProvider {
+// newRetry returns p wrapped as ConsumerOptions.Retry wraps it; onRetry
+// (at most one) stands for the engine's report of each scheduled retry.
+func newRetry(t *testing.T, p statesync.Provider, pol *statesync.RetryPolicy, onRetry ...func(statesync.RetryInfo)) statesync.Provider {
 	t.Helper()
-	rp, err := statesync.NewRetryProvider(p, pol)
+	var hook func(statesync.RetryInfo)
+	if len(onRetry) > 0 {
+		hook = onRetry[0]
+	}
+	rp, err := statesync.NewRetryProvider(p, pol, hook)
 	if err != nil {
 		t.Fatalf("NewRetryProvider(%+v) = %v", pol, err)
 	}
@@ -92,7 +99,7 @@ func TestRetryFirstAttemptSucceeds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newRetryScript(0)
 		var h retryHook
-		rp := newRetry(t, p, &statesync.RetryPolicy{OnRetry: h.onRetry})
+		rp := newRetry(t, p, nil, h.onRetry)
 		snap, err := rp.Snapshot(context.Background(), "t")
 		if err != nil || snap.Revision != 7 || string(snap.Data) != `"ok"` {
 			t.Errorf("Snapshot() = %+v, %v; want revision 7 \"ok\"", snap, err)
@@ -101,7 +108,7 @@ func TestRetryFirstAttemptSucceeds(t *testing.T) {
 			t.Errorf("provider called at %v; want once at 0", got)
 		}
 		if got := h.got(); len(got) != 0 {
-			t.Errorf("OnRetry called with %v; want no call", got)
+			t.Errorf("onRetry called with %v; want no call", got)
 		}
 	})
 }
@@ -133,19 +140,19 @@ func TestRetryDefaultPolicy(t *testing.T) {
 	}
 }
 
-// B-RETRY-08: with the default policy, one failure gives one OnRetry call
+// B-RETRY-08: with the default policy, one failure gives one onRetry call
 // with a 500 ms delay.
 func TestRetryDefaultOnRetry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newRetryScript(1)
 		var h retryHook
-		rp := newRetry(t, p, &statesync.RetryPolicy{OnRetry: h.onRetry})
+		rp := newRetry(t, p, nil, h.onRetry)
 		if _, err := rp.Snapshot(context.Background(), "t"); err != nil {
 			t.Fatalf("Snapshot() = %v; want success on the second attempt", err)
 		}
 		got := h.got()
 		if len(got) != 1 || got[0].Attempt != 1 || got[0].NextDelay != 500*time.Millisecond || got[0].Err == nil || got[0].Err.Error() != "fail 1" {
-			t.Errorf("OnRetry calls = %+v; want one {Attempt 1, Err fail 1, NextDelay 500ms}", got)
+			t.Errorf("onRetry calls = %+v; want one {Attempt 1, Err fail 1, NextDelay 500ms}", got)
 		}
 	})
 }
@@ -156,8 +163,8 @@ func TestRetryMaxDelayCap(t *testing.T) {
 		p := newRetryScript(3)
 		var h retryHook
 		pol := &statesync.RetryPolicy{MaxAttempts: 4, InitialDelay: 100 * time.Millisecond, Multiplier: 10,
-			MaxDelay: 500 * time.Millisecond, OnRetry: h.onRetry}
-		snap, err := newRetry(t, p, pol).Snapshot(context.Background(), "t")
+			MaxDelay: 500 * time.Millisecond}
+		snap, err := newRetry(t, p, pol, h.onRetry).Snapshot(context.Background(), "t")
 		if err != nil || snap.Revision != 7 {
 			t.Fatalf("Snapshot() = %+v, %v; want the fourth attempt's snapshot", snap, err)
 		}
@@ -170,7 +177,7 @@ func TestRetryMaxDelayCap(t *testing.T) {
 			next = append(next, info.NextDelay)
 		}
 		if !slices.Equal(next, want) {
-			t.Errorf("OnRetry NextDelay = %v; want %v", next, want)
+			t.Errorf("onRetry NextDelay = %v; want %v", next, want)
 		}
 		for k, w := range want {
 			if got := pol.Delay(k + 1); got != w {
@@ -197,7 +204,7 @@ func TestRetrySucceedsOnLastAttempt(t *testing.T) {
 
 // B-RETRY-06, B-RETRY-07, B-RETRY-16: when every attempt fails, the last
 // error is returned inside a *RetryError carrying the number of attempts,
-// after exactly MaxAttempts calls; OnRetry is called once per scheduled
+// after exactly MaxAttempts calls; onRetry is called once per scheduled
 // retry, before the delay, and not after the final failure.
 func TestRetryAllAttemptsFail(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -208,13 +215,13 @@ func TestRetryAllAttemptsFail(t *testing.T) {
 			hookAt  []time.Duration
 			callsAt []int
 		)
-		pol := &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: 100 * time.Millisecond, Multiplier: 2,
-			OnRetry: func(info statesync.RetryInfo) {
-				hookAt = append(hookAt, time.Since(start))
-				callsAt = append(callsAt, len(p.calls()))
-				h.onRetry(info)
-			}}
-		_, err := newRetry(t, p, pol).Snapshot(context.Background(), "t")
+		pol := &statesync.RetryPolicy{MaxAttempts: 3, InitialDelay: 100 * time.Millisecond, Multiplier: 2}
+		hook := func(info statesync.RetryInfo) {
+			hookAt = append(hookAt, time.Since(start))
+			callsAt = append(callsAt, len(p.calls()))
+			h.onRetry(info)
+		}
+		_, err := newRetry(t, p, pol, hook).Snapshot(context.Background(), "t")
 		var re *statesync.RetryError
 		if !errors.As(err, &re) {
 			t.Fatalf("Snapshot() = %v; want a *RetryError", err)
@@ -230,37 +237,38 @@ func TestRetryAllAttemptsFail(t *testing.T) {
 		}
 		infos := h.got()
 		if len(infos) != 2 {
-			t.Fatalf("OnRetry called %d times (%+v); want 2", len(infos), infos)
+			t.Fatalf("onRetry called %d times (%+v); want 2", len(infos), infos)
 		}
 		for i, info := range infos {
 			want := statesync.RetryInfo{Attempt: i + 1, NextDelay: pol.Delay(i + 1)}
 			if info.Attempt != want.Attempt || info.NextDelay != want.NextDelay || info.Err.Error() != fmt.Sprintf("fail %d", i+1) {
-				t.Errorf("OnRetry #%d = %+v; want {Attempt %d, Err fail %d, NextDelay %v}", i+1, info, want.Attempt, i+1, want.NextDelay)
+				t.Errorf("onRetry #%d = %+v; want {Attempt %d, Err fail %d, NextDelay %v}", i+1, info, want.Attempt, i+1, want.NextDelay)
 			}
 		}
 		// Before the delay: right after the failed attempt, before the next.
 		if want := []time.Duration{0, 100 * time.Millisecond}; !slices.Equal(hookAt, want) {
-			t.Errorf("OnRetry called at %v; want %v (before each delay)", hookAt, want)
+			t.Errorf("onRetry called at %v; want %v (before each delay)", hookAt, want)
 		}
 		if want := []int{1, 2}; !slices.Equal(callsAt, want) {
-			t.Errorf("OnRetry saw %v provider calls; want %v", callsAt, want)
+			t.Errorf("onRetry saw %v provider calls; want %v", callsAt, want)
 		}
 	})
 }
 
-// B-RETRY-11: a panic in OnRetry is recovered and the retries go on; a panic
+// B-RETRY-11: a panic in onRetry is recovered and the retries go on; a panic
 // in the provider is an error like any other.
 func TestRetryPanics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newRetryScript(2)
 		n := 0
-		pol := &statesync.RetryPolicy{InitialDelay: time.Millisecond, OnRetry: func(statesync.RetryInfo) {
+		pol := &statesync.RetryPolicy{InitialDelay: time.Millisecond}
+		hook := func(statesync.RetryInfo) {
 			n++
 			panic("hook")
-		}}
-		snap, err := newRetry(t, p, pol).Snapshot(context.Background(), "t")
+		}
+		snap, err := newRetry(t, p, pol, hook).Snapshot(context.Background(), "t")
 		if err != nil || snap.Revision != 7 || n != 2 {
-			t.Errorf("Snapshot() = %+v, %v with %d OnRetry calls; want the third attempt's snapshot after 2 calls", snap, err, n)
+			t.Errorf("Snapshot() = %+v, %v with %d onRetry calls; want the third attempt's snapshot after 2 calls", snap, err, n)
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {
@@ -273,13 +281,13 @@ func TestRetryPanics(t *testing.T) {
 			return statesync.Snapshot{Revision: 1}, nil
 		})
 		var h retryHook
-		snap, err := newRetry(t, prov, &statesync.RetryPolicy{OnRetry: h.onRetry}).Snapshot(context.Background(), "t")
+		snap, err := newRetry(t, prov, nil, h.onRetry).Snapshot(context.Background(), "t")
 		if err != nil || snap.Revision != 1 || calls != 2 {
 			t.Errorf("Snapshot() = %+v, %v after %d calls; want revision 1 after 2", snap, err, calls)
 		}
 		var pe *statesync.PanicError
 		if infos := h.got(); len(infos) != 1 || !errors.As(infos[0].Err, &pe) || pe.Value != "provider" {
-			t.Errorf("OnRetry calls = %+v; want one with a *PanicError{provider}", infos)
+			t.Errorf("onRetry calls = %+v; want one with a *PanicError{provider}", infos)
 		}
 	})
 }
@@ -415,7 +423,7 @@ func TestRetryPolicyValidation(t *testing.T) {
 		{Jitter: math.NaN()},
 		{Jitter: math.Inf(1)},
 	} {
-		if rp, err := statesync.NewRetryProvider(p, &pol); !errors.Is(err, statesync.ErrInvalidRetry) || rp != nil {
+		if rp, err := statesync.NewRetryProvider(p, &pol, nil); !errors.Is(err, statesync.ErrInvalidRetry) || rp != nil {
 			t.Errorf("NewRetryProvider(%+v) = %v, %v; want nil, ErrInvalidRetry", pol, rp, err)
 		}
 	}
@@ -423,11 +431,11 @@ func TestRetryPolicyValidation(t *testing.T) {
 		{}, {MaxAttempts: 1}, {Multiplier: 1}, {Jitter: 0}, {Jitter: 0.5}, {Jitter: 1},
 		{InitialDelay: time.Nanosecond, MaxDelay: time.Nanosecond},
 	} {
-		if _, err := statesync.NewRetryProvider(p, &pol); err != nil {
+		if _, err := statesync.NewRetryProvider(p, &pol, nil); err != nil {
 			t.Errorf("NewRetryProvider(%+v) = %v; want nil error", pol, err)
 		}
 	}
-	if _, err := statesync.NewRetryProvider(nil, nil); !errors.Is(err, statesync.ErrMissingDependency) {
+	if _, err := statesync.NewRetryProvider(nil, nil, nil); !errors.Is(err, statesync.ErrMissingDependency) {
 		t.Errorf("NewRetryProvider(nil, nil) = %v; want ErrMissingDependency", err)
 	}
 	// NewConsumer validates its Retry option the same way.
@@ -458,7 +466,7 @@ func TestRetryPolicyValidation(t *testing.T) {
 
 // B-RETRY-11: Jitter randomises the given fraction of each delay: with
 // Jitter 1 each delay lies in [0, d], with Jitter 0.5 in [d/2, d]; the delay
-// reported to OnRetry is the one waited.
+// reported to onRetry is the one waited.
 func TestRetryJitter(t *testing.T) {
 	const d = 100 * time.Millisecond
 	for _, tc := range []struct {
@@ -473,8 +481,8 @@ func TestRetryJitter(t *testing.T) {
 			const attempts = 40
 			p := newRetryScript(attempts)
 			var h retryHook
-			pol := &statesync.RetryPolicy{MaxAttempts: attempts, InitialDelay: d, Multiplier: 1, Jitter: tc.jitter, OnRetry: h.onRetry}
-			_, _ = newRetry(t, p, pol).Snapshot(context.Background(), "t")
+			pol := &statesync.RetryPolicy{MaxAttempts: attempts, InitialDelay: d, Multiplier: 1, Jitter: tc.jitter}
+			_, _ = newRetry(t, p, pol, h.onRetry).Snapshot(context.Background(), "t")
 			delays := p.delays()
 			if len(delays) != attempts-1 {
 				t.Fatalf("Jitter %v: %d delays; want %d", tc.jitter, len(delays), attempts-1)
@@ -485,7 +493,7 @@ func TestRetryJitter(t *testing.T) {
 					t.Errorf("Jitter %v: delay %d = %v; want within [%v, %v]", tc.jitter, i+1, got, tc.min, d)
 				}
 				if infos[i].NextDelay != got {
-					t.Errorf("Jitter %v: OnRetry NextDelay %v, waited %v", tc.jitter, infos[i].NextDelay, got)
+					t.Errorf("Jitter %v: onRetry NextDelay %v, waited %v", tc.jitter, infos[i].NextDelay, got)
 				}
 			}
 			// 39 uniform draws among at least 25,000,001 nanosecond values
@@ -509,8 +517,7 @@ func TestRetryJitterMaxDelay(t *testing.T) {
 			t.Errorf("Delay(1) = %v; want %v", got, time.Duration(math.MaxInt64))
 		}
 		var h retryHook
-		pol.OnRetry = h.onRetry
-		_, err := newRetry(t, p, pol).Snapshot(ctx, "t")
+		_, err := newRetry(t, p, pol, h.onRetry).Snapshot(ctx, "t")
 		infos := h.got()
 		if len(infos) == 0 {
 			t.Fatalf("Snapshot() = %v with no retry scheduled; want one", err)

@@ -11,7 +11,8 @@ import (
 // integers; on the wire they are canonical decimal strings ("0", "42", never
 // "007", never a JSON number), see docs/PROTOCOL.md.
 //
-// The zero Revision means "nothing applied yet". Revisions compare with the
+// The zero Revision means "nothing yet": nothing applied, or a topic never
+// written. Revisions compare with the
 // ordinary operators (<, ==, >); because a Revision can only be made from a
 // uint64 or by [ParseRevision], unvalidated strings are never compared.
 type Revision uint64

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +14,6 @@ import (
 
 // SourceOptions configures a [Source].
 type SourceOptions struct {
-	// Logger receives the source's records. Nil discards them.
-	Logger *slog.Logger
 	// MaxUpdateAttempts bounds the compare-and-set attempts of
 	// [Source.Update] under contention. 0 means 64.
 	MaxUpdateAttempts int
@@ -26,13 +23,12 @@ type SourceOptions struct {
 // Writes bump a topic's revision atomically, with optional compare-and-set;
 // after each committed write (its own, or, with a shared store, another
 // process's) the Source emits an [Invalidation] to its watchers. It is also
-// the [Provider] of its topics, and builds each revision's JSON snapshot
-// only once, however many readers ask.
+// the [Provider] of its topics, serving them from memory when it can: it
+// keeps the newest known revision of each topic written or read through it.
 //
 // All methods are safe for concurrent use.
 type Source struct {
 	store Store
-	log   *slog.Logger
 	opts  SourceOptions
 
 	stopWatch func()
@@ -45,16 +41,9 @@ type Source struct {
 
 type sourceWatcher struct{ fn func(Invalidation) }
 
-// cacheEntry holds one revision of a topic and, once asked for, its JSON.
+// cacheEntry holds one revision of a topic.
 type cacheEntry struct {
-	rec  Record
-	once sync.Once
-	enc  []byte
-}
-
-func (e *cacheEntry) encoded() []byte {
-	e.once.Do(func() { e.enc = e.rec.Snapshot().AppendJSON(nil) })
-	return e.enc
+	rec Record
 }
 
 var _ Provider = (*Source)(nil)
@@ -72,7 +61,6 @@ func NewSource(store Store, opts *SourceOptions) (*Source, error) {
 	if s.opts.MaxUpdateAttempts <= 0 {
 		s.opts.MaxUpdateAttempts = 64
 	}
-	s.log = s.opts.Logger
 	s.watchers.Store(new([]*sourceWatcher))
 	stop, err := store.Watch(context.Background(), s.changed)
 	if err != nil {
@@ -82,8 +70,9 @@ func NewSource(store Store, opts *SourceOptions) (*Source, error) {
 	return s, nil
 }
 
-// Close stops following the store and makes later calls return
-// [ErrClosed]. It does not close the store. It is idempotent.
+// Close stops following the store, and so emitting invalidations, and
+// makes later reads and writes return [ErrClosed] (PeekSnapshot then holds
+// nothing). It does not close the store. It is idempotent.
 func (s *Source) Close() error {
 	if s.closed.Swap(true) {
 		return nil
@@ -142,9 +131,12 @@ func (s *Source) forget(topic string, rev Revision, epoch string) {
 }
 
 // Watch calls fn with every invalidation the source emits, until stop is
-// called. fn runs synchronously on the writer's goroutine (or the store's
-// feed goroutine) and must not block; the in-process and HTTP transports
-// only record the revision and wake their own goroutines.
+// called or the source is closed. fn runs synchronously, after the commit,
+// on the writer's goroutine (or the store's feed goroutine), which waits
+// for it: it must not block. httpsync.Handler only records the revision and
+// wakes its own goroutines; memsync.Bus calls its handlers there, so its
+// consumers with [ConsumerOptions.InlineRefresh] apply, in fn, the
+// snapshots the Source holds in memory.
 func (s *Source) Watch(fn func(Invalidation)) (stop func()) {
 	w := &sourceWatcher{fn: fn}
 	s.mu.Lock()
@@ -182,9 +174,11 @@ func (s *Source) entry(ctx context.Context, topic string) (*cacheEntry, error) {
 	return s.remember(rec), nil
 }
 
-// Get returns the latest snapshot of topic; a topic never written is at
-// revision 0 with null data. The Data is shared: do not modify it.
-func (s *Source) Get(ctx context.Context, topic string) (Snapshot, error) {
+// Snapshot implements [Provider]: it returns the latest snapshot of topic,
+// from memory if the source holds it, else from the store. A topic never
+// written is at revision 0 with null data. The Data is shared: do not
+// modify it.
+func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 	e, err := s.entry(ctx, topic)
 	if err != nil {
 		return Snapshot{}, err
@@ -193,8 +187,9 @@ func (s *Source) Get(ctx context.Context, topic string) (Snapshot, error) {
 }
 
 // PeekSnapshot implements [SnapshotPeeker]: the latest snapshot of topic
-// if the source holds it in memory (every topic written or read since the
-// source was made), without reading the store.
+// if the source holds it in memory (a topic written, or read at a revision
+// above 0, since the source was made, unless a change feed without data
+// has since reported a newer revision), without reading the store.
 func (s *Source) PeekSnapshot(topic string) (Snapshot, bool) {
 	if s.closed.Load() {
 		return Snapshot{}, false
@@ -211,22 +206,6 @@ func (s *Source) cached(topic string) *cacheEntry {
 		return e.(*cacheEntry)
 	}
 	return nil
-}
-
-// Snapshot implements [Provider]; it is [Source.Get].
-func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
-	return s.Get(ctx, topic)
-}
-
-// Encoded returns the JSON form of the latest snapshot of topic, with the
-// snapshot itself. The bytes are built once per revision and shared by
-// every caller: do not modify them.
-func (s *Source) Encoded(ctx context.Context, topic string) ([]byte, Snapshot, error) {
-	e, err := s.entry(ctx, topic)
-	if err != nil {
-		return nil, Snapshot{}, err
-	}
-	return e.encoded(), e.rec.Snapshot(), nil
 }
 
 // TopicInfo describes a topic of a [Source].
@@ -309,8 +288,10 @@ func (s *Source) Delete(ctx context.Context, topic string) (Snapshot, error) {
 
 // Update reads topic, calls fn with its snapshot and writes what fn returns
 // if the topic has not changed meanwhile, retrying with the new snapshot if
-// it has (compare-and-set). An error from fn aborts the update and is
-// returned as is; fn may run several times and must not have side effects.
+// it has (compare-and-set), up to [SourceOptions.MaxUpdateAttempts] times,
+// after which the error wraps [ErrConflict]. An error from fn aborts the
+// update and is returned as is; fn may run several times and must not have
+// side effects.
 func (s *Source) Update(ctx context.Context, topic string, fn func(cur Snapshot) (json.RawMessage, error)) (Snapshot, error) {
 	for range s.opts.MaxUpdateAttempts {
 		rec, err := s.read(ctx, topic)

@@ -1,7 +1,6 @@
 package statesync_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,7 +48,7 @@ type srcWatcher struct {
 func srcWatch(t testing.TB, src *statesync.Source) *srcWatcher {
 	w := &srcWatcher{}
 	stop := src.Watch(func(inv statesync.Invalidation) {
-		snap, _ := src.Get(context.Background(), inv.Topic)
+		snap, _ := src.Snapshot(context.Background(), inv.Topic)
 		rec, _ := src.Store().Get(context.Background(), inv.Topic)
 		w.mu.Lock()
 		w.invs = append(w.invs, inv)
@@ -84,7 +83,7 @@ func srcPut(t testing.TB, src *statesync.Source, topic, data string) statesync.S
 
 func srcGet(t testing.TB, src *statesync.Source, topic string) statesync.Snapshot {
 	t.Helper()
-	s, err := src.Get(context.Background(), topic)
+	s, err := src.Snapshot(context.Background(), topic)
 	if err != nil {
 		t.Fatalf("Get(%q) error: %v", topic, err)
 	}
@@ -141,7 +140,7 @@ func TestSourcePut(t *testing.T) {
 	defer w.mu.Unlock()
 	for i, inv := range w.invs {
 		if w.srcGets[i].Revision != inv.Revision || w.storeGets[i].Revision != inv.Revision {
-			t.Errorf("inside the invalidation of revision %d: Source.Get = %d, Store.Get = %d; want %d (emitted after commit)",
+			t.Errorf("inside the invalidation of revision %d: Source.Snapshot = %d, Store.Get = %d; want %d (emitted after commit)",
 				inv.Revision, w.srcGets[i].Revision, w.storeGets[i].Revision, inv.Revision)
 		}
 	}
@@ -184,10 +183,6 @@ func TestSourcePutCopiesData(t *testing.T) {
 	}
 	copy(buf, `{"k":"CHANGED!"}`)
 	srcWantSnap(t, `Get("t")`, srcGet(t, src, "t"), 1, "ep", `{"k":"original"}`)
-	b, _, err := src.Encoded(context.Background(), "t")
-	if err != nil || !bytes.Contains(b, []byte(`"original"`)) {
-		t.Errorf("Encoded(%q) = %s, %v; want the original data", "t", b, err)
-	}
 }
 
 // PutIf: compare-and-set; a conflict writes nothing and emits nothing.
@@ -390,8 +385,6 @@ func TestSourceInvalidTopic(t *testing.T) {
 			fnCalled = true
 			return json.RawMessage(`1`), nil
 		})
-		_, ops["Get"] = src.Get(ctx, topic)
-		_, _, ops["Encoded"] = src.Encoded(ctx, topic)
 		_, ops["Snapshot"] = src.Snapshot(ctx, topic)
 		for op, err := range ops {
 			if !errors.Is(err, statesync.ErrInvalidTopic) {
@@ -459,65 +452,6 @@ func TestSourceWithSourceID(t *testing.T) {
 	}
 	if rec, _ := store.Get(ctx, "t"); rec.SourceID != "" {
 		t.Errorf("store record SourceID = %q; want empty for the anonymous write", rec.SourceID)
-	}
-}
-
-// Encoded builds each revision's JSON once and shares it.
-func TestSourceEncoded(t *testing.T) {
-	src, _ := srcNew(t, &statesync.MemoryStoreOptions{FirstRevision: 41, Epoch: `e"q`})
-	ctx := context.Background()
-
-	b0, s0, err := src.Encoded(ctx, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := `{"revision":"0","epoch":"e\"q","data":null}`; string(b0) != want {
-		t.Errorf("Encoded(never written) = %s; want %s", b0, want)
-	}
-	srcWantSnap(t, "Encoded(never written) snapshot", s0, 0, `e"q`, "null")
-
-	srcPut(t, src, "t", `{"a":[1,2]}`)
-	const want = `{"revision":"41","epoch":"e\"q","data":{"a":[1,2]}}`
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		bufs [][]byte
-	)
-	for range 8 {
-		wg.Go(func() {
-			b, s, err := src.Encoded(ctx, "t")
-			if err != nil || s.Revision != 41 {
-				t.Errorf("Encoded(t) = %+v, %v; want revision 41", s, err)
-				return
-			}
-			mu.Lock()
-			bufs = append(bufs, b)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	for i, b := range bufs {
-		if string(b) != want {
-			t.Errorf("Encoded(t) #%d = %s; want %s", i, b, want)
-		}
-		if &b[0] != &bufs[0][0] {
-			t.Errorf("Encoded(t) #%d has its own backing array; want one encoding per revision shared by every reader", i)
-		}
-	}
-	if snap, err := statesync.DecodeSnapshot(bufs[0]); err != nil || snap.Revision != 41 || snap.Epoch != `e"q` {
-		t.Errorf("DecodeSnapshot(Encoded(t)) = %+v, %v; want revision 41, epoch e\"q", snap, err)
-	}
-
-	srcPut(t, src, "t", `"next"`)
-	b2, _, err := src.Encoded(ctx, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want2 := `{"revision":"42","epoch":"e\"q","data":"next"}`; string(b2) != want2 {
-		t.Errorf("Encoded(t) after another Put = %s; want %s", b2, want2)
-	}
-	if string(bufs[0]) != want {
-		t.Errorf("earlier Encoded bytes changed to %s after a Put; want them untouched (%s)", bufs[0], want)
 	}
 }
 
@@ -630,7 +564,7 @@ func TestSourceClose(t *testing.T) {
 		t.Errorf("second Close() = %v; want nil", err)
 	}
 	_, errPut := src.Put(ctx, "t", json.RawMessage(`2`))
-	_, errGet := src.Get(ctx, "t")
+	_, errGet := src.Snapshot(ctx, "t")
 	_, errList := src.List(ctx)
 	_, errUpd := src.Update(ctx, "t", srcIncrement)
 	for op, err := range map[string]error{"Put": errPut, "Get": errGet, "List": errList, "Update": errUpd} {
@@ -743,9 +677,6 @@ func TestSourceDataOmittedFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	srcWantSnap(t, "Get(t) after a data-less feed record", srcGet(t, src, "t"), 2, "A", `"v2"`)
-	if b, _, _ := src.Encoded(ctx, "t"); !bytes.Contains(b, []byte(`"v2"`)) {
-		t.Errorf("Encoded(t) = %s; want revision 2's data", b)
-	}
 	if invs := w.all(); len(invs) != 2 || invs[1].Revision != 2 {
 		t.Errorf("invalidations = %+v; want one for revision 2", invs)
 	}

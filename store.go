@@ -19,8 +19,9 @@ type Record struct {
 	// Epoch is the store's epoch (see [Snapshot]).
 	Epoch string
 	// Data is the raw JSON state; stores return "null" (never nil) for a
-	// topic never written or deleted. Stores never share
-	// a Record's Data with their callers' buffers; readers must not modify it.
+	// topic never written or deleted, and nil only from List and with
+	// DataOmitted. Stores never share a Record's Data with their callers'
+	// buffers; readers must not modify it.
 	Data json.RawMessage
 	// SourceID names the writer of this revision, if it said.
 	SourceID string

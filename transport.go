@@ -1,15 +1,20 @@
 package statesync
 
-import (
-	"context"
-	"errors"
-)
+import "context"
 
 // A Handler receives the invalidations of the topics it subscribed to.
 // [Consumer] is a Handler.
 //
-// Both methods are safe for concurrent and re-entrant use, never block and
-// never run provider or applier work inline.
+// Both methods are safe for concurrent and re-entrant use.
+// [Consumer.Invalidate] and [Consumer.InvalidateRaw] return once the
+// invalidation is recorded and its refresh handed to the consumer's own
+// goroutine, with two exceptions: the consumer's ShouldRefresh callback,
+// and its OnError callback for an invalidation it cannot handle (malformed,
+// or a ShouldRefresh panic), run on the delivering goroutine; and with
+// [ConsumerOptions.InlineRefresh] so does the refresh itself, provider,
+// applier and error report included, the method returning once it is done.
+// A transport therefore delivers on a goroutine that may wait, holding no
+// lock that those callbacks, the provider or the applier may need.
 type Handler interface {
 	// Invalidate handles a decoded invalidation. Transports that carry Go
 	// values (in-process) call it without any encoding.
@@ -54,16 +59,11 @@ type SnapshotPeeker interface {
 }
 
 // An Applier applies a snapshot to the consumer's state. The engine calls it
-// at most once at a time per [Consumer], only with newer snapshots, and never
-// while holding an engine lock.
+// at most once at a time per [Consumer], never while holding an engine lock,
+// and only with a snapshot newer than the one applied last (or the first, or
+// one from another epoch).
 type Applier interface {
 	Apply(ctx context.Context, s Snapshot) error
-}
-
-// A Notifier publishes invalidations to the consumers of a transport. A
-// [Source] calls Notify after each committed write.
-type Notifier interface {
-	Notify(ctx context.Context, inv Invalidation) error
 }
 
 // SubscriberFunc adapts a function to the [Subscriber] interface.
@@ -87,24 +87,3 @@ type ApplierFunc func(ctx context.Context, s Snapshot) error
 
 // Apply calls f.
 func (f ApplierFunc) Apply(ctx context.Context, s Snapshot) error { return f(ctx, s) }
-
-// NotifierFunc adapts a function to the [Notifier] interface.
-type NotifierFunc func(ctx context.Context, inv Invalidation) error
-
-// Notify calls f.
-func (f NotifierFunc) Notify(ctx context.Context, inv Invalidation) error { return f(ctx, inv) }
-
-// Notifiers returns a Notifier that notifies each of ns in turn and joins
-// their errors.
-func Notifiers(ns ...Notifier) Notifier {
-	ns = append([]Notifier(nil), ns...)
-	return NotifierFunc(func(ctx context.Context, inv Invalidation) error {
-		var errs []error
-		for _, n := range ns {
-			if err := n.Notify(ctx, inv); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
-	})
-}

@@ -40,7 +40,7 @@ func Example() {
 	defer store.Close()
 	src, _ = statesync.NewSource(store, nil)
 	defer src.Close()
-	snap, _ = src.Get(ctx, "settings")
+	snap, _ = src.Snapshot(ctx, "settings")
 	fmt.Println("after restart:", snap.Revision, string(snap.Data))
 	fmt.Println("new epoch:", snap.Epoch != firstEpoch)
 	snap, _ = src.Put(ctx, "settings", json.RawMessage(`{"theme":"blue"}`))

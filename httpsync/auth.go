@@ -265,12 +265,12 @@ func parsePatterns(list []string) (patterns, error) {
 			p.all = true
 		case strings.HasSuffix(s, "*"):
 			prefix := s[:len(s)-1]
-			if strings.Contains(prefix, "*") || !statesync.ValidTopic(prefix) {
+			if strings.Contains(prefix, "*") || statesync.CheckTopic(prefix) != nil {
 				return patterns{}, fmt.Errorf("bad pattern %q: use a topic name, a topic prefix followed by *, or *", s)
 			}
 			p.prefixes = append(p.prefixes, prefix)
 		default:
-			if !statesync.ValidTopic(s) {
+			if statesync.CheckTopic(s) != nil {
 				return patterns{}, fmt.Errorf("bad pattern %q: use a topic name, a topic prefix followed by *, or *", s)
 			}
 			p.exact[s] = true

@@ -24,7 +24,7 @@ type sharedFrame struct {
 	version
 
 	once sync.Once
-	enc  []byte // the snapshot's encoding, shared with the Source
+	enc  []byte // the snapshot's encoding, shared with Handler.encoded
 	body []byte // the data lines of enc[1:]: enc[1:] itself unless it has line breaks
 	bare []byte // the head without sourceId and timestampMs: `event: snapshot\ndata: {"topic":…,`
 	// full is the head with the sourceId and timestampMs of the
@@ -40,7 +40,7 @@ type frameHead struct {
 }
 
 // sharedFrame returns the frame of snap, the snapshot of topic encoded as
-// enc (by [statesync.Source.Encoded]). The newest revision of each topic
+// enc (by [Handler.encoded]). The newest revision of each topic
 // is kept, so the streams that send it share one frame.
 func (h *Handler) sharedFrame(topic string, snap statesync.Snapshot, enc []byte) *sharedFrame {
 	f := newestEntry(&h.frames, topic, &sharedFrame{version: version{snap.Epoch, snap.Revision}})

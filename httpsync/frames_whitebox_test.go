@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/statesync-go/statesync"
@@ -33,7 +34,7 @@ func oldInlineFrame(inv statesync.Invalidation, snap statesync.Snapshot, enc []b
 
 // Issue 9, item 4: the streams that send a revision inline write the same
 // bytes, byte for byte the frame clients parse, and a large one from one
-// shared copy (the source's own encoding, if it has no line breaks), not
+// shared copy (the handler's encoding of the revision, if it has no line breaks), not
 // a copy each.
 func TestInlineFramesShared(t *testing.T) {
 	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "ep-1", FirstRevision: 1}), nil)
@@ -60,7 +61,7 @@ func TestInlineFramesShared(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, _, err := src.Encoded(ctx, "cfg:main")
+			enc, _, err := h.encoded(ctx, "cfg:main")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,5 +141,72 @@ func TestInlineFrameAllocations(t *testing.T) {
 	t.Logf("%d bytes allocated per stream to frame a %d-byte snapshot", perStream, len(snap.Data))
 	if perStream > 4<<10 {
 		t.Errorf("%d bytes allocated per stream to frame a %d-byte snapshot; want < 4 KiB (the frame shared)", perStream, len(snap.Data))
+	}
+}
+
+// The handler encodes each revision's snapshot once and shares the bytes
+// between requests and streams; a newer revision gets new bytes and leaves
+// the old ones untouched.
+func TestHandlerEncoded(t *testing.T) {
+	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 41, Epoch: `e"q`}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	h := NewHandler(src, nil)
+	defer h.Close()
+	ctx := context.Background()
+
+	b0, s0, err := h.encoded(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"revision":"0","epoch":"e\"q","data":null}`; string(b0) != want || s0.Revision != 0 {
+		t.Errorf("encoded(never written) = %s, revision %d; want %s, revision 0", b0, s0.Revision, want)
+	}
+
+	if _, err := src.Put(ctx, "t", json.RawMessage(`{"a":[1,2]}`)); err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"revision":"41","epoch":"e\"q","data":{"a":[1,2]}}`
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		bufs [][]byte
+	)
+	for range 8 {
+		wg.Go(func() {
+			b, s, err := h.encoded(ctx, "t")
+			if err != nil || s.Revision != 41 {
+				t.Errorf("encoded(t) = %+v, %v; want revision 41", s, err)
+				return
+			}
+			mu.Lock()
+			bufs = append(bufs, b)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for i, b := range bufs {
+		if string(b) != want {
+			t.Errorf("encoded(t) #%d = %s; want %s", i, b, want)
+		}
+		if &b[0] != &bufs[0][0] {
+			t.Errorf("encoded(t) #%d has its own backing array; want one encoding per revision shared by every reader", i)
+		}
+	}
+
+	if _, err := src.Put(ctx, "t", json.RawMessage(`"next"`)); err != nil {
+		t.Fatal(err)
+	}
+	b2, _, err := h.encoded(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want2 := `{"revision":"42","epoch":"e\"q","data":"next"}`; string(b2) != want2 {
+		t.Errorf("encoded(t) after another Put = %s; want %s", b2, want2)
+	}
+	if string(bufs[0]) != want {
+		t.Errorf("earlier encoded bytes changed to %s after a Put; want them untouched (%s)", bufs[0], want)
 	}
 }

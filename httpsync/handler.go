@@ -107,6 +107,7 @@ type Handler struct {
 	log  *slog.Logger
 
 	stopWatch func()
+	enc       sync.Map // topic -> *encEntry, the newest encoded revision
 	gz        sync.Map // topic -> *gzEntry, the newest gzipped revision
 	stats     counters
 
@@ -372,7 +373,7 @@ func (h *Handler) sourceFailed(w http.ResponseWriter, r *http.Request, topic str
 // --- reads ---
 
 func (h *Handler) serveSnapshot(w http.ResponseWriter, r *http.Request, topic string) {
-	enc, snap, err := h.src.Encoded(r.Context(), topic)
+	enc, snap, err := h.encoded(r.Context(), topic)
 	if err != nil {
 		h.sourceFailed(w, r, topic, err)
 		return
@@ -399,6 +400,26 @@ func (h *Handler) serveSnapshot(w http.ResponseWriter, r *http.Request, topic st
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// encEntry is the JSON encoding of one revision of a topic.
+type encEntry struct {
+	version
+	once sync.Once
+	b    []byte
+}
+
+// encoded returns the latest snapshot of topic and its JSON encoding, built
+// once per revision and shared by every caller (do not modify it): the
+// newest revision of each topic is kept.
+func (h *Handler) encoded(ctx context.Context, topic string) ([]byte, statesync.Snapshot, error) {
+	snap, err := h.src.Snapshot(ctx, topic)
+	if err != nil {
+		return nil, statesync.Snapshot{}, err
+	}
+	e := newestEntry(&h.enc, topic, &encEntry{version: version{snap.Epoch, snap.Revision}})
+	e.once.Do(func() { e.b = snap.AppendJSON(nil) })
+	return e.b, snap, nil
 }
 
 // gzEntry is the gzip encoding of one revision of a topic.
@@ -585,7 +606,7 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, ctx context.Cont
 			// The ETag form: the epoch must be the current one too. Epochs
 			// change only when a store loses continuity, so checking it
 			// before the compare-and-set is enough.
-			cur, gerr := h.src.Get(ctx, topic)
+			cur, gerr := h.src.Snapshot(ctx, topic)
 			if gerr != nil {
 				h.sourceFailed(w, r, topic, gerr)
 				return

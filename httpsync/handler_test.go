@@ -421,7 +421,7 @@ func TestConcurrentWritesAreWhole(t *testing.T) {
 	}
 	wg.Go(func() {
 		for range 50 {
-			snap, _ := s.src.Get(ctx, "t")
+			snap, _ := s.src.Snapshot(ctx, "t")
 			var v struct{ V string }
 			if snap.Revision > 0 && (json.Unmarshal(snap.Data, &v) != nil || strings.Trim(v.V, v.V[:1]) != "") {
 				t.Errorf("torn value %s", snap.Data)

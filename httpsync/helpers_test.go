@@ -119,7 +119,7 @@ func (s *testServer) put(t testing.TB, topic, data string) statesync.Snapshot {
 
 func (s *testServer) get(t testing.TB, topic string) statesync.Snapshot {
 	t.Helper()
-	snap, err := s.src.Get(context.Background(), topic)
+	snap, err := s.src.Snapshot(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func (h *Handler) readableTopics(ctx context.Context, g Grants) ([]statesync.Top
 		if tg.read.matchesPrefix(name) {
 			continue // listed above
 		}
-		snap, err := h.src.Get(ctx, name)
+		snap, err := h.src.Snapshot(ctx, name)
 		if err != nil {
 			return nil, err
 		}

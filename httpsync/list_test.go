@@ -130,7 +130,7 @@ func (s prefixStore) ListPrefix(ctx context.Context, prefix string) ([]statesync
 
 func mustGet(t testing.TB, src *statesync.Source, topic string) statesync.Snapshot {
 	t.Helper()
-	snap, err := src.Get(context.Background(), topic)
+	snap, err := src.Snapshot(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}

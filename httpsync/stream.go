@@ -405,7 +405,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	ctx := r.Context()
 	initial := make([]statesync.Invalidation, 0, len(order))
 	for _, name := range order {
-		snap, err := h.src.Get(ctx, name)
+		snap, err := h.src.Snapshot(ctx, name)
 		if err != nil {
 			h.sourceFailed(w, r, name, err)
 			return
@@ -559,7 +559,7 @@ type frameWriter struct {
 // small enough, else an invalidation.
 func (fw *frameWriter) frame(inv statesync.Invalidation) {
 	if fw.inline >= 0 {
-		enc, snap, err := fw.h.src.Encoded(fw.ctx, inv.Topic)
+		enc, snap, err := fw.h.encoded(fw.ctx, inv.Topic)
 		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) && fw.fits(len(enc)) {
 			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…},
 			// built once per revision and shared by the streams.

@@ -4,19 +4,19 @@
 //
 // # Model
 //
-// A Bus is a [statesync.Subscriber] (consumers subscribe to topics), a
-// [statesync.Notifier] (whoever owns the truth notifies it) and, when made
-// with a Source, a [statesync.Provider]. Delivery is synchronous: Notify
-// calls every handler of the topic on the caller's goroutine before it
-// returns. Handlers are looked up by topic, so an invalidation costs O(1)
+// A Bus is a [statesync.Subscriber] (consumers subscribe to topics) and,
+// when made with a Source, a [statesync.Provider]; whoever owns the truth
+// calls [Bus.Publish], as a Bus made with a Source does itself for each
+// invalidation the Source emits. Delivery is synchronous: Publish calls
+// every handler of the topic on the caller's goroutine before it returns. Handlers are looked up by topic, so an invalidation costs O(1)
 // per interested handler, whatever the number of other topics and handlers.
 //
 // [statesync.Consumer] handlers return at once (they only record the
-// revision and wake a goroutine), so a Notify to 10,000 consumers takes
+// revision and wake a goroutine), so a Publish to 10,000 consumers takes
 // microseconds per consumer. Consumers made with
-// [statesync.ConsumerOptions.InlineRefresh] instead refresh inside Notify,
+// [statesync.ConsumerOptions.InlineRefresh] instead refresh inside Publish,
 // from the Bus's Source, which saves the goroutine hand-off (a refresh then
-// costs a few hundred nanoseconds) and makes Notify return only once every
+// costs a few hundred nanoseconds) and makes Publish return only once every
 // such consumer has applied the new revision.
 package memsync
 
@@ -31,7 +31,7 @@ import (
 
 // A Bus delivers invalidations to the handlers subscribed to their topic.
 // The zero value is not usable; make one with [New]. A Bus is safe for
-// concurrent use; Notify may be called re-entrantly from a handler.
+// concurrent use; Publish may be called re-entrantly from a handler.
 type Bus struct {
 	src  *statesync.Source // nil: no provider
 	stop func()
@@ -54,7 +54,6 @@ type sub struct {
 
 var (
 	_ statesync.Subscriber     = (*Bus)(nil)
-	_ statesync.Notifier       = (*Bus)(nil)
 	_ statesync.Provider       = (*Bus)(nil)
 	_ statesync.SnapshotPeeker = (*Bus)(nil)
 )
@@ -72,7 +71,7 @@ func New(src *statesync.Source) *Bus {
 	return b
 }
 
-// Close stops following the Source. Subscriptions stay, and Notify still
+// Close stops following the Source. Subscriptions stay, and Publish still
 // works. It is idempotent.
 func (b *Bus) Close() error {
 	if b.stop != nil {
@@ -148,12 +147,6 @@ func (b *Bus) Publish(inv statesync.Invalidation) {
 	}
 }
 
-// Notify implements [statesync.Notifier]; it is [Bus.Publish].
-func (b *Bus) Notify(ctx context.Context, inv statesync.Invalidation) error {
-	b.Publish(inv)
-	return nil
-}
-
 // PublishRaw delivers a raw invalidation payload to every handler of topic,
 // which decode and validate it. It exists for tests of malformed input.
 func (b *Bus) PublishRaw(topic string, payload []byte) {
@@ -197,5 +190,5 @@ func (b *Bus) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, e
 	if b.src == nil {
 		return statesync.Snapshot{}, ErrNoSource
 	}
-	return b.src.Get(ctx, topic)
+	return b.src.Snapshot(ctx, topic)
 }

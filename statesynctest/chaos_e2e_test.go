@@ -108,7 +108,7 @@ func TestChaosConvergence(t *testing.T) {
 		wg.Wait()
 
 		ch.Quiesce()
-		final, err := src.Get(ctx, topic)
+		final, err := src.Snapshot(ctx, topic)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,8 +28,8 @@ func newTopic(t testing.TB, base string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	topic := base + "." + hex.EncodeToString(b[:])
-	if !statesync.ValidTopic(topic) {
-		t.Fatalf("statesynctest: invalid generated topic %q", topic)
+	if err := statesync.CheckTopic(topic); err != nil {
+		t.Fatalf("statesynctest: generated topic: %v", err)
 	}
 	return topic
 }

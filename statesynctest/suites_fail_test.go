@@ -207,7 +207,7 @@ func (p *brokenProv) Snapshot(ctx context.Context, topic string) (statesync.Snap
 	if ok {
 		return c, nil
 	}
-	s, err := p.src.Get(ctx, topic)
+	s, err := p.src.Snapshot(ctx, topic)
 	if err == nil && s.Revision > 0 && p.mode == "stale" {
 		p.mu.Lock()
 		p.cache[topic] = s // never refreshed

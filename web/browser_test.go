@@ -188,7 +188,7 @@ func (s *server) put(t testing.TB, topic, data string) statesync.Snapshot {
 
 func (s *server) get(t testing.TB, topic string) statesync.Snapshot {
 	t.Helper()
-	snap, err := s.source().Get(context.Background(), topic)
+	snap, err := s.source().Snapshot(context.Background(), topic)
 	if err != nil {
 		t.Fatalf("Get(%q) = %v", topic, err)
 	}

@@ -216,7 +216,7 @@ func (b *Bridge) GetSnapshot(topic string) (SnapshotDTO, error) {
 	if err := b.base.Err(); err != nil {
 		return SnapshotDTO{}, err
 	}
-	s, err := b.src.Get(b.base, topic)
+	s, err := b.src.Snapshot(b.base, topic)
 	if err != nil {
 		return SnapshotDTO{}, err
 	}

@@ -34,7 +34,7 @@ func (r *recorder) emit(ctx context.Context, event string, data ...any) {
 	e := emitted{ctx: ctx, event: event, data: data}
 	if r.src != nil && len(data) == 1 {
 		if dto, ok := data[0].(wailssync.InvalidationDTO); ok {
-			s, err := r.src.Get(context.Background(), dto.Topic)
+			s, err := r.src.Snapshot(context.Background(), dto.Topic)
 			if err == nil {
 				e.committed = s.Revision.String()
 			}
@@ -102,7 +102,7 @@ func TestBridgeEmitsAfterCommit(t *testing.T) {
 			if e.committed != want {
 				t.Errorf("emit #%d: Source served revision %q during emit; want %q (emitted before commit?)", i, e.committed, want)
 			}
-			if cur, _ := src.Get(ctxW, "settings"); dto.Epoch == "" || dto.Epoch != cur.Epoch {
+			if cur, _ := src.Snapshot(ctxW, "settings"); dto.Epoch == "" || dto.Epoch != cur.Epoch {
 				t.Errorf("emit #%d epoch = %q; want %q", i, dto.Epoch, cur.Epoch)
 			}
 		}
@@ -232,7 +232,7 @@ func TestBridgeBoundMethods(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cur, _ := src.Get(context.Background(), "settings")
+		cur, _ := src.Snapshot(context.Background(), "settings")
 		if s.Revision != "2" || string(s.Data) != `{"theme":"dark","lang":"fr"}` || s.Epoch == "" || s.Epoch != cur.Epoch {
 			t.Errorf("GetSnapshot(%q) = {%s %s %s}; want {2 %s {\"theme\":\"dark\",\"lang\":\"fr\"}}", "settings", s.Revision, s.Epoch, s.Data, cur.Epoch)
 		}

@@ -158,7 +158,7 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 		return err
 	}
 	defer func() { _ = src.Close() }()
-	cur, err := src.Get(ctx, topic)
+	cur, err := src.Snapshot(ctx, topic)
 	if err != nil {
 		return err
 	}
@@ -290,8 +290,8 @@ func listen(addr string) (net.Listener, error) {
 
 // encodings counts the distinct encodings of each topic revision that GET
 // /v1/topics/{topic} serves, by the identity of the bytes the handler
-// writes: the handler writes the encoding [statesync.Source.Encoded]
-// returns, which is built once per revision and shared, so a second
+// writes: the handler writes the encoding of the revision it keeps, which
+// is built once per revision and shared, so a second
 // backing array for one revision (one ETag) is a second build. The bodies
 // seen are kept, so that a freed encoding's address cannot be reused by
 // another and hide it. gzipped bodies are not counted (the handler gzips

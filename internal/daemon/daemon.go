@@ -71,7 +71,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		s.store, s.closeFn = bs, bs.Close
 	}
-	src, err := statesync.NewSource(s.store, &statesync.SourceOptions{Logger: log})
+	src, err := statesync.NewSource(s.store, nil)
 	if err != nil {
 		_ = s.closeFn()
 		return nil, err

@@ -1,0 +1,16 @@
+package statesync
+
+// RetryInfo is the engine's report of a scheduled retry, for the tests.
+type RetryInfo = retryInfo
+
+// NewRetryProvider gives the external tests the provider wrapper that
+// ConsumerOptions.Retry installs, so that retry schedules are tested on
+// their own; onRetry, if not nil, stands for the engine's retry report.
+func NewRetryProvider(p Provider, policy *RetryPolicy, onRetry func(RetryInfo)) (Provider, error) {
+	rp, err := newRetryProvider(p, policy)
+	if err != nil {
+		return nil, err
+	}
+	rp.onRetry = onRetry
+	return rp, nil
+}
