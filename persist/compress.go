@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 )
 
 // A Compressor compresses record payloads (B-COMP-01). Its Algorithm name
@@ -145,68 +144,6 @@ func (c CompressorFuncs) Compress(b []byte) ([]byte, error) { return c.CompressF
 
 // Decompress calls c.DecompressFunc.
 func (c CompressorFuncs) Decompress(b []byte) ([]byte, error) { return c.DecompressFunc(b) }
-
-// EstimateRatio returns len(Compress(data))/len(data): 1 for empty data
-// or the identity, below 1 when c shrinks data (B-COMP-10).
-func EstimateRatio(data []byte, c Compressor) (float64, error) {
-	if len(data) == 0 {
-		return 1, nil
-	}
-	out, err := c.Compress(data)
-	if err != nil {
-		return 0, err
-	}
-	return float64(len(out)) / float64(len(data)), nil
-}
-
-// DefaultMeasureIterations is the default of [Measure]'s iterations
-// (B-DEF-13).
-const DefaultMeasureIterations = 100
-
-// A Measurement is the result of [Measure].
-type Measurement struct {
-	Ratio           float64 // CompressedSize / OriginalSize (1 for empty data)
-	AvgCompress     time.Duration
-	AvgDecompress   time.Duration
-	OriginalSize    int
-	CompressedSize  int
-	RoundTripsExact bool
-}
-
-// Measure compresses and decompresses data iterations times (0 means
-// [DefaultMeasureIterations]) and reports sizes and average times
-// (B-COMP-11). For benchmarks proper, see the package's testing.B
-// benchmarks.
-func Measure(data []byte, c Compressor, iterations int) (Measurement, error) {
-	if iterations <= 0 {
-		iterations = DefaultMeasureIterations
-	}
-	m := Measurement{OriginalSize: len(data), Ratio: 1}
-	var comp []byte
-	start := time.Now()
-	for range iterations {
-		var err error
-		if comp, err = c.Compress(data); err != nil {
-			return Measurement{}, err
-		}
-	}
-	m.AvgCompress = time.Since(start) / time.Duration(iterations)
-	var back []byte
-	start = time.Now()
-	for range iterations {
-		var err error
-		if back, err = c.Decompress(comp); err != nil {
-			return Measurement{}, err
-		}
-	}
-	m.AvgDecompress = time.Since(start) / time.Duration(iterations)
-	m.CompressedSize = len(comp)
-	if len(data) > 0 {
-		m.Ratio = float64(len(comp)) / float64(len(data))
-	}
-	m.RoundTripsExact = bytes.Equal(back, data)
-	return m, nil
-}
 
 // compressors maps algorithm names to the compressors a load knows: the
 // built-in ones plus those given.

@@ -66,16 +66,16 @@ func TestEstimateRatioAndMeasure(t *testing.T) {
 		c    persist.Compressor
 		less bool
 	}{{nil, persist.Gzip{}, false}, {rep, persist.None, false}, {rep, persist.Gzip{}, true}} {
-		r, err := persist.EstimateRatio(tt.data, tt.c)
+		r, err := estimateRatio(tt.data, tt.c)
 		if err != nil || (tt.less && r >= 1) || (!tt.less && r != 1) {
 			t.Errorf("EstimateRatio(%d bytes, %s) = %v, %v; want %s", len(tt.data), tt.c.Algorithm(), r, err, map[bool]string{true: "< 1", false: "1"}[tt.less])
 		}
 	}
-	m, err := persist.Measure(rep, persist.None, 0)
+	m, err := measure(rep, persist.None, 0)
 	if err != nil || m.Ratio != 1 || m.OriginalSize != m.CompressedSize || m.AvgCompress < 0 || !m.RoundTripsExact {
 		t.Errorf("Measure(identity) = %+v, %v; want ratio 1 and equal sizes", m, err)
 	}
-	m, err = persist.Measure(rep, persist.Gzip{}, 3)
+	m, err = measure(rep, persist.Gzip{}, 3)
 	if err != nil || m.Ratio >= 1 || m.CompressedSize >= m.OriginalSize || m.AvgDecompress < 0 || !m.RoundTripsExact {
 		t.Errorf("Measure(gzip) = %+v, %v; want ratio < 1", m, err)
 	}

@@ -54,9 +54,6 @@ var (
 	// ErrQuotaExceeded is returned by a storage whose size limit a save
 	// would exceed; nothing is written (B-STORE-10, B-STORE-22).
 	ErrQuotaExceeded = errors.New("persist: quota exceeded")
-	// ErrSimulated is matched by the errors that a [MemoryStorage] in a
-	// failure mode returns (B-STORE-09).
-	ErrSimulated = errors.New("persist: simulated storage error")
 	// ErrInvalidKey is returned for an empty storage key.
 	ErrInvalidKey = errors.New("persist: invalid key")
 	// ErrLocked is returned when a storage stays locked by another process

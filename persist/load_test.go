@@ -13,6 +13,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/persist"
+	"github.com/statesync-go/statesync/persist/persisttest"
 )
 
 // recorder is an Applier that records what it applies.
@@ -99,10 +100,10 @@ func TestLoadBasics(t *testing.T) {
 		t.Errorf("Load() of nothing = %+v, %v, %d applies; want not found, no error, no apply", info, err, len(app.snapshots()))
 	}
 
-	failing := persist.NewMemoryStorage(&persist.MemoryOptions{FailOnLoad: true})
+	failing := persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnLoad: true})
 	_, _, err = persist.Load(ctx, failing, app, &persist.LoadOptions{OnError: log.add})
 	var pe *persist.Error
-	if !errors.As(err, &pe) || pe.Op != persist.OpLoad || !errors.Is(err, persist.ErrSimulated) {
+	if !errors.As(err, &pe) || pe.Op != persist.OpLoad || !errors.Is(err, persisttest.ErrSimulated) {
 		t.Errorf("Load() of a failing storage = %v; want a load *Error wrapping ErrSimulated", err)
 	}
 	if errs := log.all(); len(errs) != 1 || errs[0].Op != persist.OpLoad {

@@ -9,22 +9,9 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// DefaultErrorMessage is the default of [MemoryOptions.ErrorMessage]
-// (B-STORE-06).
-const DefaultErrorMessage = "Simulated storage error"
-
 // MemoryOptions configures a [MemoryStorage]. The zero value (or nil)
 // gives the defaults of B-STORE-06: no latency, no failures, no quota.
 type MemoryOptions struct {
-	// Latency delays every operation but Clear; the wait ends early if the
-	// operation's ctx ends (B-STORE-08).
-	Latency time.Duration
-	// FailOnSave and FailOnLoad make Save (and SaveIfNewer) or Load fail
-	// with an error matching [ErrSimulated] (B-STORE-09).
-	FailOnSave, FailOnLoad bool
-	// ErrorMessage is the text of the simulated errors; "" means
-	// [DefaultErrorMessage].
-	ErrorMessage string
 	// MaxSizeBytes, if positive, makes a save whose Meta.SizeBytes is
 	// larger fail with [ErrQuotaExceeded] (B-STORE-10).
 	MaxSizeBytes int
@@ -35,8 +22,9 @@ type MemoryOptions struct {
 }
 
 // A MemoryStorage keeps a record in memory, as a copy (B-STORE-18). It is
-// the test double of this package: it can be slowed down, made to fail and
-// given a quota, and it records the history of successful saves. It is
+// the test double of this package: it can be given a quota, and it records
+// the history of successful saves (package persisttest's Faulty adds
+// latency and failures). It is
 // safe for concurrent use.
 type MemoryStorage struct {
 	opts    MemoryOptions
@@ -46,8 +34,6 @@ type MemoryStorage struct {
 	rec      Record
 	ok       bool
 	history  []Record
-	failSave bool
-	failLoad bool
 }
 
 var (
@@ -64,9 +50,6 @@ func NewMemoryStorage(opts *MemoryOptions) *MemoryStorage {
 	if opts != nil {
 		m.opts = *opts
 	}
-	if m.opts.ErrorMessage == "" {
-		m.opts.ErrorMessage = DefaultErrorMessage
-	}
 	if s := m.opts.Initial; s != nil {
 		js := s.AppendJSON(nil)
 		m.initial = &Record{Meta: Metadata{SavedAt: time.UnixMilli(time.Now().UnixMilli()), SchemaVersion: 1,
@@ -82,13 +65,7 @@ func (m *MemoryStorage) resetLocked() {
 		m.rec, m.ok = m.initial.clone(), true
 	}
 	m.history = nil
-	m.failSave, m.failLoad = m.opts.FailOnSave, m.opts.FailOnLoad
 }
-
-type simulatedError struct{ msg string }
-
-func (e *simulatedError) Error() string        { return e.msg }
-func (e *simulatedError) Is(target error) bool { return target == ErrSimulated }
 
 // Save stores a copy of r.
 func (m *MemoryStorage) Save(ctx context.Context, r Record) error {
@@ -102,15 +79,12 @@ func (m *MemoryStorage) SaveIfNewer(ctx context.Context, r Record) (bool, error)
 }
 
 func (m *MemoryStorage) save(ctx context.Context, r Record, ifNewer bool) (bool, error) {
-	if err := sleepCtx(ctx, m.opts.Latency); err != nil {
+	if err := ctx.Err(); err != nil {
 		return false, err
 	}
 	r = r.clone()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failSave {
-		return false, &simulatedError{m.opts.ErrorMessage}
-	}
 	if max := m.opts.MaxSizeBytes; max > 0 && r.Meta.SizeBytes > max {
 		return false, fmt.Errorf("%w: memory storage: size %d bytes, max %d bytes", ErrQuotaExceeded, r.Meta.SizeBytes, max)
 	}
@@ -124,22 +98,18 @@ func (m *MemoryStorage) save(ctx context.Context, r Record, ifNewer bool) (bool,
 
 // Load returns a copy of the stored record.
 func (m *MemoryStorage) Load(ctx context.Context) (Record, bool, error) {
-	if err := sleepCtx(ctx, m.opts.Latency); err != nil {
+	if err := ctx.Err(); err != nil {
 		return Record{}, false, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failLoad {
-		return Record{}, false, &simulatedError{m.opts.ErrorMessage}
-	}
 	if !m.ok {
 		return Record{}, false, nil
 	}
 	return m.rec.clone(), true, nil
 }
 
-// Clear removes the record. It ignores the failure modes and the latency
-// (B-STORE-17).
+// Clear removes the record.
 func (m *MemoryStorage) Clear(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -176,27 +146,18 @@ func (m *MemoryStorage) SavedRecords() []Record {
 	return out
 }
 
-// Raw returns a copy of the stored record, without latency or failure
-// (B-STORE-12).
+// Raw returns a copy of the stored record, ignoring contexts.
 func (m *MemoryStorage) Raw() (Record, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.rec.clone(), m.ok
 }
 
-// Reset restores the state of the constructor: the initial snapshot, an
-// empty history and the configured failure modes (B-STORE-13).
+// Reset restores the state of the constructor: the initial snapshot and an
+// empty history.
 func (m *MemoryStorage) Reset() {
 	m.mu.Lock()
 	m.resetLocked()
-	m.mu.Unlock()
-}
-
-// SetFailMode switches the simulated failures of saves and loads
-// (B-STORE-14).
-func (m *MemoryStorage) SetFailMode(save, load bool) {
-	m.mu.Lock()
-	m.failSave, m.failLoad = save, load
 	m.mu.Unlock()
 }
 

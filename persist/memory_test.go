@@ -36,7 +36,7 @@ func TestMemoryStorageInitial(t *testing.T) {
 // B-STORE-08: latency delays operations and honours ctx.
 func TestMemoryStorageLatency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 50 * time.Millisecond})
+		s := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 50 * time.Millisecond})
 		start := time.Now()
 		if err := s.Save(context.Background(), persisttest.Record(1, "", `1`)); err != nil {
 			t.Fatal(err)
@@ -55,22 +55,22 @@ func TestMemoryStorageLatency(t *testing.T) {
 // B-STORE-09, B-STORE-14, B-STORE-17: failure modes.
 func TestMemoryStorageFailModes(t *testing.T) {
 	ctx := context.Background()
-	s := persist.NewMemoryStorage(&persist.MemoryOptions{FailOnSave: true})
+	s := persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnSave: true})
 	err := s.Save(ctx, persisttest.Record(1, "", `"x"`))
-	if !errors.Is(err, persist.ErrSimulated) || err.Error() != persist.DefaultErrorMessage {
-		t.Errorf("Save() with FailOnSave = %v; want %q matching ErrSimulated", err, persist.DefaultErrorMessage)
+	if !errors.Is(err, persisttest.ErrSimulated) || err.Error() != persisttest.DefaultErrorMessage {
+		t.Errorf("Save() with FailOnSave = %v; want %q matching ErrSimulated", err, persisttest.DefaultErrorMessage)
 	}
-	s = persist.NewMemoryStorage(&persist.MemoryOptions{FailOnLoad: true, ErrorMessage: "disk on fire"})
+	s = persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnLoad: true, ErrorMessage: "disk on fire"})
 	if _, _, err := s.Load(ctx); err == nil || err.Error() != "disk on fire" {
 		t.Errorf("Load() with FailOnLoad = %v; want %q", err, "disk on fire")
 	}
 
-	s = persist.NewMemoryStorage(nil)
+	s = persisttest.NewFaulty(nil, nil)
 	if err := s.Save(ctx, persisttest.Record(1, "", `"success"`)); err != nil {
 		t.Fatal(err)
 	}
 	s.SetFailMode(true, false)
-	if err := s.Save(ctx, persisttest.Record(2, "", `"lost"`)); !errors.Is(err, persist.ErrSimulated) {
+	if err := s.Save(ctx, persisttest.Record(2, "", `"lost"`)); !errors.Is(err, persisttest.ErrSimulated) {
 		t.Errorf("Save() after SetFailMode(true, false) = %v; want ErrSimulated", err)
 	}
 	if r, _, _ := s.Load(ctx); r.Meta.Revision != 1 {
@@ -113,7 +113,7 @@ func TestMemoryStorageQuota(t *testing.T) {
 // B-STORE-11, B-STORE-12, B-STORE-13: history, raw data, reset.
 func TestMemoryStorageHistoryAndReset(t *testing.T) {
 	ctx := context.Background()
-	s := persist.NewMemoryStorage(&persist.MemoryOptions{FailOnLoad: true})
+	s := persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnLoad: true})
 	s.Save(ctx, persisttest.Record(1, "", `"first"`))
 	s.SetFailMode(true, false)
 	s.Save(ctx, persisttest.Record(9, "", `"failed"`))
@@ -135,7 +135,7 @@ func TestMemoryStorageHistoryAndReset(t *testing.T) {
 	if n := len(s.SavedRecords()); n != 0 {
 		t.Errorf("SavedRecords() after Reset = %d records; want 0", n)
 	}
-	if _, _, err := s.Load(ctx); !errors.Is(err, persist.ErrSimulated) {
+	if _, _, err := s.Load(ctx); !errors.Is(err, persisttest.ErrSimulated) {
 		t.Errorf("Load() after Reset = %v; want the constructor's FailOnLoad restored", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/persist"
+	"github.com/statesync-go/statesync/persist/persisttest"
 )
 
 func snap(rev statesync.Revision, data string) statesync.Snapshot {
@@ -37,7 +38,7 @@ func newPersister(t *testing.T, s persist.Storage, inner statesync.Applier, o *p
 }
 
 // savedDatas returns the data of each successful save, in order.
-func savedDatas(t testing.TB, m *persist.MemoryStorage) string {
+func savedDatas(t testing.TB, m interface{ SavedRecords() []persist.Record }) string {
 	t.Helper()
 	var out []string
 	for _, r := range m.SavedRecords() {
@@ -62,7 +63,7 @@ func apply(t testing.TB, p *persist.Persister, s statesync.Snapshot) {
 // Apply waiting for it.
 func TestPersisterImmediate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: time.Second})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: time.Second})
 		app := &recorder{}
 		p := newPersister(t, m, app, nil)
 		start := time.Now()
@@ -109,7 +110,7 @@ func TestPersisterInnerErrorNoSave(t *testing.T) {
 // and nothing is announced.
 func TestPersisterSaveFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(nil)
+		m := persisttest.NewFaulty(nil, nil)
 		var log errorLog
 		bus := &persist.MemoryBus{}
 		var announced atomic.Int32
@@ -134,7 +135,7 @@ func TestPersisterSaveFailure(t *testing.T) {
 		if st.SaveCount != 1 || st.SaveErrorCount != 1 {
 			t.Errorf("Stats() = %d saves, %d errors; want 1, 1", st.SaveCount, st.SaveErrorCount)
 		}
-		if len(saveErrs) != 1 || !errors.Is(saveErrs[0].Err, persist.ErrSimulated) || saveErrs[0].Snapshot.Revision != 2 {
+		if len(saveErrs) != 1 || !errors.Is(saveErrs[0].Err, persisttest.ErrSimulated) || saveErrs[0].Snapshot.Revision != 2 {
 			t.Errorf("saveError events = %+v; want one with the error and snapshot 2", saveErrs)
 		}
 		if errs := log.all(); len(errs) != 1 || errs[0].Op != persist.OpSave || errs[0].Snapshot == nil || errs[0].Snapshot.Revision != 2 {
@@ -149,7 +150,7 @@ func TestPersisterSaveFailure(t *testing.T) {
 // B-PSAVE-19: a panic in OnError is swallowed.
 func TestPersisterOnErrorPanics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{FailOnSave: true})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnSave: true})
 		p := newPersister(t, m, &recorder{}, &persist.Options{OnError: func(*persist.Error) { panic("handler") }})
 		apply(t, p, snap(1, "x"))
 		synctest.Wait()
@@ -300,13 +301,13 @@ func TestPersisterFlush(t *testing.T) {
 		}
 
 		// A save started by a timer is waited for, and its error returned.
-		slow := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 50 * time.Millisecond, FailOnSave: true})
+		slow := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 50 * time.Millisecond, FailOnSave: true})
 		q := newPersister(t, slow, &recorder{}, &persist.Options{Debounce: 10 * time.Millisecond})
 		apply(t, q, snap(1, "x"))
 		time.Sleep(20 * time.Millisecond) // the timer fired; the save runs
 		start := time.Now()
 		err := q.Flush(ctx)
-		if !errors.Is(err, persist.ErrSimulated) || time.Since(start) != 40*time.Millisecond {
+		if !errors.Is(err, persisttest.ErrSimulated) || time.Since(start) != 40*time.Millisecond {
 			t.Errorf("Flush() during a failing save = %v after %v; want ErrSimulated after 40ms", err, time.Since(start))
 		}
 		if err := q.Flush(ctx); err != nil {
@@ -360,7 +361,7 @@ func TestPersisterDispose(t *testing.T) {
 // B-PSAVE-14: Close saves what is pending, then stops.
 func TestPersisterClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 10 * time.Millisecond})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 10 * time.Millisecond})
 		p := newPersister(t, m, &recorder{}, &persist.Options{Debounce: time.Hour})
 		apply(t, p, snap(1, "kept"))
 		if err := p.Close(context.Background()); err != nil {
@@ -379,7 +380,7 @@ func TestPersisterClose(t *testing.T) {
 // that has not started, and a stale one is never written over a newer.
 func TestPersisterOrderedWriter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 100 * time.Millisecond})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 100 * time.Millisecond})
 		p := newPersister(t, m, &recorder{}, nil)
 		for rev := range statesync.Revision(5) {
 			apply(t, p, snap(rev+1, fmt.Sprint("v", rev+1)))
@@ -409,7 +410,7 @@ func TestPersisterOrderedWriter(t *testing.T) {
 // complete with a duration.
 func TestPersisterSavePipeline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 5 * time.Millisecond})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 5 * time.Millisecond})
 		p := newPersister(t, m, &recorder{}, &persist.Options{SchemaVersion: 4, Compressor: persist.Gzip{}, Hash: true, TTL: time.Hour, Topic: "t"})
 		var events []string
 		p.On(persist.EventSaveStart, func(e persist.Event) { events = append(events, fmt.Sprintf("start %s", e.Snapshot.Data)) })
