@@ -30,10 +30,10 @@ type MemoryStorage struct {
 	opts    MemoryOptions
 	initial *Record // from opts.Initial; never mutated
 
-	mu       sync.Mutex // protects the fields below
-	rec      Record
-	ok       bool
-	history  []Record
+	mu      sync.Mutex // protects the fields below
+	rec     Record
+	ok      bool
+	history []Record
 }
 
 var (
