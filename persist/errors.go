@@ -60,24 +60,22 @@ var (
 	// after every retry (B-STORE-30). It is the only storage error that is
 	// retried.
 	ErrLocked = errors.New("persist: storage locked")
-	// ErrClosed is returned by a [Persister], [SocketBus] or storage used
-	// after Close or Dispose.
+	// ErrClosed is returned by a [Persister] or a storage used after
+	// Close.
 	ErrClosed = errors.New("persist: closed")
-	// ErrInvalidMessage is reported for a cross-process message that is
-	// not a valid [Message] (B-XTAB-14).
-	ErrInvalidMessage = errors.New("persist: invalid cross-process message")
 )
 
 // An Op names the persistence operation in which an error happened.
 type Op string
 
-// The operations, as the TypeScript original names them.
+// The operations.
 const (
-	OpSave     Op = "save"
-	OpLoad     Op = "load"
-	OpMigrate  Op = "migrate"
-	OpClear    Op = "clear"
-	OpCrossTab Op = "crosstab"
+	OpSave    Op = "save"
+	OpLoad    Op = "load"
+	OpMigrate Op = "migrate"
+	OpClear   Op = "clear"
+	// OpReload is a [Persister.Reload] of another process's record.
+	OpReload Op = "reload"
 )
 
 // An Error is what a [Persister] or [Load] reports to OnError: the

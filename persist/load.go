@@ -83,8 +83,6 @@ type LoadInfo struct {
 
 // loadHooks let a Persister observe a load.
 type loadHooks struct {
-	expired     func(s statesync.Snapshot, age time.Duration)
-	migrated    func(MigrationResult)
 	beforeApply func(s statesync.Snapshot, m Metadata)
 }
 
@@ -188,9 +186,6 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 			cause = fmt.Errorf("%w: age: %dms, max age: %dms", ErrExpired, info.Age.Milliseconds(), o.MaxAge.Milliseconds())
 		}
 		if cause != nil {
-			if h != nil && h.expired != nil {
-				h.expired(statesync.Snapshot{Revision: m.Revision, Epoch: m.Epoch}, info.Age)
-			}
 			return statesync.Snapshot{}, info, fail(OpLoad, cause)
 		}
 	}
@@ -248,9 +243,6 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 		if res.Steps > 0 {
 			info.Migrated = true
 			snap.Data = res.Data
-			if h != nil && h.migrated != nil {
-				h.migrated(res)
-			}
 		}
 	} else if current > 0 && from != current {
 		if from > current {

@@ -1,4 +1,4 @@
-package persist_test
+package procsync_test
 
 import "os"
 
@@ -8,7 +8,7 @@ var childJobs = map[string]func(arg string) int{
 	"xproc": xprocChild,
 }
 
-const childEnv = "PERSIST_TEST_CHILD"
+const childEnv = "PROCSYNC_TEST_CHILD"
 
 // runChild runs the child job named by childEnv, if any.
 func runChild() (int, bool) {
