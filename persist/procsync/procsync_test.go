@@ -55,7 +55,7 @@ type errorLog struct {
 	errs []error
 }
 
-func (l *errorLog) add(e error) { l.mu.Lock(); l.errs = append(l.errs, e); l.mu.Unlock() }
+func (l *errorLog) add(e error)                 { l.mu.Lock(); l.errs = append(l.errs, e); l.mu.Unlock() }
 func (l *errorLog) addPersist(e *persist.Error) { l.add(e) }
 func (l *errorLog) all() []error {
 	l.mu.Lock()
