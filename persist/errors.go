@@ -38,7 +38,7 @@ var (
 	// ErrMissingMigration is returned when the migration chain from the
 	// data's schema version to the current one has a gap (B-MIG-06).
 	ErrMissingMigration = errors.New("persist: missing migration")
-	// ErrInvalidMigrations is returned by [MigrationBuilder.Build] and
+	// ErrInvalidMigrations is returned by
 	// [NewMigrations] for versions below 1 or an incomplete chain
 	// (B-MIG-15).
 	ErrInvalidMigrations = errors.New("persist: invalid migrations")

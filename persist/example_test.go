@@ -81,13 +81,13 @@ func ExamplePersister_Restore() {
 
 // Records of an older schema are migrated on load, checked, and written
 // back with the current version.
-func ExampleMigrationBuilder() {
-	migs, err := (&persist.MigrationBuilder{}).
-		AddMigration(1, persist.MapStep(func(m map[string]any) (map[string]any, error) {
+func ExampleNewMigrations() {
+	migs, err := persist.NewMigrations(2, map[int]persist.MigrationStep{
+		1: persist.TypedStep(func(m map[string]any) (map[string]any, error) {
 			m["lang"] = "en" // v2 added a language
 			return m, nil
-		})).
-		Build(2)
+		}),
+	}, nil)
 	if err != nil {
 		panic(err)
 	}

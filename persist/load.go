@@ -235,7 +235,7 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 	}
 	info.FromVersion, info.ToVersion = from, from
 	if o.Migrations != nil {
-		res, err := o.Migrations.Migrate(snap.Data, from)
+		res, err := o.Migrations.migrate(snap.Data, from)
 		if err != nil {
 			return statesync.Snapshot{}, info, fail(OpMigrate, err)
 		}

@@ -245,9 +245,9 @@ func TestLoadRejectsMismatchAndForeign(t *testing.T) {
 // check reports the TTL; without TTL, the hash; and so on.
 func TestLoadOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		migs, err := (&persist.MigrationBuilder{}).AddMigration(1, func(json.RawMessage) (json.RawMessage, error) {
+		migs, err := persist.NewMigrations(2, map[int]persist.MigrationStep{1: func(json.RawMessage) (json.RawMessage, error) {
 			return nil, errors.New("step fails")
-		}).Build(2)
+		}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -356,12 +356,12 @@ func TestLoadSchemaVersionMismatch(t *testing.T) {
 
 // B-PLOAD-09: the migrations' validator runs even when no step is needed.
 func TestLoadRunsMigrationValidatorAtCurrentVersion(t *testing.T) {
-	migs, _ := (&persist.MigrationBuilder{}).WithValidator(func(d json.RawMessage) error {
+	migs, _ := persist.NewMigrations(1, nil, func(d json.RawMessage) error {
 		if !strings.Contains(string(d), "ok") {
 			return errors.New("not ok")
 		}
 		return nil
-	}).Build(1)
+	})
 	s := stored(t, record(t, statesync.Snapshot{Revision: 1, Data: []byte(`"bad"`)}, nil))
 	if _, _, err := persist.Load(context.Background(), s, &recorder{}, &persist.LoadOptions{Migrations: migs}); !errors.Is(err, persist.ErrValidation) {
 		t.Errorf("Load() of current-version data failing the migrations' validator = %v; want ErrValidation", err)
