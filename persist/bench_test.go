@@ -65,7 +65,7 @@ func benchCompressors(b *testing.B) []persist.Compressor {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return []persist.Compressor{persist.None, persist.Gzip{}, z}
+	return []persist.Compressor{persist.None, persist.Gzip(0), z}
 }
 
 var benchSizes = []struct {

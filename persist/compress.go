@@ -22,12 +22,11 @@ type Compressor interface {
 	Decompress(src []byte) ([]byte, error)
 }
 
-// Algorithm names of the compressors of this module.
+// Algorithm names of the compressors of this package.
 const (
-	AlgorithmNone   = "none"
-	AlgorithmGzip   = "gzip"
-	AlgorithmBase64 = "base64"
-	AlgorithmZstd   = "zstd" // package persist/zstd
+	algorithmNone   = "none"
+	algorithmGzip   = "gzip"
+	algorithmBase64 = "base64"
 )
 
 // None is the identity compressor, named "none" (B-COMP-06).
@@ -35,26 +34,26 @@ var None Compressor = identity{}
 
 type identity struct{}
 
-func (identity) Algorithm() string                   { return AlgorithmNone }
+func (identity) Algorithm() string                   { return algorithmNone }
 func (identity) Compress(b []byte) ([]byte, error)   { return bytes.Clone(b), nil }
 func (identity) Decompress(b []byte) ([]byte, error) { return bytes.Clone(b), nil }
 
-// Gzip is a gzip compressor (compress/gzip) at the given level, named
-// "gzip". Level 0 means [gzip.DefaultCompression]. It replaces the
-// TypeScript LZ codecs (B-COMP-09).
-type Gzip struct {
-	Level int
-}
+// Gzip returns a gzip compressor (compress/gzip) at the given level,
+// named "gzip". Level 0 means [gzip.DefaultCompression]; a level out of
+// range makes Compress fail. An empty input gives an empty output both
+// ways; Decompress accepts one complete gzip stream and reports anything
+// else with an error wrapping [ErrInvalidCompressedData].
+func Gzip(level int) Compressor { return gzipCodec{level: level} }
 
-// Algorithm returns "gzip".
-func (Gzip) Algorithm() string { return AlgorithmGzip }
+type gzipCodec struct{ level int }
 
-// Compress returns the gzip stream of src, or empty for empty src.
-func (g Gzip) Compress(src []byte) ([]byte, error) {
+func (gzipCodec) Algorithm() string { return algorithmGzip }
+
+func (g gzipCodec) Compress(src []byte) ([]byte, error) {
 	if len(src) == 0 {
 		return []byte{}, nil
 	}
-	level := g.Level
+	level := g.level
 	if level == 0 {
 		level = gzip.DefaultCompression
 	}
@@ -87,10 +86,7 @@ func (g Gzip) Compress(src []byte) ([]byte, error) {
 // gzipWriters pools gzip writers by level (HuffmanOnly −2 … BestCompression 9).
 var gzipWriters [gzip.BestCompression - gzip.HuffmanOnly + 1]sync.Pool
 
-// Decompress returns the data of the gzip stream src, or empty for empty
-// src. Anything but one complete gzip stream is an error wrapping
-// [ErrInvalidCompressedData].
-func (Gzip) Decompress(src []byte) ([]byte, error) {
+func (gzipCodec) Decompress(src []byte) ([]byte, error) {
 	if len(src) == 0 {
 		return []byte{}, nil
 	}
@@ -113,7 +109,7 @@ var Base64 Compressor = base64Codec{}
 
 type base64Codec struct{}
 
-func (base64Codec) Algorithm() string { return AlgorithmBase64 }
+func (base64Codec) Algorithm() string { return algorithmBase64 }
 func (base64Codec) Compress(b []byte) ([]byte, error) {
 	out := make([]byte, base64.StdEncoding.EncodedLen(len(b)))
 	base64.StdEncoding.Encode(out, b)
@@ -128,27 +124,10 @@ func (base64Codec) Decompress(b []byte) ([]byte, error) {
 	return out[:n], nil
 }
 
-// CompressorFuncs makes a Compressor of two functions and a name
-// (B-COMP-08).
-type CompressorFuncs struct {
-	Name           string
-	CompressFunc   func([]byte) ([]byte, error)
-	DecompressFunc func([]byte) ([]byte, error)
-}
-
-// Algorithm returns c.Name.
-func (c CompressorFuncs) Algorithm() string { return c.Name }
-
-// Compress calls c.CompressFunc.
-func (c CompressorFuncs) Compress(b []byte) ([]byte, error) { return c.CompressFunc(b) }
-
-// Decompress calls c.DecompressFunc.
-func (c CompressorFuncs) Decompress(b []byte) ([]byte, error) { return c.DecompressFunc(b) }
-
 // compressors maps algorithm names to the compressors a load knows: the
 // built-in ones plus those given.
 func compressors(extra ...Compressor) (map[string]Compressor, error) {
-	m := map[string]Compressor{AlgorithmNone: None, "": None, AlgorithmGzip: Gzip{}, AlgorithmBase64: Base64}
+	m := map[string]Compressor{algorithmNone: None, "": None, algorithmGzip: gzipCodec{}, algorithmBase64: Base64}
 	for _, c := range extra {
 		if c == nil {
 			continue

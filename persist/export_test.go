@@ -14,3 +14,6 @@ func (m *Migrations) Migrate(data json.RawMessage, from int) (MigrationResult, e
 
 // MigrationPath is migrationPath.
 func MigrationPath(from, to int) []int { return migrationPath(from, to) }
+
+// FileName is fileName.
+var FileName = fileName

@@ -10,9 +10,6 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// DefaultLegacyVersion is the default of [LoadOptions.LegacyVersion].
-const DefaultLegacyVersion = 1
-
 // LoadOptions configures [Load]. The zero value (or nil) gives the
 // defaults of B-DEF-07: TTLs are honoured, hashes are checked when present
 // but not required, no migration, no validator.
@@ -31,9 +28,6 @@ type LoadOptions struct {
 	// older one needs Migrations (else ErrMissingMigration), a newer one
 	// is ErrFutureVersion.
 	SchemaVersion int
-	// LegacyVersion is the schema version assumed for a record without
-	// metadata; 0 means [DefaultLegacyVersion] (B-PLOAD-11).
-	LegacyVersion int
 	// Validator, if set, is called with the (migrated) data; an error
 	// rejects the record with [ErrValidation] (B-PLOAD-10).
 	Validator func(data json.RawMessage) error
@@ -56,8 +50,6 @@ type LoadOptions struct {
 	// Topic, if set, rejects records saved for another topic with
 	// [ErrForeign].
 	Topic string
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
 // LoadInfo says what [Load] found and did (B-PLOAD-12).
@@ -71,14 +63,11 @@ type LoadInfo struct {
 	Meta Metadata
 	// Age is the record's age at load; 0 if unknown.
 	Age time.Duration
-	// Migrated reports whether migration steps ran, from FromVersion to
-	// ToVersion.
-	Migrated               bool
+	// FromVersion is the stored data's schema version and ToVersion the
+	// version it was migrated to; they differ if migration steps ran.
 	FromVersion, ToVersion int
 	// WrittenBack reports whether the migrated record was saved back.
 	WrittenBack bool
-	// Duration is how long the load took.
-	Duration time.Duration
 }
 
 // loadHooks let a Persister observe a load.
@@ -117,12 +106,7 @@ func Load(ctx context.Context, s Storage, app statesync.Applier, opts *LoadOptio
 	return load(ctx, s, app, &o, nil)
 }
 
-func (o *LoadOptions) now() time.Time {
-	if o.Now != nil {
-		return o.Now()
-	}
-	return time.Now()
-}
+func (o *LoadOptions) now() time.Time { return time.Now() }
 
 // schema returns the expected schema version (0: any).
 func (o *LoadOptions) schema() (int, error) {
@@ -136,10 +120,9 @@ func (o *LoadOptions) schema() (int, error) {
 }
 
 func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions, h *loadHooks) (snap statesync.Snapshot, info LoadInfo, err error) {
-	start := o.now()
-	defer func() { info.Duration = max(0, o.now().Sub(start)) }()
 	var meta *Metadata
 	var snapp *statesync.Snapshot
+	var migrated bool
 	fail := func(op Op, cause error) error {
 		e := &Error{Op: op, Err: cause, Snapshot: snapp, Meta: meta}
 		callOnError(o.OnError, e)
@@ -228,10 +211,7 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 	// 6: schema version and migration.
 	from := m.SchemaVersion
 	if legacy {
-		from = o.LegacyVersion
-		if from == 0 {
-			from = DefaultLegacyVersion
-		}
+		from = 1 // a record without metadata is of version 1
 	}
 	info.FromVersion, info.ToVersion = from, from
 	if o.Migrations != nil {
@@ -240,8 +220,8 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 			return statesync.Snapshot{}, info, fail(OpMigrate, err)
 		}
 		info.ToVersion = res.ToVersion
-		if res.Steps > 0 {
-			info.Migrated = true
+		migrated = res.Steps > 0
+		if migrated {
 			snap.Data = res.Data
 		}
 	} else if current > 0 && from != current {
@@ -270,13 +250,13 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 	}
 
 	// 9: write back migrated data.
-	if info.Migrated && !o.NoWriteBack {
+	if migrated && !o.NoWriteBack {
 		ver := current
 		if ver == 0 {
 			ver = info.ToVersion
 		}
 		var comp Compressor
-		if m.Compressed() {
+		if compressed(m) {
 			comp = c
 		}
 		savedAt := m.SavedAt

@@ -40,7 +40,6 @@ var (
 	_ Storage          = (*MemoryStorage)(nil)
 	_ Clearer          = (*MemoryStorage)(nil)
 	_ ConditionalSaver = (*MemoryStorage)(nil)
-	_ UsageReporter    = (*MemoryStorage)(nil)
 )
 
 // NewMemoryStorage returns an empty MemoryStorage (or one holding
@@ -120,20 +119,6 @@ func (m *MemoryStorage) Clear(ctx context.Context) error {
 	return nil
 }
 
-// Usage reports the stored payload's length against MaxSizeBytes.
-func (m *MemoryStorage) Usage(ctx context.Context) (Usage, error) {
-	if err := ctx.Err(); err != nil {
-		return Usage{}, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var used int64
-	if m.ok {
-		used = int64(len(m.rec.Payload))
-	}
-	return usage(used, int64(m.opts.MaxSizeBytes)), nil
-}
-
 // SavedRecords returns copies of the records of the successful saves, in
 // order (B-STORE-11).
 func (m *MemoryStorage) SavedRecords() []Record {
@@ -144,60 +129,4 @@ func (m *MemoryStorage) SavedRecords() []Record {
 		out[i] = r.clone()
 	}
 	return out
-}
-
-// Raw returns a copy of the stored record, ignoring contexts.
-func (m *MemoryStorage) Raw() (Record, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.rec.clone(), m.ok
-}
-
-// Reset restores the state of the constructor: the initial snapshot and an
-// empty history.
-func (m *MemoryStorage) Reset() {
-	m.mu.Lock()
-	m.resetLocked()
-	m.mu.Unlock()
-}
-
-// SharedMemory hands out MemoryStorages by key: the same key gives the
-// same storage, different keys are isolated (B-STORE-19). It is safe for
-// concurrent use.
-type SharedMemory struct {
-	opts MemoryOptions
-	mu   sync.Mutex // protects m
-	m    map[string]*MemoryStorage
-}
-
-// NewSharedMemory returns a SharedMemory whose storages are made with
-// opts.
-func NewSharedMemory(opts *MemoryOptions) *SharedMemory {
-	s := &SharedMemory{m: map[string]*MemoryStorage{}}
-	if opts != nil {
-		s.opts = *opts
-	}
-	return s
-}
-
-// Storage returns the storage of key.
-func (s *SharedMemory) Storage(key string) *MemoryStorage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.m[key]
-	if !ok {
-		o := s.opts
-		m = NewMemoryStorage(&o)
-		s.m[key] = m
-	}
-	return m
-}
-
-// ClearAll clears every key.
-func (s *SharedMemory) ClearAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range s.m {
-		_ = m.Clear(context.Background())
-	}
 }

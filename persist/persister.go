@@ -24,7 +24,8 @@ type Options struct {
 	SchemaVersion int
 
 	// Debounce, if positive, saves only the latest snapshot once no apply
-	// has come for that long.
+	// has come for that long. For a cache written by frequent applies,
+	// Debounce 100 ms with MaxWait 2 s is a good start.
 	Debounce time.Duration
 	// Throttle, if positive, starts at most one save per window: an apply
 	// within Throttle of the last save's start is counted in
@@ -49,8 +50,8 @@ type Options struct {
 	Hash bool
 
 	// Load configures the checks of [Persister.Restore] and
-	// [Persister.Reload]. Its Topic, SchemaVersion, OnError and Now are
-	// not used: the Persister's own are.
+	// [Persister.Reload]. Its Topic, SchemaVersion and OnError are not
+	// used: the Persister's own are.
 	Load LoadOptions
 
 	// OnError is called with each save, load, migrate, clear and reload
@@ -60,15 +61,6 @@ type Options struct {
 	// Logger receives debug records (dropped snapshots, skipped saves) and
 	// errors. Nil discards them.
 	Logger *slog.Logger
-	// Now is the clock of saved times, stats and TTL checks; nil means
-	// time.Now.
-	Now func() time.Time
-}
-
-// RecommendedOptions returns options for a cache written by frequent
-// applies: debounce 100 ms and max wait 2 s.
-func RecommendedOptions() Options {
-	return Options{Debounce: 100 * time.Millisecond, MaxWait: 2 * time.Second}
 }
 
 // Stats are a Persister's counters. The zero value is the initial state.
@@ -78,9 +70,8 @@ type Stats struct {
 	// TotalBytesSaved adds up the JSON size of saved snapshots;
 	// TotalBytesStored the payload size after compression.
 	TotalBytesSaved, TotalBytesStored int64
-	// HasSaved reports whether a save succeeded; LastSaveAt and
-	// LastSaveDuration are then its completion time and duration.
-	HasSaved         bool
+	// LastSaveAt and LastSaveDuration are the completion time and
+	// duration of the last successful save (zero before the first).
 	LastSaveAt       time.Time
 	LastSaveDuration time.Duration
 	// ThrottledCount counts applies that came within the throttle window.
@@ -224,21 +215,13 @@ func New(storage Storage, inner statesync.Applier, opts *Options) (*Persister, e
 	}
 	p.rec = RecordOptions{SchemaVersion: o.SchemaVersion, Compressor: o.Compressor, Hash: o.Hash, TTL: o.TTL, Topic: o.Topic}
 	p.load = o.Load
-	p.load.SchemaVersion, p.load.Topic, p.load.Now, p.load.OnError = o.SchemaVersion, o.Topic, p.now, p.report
+	p.load.SchemaVersion, p.load.Topic, p.load.OnError = o.SchemaVersion, o.Topic, p.report
 	p.load.Compressors = comps
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p, nil
 }
 
-func (p *Persister) now() time.Time {
-	if p.opts.Now != nil {
-		return p.opts.Now()
-	}
-	return time.Now()
-}
-
-// Storage returns the Persister's storage.
-func (p *Persister) Storage() Storage { return p.storage }
+func (p *Persister) now() time.Time { return time.Now() }
 
 // Apply applies s to the inner applier and, if that succeeds, schedules a
 // save of s. The inner applier's error is returned and nothing is saved
@@ -438,7 +421,7 @@ func (p *Persister) save(snap statesync.Snapshot) error {
 		p.stats.SaveCount++
 		p.stats.TotalBytesSaved += int64(rec.Meta.SizeBytes)
 		p.stats.TotalBytesStored += int64(len(rec.Payload))
-		p.stats.HasSaved, p.stats.LastSaveAt, p.stats.LastSaveDuration = true, end, d
+		p.stats.LastSaveAt, p.stats.LastSaveDuration = end, d
 	} else {
 		p.stats.SkippedCount++
 	}

@@ -18,8 +18,7 @@ import (
 //
 // A Metadata whose SchemaVersion is 0 stands for a record found without
 // metadata (written by another program): its age is unknown, so any TTL
-// check fails closed, and loads treat its schema as
-// [LoadOptions.LegacyVersion] (B-STORE-29, B-PLOAD-11).
+// check fails closed, and loads treat its schema as version 1.
 type Metadata struct {
 	// SavedAt is when the record was saved, with millisecond precision;
 	// zero if unknown.
@@ -46,8 +45,8 @@ type Metadata struct {
 	Topic string
 }
 
-// Compressed reports whether the payload is compressed.
-func (m Metadata) Compressed() bool { return m.Algorithm != "" && m.Algorithm != AlgorithmNone }
+// compressed reports whether m names a compression.
+func compressed(m Metadata) bool { return m.Algorithm != "" && m.Algorithm != algorithmNone }
 
 // A Record is what a [Storage] keeps for one key: metadata and the payload,
 // which is the JSON of a [statesync.Snapshot], compressed with
@@ -93,8 +92,8 @@ type metaJSON struct {
 // recordMagic starts every encoded record.
 const recordMagic = "statesync-persist "
 
-// RecordFormat is the version of the encoding written by [MarshalRecord].
-const RecordFormat = 1
+// recordFormat is the version of the encoding written by [MarshalRecord].
+const recordFormat = 1
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -107,7 +106,7 @@ func MarshalRecord(r Record) []byte {
 	m := metaJSON{
 		SchemaVersion: r.Meta.SchemaVersion,
 		SizeBytes:     r.Meta.SizeBytes,
-		Compressed:    r.Meta.Compressed(),
+		Compressed:    compressed(r.Meta),
 		Algorithm:     r.Meta.Algorithm,
 		Hash:          r.Meta.Hash,
 		TTLMs:         r.Meta.TTL.Milliseconds(),
@@ -126,7 +125,7 @@ func MarshalRecord(r Record) []byte {
 	body = append(body, r.Payload...)
 	out := make([]byte, 0, len(recordMagic)+16+len(body))
 	out = append(out, recordMagic...)
-	out = strconv.AppendInt(out, RecordFormat, 10)
+	out = strconv.AppendInt(out, recordFormat, 10)
 	out = append(out, ' ')
 	out = fmt.Appendf(out, "%08x", crc32.Checksum(body, castagnoli))
 	out = append(out, '\n')
@@ -159,8 +158,8 @@ func UnmarshalRecord(b []byte) (Record, error) {
 	if err != nil || v < 1 {
 		return Record{}, fmt.Errorf("%w: malformed format version %q", ErrCorruptData, truncate(version, 20))
 	}
-	if v != RecordFormat {
-		return Record{}, fmt.Errorf("%w: format %d (this program reads %d)", ErrUnsupportedFormat, v, RecordFormat)
+	if v != recordFormat {
+		return Record{}, fmt.Errorf("%w: format %d (this program reads %d)", ErrUnsupportedFormat, v, recordFormat)
 	}
 	want, err := strconv.ParseUint(string(sum), 16, 32)
 	if err != nil || bytes.ContainsFunc(sum, func(r rune) bool { return r >= 'A' && r <= 'F' }) {
@@ -183,7 +182,7 @@ func UnmarshalRecord(b []byte) (Record, error) {
 	if m.SchemaVersion < 0 || m.SizeBytes < 0 || m.TTLMs < 0 {
 		return Record{}, fmt.Errorf("%w: invalid metadata %s", ErrCorruptData, truncate(metaLine, 200))
 	}
-	if m.Compressed != (m.Algorithm != "" && m.Algorithm != AlgorithmNone) {
+	if m.Compressed != (m.Algorithm != "" && m.Algorithm != algorithmNone) {
 		return Record{}, fmt.Errorf("%w: compressed=%v disagrees with algorithm %q", ErrCorruptData, m.Compressed, m.Algorithm)
 	}
 	r := Record{
@@ -249,7 +248,7 @@ func NewRecord(s statesync.Snapshot, o *RecordOptions) (Record, error) {
 		Topic:         opts.Topic,
 	}
 	payload := js
-	if c := opts.Compressor; c != nil && c.Algorithm() != AlgorithmNone {
+	if c := opts.Compressor; c != nil && c.Algorithm() != algorithmNone {
 		out, err := c.Compress(js)
 		if err != nil {
 			return Record{}, fmt.Errorf("persist: compress with %s: %w", c.Algorithm(), err)

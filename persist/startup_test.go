@@ -167,7 +167,7 @@ func TestRestoreIgnoresBadCache(t *testing.T) {
 	}
 	// The rejected record, though at a higher revision, does not keep the
 	// new state out of the storage.
-	if r, _ := foreign.Raw(); r.Meta.Revision != 3 || r.Meta.Topic != "settings" {
+	if r, _ := rawOf(foreign); r.Meta.Revision != 3 || r.Meta.Topic != "settings" {
 		t.Errorf("stored record after start = revision %d topic %q; want 3 settings", r.Meta.Revision, r.Meta.Topic)
 	}
 }

@@ -11,8 +11,8 @@ import (
 // (B-STORE-18), honour ctx, and are safe for concurrent use. A Save that
 // returns an error leaves the previous record in place.
 //
-// Optional abilities are separate interfaces: [Clearer], [ConditionalSaver]
-// and [UsageReporter].
+// Optional abilities are separate interfaces: [Clearer] and
+// [ConditionalSaver].
 type Storage interface {
 	Save(ctx context.Context, r Record) error
 	Load(ctx context.Context) (r Record, ok bool, err error)
@@ -33,30 +33,6 @@ type Clearer interface {
 // back (B-PSAVE-15).
 type ConditionalSaver interface {
 	SaveIfNewer(ctx context.Context, r Record) (saved bool, err error)
-}
-
-// A UsageReporter is a Storage that reports how much room it uses
-// (B-STORE-16, B-STORE-32).
-type UsageReporter interface {
-	Usage(ctx context.Context) (Usage, error)
-}
-
-// Usage is what a [UsageReporter] reports.
-type Usage struct {
-	// Used is the number of bytes used.
-	Used int64
-	// Quota is the limit in bytes, or 0 if there is none.
-	Quota int64
-	// Percentage is round(Used/Quota×100) when there is a quota, else 0.
-	Percentage int
-}
-
-func usage(used, quota int64) Usage {
-	u := Usage{Used: used, Quota: quota}
-	if quota > 0 {
-		u.Percentage = int((used*100 + quota/2) / quota)
-	}
-	return u
 }
 
 // sleepCtx waits d or until ctx ends.

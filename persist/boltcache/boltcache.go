@@ -213,7 +213,6 @@ var (
 	_ persist.Storage          = (*Storage)(nil)
 	_ persist.Clearer          = (*Storage)(nil)
 	_ persist.ConditionalSaver = (*Storage)(nil)
-	_ persist.UsageReporter    = (*Storage)(nil)
 )
 
 // Save writes r in one transaction.
@@ -302,21 +301,4 @@ func (s *Storage) Clear(ctx context.Context) error {
 		return fmt.Errorf("boltcache: clear %q: %w", s.key, err)
 	}
 	return nil
-}
-
-// Usage reports the size of the database file (B-STORE-32) against
-// MaxSizeBytes.
-func (s *Storage) Usage(ctx context.Context) (persist.Usage, error) {
-	if err := ctx.Err(); err != nil {
-		return persist.Usage{}, err
-	}
-	var used int64
-	if st, err := os.Stat(s.d.path); err == nil {
-		used = st.Size()
-	}
-	u := persist.Usage{Used: used, Quota: int64(s.d.opts.MaxSizeBytes)}
-	if u.Quota > 0 {
-		u.Percentage = int((used*100 + u.Quota/2) / u.Quota)
-	}
-	return u, nil
 }

@@ -116,10 +116,3 @@ func (f *Faulty) SetFailMode(save, load bool) {
 	f.failSave, f.failLoad = save, load
 	f.mu.Unlock()
 }
-
-// Reset resets the MemoryStorage and restores the failure modes of the
-// options.
-func (f *Faulty) Reset() {
-	f.MemoryStorage.Reset()
-	f.SetFailMode(f.opts.FailOnSave, f.opts.FailOnLoad)
-}

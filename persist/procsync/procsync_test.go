@@ -254,7 +254,7 @@ func TestPeersGateAndErrors(t *testing.T) {
 		}
 
 		// A tampered record is never applied.
-		r, _ := shared.Raw()
+		r, _ := rawOf(shared)
 		bad := r
 		bad.Meta.Revision, bad.Meta.Epoch = 9, "e2"
 		shared.Save(context.Background(), bad)
@@ -524,4 +524,13 @@ func xprocChild(arg string) int {
 		return 2
 	}
 	return 0
+}
+
+// rawOf returns the record stored in s.
+func rawOf(s persist.Storage) (persist.Record, bool) {
+	r, ok, err := s.Load(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	return r, ok
 }
