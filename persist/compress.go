@@ -10,11 +10,11 @@ import (
 	"sync"
 )
 
-// A Compressor compresses record payloads (B-COMP-01). Its Algorithm name
+// A Compressor compresses record payloads. Its Algorithm name
 // is stored in each record's metadata, and a load decompresses with the
-// Compressor of that name (B-PMETA-03). Compressors are byte-oriented:
-// Decompress(Compress(b)) == b for any bytes, so any UTF-8 text survives
-// (B-COMP-13). Empty input gives empty output both ways (B-COMP-03).
+// Compressor of that name. Compressors are byte-oriented:
+// Decompress(Compress(b)) == b for any bytes, so any UTF-8 text survives.
+// Empty input gives empty output both ways.
 // Implementations are safe for concurrent use.
 type Compressor interface {
 	Algorithm() string
@@ -29,7 +29,7 @@ const (
 	algorithmBase64 = "base64"
 )
 
-// None is the identity compressor, named "none" (B-COMP-06).
+// None is the identity compressor, named "none".
 var None Compressor = identity{}
 
 type identity struct{}
@@ -102,8 +102,8 @@ func (gzipCodec) Decompress(src []byte) ([]byte, error) {
 	return out, nil
 }
 
-// Base64 encodes payloads as standard padded base64, named "base64"
-// (B-COMP-07). It does not compress; it exists for storages that only take
+// Base64 encodes payloads as standard padded base64, named "base64".
+// It does not compress; it exists for storages that only take
 // text.
 var Base64 Compressor = base64Codec{}
 

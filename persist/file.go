@@ -209,7 +209,7 @@ func (f *FileStorage) write(b []byte) (err error) {
 
 // Load reads and decodes the record file. A missing file is ok=false; a
 // file that does not decode is an error wrapping [ErrCorruptData] (or
-// [ErrUnsupportedFormat]) naming the key and path (B-STORE-24).
+// [ErrUnsupportedFormat]) naming the key and path.
 func (f *FileStorage) Load(ctx context.Context) (Record, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, false, err

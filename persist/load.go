@@ -11,16 +11,15 @@ import (
 )
 
 // LoadOptions configures [Load]. The zero value (or nil) gives the
-// defaults of B-DEF-07: TTLs are honoured, hashes are checked when present
+// defaults: TTLs are honoured, hashes are checked when present
 // but not required, no migration, no validator.
 type LoadOptions struct {
 	// OnError is called once for each error the load reports, with the
 	// operation (OpLoad, OpMigrate, or OpSave for a failed write-back),
-	// with no lock held. A panic in it is recovered (B-PLOAD-08).
+	// with no lock held. A panic in it is recovered.
 	OnError func(*Error)
 	// Migrations, if set, migrate stored data of an older schema version
-	// to Migrations.Current(), and its validator runs on every load
-	// (B-PLOAD-06, B-PLOAD-09).
+	// to Migrations.Current(), and its validator runs on every load.
 	Migrations *Migrations
 	// SchemaVersion is the schema version the program expects. 0 means
 	// Migrations.Current() if Migrations is set; otherwise 0 means
@@ -29,30 +28,30 @@ type LoadOptions struct {
 	// is ErrFutureVersion.
 	SchemaVersion int
 	// Validator, if set, is called with the (migrated) data; an error
-	// rejects the record with [ErrValidation] (B-PLOAD-10).
+	// rejects the record with [ErrValidation].
 	Validator func(data json.RawMessage) error
-	// IgnoreTTL skips the TTL check (B-PMETA-06).
+	// IgnoreTTL skips the TTL check.
 	IgnoreTTL bool
 	// MaxAge, if positive, is a loader-side age limit: a record older than
 	// MaxAge, or of unknown age (no saved time), is expired whatever TTL it
-	// was saved with (B-STORE-29). IgnoreTTL skips it too.
+	// was saved with. IgnoreTTL skips it too.
 	MaxAge time.Duration
 	// VerifyHash requires a hash: a record saved without one is rejected
-	// with [ErrIntegrity] (B-PMETA-09). A hash that is present is checked
+	// with [ErrIntegrity]. A hash that is present is checked
 	// in any case.
 	VerifyHash bool
 	// Compressors are the compressors a load may need beyond the built-in
 	// ones (none, gzip, base64), e.g. zstd.New().
 	Compressors []Compressor
 	// NoWriteBack turns off saving migrated data back with the current
-	// schema version (B-PLOAD-11).
+	// schema version.
 	NoWriteBack bool
 	// Topic, if set, rejects records saved for another topic with
 	// [ErrForeign].
 	Topic string
 }
 
-// LoadInfo says what [Load] found and did (B-PLOAD-12).
+// LoadInfo says what [Load] found and did.
 type LoadInfo struct {
 	// Found reports whether a record was stored.
 	Found bool
@@ -75,10 +74,10 @@ type loadHooks struct {
 	beforeApply func(s statesync.Snapshot, m Metadata)
 }
 
-// Load reads the record of s, checks it and applies its snapshot to app
-// (B-PLOAD-01). The checks run in this order, and the first that fails
+// Load reads the record of s, checks it and applies its snapshot to app.
+// The checks run in this order, and the first that fails
 // stops the load, is reported once to OnError and returned as an *[Error]
-// without anything applied (B-PLOAD-02, B-PLOAD-03):
+// without anything applied:
 //
 //  1. read (a storage error);
 //  2. absent: Load returns ok=false (info.Found false) and no error;
@@ -93,7 +92,7 @@ type loadHooks struct {
 //  8. the applier (any error it returns).
 //
 // Then, if migration steps ran, the migrated record is saved back with the
-// current schema version, its original saved time and TTL (B-PLOAD-11); a
+// current schema version, its original saved time and TTL; a
 // failed write-back is reported (OpSave) but does not fail the load.
 //
 // If app is nil, Load does everything but apply. The returned snapshot

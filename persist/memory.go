@@ -10,18 +10,18 @@ import (
 )
 
 // MemoryOptions configures a [MemoryStorage]. The zero value (or nil)
-// gives the defaults of B-STORE-06: no latency, no failures, no quota.
+// gives an empty storage without quota.
 type MemoryOptions struct {
 	// MaxSizeBytes, if positive, makes a save whose Meta.SizeBytes is
-	// larger fail with [ErrQuotaExceeded] (B-STORE-10).
+	// larger fail with [ErrQuotaExceeded].
 	MaxSizeBytes int
 	// Initial, if set, is the snapshot Load returns before any save, as a
 	// record with schema version 1, no compression, SizeBytes the length of
-	// its JSON and SavedAt the time of the constructor (B-STORE-07).
+	// its JSON and SavedAt the time of the constructor.
 	Initial *statesync.Snapshot
 }
 
-// A MemoryStorage keeps a record in memory, as a copy (B-STORE-18). It is
+// A MemoryStorage keeps a record in memory, as a copy. It is
 // the test double of this package: it can be given a quota, and it records
 // the history of successful saves (package persisttest's Faulty adds
 // latency and failures). It is
@@ -120,7 +120,7 @@ func (m *MemoryStorage) Clear(ctx context.Context) error {
 }
 
 // SavedRecords returns copies of the records of the successful saves, in
-// order (B-STORE-11).
+// order.
 func (m *MemoryStorage) SavedRecords() []Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -12,7 +12,7 @@ import (
 // It works on raw JSON, because old schemas are no longer Go types of the
 // program; see [TypedStep] for a typed form (a map[string]any works as
 // both types). A
-// panic in a step is recovered into an error (B-MIG-09).
+// panic in a step is recovered into an error.
 type MigrationStep func(data json.RawMessage) (json.RawMessage, error)
 
 // TypedStep makes a MigrationStep of a function from the old schema's Go
@@ -36,7 +36,7 @@ func TypedStep[From, To any](fn func(From) (To, error)) MigrationStep {
 // version, with an optional validator of the result. Make one with
 // [NewMigrations], which checks the chain, so a Migrations value never has
 // a gap between its lowest step and its
-// current version (B-MIG-15). A Migrations is immutable and safe for
+// current version. A Migrations is immutable and safe for
 // concurrent use.
 type Migrations struct {
 	current  int
@@ -45,8 +45,8 @@ type Migrations struct {
 }
 
 // NewMigrations returns the Migrations with the given current version,
-// steps (keyed by the version they migrate from: step v maps v to v+1,
-// B-MIG-07) and validator, which may be nil (B-MIG-12). It returns an
+// steps (keyed by the version they migrate from: step v maps v to v+1)
+// and validator, which may be nil. It returns an
 // error wrapping [ErrInvalidMigrations] if current < 1, a step is keyed
 // below 1 or at or above current, or a step is missing between the lowest
 // one and current.
@@ -84,7 +84,7 @@ func (m *Migrations) Current() int { return m.current }
 
 // migrationResult says what migrate did.
 type migrationResult struct {
-	// Data is the migrated data; nil on failure (B-MIG-10).
+	// Data is the migrated data; nil on failure.
 	Data json.RawMessage
 	// FromVersion and ToVersion are the data's version and the current
 	// one.
@@ -96,11 +96,11 @@ type migrationResult struct {
 // migrate brings data of schema version from up to the current version:
 // it checks first that every step of the path exists (no step runs
 // otherwise), then runs them in order, then runs the validator if there is
-// one, also when no step was needed (B-MIG-04, B-PLOAD-09). It returns an
-// error wrapping [ErrFutureVersion] if from is above the current version
-// (B-MIG-05), [ErrMissingMigration] if a step is missing (B-MIG-06),
-// [ErrMigration] and the step's error if a step fails (B-MIG-09), or
-// [ErrValidation] if the validator rejects the result (B-MIG-08). On
+// one, also when no step was needed. It returns an
+// error wrapping [ErrFutureVersion] if from is above the current version,
+// [ErrMissingMigration] if a step is missing,
+// [ErrMigration] and the step's error if a step fails, or
+// [ErrValidation] if the validator rejects the result. On
 // error, the result holds no data.
 func (m *Migrations) migrate(data json.RawMessage, from int) (migrationResult, error) {
 	res := migrationResult{FromVersion: from, ToVersion: m.current}
@@ -160,7 +160,7 @@ func runValidator(fn func(json.RawMessage) error, data json.RawMessage) (err err
 }
 
 // migrationPath returns the versions whose steps take data from version
-// from to version to: [from, …, to−1], empty if from ≥ to (B-MIG-14).
+// from to version to: [from, …, to−1], empty if from ≥ to.
 func migrationPath(from, to int) []int {
 	if from >= to {
 		return []int{}

@@ -224,9 +224,9 @@ func New(storage Storage, inner statesync.Applier, opts *Options) (*Persister, e
 func (p *Persister) now() time.Time { return time.Now() }
 
 // Apply applies s to the inner applier and, if that succeeds, schedules a
-// save of s. The inner applier's error is returned and nothing is saved
-// (B-PSAVE-02); save errors are never returned (B-PSAVE-03). After
-// Dispose, Apply does nothing (B-PSAVE-13).
+// save of s. The inner applier's error is returned and nothing is saved;
+// save errors are never returned (they go to OnError). After Close, Apply
+// does nothing.
 func (p *Persister) Apply(ctx context.Context, s statesync.Snapshot) error {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
@@ -251,7 +251,7 @@ func (p *Persister) isClosed() bool {
 	return p.closed
 }
 
-// scheduleLocked decides when s is saved (B-PSAVE-04..09).
+// scheduleLocked decides when s is saved.
 func (p *Persister) scheduleLocked(s statesync.Snapshot) {
 	if !p.persisted.newer(s) {
 		// Already stored (a hydration through the consumer, or a notice
@@ -324,7 +324,7 @@ func (p *Persister) stopTimersLocked() {
 }
 
 // handoffLocked hands the pending snapshot to the writer, starting it if
-// needed. Any save clears both timers (B-PSAVE-07).
+// needed. Any save clears both timers.
 func (p *Persister) handoffLocked() {
 	p.stopTimersLocked()
 	s := p.pending
@@ -387,7 +387,7 @@ func (p *Persister) writer() {
 	}
 }
 
-// save runs the save pipeline for snap (B-PSAVE-16..18).
+// save runs the save pipeline for snap.
 func (p *Persister) save(snap statesync.Snapshot) error {
 	start := p.now()
 	ro := p.rec
@@ -438,7 +438,7 @@ func (p *Persister) save(snap statesync.Snapshot) error {
 }
 
 // HasPendingSave reports whether a snapshot waits for a debounce, throttle
-// or max-wait timer (B-PSAVE-10).
+// or max-wait timer.
 func (p *Persister) HasPendingSave() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -13,8 +13,8 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// Metadata describes a persisted snapshot (B-PMETA-01). Every backend
-// stores it with the payload, in one atomic write (B-PMETA-04, B-STORE-28).
+// Metadata describes a persisted snapshot. Every backend
+// stores it with the payload, in one atomic write.
 //
 // A Metadata whose SchemaVersion is 0 stands for a record found without
 // metadata (written by another program): its age is unknown, so any TTL
@@ -26,15 +26,15 @@ type Metadata struct {
 	// SchemaVersion is the version of the data's schema, 1 or more.
 	SchemaVersion int
 	// SizeBytes is the byte length of the snapshot's UTF-8 JSON before
-	// compression (B-PMETA-02).
+	// compression.
 	SizeBytes int
 	// Algorithm names the compression of the payload; "" means none.
 	Algorithm string
 	// Hash is the lower-case hex SHA-256 of the stored payload bytes, or ""
-	// when hashing was off (B-PMETA-05, B-PMETA-10).
+	// when hashing was off.
 	Hash string
 	// TTL is how long the record stays valid after SavedAt; 0 means
-	// forever (B-PMETA-06).
+	// forever.
 	TTL time.Duration
 	// Revision and Epoch are the snapshot's, so that a record can be judged
 	// newer or older without decoding its payload.
@@ -51,8 +51,7 @@ func compressed(m Metadata) bool { return m.Algorithm != "" && m.Algorithm != al
 // A Record is what a [Storage] keeps for one key: metadata and the payload,
 // which is the JSON of a [statesync.Snapshot], compressed with
 // m.Algorithm. Storages copy records in and out: a caller may change a
-// Record's Payload after Save or Load without changing what is stored
-// (B-STORE-18).
+// Record's Payload after Save or Load without changing what is stored.
 type Record struct {
 	Meta    Metadata
 	Payload []byte
@@ -134,8 +133,8 @@ func MarshalRecord(r Record) []byte {
 
 // UnmarshalRecord decodes bytes written by [MarshalRecord]. Bytes that do
 // not start with the record header but hold a JSON snapshot
-// {"revision":…,"data":…} (a cache written without metadata, e.g. by the
-// TypeScript original) decode as a record without metadata
+// {"revision":…,"data":…} (a cache written without metadata, by another
+// program) decode as a record without metadata
 // (SchemaVersion 0) whose payload is those bytes. Anything else returns an
 // error wrapping [ErrCorruptData] or [ErrUnsupportedFormat]. The returned
 // payload does not alias b.
@@ -221,7 +220,7 @@ type RecordOptions struct {
 	SavedAt time.Time
 }
 
-// NewRecord builds the record of s (B-PSAVE-16 steps 2–6): the JSON of s
+// NewRecord builds the record of s: the JSON of s
 // as payload, compressed if o.Compressor is set, with its metadata.
 func NewRecord(s statesync.Snapshot, o *RecordOptions) (Record, error) {
 	var opts RecordOptions

@@ -5,10 +5,10 @@ import (
 	"time"
 )
 
-// A Storage keeps one [Record] under one key (B-STORE-01). Save replaces
-// the record (metadata included, B-STORE-31); Load returns the latest, or
-// ok=false if there is none, which is not an error. Both copy the record
-// (B-STORE-18), honour ctx, and are safe for concurrent use. A Save that
+// A Storage keeps one [Record] under one key. Save replaces
+// the record (metadata included); Load returns the latest, or
+// ok=false if there is none, which is not an error. Both copy the record,
+// honour ctx, and are safe for concurrent use. A Save that
 // returns an error leaves the previous record in place.
 //
 // Optional abilities are separate interfaces: [Clearer] and
@@ -19,7 +19,7 @@ type Storage interface {
 }
 
 // A Clearer is a Storage that can remove its record; the next Load
-// returns ok=false (B-STORE-04).
+// returns ok=false.
 type Clearer interface {
 	Clear(ctx context.Context) error
 }
@@ -30,7 +30,7 @@ type Clearer interface {
 // gate: no stored record, a stored record without metadata, another
 // non-empty epoch, or a higher revision. [Persister] saves through it when
 // the storage has it, so that processes sharing a store never move it
-// back (B-PSAVE-15).
+// back.
 type ConditionalSaver interface {
 	SaveIfNewer(ctx context.Context, r Record) (saved bool, err error)
 }

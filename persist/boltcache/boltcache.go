@@ -7,7 +7,7 @@
 // operation and closed after it, so that several processes can share it;
 // an operation that finds the file locked by another process retries
 // ([Options.RetryAttempts], linear [Options.RetryDelay]) and then fails
-// with an error wrapping [persist.ErrLocked] (B-STORE-30).
+// with an error wrapping [persist.ErrLocked].
 package boltcache
 
 import (
@@ -24,7 +24,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// Defaults (B-DEF-09).
+// Defaults.
 const (
 	DefaultBucket        = "statesync.persist"
 	DefaultRetryAttempts = 3
@@ -193,7 +193,7 @@ func (d *DB) Close() error {
 // Path returns the database file's path.
 func (d *DB) Path() string { return d.path }
 
-// Storage returns the storage of key. Keys are isolated (B-STORE-27); an
+// Storage returns the storage of key. Keys are isolated; an
 // empty key is an error wrapping [persist.ErrInvalidKey].
 func (d *DB) Storage(key string) (*Storage, error) {
 	if key == "" {

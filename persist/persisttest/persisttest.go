@@ -25,24 +25,21 @@ type Opener func(key string) persist.Storage
 // TestStorage checks that the storages made by newBackend keep the
 // contract of [persist.Storage], in subtests:
 //
-//   - Load of a key never saved returns ok=false and no error (B-STORE-01);
+//   - Load of a key never saved returns ok=false and no error;
 //   - Save then Load returns the record, metadata verbatim (SavedAt to the
-//     millisecond) and payload byte for byte, binary bytes included
-//     (B-STORE-15, B-PMETA-04);
-//   - a second Save replaces the first, metadata included (B-STORE-03,
-//     B-STORE-31);
-//   - nested JSON and a 1 MiB payload round-trip (B-STORE-05);
-//   - records are copied in and out (B-STORE-18);
+//     millisecond) and payload byte for byte, binary bytes included;
+//   - a second Save replaces the first, metadata included;
+//   - nested JSON and a 1 MiB payload round-trip;
+//   - records are copied in and out;
 //   - keys are isolated, including keys that are not file names (path
-//     separators, "..", case variants, escapes, Unicode, 300 bytes)
-//     (B-STORE-19, B-STORE-27);
+//     separators, "..", case variants, escapes, Unicode, 300 bytes);
 //   - a storage opened again for the same key sees the record;
 //   - a Save with a cancelled context returns an error and changes nothing;
 //   - concurrent Saves and Loads never return a torn or mixed record;
 //   - if the storage is a [persist.Clearer], Clear removes the record and
-//     clearing an absent one is not an error (B-STORE-04);
+//     clearing an absent one is not an error;
 //   - if it is a [persist.ConditionalSaver], SaveIfNewer applies the
-//     revision and epoch gate (B-PSAVE-15).
+//     revision and epoch gate.
 //
 // newBackend is called once per subtest and must register its cleanup
 // with t.Cleanup.
@@ -162,7 +159,7 @@ func testOverwrite(t *testing.T, open Opener) {
 	first.Meta.Topic = "settings"
 	mustSave(t, s, first)
 	second := Record(2, "", `"second"`)
-	second.Meta.Hash = "" // stale metadata must not survive (B-STORE-31)
+	second.Meta.Hash = "" // stale metadata must not survive
 	mustSave(t, s, second)
 	got, _ := mustLoad(t, s)
 	CheckRecord(t, "Load() after two saves", got, second)

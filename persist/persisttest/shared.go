@@ -8,7 +8,7 @@ import (
 )
 
 // SharedMemory hands out [persist.MemoryStorage]s by key: the same key gives the
-// same storage, different keys are isolated (B-STORE-19). It is safe for
+// same storage, different keys are isolated. It is safe for
 // concurrent use.
 type SharedMemory struct {
 	opts persist.MemoryOptions
