@@ -7,12 +7,14 @@ import (
 	"go.uber.org/goleak"
 )
 
+// childEnv, when set in a re-executed test binary, makes TestMain run
+// xprocChild with its value instead of the tests.
+const childEnv = "PROCSYNC_TEST_XPROC"
+
 // TestMain fails the package's tests if any goroutine is left running.
-// When a test re-executes the test binary as a child process, TestMain
-// runs the child's job instead of the tests.
 func TestMain(m *testing.M) {
-	if code, ok := runChild(); ok {
-		os.Exit(code)
+	if arg := os.Getenv(childEnv); arg != "" {
+		os.Exit(xprocChild(arg))
 	}
 	goleak.VerifyTestMain(m)
 }

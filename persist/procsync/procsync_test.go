@@ -446,7 +446,7 @@ func TestCrossProcessTwoProcesses(t *testing.T) {
 
 	for _, rev := range []int{3, 2, 7} { // 2 is stale: the child does not even save it
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=xproc "+dir+" "+strconv.Itoa(rev))
+		cmd.Env = append(os.Environ(), childEnv+"="+dir+" "+strconv.Itoa(rev))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("child: %v\n%s", err, out)
 		}
