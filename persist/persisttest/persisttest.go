@@ -1,6 +1,8 @@
 // Package persisttest is the conformance suite of [persist.Storage]
 // backends, in the manner of testing/fstest: a backend's tests call
-// [TestStorage] with a function that opens its storages.
+// [TestStorage] with a function that opens its storages. It also has test
+// doubles for code that uses a storage: [Faulty] (latency and injected
+// failures) and [SharedMemory] (memory storages by key).
 package persisttest
 
 import (
