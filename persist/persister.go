@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -172,7 +173,10 @@ type Persister struct {
 	consumer      *statesync.Consumer // from Restore
 }
 
-var _ statesync.Applier = (*Persister)(nil)
+var (
+	_ statesync.Applier = (*Persister)(nil)
+	_ io.Closer         = (*Persister)(nil)
+)
 
 // New returns a Persister that applies to inner and saves to storage.
 // It returns an error for a nil storage or inner applier, negative

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/statesync-go/statesync"
@@ -205,6 +206,8 @@ type Peer struct {
 	clear     bool    // ... after a clear
 	reloading bool
 }
+
+var _ io.Closer = (*Peer)(nil)
 
 // Join connects p to the other processes of channel on bus (see
 // [ChannelName]). It returns an error if bus or p is nil or the
