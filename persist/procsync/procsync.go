@@ -168,8 +168,9 @@ type Options struct {
 	// AnswerSyncRequests answers another process's RequestSync by
 	// announcing the last snapshot saved through this Peer's Persister.
 	AnswerSyncRequests bool
-	// OnClear, if set, is called after another process cleared the
-	// storage and the Persister dropped its pending save.
+	// OnClear, if set, is called when another process announces a clear,
+	// after the Persister reloaded (which drops its pending save if the
+	// storage is empty).
 	OnClear func()
 	// OnError receives malformed messages ([ErrInvalidMessage]) and send
 	// errors, which are otherwise dropped. Load errors of the records that
