@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 )
 
-// A Compressor compresses record payloads (B-COMP-01). Its Algorithm name
+// A Compressor compresses record payloads. Its Algorithm name
 // is stored in each record's metadata, and a load decompresses with the
-// Compressor of that name (B-PMETA-03). Compressors are byte-oriented:
-// Decompress(Compress(b)) == b for any bytes, so any UTF-8 text survives
-// (B-COMP-13). Empty input gives empty output both ways (B-COMP-03).
+// Compressor of that name. Compressors are byte-oriented:
+// Decompress(Compress(b)) == b for any bytes, so any UTF-8 text survives.
+// Empty input gives empty output both ways.
 // Implementations are safe for concurrent use.
 type Compressor interface {
 	Algorithm() string
@@ -23,39 +22,38 @@ type Compressor interface {
 	Decompress(src []byte) ([]byte, error)
 }
 
-// Algorithm names of the compressors of this module.
+// Algorithm names of the compressors of this package.
 const (
-	AlgorithmNone   = "none"
-	AlgorithmGzip   = "gzip"
-	AlgorithmBase64 = "base64"
-	AlgorithmZstd   = "zstd" // package persist/zstd
+	algorithmNone   = "none"
+	algorithmGzip   = "gzip"
+	algorithmBase64 = "base64"
 )
 
-// None is the identity compressor, named "none" (B-COMP-06).
+// None is the identity compressor, named "none".
 var None Compressor = identity{}
 
 type identity struct{}
 
-func (identity) Algorithm() string                   { return AlgorithmNone }
+func (identity) Algorithm() string                   { return algorithmNone }
 func (identity) Compress(b []byte) ([]byte, error)   { return bytes.Clone(b), nil }
 func (identity) Decompress(b []byte) ([]byte, error) { return bytes.Clone(b), nil }
 
-// Gzip is a gzip compressor (compress/gzip) at the given level, named
-// "gzip". Level 0 means [gzip.DefaultCompression]. It replaces the
-// TypeScript LZ codecs (B-COMP-09).
-type Gzip struct {
-	Level int
-}
+// Gzip returns a gzip compressor (compress/gzip) at the given level,
+// named "gzip". Level 0 means [gzip.DefaultCompression]; a level out of
+// range makes Compress fail. An empty input gives an empty output both
+// ways; Decompress accepts one complete gzip stream and reports anything
+// else with an error wrapping [ErrInvalidCompressedData].
+func Gzip(level int) Compressor { return gzipCodec{level: level} }
 
-// Algorithm returns "gzip".
-func (Gzip) Algorithm() string { return AlgorithmGzip }
+type gzipCodec struct{ level int }
 
-// Compress returns the gzip stream of src, or empty for empty src.
-func (g Gzip) Compress(src []byte) ([]byte, error) {
+func (gzipCodec) Algorithm() string { return algorithmGzip }
+
+func (g gzipCodec) Compress(src []byte) ([]byte, error) {
 	if len(src) == 0 {
 		return []byte{}, nil
 	}
-	level := g.Level
+	level := g.level
 	if level == 0 {
 		level = gzip.DefaultCompression
 	}
@@ -88,10 +86,7 @@ func (g Gzip) Compress(src []byte) ([]byte, error) {
 // gzipWriters pools gzip writers by level (HuffmanOnly −2 … BestCompression 9).
 var gzipWriters [gzip.BestCompression - gzip.HuffmanOnly + 1]sync.Pool
 
-// Decompress returns the data of the gzip stream src, or empty for empty
-// src. Anything but one complete gzip stream is an error wrapping
-// [ErrInvalidCompressedData].
-func (Gzip) Decompress(src []byte) ([]byte, error) {
+func (gzipCodec) Decompress(src []byte) ([]byte, error) {
 	if len(src) == 0 {
 		return []byte{}, nil
 	}
@@ -107,14 +102,14 @@ func (Gzip) Decompress(src []byte) ([]byte, error) {
 	return out, nil
 }
 
-// Base64 encodes payloads as standard padded base64, named "base64"
-// (B-COMP-07). It does not compress; it exists for storages that only take
+// Base64 encodes payloads as standard padded base64, named "base64".
+// It does not compress; it exists for storages that only take
 // text.
 var Base64 Compressor = base64Codec{}
 
 type base64Codec struct{}
 
-func (base64Codec) Algorithm() string { return AlgorithmBase64 }
+func (base64Codec) Algorithm() string { return algorithmBase64 }
 func (base64Codec) Compress(b []byte) ([]byte, error) {
 	out := make([]byte, base64.StdEncoding.EncodedLen(len(b)))
 	base64.StdEncoding.Encode(out, b)
@@ -129,89 +124,10 @@ func (base64Codec) Decompress(b []byte) ([]byte, error) {
 	return out[:n], nil
 }
 
-// CompressorFuncs makes a Compressor of two functions and a name
-// (B-COMP-08).
-type CompressorFuncs struct {
-	Name           string
-	CompressFunc   func([]byte) ([]byte, error)
-	DecompressFunc func([]byte) ([]byte, error)
-}
-
-// Algorithm returns c.Name.
-func (c CompressorFuncs) Algorithm() string { return c.Name }
-
-// Compress calls c.CompressFunc.
-func (c CompressorFuncs) Compress(b []byte) ([]byte, error) { return c.CompressFunc(b) }
-
-// Decompress calls c.DecompressFunc.
-func (c CompressorFuncs) Decompress(b []byte) ([]byte, error) { return c.DecompressFunc(b) }
-
-// EstimateRatio returns len(Compress(data))/len(data): 1 for empty data
-// or the identity, below 1 when c shrinks data (B-COMP-10).
-func EstimateRatio(data []byte, c Compressor) (float64, error) {
-	if len(data) == 0 {
-		return 1, nil
-	}
-	out, err := c.Compress(data)
-	if err != nil {
-		return 0, err
-	}
-	return float64(len(out)) / float64(len(data)), nil
-}
-
-// DefaultMeasureIterations is the default of [Measure]'s iterations
-// (B-DEF-13).
-const DefaultMeasureIterations = 100
-
-// A Measurement is the result of [Measure].
-type Measurement struct {
-	Ratio           float64 // CompressedSize / OriginalSize (1 for empty data)
-	AvgCompress     time.Duration
-	AvgDecompress   time.Duration
-	OriginalSize    int
-	CompressedSize  int
-	RoundTripsExact bool
-}
-
-// Measure compresses and decompresses data iterations times (0 means
-// [DefaultMeasureIterations]) and reports sizes and average times
-// (B-COMP-11). For benchmarks proper, see the package's testing.B
-// benchmarks.
-func Measure(data []byte, c Compressor, iterations int) (Measurement, error) {
-	if iterations <= 0 {
-		iterations = DefaultMeasureIterations
-	}
-	m := Measurement{OriginalSize: len(data), Ratio: 1}
-	var comp []byte
-	start := time.Now()
-	for range iterations {
-		var err error
-		if comp, err = c.Compress(data); err != nil {
-			return Measurement{}, err
-		}
-	}
-	m.AvgCompress = time.Since(start) / time.Duration(iterations)
-	var back []byte
-	start = time.Now()
-	for range iterations {
-		var err error
-		if back, err = c.Decompress(comp); err != nil {
-			return Measurement{}, err
-		}
-	}
-	m.AvgDecompress = time.Since(start) / time.Duration(iterations)
-	m.CompressedSize = len(comp)
-	if len(data) > 0 {
-		m.Ratio = float64(len(comp)) / float64(len(data))
-	}
-	m.RoundTripsExact = bytes.Equal(back, data)
-	return m, nil
-}
-
 // compressors maps algorithm names to the compressors a load knows: the
 // built-in ones plus those given.
 func compressors(extra ...Compressor) (map[string]Compressor, error) {
-	m := map[string]Compressor{AlgorithmNone: None, "": None, AlgorithmGzip: Gzip{}, AlgorithmBase64: Base64}
+	m := map[string]Compressor{algorithmNone: None, "": None, algorithmGzip: gzipCodec{}, algorithmBase64: Base64}
 	for _, c := range extra {
 		if c == nil {
 			continue

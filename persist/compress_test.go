@@ -17,8 +17,8 @@ import (
 
 // B-COMP-02, B-COMP-03, B-COMP-04, B-COMP-12, B-COMP-13
 func TestGzip(t *testing.T) {
-	persisttest.TestCompressor(t, persist.Gzip{}, true)
-	persisttest.TestCompressor(t, persist.Gzip{Level: 1}, true)
+	persisttest.TestCompressor(t, persist.Gzip(0), true)
+	persisttest.TestCompressor(t, persist.Gzip(1), true)
 }
 
 // B-COMP-06, B-COMP-07
@@ -37,15 +37,15 @@ func TestIdentityAndBase64(t *testing.T) {
 // B-COMP-05, B-COMP-08: names, and a custom compressor passes the user's
 // functions through.
 func TestCompressorNames(t *testing.T) {
-	custom := persist.CompressorFuncs{
-		Name:           "custom",
-		CompressFunc:   func(b []byte) ([]byte, error) { return []byte("[" + string(b) + "]"), nil },
-		DecompressFunc: func(b []byte) ([]byte, error) { return bytes.Trim(b, "[]"), nil },
+	custom := funcCompressor{
+		name:       "custom",
+		compress:   func(b []byte) ([]byte, error) { return []byte("[" + string(b) + "]"), nil },
+		decompress: func(b []byte) ([]byte, error) { return bytes.Trim(b, "[]"), nil },
 	}
 	for _, tt := range []struct {
 		c    persist.Compressor
 		want string
-	}{{persist.None, "none"}, {persist.Base64, "base64"}, {persist.Gzip{}, "gzip"}, {custom, "custom"}} {
+	}{{persist.None, "none"}, {persist.Base64, "base64"}, {persist.Gzip(0), "gzip"}, {custom, "custom"}} {
 		if got, want := tt.c.Algorithm(), tt.want; got != want {
 			t.Errorf("Algorithm() = %q; want %q", got, want)
 		}
@@ -65,17 +65,17 @@ func TestEstimateRatioAndMeasure(t *testing.T) {
 		data []byte
 		c    persist.Compressor
 		less bool
-	}{{nil, persist.Gzip{}, false}, {rep, persist.None, false}, {rep, persist.Gzip{}, true}} {
-		r, err := persist.EstimateRatio(tt.data, tt.c)
+	}{{nil, persist.Gzip(0), false}, {rep, persist.None, false}, {rep, persist.Gzip(0), true}} {
+		r, err := estimateRatio(tt.data, tt.c)
 		if err != nil || (tt.less && r >= 1) || (!tt.less && r != 1) {
 			t.Errorf("EstimateRatio(%d bytes, %s) = %v, %v; want %s", len(tt.data), tt.c.Algorithm(), r, err, map[bool]string{true: "< 1", false: "1"}[tt.less])
 		}
 	}
-	m, err := persist.Measure(rep, persist.None, 0)
+	m, err := measure(rep, persist.None, 0)
 	if err != nil || m.Ratio != 1 || m.OriginalSize != m.CompressedSize || m.AvgCompress < 0 || !m.RoundTripsExact {
 		t.Errorf("Measure(identity) = %+v, %v; want ratio 1 and equal sizes", m, err)
 	}
-	m, err = persist.Measure(rep, persist.Gzip{}, 3)
+	m, err = measure(rep, persist.Gzip(0), 3)
 	if err != nil || m.Ratio >= 1 || m.CompressedSize >= m.OriginalSize || m.AvgDecompress < 0 || !m.RoundTripsExact {
 		t.Errorf("Measure(gzip) = %+v, %v; want ratio < 1", m, err)
 	}
@@ -85,7 +85,7 @@ func TestEstimateRatioAndMeasure(t *testing.T) {
 // UTF-8 string, non-Latin-1 text and emoji included, and so does a save
 // and load through a Persister's record.
 func TestCompressionRoundTripProperty(t *testing.T) {
-	comps := []persist.Compressor{persist.None, persist.Gzip{}, persist.Gzip{Level: 9}, persist.Base64}
+	comps := []persist.Compressor{persist.None, persist.Gzip(0), persist.Gzip(9), persist.Base64}
 	rapid.Check(t, func(t *rapid.T) {
 		s := rapid.StringOf(rapid.OneOf(
 			rapid.RuneFrom(nil, unicodeRanges...),
@@ -121,3 +121,13 @@ func TestCompressionRoundTripProperty(t *testing.T) {
 var unicodeRanges = []*unicode.RangeTable{unicode.Latin, unicode.Cyrillic, unicode.Han, unicode.Hiragana, unicode.So, unicode.Co, unicode.Cc, unicode.Arabic}
 
 func jsonString(s string) (json.RawMessage, error) { return json.Marshal(s) }
+
+// funcCompressor is a Compressor of two functions and a name.
+type funcCompressor struct {
+	name                 string
+	compress, decompress func([]byte) ([]byte, error)
+}
+
+func (c funcCompressor) Algorithm() string                   { return c.name }
+func (c funcCompressor) Compress(b []byte) ([]byte, error)   { return c.compress(b) }
+func (c funcCompressor) Decompress(b []byte) ([]byte, error) { return c.decompress(b) }

@@ -11,17 +11,16 @@ import (
 // this package wrap them with detail.
 var (
 	// ErrExpired is returned by a load when the record is older than the
-	// TTL it was saved with, or has a TTL and no saved time (B-PMETA-07,
-	// B-STORE-29).
+	// TTL it was saved with, or has a TTL and no saved time.
 	ErrExpired = errors.New("persist: cache expired")
 	// ErrIntegrity is returned by a load when the SHA-256 hash of the
 	// stored payload does not match the one recorded at save, when a hash
 	// is required and missing, or when the payload does not match its
-	// metadata (size, revision, epoch) (B-PMETA-05, B-PMETA-09).
+	// metadata (size, revision, epoch).
 	ErrIntegrity = errors.New("persist: integrity check failed")
 	// ErrCorruptData is returned when stored bytes cannot be decoded: a
 	// record file that is truncated, fails its checksum, or holds a
-	// snapshot that is not valid JSON (B-STORE-24).
+	// snapshot that is not valid JSON.
 	ErrCorruptData = errors.New("persist: corrupt data")
 	// ErrUnsupportedFormat is returned when a record was written in a
 	// format version this package does not know (a newer one).
@@ -30,57 +29,51 @@ var (
 	// another topic than the one the loader expects.
 	ErrForeign = errors.New("persist: record belongs to another topic")
 	// ErrValidation is returned by a load when the validator rejects the
-	// (possibly migrated) data (B-MIG-08, B-PLOAD-02 step 7).
+	// (possibly migrated) data.
 	ErrValidation = errors.New("persist: validation failed")
 	// ErrFutureVersion is returned when data has a schema version newer
-	// than the current one: it was saved by a newer program (B-MIG-05).
+	// than the current one: it was saved by a newer program.
 	ErrFutureVersion = errors.New("persist: data is from a future schema version")
 	// ErrMissingMigration is returned when the migration chain from the
-	// data's schema version to the current one has a gap (B-MIG-06).
+	// data's schema version to the current one has a gap.
 	ErrMissingMigration = errors.New("persist: missing migration")
-	// ErrInvalidMigrations is returned by [MigrationBuilder.Build] and
-	// [NewMigrations] for versions below 1 or an incomplete chain
-	// (B-MIG-15).
+	// ErrInvalidMigrations is returned by
+	// [NewMigrations] for versions below 1 or an incomplete chain.
 	ErrInvalidMigrations = errors.New("persist: invalid migrations")
-	// ErrMigration is returned when a migration step fails or panics
-	// (B-MIG-09). The step's own error is wrapped too.
+	// ErrMigration is returned when a migration step fails or panics.
+	// The step's own error is wrapped too.
 	ErrMigration = errors.New("persist: migration failed")
 	// ErrInvalidCompressedData is returned by Decompress for input that is
-	// not valid output of the compressor (B-COMP-12).
+	// not valid output of the compressor.
 	ErrInvalidCompressedData = errors.New("persist: invalid compressed data")
 	// ErrUnknownAlgorithm is returned by a load when the record was
 	// compressed with an algorithm the loader was not given.
 	ErrUnknownAlgorithm = errors.New("persist: unknown compression algorithm")
 	// ErrQuotaExceeded is returned by a storage whose size limit a save
-	// would exceed; nothing is written (B-STORE-10, B-STORE-22).
+	// would exceed; nothing is written.
 	ErrQuotaExceeded = errors.New("persist: quota exceeded")
-	// ErrSimulated is matched by the errors that a [MemoryStorage] in a
-	// failure mode returns (B-STORE-09).
-	ErrSimulated = errors.New("persist: simulated storage error")
 	// ErrInvalidKey is returned for an empty storage key.
 	ErrInvalidKey = errors.New("persist: invalid key")
 	// ErrLocked is returned when a storage stays locked by another process
-	// after every retry (B-STORE-30). It is the only storage error that is
+	// after every retry. It is the only storage error that is
 	// retried.
 	ErrLocked = errors.New("persist: storage locked")
-	// ErrClosed is returned by a [Persister], [SocketBus] or storage used
-	// after Close or Dispose.
+	// ErrClosed is returned by a [Persister] or a storage used after
+	// Close.
 	ErrClosed = errors.New("persist: closed")
-	// ErrInvalidMessage is reported for a cross-process message that is
-	// not a valid [Message] (B-XTAB-14).
-	ErrInvalidMessage = errors.New("persist: invalid cross-process message")
 )
 
 // An Op names the persistence operation in which an error happened.
 type Op string
 
-// The operations, as the TypeScript original names them.
+// The operations.
 const (
-	OpSave     Op = "save"
-	OpLoad     Op = "load"
-	OpMigrate  Op = "migrate"
-	OpClear    Op = "clear"
-	OpCrossTab Op = "crosstab"
+	OpSave    Op = "save"
+	OpLoad    Op = "load"
+	OpMigrate Op = "migrate"
+	OpClear   Op = "clear"
+	// OpReload is a [Persister.Reload] of another process's record.
+	OpReload Op = "reload"
 )
 
 // An Error is what a [Persister] or [Load] reports to OnError: the
@@ -108,7 +101,7 @@ func (e *Error) Error() string {
 // Unwrap returns e.Err.
 func (e *Error) Unwrap() error { return e.Err }
 
-// callOnError calls fn with e, recovering a panic (B-PSAVE-19, B-PLOAD-08).
+// callOnError calls fn with e, recovering a panic.
 func callOnError(fn func(*Error), e *Error) {
 	if fn == nil {
 		return

@@ -26,11 +26,14 @@ func Example() {
 	run := func(prov statesync.Provider) {
 		store, _ := persist.NewFileStorage(dir, "settings", nil)
 		p, _ := persist.New(store, show, &persist.Options{Topic: "settings", Hash: true})
-		defer p.Close(ctx) // saves what is pending
+		defer p.Shutdown(ctx) // saves what is pending
 		c, _ := statesync.NewConsumer("settings", memsync.New(nil), prov, p, nil)
 		defer c.Stop()
-		_, err := persist.StartWithCache(ctx, c, p)
-		fmt.Printf("started: %v; consumer at revision %d\n", err != nil, c.Revision())
+		if _, err := p.Restore(ctx, c); err != nil { // apply the cache first
+			fmt.Println("no usable cache:", err)
+		}
+		err := c.Start(ctx) // then subscribe and refresh
+		fmt.Printf("start failed: %v; consumer at revision %d\n", err != nil, c.Revision())
 	}
 
 	run(statesync.ProviderFunc(func(context.Context, string) (statesync.Snapshot, error) {
@@ -41,20 +44,50 @@ func Example() {
 	}))
 	// Output:
 	// applied revision 7: {"theme":"dark"}
-	// started: false; consumer at revision 7
+	// start failed: false; consumer at revision 7
 	// applied revision 7: {"theme":"dark"}
-	// started: true; consumer at revision 7
+	// start failed: true; consumer at revision 7
+}
+
+// Restore offers the cached snapshot to a consumer before it starts: the
+// consumer adopts the cached revision, so the source's snapshot is applied
+// only if it is newer.
+func ExamplePersister_Restore() {
+	ctx := context.Background()
+	store := persist.NewMemoryStorage(&persist.MemoryOptions{
+		Initial: &statesync.Snapshot{Revision: 4, Data: json.RawMessage(`"cached"`)},
+	})
+	show := statesync.ApplierFunc(func(_ context.Context, s statesync.Snapshot) error {
+		fmt.Printf("applied %d: %s\n", s.Revision, s.Data)
+		return nil
+	})
+	p, _ := persist.New(store, show, nil)
+	defer p.Close()
+	source := statesync.ProviderFunc(func(context.Context, string) (statesync.Snapshot, error) {
+		return statesync.Snapshot{Revision: 5, Data: json.RawMessage(`"fresh"`)}, nil
+	})
+	c, _ := statesync.NewConsumer("settings", memsync.New(nil), source, p, nil)
+	defer c.Stop()
+
+	info, err := p.Restore(ctx, c)
+	fmt.Println("restored:", info.Applied, err)
+	fmt.Println("start:", c.Start(ctx))
+	// Output:
+	// applied 4: "cached"
+	// restored: true <nil>
+	// applied 5: "fresh"
+	// start: <nil>
 }
 
 // Records of an older schema are migrated on load, checked, and written
 // back with the current version.
-func ExampleMigrationBuilder() {
-	migs, err := (&persist.MigrationBuilder{}).
-		AddMigration(1, persist.MapStep(func(m map[string]any) (map[string]any, error) {
+func ExampleNewMigrations() {
+	migs, err := persist.NewMigrations(2, map[int]persist.MigrationStep{
+		1: persist.TypedStep(func(m map[string]any) (map[string]any, error) {
 			m["lang"] = "en" // v2 added a language
 			return m, nil
-		})).
-		Build(2)
+		}),
+	}, nil)
 	if err != nil {
 		panic(err)
 	}

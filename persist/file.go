@@ -54,14 +54,13 @@ var (
 	_ Storage          = (*FileStorage)(nil)
 	_ Clearer          = (*FileStorage)(nil)
 	_ ConditionalSaver = (*FileStorage)(nil)
-	_ UsageReporter    = (*FileStorage)(nil)
 )
 
 // NewFileStorage returns the storage of key in dir, creating dir if
 // needed. It returns an error wrapping [ErrInvalidKey] for an empty key.
 // Temporary files left by a crash more than an hour ago are removed.
 func NewFileStorage(dir, key string, opts *FileOptions) (*FileStorage, error) {
-	name, err := FileName(key)
+	name, err := fileName(key)
 	if err != nil {
 		return nil, err
 	}
@@ -85,13 +84,7 @@ func NewFileStorage(dir, key string, opts *FileOptions) (*FileStorage, error) {
 // Path returns the record file's path.
 func (f *FileStorage) Path() string { return filepath.Join(f.dir, f.name) }
 
-// Key returns the storage's key.
-func (f *FileStorage) Key() string { return f.key }
-
-// Dir returns the storage's directory.
-func (f *FileStorage) Dir() string { return f.dir }
-
-// FileName returns the name of the record file of key: the key with every
+// fileName returns the name of the record file of key: the key with every
 // byte outside a–z, 0–9, '-' and '_' written as %XX (upper-case hex), and
 // ".rec" appended. Such names are the same on every file system, distinct
 // for distinct keys even where names are case-insensitive, never hidden,
@@ -100,7 +93,7 @@ func (f *FileStorage) Dir() string { return f.dir }
 // the hex SHA-256 of the key. Windows device names (con, nul, com1…)
 // have their first letter escaped. An empty key is an error wrapping
 // [ErrInvalidKey].
-func FileName(key string) (string, error) {
+func fileName(key string) (string, error) {
 	if key == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidKey)
 	}
@@ -216,7 +209,7 @@ func (f *FileStorage) write(b []byte) (err error) {
 
 // Load reads and decodes the record file. A missing file is ok=false; a
 // file that does not decode is an error wrapping [ErrCorruptData] (or
-// [ErrUnsupportedFormat]) naming the key and path (B-STORE-24).
+// [ErrUnsupportedFormat]) naming the key and path.
 func (f *FileStorage) Load(ctx context.Context) (Record, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, false, err
@@ -249,23 +242,6 @@ func (f *FileStorage) Clear(ctx context.Context) error {
 	return nil
 }
 
-// Usage reports the record file's size against MaxSizeBytes.
-func (f *FileStorage) Usage(ctx context.Context) (Usage, error) {
-	if err := ctx.Err(); err != nil {
-		return Usage{}, err
-	}
-	st, err := os.Stat(f.Path())
-	if errors.Is(err, fs.ErrNotExist) {
-		return usage(0, int64(f.opts.MaxSizeBytes)), nil
-	}
-	if err != nil {
-		return Usage{}, fmt.Errorf("persist: %w", err)
-	}
-	return usage(st.Size(), int64(f.opts.MaxSizeBytes)), nil
-}
-
-// removeStaleTemps removes this key's temporary files older than age:
-// those of saves cut short by a crash.
 func (f *FileStorage) removeStaleTemps(age time.Duration) {
 	matches, _ := filepath.Glob(filepath.Join(f.dir, "."+f.name+".tmp-*"))
 	for _, m := range matches {

@@ -10,20 +10,16 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// DefaultLegacyVersion is the default of [LoadOptions.LegacyVersion].
-const DefaultLegacyVersion = 1
-
 // LoadOptions configures [Load]. The zero value (or nil) gives the
-// defaults of B-DEF-07: TTLs are honoured, hashes are checked when present
+// defaults: TTLs are honoured, hashes are checked when present
 // but not required, no migration, no validator.
 type LoadOptions struct {
 	// OnError is called once for each error the load reports, with the
 	// operation (OpLoad, OpMigrate, or OpSave for a failed write-back),
-	// with no lock held. A panic in it is recovered (B-PLOAD-08).
+	// with no lock held. A panic in it is recovered.
 	OnError func(*Error)
 	// Migrations, if set, migrate stored data of an older schema version
-	// to Migrations.Current(), and its validator runs on every load
-	// (B-PLOAD-06, B-PLOAD-09).
+	// to Migrations.Current(), and its validator runs on every load.
 	Migrations *Migrations
 	// SchemaVersion is the schema version the program expects. 0 means
 	// Migrations.Current() if Migrations is set; otherwise 0 means
@@ -31,36 +27,31 @@ type LoadOptions struct {
 	// older one needs Migrations (else ErrMissingMigration), a newer one
 	// is ErrFutureVersion.
 	SchemaVersion int
-	// LegacyVersion is the schema version assumed for a record without
-	// metadata; 0 means [DefaultLegacyVersion] (B-PLOAD-11).
-	LegacyVersion int
 	// Validator, if set, is called with the (migrated) data; an error
-	// rejects the record with [ErrValidation] (B-PLOAD-10).
+	// rejects the record with [ErrValidation].
 	Validator func(data json.RawMessage) error
-	// IgnoreTTL skips the TTL check (B-PMETA-06).
+	// IgnoreTTL skips the TTL check.
 	IgnoreTTL bool
 	// MaxAge, if positive, is a loader-side age limit: a record older than
 	// MaxAge, or of unknown age (no saved time), is expired whatever TTL it
-	// was saved with (B-STORE-29). IgnoreTTL skips it too.
+	// was saved with. IgnoreTTL skips it too.
 	MaxAge time.Duration
 	// VerifyHash requires a hash: a record saved without one is rejected
-	// with [ErrIntegrity] (B-PMETA-09). A hash that is present is checked
+	// with [ErrIntegrity]. A hash that is present is checked
 	// in any case.
 	VerifyHash bool
 	// Compressors are the compressors a load may need beyond the built-in
 	// ones (none, gzip, base64), e.g. zstd.New().
 	Compressors []Compressor
 	// NoWriteBack turns off saving migrated data back with the current
-	// schema version (B-PLOAD-11).
+	// schema version.
 	NoWriteBack bool
 	// Topic, if set, rejects records saved for another topic with
 	// [ErrForeign].
 	Topic string
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
-// LoadInfo says what [Load] found and did (B-PLOAD-12).
+// LoadInfo says what [Load] found and did.
 type LoadInfo struct {
 	// Found reports whether a record was stored.
 	Found bool
@@ -71,27 +62,22 @@ type LoadInfo struct {
 	Meta Metadata
 	// Age is the record's age at load; 0 if unknown.
 	Age time.Duration
-	// Migrated reports whether migration steps ran, from FromVersion to
-	// ToVersion.
-	Migrated               bool
+	// FromVersion is the stored data's schema version and ToVersion the
+	// version it was migrated to; they differ if migration steps ran.
 	FromVersion, ToVersion int
 	// WrittenBack reports whether the migrated record was saved back.
 	WrittenBack bool
-	// Duration is how long the load took.
-	Duration time.Duration
 }
 
 // loadHooks let a Persister observe a load.
 type loadHooks struct {
-	expired     func(s statesync.Snapshot, age time.Duration)
-	migrated    func(MigrationResult)
 	beforeApply func(s statesync.Snapshot, m Metadata)
 }
 
-// Load reads the record of s, checks it and applies its snapshot to app
-// (B-PLOAD-01). The checks run in this order, and the first that fails
+// Load reads the record of s, checks it and applies its snapshot to app.
+// The checks run in this order, and the first that fails
 // stops the load, is reported once to OnError and returned as an *[Error]
-// without anything applied (B-PLOAD-02, B-PLOAD-03):
+// without anything applied:
 //
 //  1. read (a storage error);
 //  2. absent: Load returns ok=false (info.Found false) and no error;
@@ -106,7 +92,7 @@ type loadHooks struct {
 //  8. the applier (any error it returns).
 //
 // Then, if migration steps ran, the migrated record is saved back with the
-// current schema version, its original saved time and TTL (B-PLOAD-11); a
+// current schema version, its original saved time and TTL; a
 // failed write-back is reported (OpSave) but does not fail the load.
 //
 // If app is nil, Load does everything but apply. The returned snapshot
@@ -119,12 +105,7 @@ func Load(ctx context.Context, s Storage, app statesync.Applier, opts *LoadOptio
 	return load(ctx, s, app, &o, nil)
 }
 
-func (o *LoadOptions) now() time.Time {
-	if o.Now != nil {
-		return o.Now()
-	}
-	return time.Now()
-}
+func (o *LoadOptions) now() time.Time { return time.Now() }
 
 // schema returns the expected schema version (0: any).
 func (o *LoadOptions) schema() (int, error) {
@@ -138,10 +119,9 @@ func (o *LoadOptions) schema() (int, error) {
 }
 
 func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions, h *loadHooks) (snap statesync.Snapshot, info LoadInfo, err error) {
-	start := o.now()
-	defer func() { info.Duration = max(0, o.now().Sub(start)) }()
 	var meta *Metadata
 	var snapp *statesync.Snapshot
+	var migrated bool
 	fail := func(op Op, cause error) error {
 		e := &Error{Op: op, Err: cause, Snapshot: snapp, Meta: meta}
 		callOnError(o.OnError, e)
@@ -188,9 +168,6 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 			cause = fmt.Errorf("%w: age: %dms, max age: %dms", ErrExpired, info.Age.Milliseconds(), o.MaxAge.Milliseconds())
 		}
 		if cause != nil {
-			if h != nil && h.expired != nil {
-				h.expired(statesync.Snapshot{Revision: m.Revision, Epoch: m.Epoch}, info.Age)
-			}
 			return statesync.Snapshot{}, info, fail(OpLoad, cause)
 		}
 	}
@@ -233,24 +210,18 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 	// 6: schema version and migration.
 	from := m.SchemaVersion
 	if legacy {
-		from = o.LegacyVersion
-		if from == 0 {
-			from = DefaultLegacyVersion
-		}
+		from = 1 // a record without metadata is of version 1
 	}
 	info.FromVersion, info.ToVersion = from, from
 	if o.Migrations != nil {
-		res, err := o.Migrations.Migrate(snap.Data, from)
+		res, err := o.Migrations.migrate(snap.Data, from)
 		if err != nil {
 			return statesync.Snapshot{}, info, fail(OpMigrate, err)
 		}
 		info.ToVersion = res.ToVersion
-		if res.Steps > 0 {
-			info.Migrated = true
+		migrated = res.Steps > 0
+		if migrated {
 			snap.Data = res.Data
-			if h != nil && h.migrated != nil {
-				h.migrated(res)
-			}
 		}
 	} else if current > 0 && from != current {
 		if from > current {
@@ -278,13 +249,13 @@ func load(ctx context.Context, s Storage, app statesync.Applier, o *LoadOptions,
 	}
 
 	// 9: write back migrated data.
-	if info.Migrated && !o.NoWriteBack {
+	if migrated && !o.NoWriteBack {
 		ver := current
 		if ver == 0 {
 			ver = info.ToVersion
 		}
 		var comp Compressor
-		if m.Compressed() {
+		if compressed(m) {
 			comp = c
 		}
 		savedAt := m.SavedAt

@@ -13,6 +13,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/persist"
+	"github.com/statesync-go/statesync/persist/persisttest"
 )
 
 // recorder is an Applier that records what it applies.
@@ -99,10 +100,10 @@ func TestLoadBasics(t *testing.T) {
 		t.Errorf("Load() of nothing = %+v, %v, %d applies; want not found, no error, no apply", info, err, len(app.snapshots()))
 	}
 
-	failing := persist.NewMemoryStorage(&persist.MemoryOptions{FailOnLoad: true})
+	failing := persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnLoad: true})
 	_, _, err = persist.Load(ctx, failing, app, &persist.LoadOptions{OnError: log.add})
 	var pe *persist.Error
-	if !errors.As(err, &pe) || pe.Op != persist.OpLoad || !errors.Is(err, persist.ErrSimulated) {
+	if !errors.As(err, &pe) || pe.Op != persist.OpLoad || !errors.Is(err, persisttest.ErrSimulated) {
 		t.Errorf("Load() of a failing storage = %v; want a load *Error wrapping ErrSimulated", err)
 	}
 	if errs := log.all(); len(errs) != 1 || errs[0].Op != persist.OpLoad {
@@ -173,14 +174,14 @@ func TestLoadLegacyRecordUnknownAge(t *testing.T) {
 func TestLoadHash(t *testing.T) {
 	ctx := context.Background()
 	snap := statesync.Snapshot{Revision: 2, Data: []byte(`{"k":"v"}`)}
-	unhashed := record(t, snap, &persist.RecordOptions{Compressor: persist.Gzip{}})
+	unhashed := record(t, snap, &persist.RecordOptions{Compressor: persist.Gzip(0)})
 	if unhashed.Meta.Hash != "" {
 		t.Fatalf("NewRecord without Hash has hash %q; want none (B-PMETA-10)", unhashed.Meta.Hash)
 	}
 	if _, _, err := persist.Load(ctx, stored(t, unhashed), &recorder{}, &persist.LoadOptions{VerifyHash: true}); !errors.Is(err, persist.ErrIntegrity) || !strings.Contains(err.Error(), "hash missing") {
 		t.Errorf("Load(VerifyHash) without a stored hash = %v; want ErrIntegrity: hash missing", err)
 	}
-	hashed := record(t, snap, &persist.RecordOptions{Compressor: persist.Gzip{}, Hash: true})
+	hashed := record(t, snap, &persist.RecordOptions{Compressor: persist.Gzip(0), Hash: true})
 	if hashed.Meta.Hash != persist.Hash(hashed.Payload) || len(hashed.Meta.Hash) != 64 {
 		t.Errorf("Meta.Hash = %q; want the hex SHA-256 of the stored (compressed) payload", hashed.Meta.Hash)
 	}
@@ -203,15 +204,16 @@ func TestLoadHash(t *testing.T) {
 func TestLoadDecompresses(t *testing.T) {
 	ctx := context.Background()
 	data := `{"list":"` + strings.Repeat("abc", 1000) + `"}`
-	r := record(t, statesync.Snapshot{Revision: 3, Data: []byte(data)}, &persist.RecordOptions{Compressor: persist.Gzip{}})
-	if !r.Meta.Compressed() || r.Meta.Algorithm != "gzip" || len(r.Payload) >= r.Meta.SizeBytes {
+	r := record(t, statesync.Snapshot{Revision: 3, Data: []byte(data)}, &persist.RecordOptions{Compressor: persist.Gzip(0)})
+	if r.Meta.Algorithm != "gzip" || len(r.Payload) >= r.Meta.SizeBytes {
 		t.Fatalf("NewRecord(gzip) = %+v with %d payload bytes; want a smaller gzip payload", r.Meta, len(r.Payload))
 	}
 	snap, _, err := persist.Load(ctx, stored(t, r), &recorder{}, nil)
 	if err != nil || string(snap.Data) != data {
 		t.Errorf("Load() of a gzip record = %.40s, %v; want the data", snap.Data, err)
 	}
-	odd := persist.CompressorFuncs{Name: "rot", CompressFunc: func(b []byte) ([]byte, error) { return b, nil }, DecompressFunc: func(b []byte) ([]byte, error) { return b, nil }}
+	same := func(b []byte) ([]byte, error) { return b, nil }
+	odd := funcCompressor{name: "rot", compress: same, decompress: same}
 	r = record(t, statesync.Snapshot{Revision: 3, Data: []byte(data)}, &persist.RecordOptions{Compressor: odd})
 	if _, _, err := persist.Load(ctx, stored(t, r), &recorder{}, nil); !errors.Is(err, persist.ErrUnknownAlgorithm) {
 		t.Errorf("Load() of a record of an unknown algorithm = %v; want ErrUnknownAlgorithm", err)
@@ -244,9 +246,9 @@ func TestLoadRejectsMismatchAndForeign(t *testing.T) {
 // check reports the TTL; without TTL, the hash; and so on.
 func TestLoadOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		migs, err := (&persist.MigrationBuilder{}).AddMigration(1, func(json.RawMessage) (json.RawMessage, error) {
+		migs, err := persist.NewMigrations(2, map[int]persist.MigrationStep{1: func(json.RawMessage) (json.RawMessage, error) {
 			return nil, errors.New("step fails")
-		}).Build(2)
+		}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +297,7 @@ func TestLoadMigratesAndWritesBack(t *testing.T) {
 		ctx := context.Background()
 		savedAt := time.Now()
 		s := stored(t, record(t, statesync.Snapshot{Revision: 12, Data: []byte(`{"count":42}`)},
-			&persist.RecordOptions{SchemaVersion: 1, Compressor: persist.Gzip{}, Hash: true, TTL: time.Hour}))
+			&persist.RecordOptions{SchemaVersion: 1, Compressor: persist.Gzip(0), Hash: true, TTL: time.Hour}))
 		time.Sleep(time.Minute)
 		migs := v3Migrations(t)
 		app := &recorder{}
@@ -304,15 +306,15 @@ func TestLoadMigratesAndWritesBack(t *testing.T) {
 		if err != nil || string(snap.Data) != want || snap.Revision != 12 {
 			t.Fatalf("Load() = %s at %d, %v; want %s at revision 12", snap.Data, snap.Revision, err, want)
 		}
-		if !info.Migrated || info.FromVersion != 1 || info.ToVersion != 3 || !info.WrittenBack || info.Age != time.Minute {
+		if info.FromVersion != 1 || info.ToVersion != 3 || !info.WrittenBack || info.Age != time.Minute {
 			t.Errorf("LoadInfo = %+v; want migrated 1→3, written back, age 1m", info)
 		}
-		back, _ := s.Raw()
+		back, _ := rawOf(s)
 		if back.Meta.SchemaVersion != 3 || !back.Meta.SavedAt.Equal(savedAt) || back.Meta.TTL != time.Hour || back.Meta.Algorithm != "gzip" || back.Meta.Hash == "" {
 			t.Errorf("written-back record = %+v; want schema 3 with the original saved time, TTL, gzip and a hash", back.Meta)
 		}
 		again, info, err := persist.Load(ctx, s, &recorder{}, &persist.LoadOptions{Migrations: migs})
-		if err != nil || info.Migrated || string(again.Data) != want {
+		if err != nil || info.FromVersion != info.ToVersion || string(again.Data) != want {
 			t.Errorf("second Load() = %s, %+v, %v; want the migrated data without migrating again", again.Data, info, err)
 		}
 
@@ -321,7 +323,7 @@ func TestLoadMigratesAndWritesBack(t *testing.T) {
 		if _, info, err := persist.Load(ctx, s, &recorder{}, &persist.LoadOptions{Migrations: migs, NoWriteBack: true}); err != nil || info.WrittenBack {
 			t.Errorf("Load(NoWriteBack) = %+v, %v; want no write-back", info, err)
 		}
-		if r, _ := s.Raw(); r.Meta.SchemaVersion != 1 {
+		if r, _ := rawOf(s); r.Meta.SchemaVersion != 1 {
 			t.Errorf("stored schema after Load(NoWriteBack) = %d; want 1", r.Meta.SchemaVersion)
 		}
 	})
@@ -355,12 +357,12 @@ func TestLoadSchemaVersionMismatch(t *testing.T) {
 
 // B-PLOAD-09: the migrations' validator runs even when no step is needed.
 func TestLoadRunsMigrationValidatorAtCurrentVersion(t *testing.T) {
-	migs, _ := (&persist.MigrationBuilder{}).WithValidator(func(d json.RawMessage) error {
+	migs, _ := persist.NewMigrations(1, nil, func(d json.RawMessage) error {
 		if !strings.Contains(string(d), "ok") {
 			return errors.New("not ok")
 		}
 		return nil
-	}).Build(1)
+	})
 	s := stored(t, record(t, statesync.Snapshot{Revision: 1, Data: []byte(`"bad"`)}, nil))
 	if _, _, err := persist.Load(context.Background(), s, &recorder{}, &persist.LoadOptions{Migrations: migs}); !errors.Is(err, persist.ErrValidation) {
 		t.Errorf("Load() of current-version data failing the migrations' validator = %v; want ErrValidation", err)
@@ -388,4 +390,13 @@ func TestLoadApplierErrors(t *testing.T) {
 	if _, _, err := persist.Load(ctx, s, slow, nil); err != nil || !done {
 		t.Errorf("Load() returned (%v) before the applier finished", err)
 	}
+}
+
+// rawOf returns the record stored in s.
+func rawOf(s persist.Storage) (persist.Record, bool) {
+	r, ok, err := s.Load(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	return r, ok
 }

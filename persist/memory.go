@@ -9,52 +9,37 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// DefaultErrorMessage is the default of [MemoryOptions.ErrorMessage]
-// (B-STORE-06).
-const DefaultErrorMessage = "Simulated storage error"
-
 // MemoryOptions configures a [MemoryStorage]. The zero value (or nil)
-// gives the defaults of B-STORE-06: no latency, no failures, no quota.
+// gives an empty storage without quota.
 type MemoryOptions struct {
-	// Latency delays every operation but Clear; the wait ends early if the
-	// operation's ctx ends (B-STORE-08).
-	Latency time.Duration
-	// FailOnSave and FailOnLoad make Save (and SaveIfNewer) or Load fail
-	// with an error matching [ErrSimulated] (B-STORE-09).
-	FailOnSave, FailOnLoad bool
-	// ErrorMessage is the text of the simulated errors; "" means
-	// [DefaultErrorMessage].
-	ErrorMessage string
 	// MaxSizeBytes, if positive, makes a save whose Meta.SizeBytes is
-	// larger fail with [ErrQuotaExceeded] (B-STORE-10).
+	// larger fail with [ErrQuotaExceeded].
 	MaxSizeBytes int
 	// Initial, if set, is the snapshot Load returns before any save, as a
 	// record with schema version 1, no compression, SizeBytes the length of
-	// its JSON and SavedAt the time of the constructor (B-STORE-07).
+	// its JSON and SavedAt the time of the constructor.
 	Initial *statesync.Snapshot
 }
 
-// A MemoryStorage keeps a record in memory, as a copy (B-STORE-18). It is
-// the test double of this package: it can be slowed down, made to fail and
-// given a quota, and it records the history of successful saves. It is
+// A MemoryStorage keeps a record in memory, as a copy. It is
+// the test double of this package: it can be given a quota, and it records
+// the history of successful saves (package persisttest's Faulty adds
+// latency and failures). It is
 // safe for concurrent use.
 type MemoryStorage struct {
 	opts    MemoryOptions
 	initial *Record // from opts.Initial; never mutated
 
-	mu       sync.Mutex // protects the fields below
-	rec      Record
-	ok       bool
-	history  []Record
-	failSave bool
-	failLoad bool
+	mu      sync.Mutex // protects the fields below
+	rec     Record
+	ok      bool
+	history []Record
 }
 
 var (
 	_ Storage          = (*MemoryStorage)(nil)
 	_ Clearer          = (*MemoryStorage)(nil)
 	_ ConditionalSaver = (*MemoryStorage)(nil)
-	_ UsageReporter    = (*MemoryStorage)(nil)
 )
 
 // NewMemoryStorage returns an empty MemoryStorage (or one holding
@@ -63,9 +48,6 @@ func NewMemoryStorage(opts *MemoryOptions) *MemoryStorage {
 	m := &MemoryStorage{}
 	if opts != nil {
 		m.opts = *opts
-	}
-	if m.opts.ErrorMessage == "" {
-		m.opts.ErrorMessage = DefaultErrorMessage
 	}
 	if s := m.opts.Initial; s != nil {
 		js := s.AppendJSON(nil)
@@ -82,13 +64,7 @@ func (m *MemoryStorage) resetLocked() {
 		m.rec, m.ok = m.initial.clone(), true
 	}
 	m.history = nil
-	m.failSave, m.failLoad = m.opts.FailOnSave, m.opts.FailOnLoad
 }
-
-type simulatedError struct{ msg string }
-
-func (e *simulatedError) Error() string        { return e.msg }
-func (e *simulatedError) Is(target error) bool { return target == ErrSimulated }
 
 // Save stores a copy of r.
 func (m *MemoryStorage) Save(ctx context.Context, r Record) error {
@@ -102,15 +78,12 @@ func (m *MemoryStorage) SaveIfNewer(ctx context.Context, r Record) (bool, error)
 }
 
 func (m *MemoryStorage) save(ctx context.Context, r Record, ifNewer bool) (bool, error) {
-	if err := sleepCtx(ctx, m.opts.Latency); err != nil {
+	if err := ctx.Err(); err != nil {
 		return false, err
 	}
 	r = r.clone()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failSave {
-		return false, &simulatedError{m.opts.ErrorMessage}
-	}
 	if max := m.opts.MaxSizeBytes; max > 0 && r.Meta.SizeBytes > max {
 		return false, fmt.Errorf("%w: memory storage: size %d bytes, max %d bytes", ErrQuotaExceeded, r.Meta.SizeBytes, max)
 	}
@@ -124,22 +97,18 @@ func (m *MemoryStorage) save(ctx context.Context, r Record, ifNewer bool) (bool,
 
 // Load returns a copy of the stored record.
 func (m *MemoryStorage) Load(ctx context.Context) (Record, bool, error) {
-	if err := sleepCtx(ctx, m.opts.Latency); err != nil {
+	if err := ctx.Err(); err != nil {
 		return Record{}, false, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failLoad {
-		return Record{}, false, &simulatedError{m.opts.ErrorMessage}
-	}
 	if !m.ok {
 		return Record{}, false, nil
 	}
 	return m.rec.clone(), true, nil
 }
 
-// Clear removes the record. It ignores the failure modes and the latency
-// (B-STORE-17).
+// Clear removes the record.
 func (m *MemoryStorage) Clear(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -150,22 +119,8 @@ func (m *MemoryStorage) Clear(ctx context.Context) error {
 	return nil
 }
 
-// Usage reports the stored payload's length against MaxSizeBytes.
-func (m *MemoryStorage) Usage(ctx context.Context) (Usage, error) {
-	if err := ctx.Err(); err != nil {
-		return Usage{}, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var used int64
-	if m.ok {
-		used = int64(len(m.rec.Payload))
-	}
-	return usage(used, int64(m.opts.MaxSizeBytes)), nil
-}
-
 // SavedRecords returns copies of the records of the successful saves, in
-// order (B-STORE-11).
+// order.
 func (m *MemoryStorage) SavedRecords() []Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -174,69 +129,4 @@ func (m *MemoryStorage) SavedRecords() []Record {
 		out[i] = r.clone()
 	}
 	return out
-}
-
-// Raw returns a copy of the stored record, without latency or failure
-// (B-STORE-12).
-func (m *MemoryStorage) Raw() (Record, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.rec.clone(), m.ok
-}
-
-// Reset restores the state of the constructor: the initial snapshot, an
-// empty history and the configured failure modes (B-STORE-13).
-func (m *MemoryStorage) Reset() {
-	m.mu.Lock()
-	m.resetLocked()
-	m.mu.Unlock()
-}
-
-// SetFailMode switches the simulated failures of saves and loads
-// (B-STORE-14).
-func (m *MemoryStorage) SetFailMode(save, load bool) {
-	m.mu.Lock()
-	m.failSave, m.failLoad = save, load
-	m.mu.Unlock()
-}
-
-// SharedMemory hands out MemoryStorages by key: the same key gives the
-// same storage, different keys are isolated (B-STORE-19). It is safe for
-// concurrent use.
-type SharedMemory struct {
-	opts MemoryOptions
-	mu   sync.Mutex // protects m
-	m    map[string]*MemoryStorage
-}
-
-// NewSharedMemory returns a SharedMemory whose storages are made with
-// opts.
-func NewSharedMemory(opts *MemoryOptions) *SharedMemory {
-	s := &SharedMemory{m: map[string]*MemoryStorage{}}
-	if opts != nil {
-		s.opts = *opts
-	}
-	return s
-}
-
-// Storage returns the storage of key.
-func (s *SharedMemory) Storage(key string) *MemoryStorage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.m[key]
-	if !ok {
-		o := s.opts
-		m = NewMemoryStorage(&o)
-		s.m[key] = m
-	}
-	return m
-}
-
-// ClearAll clears every key.
-func (s *SharedMemory) ClearAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range s.m {
-		_ = m.Clear(context.Background())
-	}
 }

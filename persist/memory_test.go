@@ -23,7 +23,7 @@ func TestMemoryStorageInitial(t *testing.T) {
 			t.Fatalf("Load() = %q, %v, %v; want %s", r.Payload, ok, err, wantJSON)
 		}
 		m := r.Meta
-		if m.SchemaVersion != 1 || m.Compressed() || m.SizeBytes != len(wantJSON) || !m.SavedAt.Equal(time.Now().Truncate(time.Millisecond)) {
+		if m.SchemaVersion != 1 || m.Algorithm != "" || m.SizeBytes != len(wantJSON) || !m.SavedAt.Equal(time.Now().Truncate(time.Millisecond)) {
 			t.Errorf("Load().Meta = %+v; want schema 1, uncompressed, %d bytes, saved now", m, len(wantJSON))
 		}
 		empty := persist.NewMemoryStorage(nil)
@@ -36,7 +36,7 @@ func TestMemoryStorageInitial(t *testing.T) {
 // B-STORE-08: latency delays operations and honours ctx.
 func TestMemoryStorageLatency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 50 * time.Millisecond})
+		s := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 50 * time.Millisecond})
 		start := time.Now()
 		if err := s.Save(context.Background(), persisttest.Record(1, "", `1`)); err != nil {
 			t.Fatal(err)
@@ -55,22 +55,22 @@ func TestMemoryStorageLatency(t *testing.T) {
 // B-STORE-09, B-STORE-14, B-STORE-17: failure modes.
 func TestMemoryStorageFailModes(t *testing.T) {
 	ctx := context.Background()
-	s := persist.NewMemoryStorage(&persist.MemoryOptions{FailOnSave: true})
+	s := persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnSave: true})
 	err := s.Save(ctx, persisttest.Record(1, "", `"x"`))
-	if !errors.Is(err, persist.ErrSimulated) || err.Error() != persist.DefaultErrorMessage {
-		t.Errorf("Save() with FailOnSave = %v; want %q matching ErrSimulated", err, persist.DefaultErrorMessage)
+	if !errors.Is(err, persisttest.ErrSimulated) || err.Error() != persisttest.DefaultErrorMessage {
+		t.Errorf("Save() with FailOnSave = %v; want %q matching ErrSimulated", err, persisttest.DefaultErrorMessage)
 	}
-	s = persist.NewMemoryStorage(&persist.MemoryOptions{FailOnLoad: true, ErrorMessage: "disk on fire"})
+	s = persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnLoad: true, ErrorMessage: "disk on fire"})
 	if _, _, err := s.Load(ctx); err == nil || err.Error() != "disk on fire" {
 		t.Errorf("Load() with FailOnLoad = %v; want %q", err, "disk on fire")
 	}
 
-	s = persist.NewMemoryStorage(nil)
+	s = persisttest.NewFaulty(nil, nil)
 	if err := s.Save(ctx, persisttest.Record(1, "", `"success"`)); err != nil {
 		t.Fatal(err)
 	}
 	s.SetFailMode(true, false)
-	if err := s.Save(ctx, persisttest.Record(2, "", `"lost"`)); !errors.Is(err, persist.ErrSimulated) {
+	if err := s.Save(ctx, persisttest.Record(2, "", `"lost"`)); !errors.Is(err, persisttest.ErrSimulated) {
 		t.Errorf("Save() after SetFailMode(true, false) = %v; want ErrSimulated", err)
 	}
 	if r, _, _ := s.Load(ctx); r.Meta.Revision != 1 {
@@ -89,20 +89,12 @@ func TestMemoryStorageFailModes(t *testing.T) {
 	}
 }
 
-// B-STORE-10, B-STORE-16: quota and usage.
+// B-STORE-10: quota.
 func TestMemoryStorageQuota(t *testing.T) {
 	ctx := context.Background()
 	s := persist.NewMemoryStorage(&persist.MemoryOptions{MaxSizeBytes: 1000})
-	u, _ := s.Usage(ctx)
-	if u != (persist.Usage{Used: 0, Quota: 1000}) {
-		t.Errorf("Usage() empty = %+v; want {0 1000 0}", u)
-	}
 	if err := s.Save(ctx, persisttest.Record(1, "", `"`+strings.Repeat("x", 200)+`"`)); err != nil {
 		t.Fatal(err)
-	}
-	u, _ = s.Usage(ctx)
-	if u.Used <= 0 || u.Percentage != int((u.Used*100+500)/1000) {
-		t.Errorf("Usage() after a save = %+v; want Used > 0 and Percentage round(Used/10)", u)
 	}
 	err := s.Save(ctx, persisttest.Record(2, "", `"`+strings.Repeat("x", 2000)+`"`))
 	if !errors.Is(err, persist.ErrQuotaExceeded) || !strings.Contains(strings.ToLower(err.Error()), "quota exceeded") {
@@ -110,10 +102,10 @@ func TestMemoryStorageQuota(t *testing.T) {
 	}
 }
 
-// B-STORE-11, B-STORE-12, B-STORE-13: history, raw data, reset.
-func TestMemoryStorageHistoryAndReset(t *testing.T) {
+// B-STORE-11, B-STORE-12: history, and the stored record.
+func TestMemoryStorageHistory(t *testing.T) {
 	ctx := context.Background()
-	s := persist.NewMemoryStorage(&persist.MemoryOptions{FailOnLoad: true})
+	s := persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnLoad: true})
 	s.Save(ctx, persisttest.Record(1, "", `"first"`))
 	s.SetFailMode(true, false)
 	s.Save(ctx, persisttest.Record(9, "", `"failed"`))
@@ -127,23 +119,16 @@ func TestMemoryStorageHistoryAndReset(t *testing.T) {
 	if s.SavedRecords()[0].Payload[0] == 'X' {
 		t.Errorf("SavedRecords() returned the stored history, not a copy")
 	}
-	raw, ok := s.Raw()
+	raw, ok := rawOf(s)
 	if !ok || raw.Meta.SchemaVersion != 1 || raw.Meta.SavedAt.IsZero() {
-		t.Errorf("Raw() = %+v, %v; want the record with schema 1 and a saved time", raw.Meta, ok)
-	}
-	s.Reset()
-	if n := len(s.SavedRecords()); n != 0 {
-		t.Errorf("SavedRecords() after Reset = %d records; want 0", n)
-	}
-	if _, _, err := s.Load(ctx); !errors.Is(err, persist.ErrSimulated) {
-		t.Errorf("Load() after Reset = %v; want the constructor's FailOnLoad restored", err)
+		t.Errorf("stored record = %+v, %v; want the record with schema 1 and a saved time", raw.Meta, ok)
 	}
 }
 
 // B-STORE-19: shared memory storages by key, and ClearAll.
 func TestSharedMemory(t *testing.T) {
 	ctx := context.Background()
-	sm := persist.NewSharedMemory(nil)
+	sm := persisttest.NewSharedMemory(nil)
 	sm.Storage("a").Save(ctx, persisttest.Record(1, "", `"a"`))
 	if r, ok, _ := sm.Storage("a").Load(ctx); !ok || string(r.Payload) != `{"revision":"1","data":"a"}` {
 		t.Errorf("Storage(a).Load() = %q, %v; want the record saved through another Storage(a)", r.Payload, ok)

@@ -10,15 +10,10 @@ import (
 
 // A MigrationStep turns data of schema version v into data of version v+1.
 // It works on raw JSON, because old schemas are no longer Go types of the
-// program (B-MIG-15); see [MapStep] and [TypedStep] for typed forms. A
-// panic in a step is recovered into an error (B-MIG-09).
+// program; see [TypedStep] for a typed form (a map[string]any works as
+// both types). A
+// panic in a step is recovered into an error.
 type MigrationStep func(data json.RawMessage) (json.RawMessage, error)
-
-// MapStep makes a MigrationStep of a function on the data decoded as a
-// JSON object.
-func MapStep(fn func(m map[string]any) (map[string]any, error)) MigrationStep {
-	return TypedStep(fn)
-}
 
 // TypedStep makes a MigrationStep of a function from the old schema's Go
 // type to the new one's: the data is decoded into From, and the result
@@ -38,10 +33,10 @@ func TypedStep[From, To any](fn func(From) (To, error)) MigrationStep {
 }
 
 // Migrations is a checked chain of schema migrations up to a current
-// version, with an optional validator of the result (B-MIG-01). Make one
-// with [NewMigrations] or a [MigrationBuilder]; both check the chain, so
-// a Migrations value never has a gap between its lowest step and its
-// current version (B-MIG-15). A Migrations is immutable and safe for
+// version, with an optional validator of the result. Make one with
+// [NewMigrations], which checks the chain, so a Migrations value never has
+// a gap between its lowest step and its
+// current version. A Migrations is immutable and safe for
 // concurrent use.
 type Migrations struct {
 	current  int
@@ -50,8 +45,8 @@ type Migrations struct {
 }
 
 // NewMigrations returns the Migrations with the given current version,
-// steps (keyed by the version they migrate from: step v maps v to v+1,
-// B-MIG-07) and validator, which may be nil (B-MIG-12). It returns an
+// steps (keyed by the version they migrate from: step v maps v to v+1)
+// and validator, which may be nil. It returns an
 // error wrapping [ErrInvalidMigrations] if current < 1, a step is keyed
 // below 1 or at or above current, or a step is missing between the lowest
 // one and current.
@@ -87,15 +82,9 @@ func NewMigrations(current int, steps map[int]MigrationStep, validate func(json.
 // Current returns the current schema version.
 func (m *Migrations) Current() int { return m.current }
 
-// Has reports whether m has a step from version v.
-func (m *Migrations) Has(v int) bool { return m.steps[v] != nil }
-
-// Validates reports whether m has a validator.
-func (m *Migrations) Validates() bool { return m.validate != nil }
-
-// A MigrationResult says what [Migrations.Migrate] did.
-type MigrationResult struct {
-	// Data is the migrated data; nil on failure (B-MIG-10).
+// migrationResult says what migrate did.
+type migrationResult struct {
+	// Data is the migrated data; nil on failure.
 	Data json.RawMessage
 	// FromVersion and ToVersion are the data's version and the current
 	// one.
@@ -104,21 +93,21 @@ type MigrationResult struct {
 	Steps int
 }
 
-// Migrate brings data of schema version from up to the current version:
+// migrate brings data of schema version from up to the current version:
 // it checks first that every step of the path exists (no step runs
 // otherwise), then runs them in order, then runs the validator if there is
-// one, also when no step was needed (B-MIG-04, B-PLOAD-09). It returns an
-// error wrapping [ErrFutureVersion] if from is above the current version
-// (B-MIG-05), [ErrMissingMigration] if a step is missing (B-MIG-06),
-// [ErrMigration] and the step's error if a step fails (B-MIG-09), or
-// [ErrValidation] if the validator rejects the result (B-MIG-08). On
+// one, also when no step was needed. It returns an
+// error wrapping [ErrFutureVersion] if from is above the current version,
+// [ErrMissingMigration] if a step is missing,
+// [ErrMigration] and the step's error if a step fails, or
+// [ErrValidation] if the validator rejects the result. On
 // error, the result holds no data.
-func (m *Migrations) Migrate(data json.RawMessage, from int) (MigrationResult, error) {
-	res := MigrationResult{FromVersion: from, ToVersion: m.current}
+func (m *Migrations) migrate(data json.RawMessage, from int) (migrationResult, error) {
+	res := migrationResult{FromVersion: from, ToVersion: m.current}
 	if from > m.current {
 		return res, fmt.Errorf("%w: cannot migrate from future version %d to %d; the data may be from a newer program", ErrFutureVersion, from, m.current)
 	}
-	path := MigrationPath(from, m.current)
+	path := migrationPath(from, m.current)
 	for _, v := range path {
 		if m.steps[v] == nil {
 			return res, fmt.Errorf("%w: missing migration from version %d to %d (available: %s)", ErrMissingMigration, v, v+1, listVersions(slices.Sorted(maps.Keys(m.steps))))
@@ -170,13 +159,9 @@ func runValidator(fn func(json.RawMessage) error, data json.RawMessage) (err err
 	return fn(data)
 }
 
-// NeedsMigration reports whether data of version from must be migrated to
-// reach current: from < current (B-MIG-13).
-func NeedsMigration(from, current int) bool { return from < current }
-
-// MigrationPath returns the versions whose steps take data from version
-// from to version to: [from, …, to−1], empty if from ≥ to (B-MIG-14).
-func MigrationPath(from, to int) []int {
+// migrationPath returns the versions whose steps take data from version
+// from to version to: [from, …, to−1], empty if from ≥ to.
+func migrationPath(from, to int) []int {
 	if from >= to {
 		return []int{}
 	}
@@ -185,36 +170,6 @@ func MigrationPath(from, to int) []int {
 		p = append(p, v)
 	}
 	return p
-}
-
-// A MigrationBuilder collects steps and a validator for [Migrations]
-// (B-MIG-11). The zero value is ready to use. It is not safe for
-// concurrent use.
-type MigrationBuilder struct {
-	steps    map[int]MigrationStep
-	validate func(json.RawMessage) error
-}
-
-// AddMigration registers the step from version from to from+1, replacing
-// one registered before for the same version, and returns b.
-func (b *MigrationBuilder) AddMigration(from int, step MigrationStep) *MigrationBuilder {
-	if b.steps == nil {
-		b.steps = map[int]MigrationStep{}
-	}
-	b.steps[from] = step
-	return b
-}
-
-// WithValidator sets the validator run after the chain, and returns b.
-func (b *MigrationBuilder) WithValidator(fn func(json.RawMessage) error) *MigrationBuilder {
-	b.validate = fn
-	return b
-}
-
-// Build returns the Migrations up to current, checked as [NewMigrations]
-// checks them.
-func (b *MigrationBuilder) Build(current int) (*Migrations, error) {
-	return NewMigrations(current, b.steps, b.validate)
 }
 
 func listVersions(vs []int) string {

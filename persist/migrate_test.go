@@ -23,15 +23,15 @@ type settingsV2 struct {
 // true (v3): a typed step, then a map step.
 func v3Migrations(t testing.TB) *persist.Migrations {
 	t.Helper()
-	m, err := (&persist.MigrationBuilder{}).
-		AddMigration(1, persist.TypedStep(func(in settingsV1) (settingsV2, error) {
+	m, err := persist.NewMigrations(3, map[int]persist.MigrationStep{
+		1: persist.TypedStep(func(in settingsV1) (settingsV2, error) {
 			return settingsV2{Count: in.Count, Name: "default"}, nil
-		})).
-		AddMigration(2, persist.MapStep(func(m map[string]any) (map[string]any, error) {
+		}),
+		2: persist.TypedStep(func(m map[string]any) (map[string]any, error) {
 			m["enabled"] = true
 			return m, nil
-		})).
-		Build(3)
+		}),
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +69,10 @@ func TestMigrateValidator(t *testing.T) {
 		}
 		return nil
 	}
-	m, err := (&persist.MigrationBuilder{}).AddMigration(1, persist.MapStep(func(m map[string]any) (map[string]any, error) {
+	m, err := persist.NewMigrations(2, map[int]persist.MigrationStep{1: persist.TypedStep(func(m map[string]any) (map[string]any, error) {
 		m["enabled"] = true
 		return m, nil
-	})).WithValidator(valid).Build(2)
+	})}, valid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +83,7 @@ func TestMigrateValidator(t *testing.T) {
 	if !errors.Is(err, persist.ErrValidation) || !strings.Contains(err.Error(), "current version data") || res.Data != nil {
 		t.Errorf("Migrate() of current data failing the validator = %+v, %v; want ErrValidation for current version data", res, err)
 	}
-	strict, _ := (&persist.MigrationBuilder{}).AddMigration(1, func(d json.RawMessage) (json.RawMessage, error) { return d, nil }).
-		WithValidator(valid).Build(2)
+	strict, _ := persist.NewMigrations(2, map[int]persist.MigrationStep{1: func(d json.RawMessage) (json.RawMessage, error) { return d, nil }}, valid)
 	if _, err := strict.Migrate(json.RawMessage(`{}`), 1); !errors.Is(err, persist.ErrValidation) || !strings.Contains(err.Error(), "migrated data failed validation") {
 		t.Errorf("Migrate() whose result fails the validator = %v; want ErrValidation: migrated data failed validation", err)
 	}
@@ -122,7 +121,7 @@ func TestMigrateStepFailure(t *testing.T) {
 		"bad JSON":    func(json.RawMessage) (json.RawMessage, error) { return json.RawMessage(`{`), nil },
 	}
 	for name, bad := range tests {
-		m, err := persist.NewMigrations(3, map[int]persist.MigrationStep{1: persist.MapStep(func(m map[string]any) (map[string]any, error) { return m, nil }), 2: bad}, nil)
+		m, err := persist.NewMigrations(3, map[int]persist.MigrationStep{1: persist.TypedStep(func(m map[string]any) (map[string]any, error) { return m, nil }), 2: bad}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,21 +137,19 @@ func TestMigrateStepFailure(t *testing.T) {
 	}
 }
 
-// B-MIG-11, B-MIG-12, B-MIG-15: the builder chains, the last registration
-// wins, and Build checks the chain.
-func TestMigrationBuilder(t *testing.T) {
-	first := func(json.RawMessage) (json.RawMessage, error) { return json.RawMessage(`"first"`), nil }
-	last := func(json.RawMessage) (json.RawMessage, error) { return json.RawMessage(`"last"`), nil }
-	m, err := (&persist.MigrationBuilder{}).AddMigration(1, first).AddMigration(1, last).WithValidator(func(json.RawMessage) error { return nil }).Build(2)
-	if err != nil || m.Current() != 2 || !m.Has(1) || !m.Validates() {
-		t.Fatalf("Build(2) = %v, %v; want current 2, step 1, a validator", m, err)
+// B-MIG-11, B-MIG-12, B-MIG-15: NewMigrations keeps its steps and
+// validator (which may be nil) and checks the chain.
+func TestNewMigrations(t *testing.T) {
+	step := func(json.RawMessage) (json.RawMessage, error) { return json.RawMessage(`"migrated"`), nil }
+	m, err := persist.NewMigrations(2, map[int]persist.MigrationStep{1: step}, func(json.RawMessage) error { return nil })
+	if err != nil || m.Current() != 2 {
+		t.Fatalf("NewMigrations(2, {1}, validator) = %v, %v; want current 2", m, err)
 	}
-	if res, _ := m.Migrate(json.RawMessage(`{}`), 1); string(res.Data) != `"last"` {
-		t.Errorf("Migrate() = %s; want the step registered last", res.Data)
+	if res, _ := m.Migrate(json.RawMessage(`{}`), 1); string(res.Data) != `"migrated"` {
+		t.Errorf("Migrate() = %s; want the step's result", res.Data)
 	}
-	simple, err := persist.NewMigrations(2, map[int]persist.MigrationStep{1: first}, nil)
-	if err != nil || simple.Current() != 2 || !simple.Has(1) || simple.Validates() {
-		t.Errorf("NewMigrations(2, {1}) = %v, %v; want the config unchanged", simple, err)
+	if simple, err := persist.NewMigrations(2, map[int]persist.MigrationStep{1: step}, nil); err != nil || simple.Current() != 2 {
+		t.Errorf("NewMigrations(2, {1}, nil) = %v, %v; want current 2 and no validator", simple, err)
 	}
 	bad := []struct {
 		current int
@@ -164,26 +161,18 @@ func TestMigrationBuilder(t *testing.T) {
 		{3, []int{1, 2, 3}},
 	}
 	for _, b := range bad {
-		var mb persist.MigrationBuilder
+		steps := map[int]persist.MigrationStep{}
 		for _, v := range b.steps {
-			mb.AddMigration(v, first)
+			steps[v] = step
 		}
-		if _, err := mb.Build(b.current); !errors.Is(err, persist.ErrInvalidMigrations) {
-			t.Errorf("Build(%d) with steps %v = %v; want ErrInvalidMigrations", b.current, b.steps, err)
+		if _, err := persist.NewMigrations(b.current, steps, nil); !errors.Is(err, persist.ErrInvalidMigrations) {
+			t.Errorf("NewMigrations(%d) with steps %v = %v; want ErrInvalidMigrations", b.current, b.steps, err)
 		}
 	}
 }
 
-// B-MIG-13, B-MIG-14.
-func TestNeedsMigrationAndPath(t *testing.T) {
-	for _, tt := range []struct {
-		f, c int
-		want bool
-	}{{1, 2, true}, {1, 5, true}, {2, 2, false}, {3, 2, false}} {
-		if got := persist.NeedsMigration(tt.f, tt.c); got != tt.want {
-			t.Errorf("NeedsMigration(%d, %d) = %v; want %v", tt.f, tt.c, got, tt.want)
-		}
-	}
+// B-MIG-13, B-MIG-14: the path of steps from a version to another.
+func TestMigrationPath(t *testing.T) {
 	for _, tt := range []struct {
 		f, to int
 		want  []int

@@ -2,9 +2,9 @@ package persist
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -13,105 +13,66 @@ import (
 )
 
 // Options configures a [Persister]. The zero value (or nil) gives the
-// defaults of B-DEF-04: schema version 1, one immediate save per apply, no
-// TTL, no compression, no hash, no cross-process updates.
+// defaults: schema version 1, one immediate save per apply, no TTL, no
+// compression, no hash.
 type Options struct {
 	// Topic, if set, is recorded in each record, and a load rejects records
 	// of another topic with [ErrForeign].
 	Topic string
 	// SchemaVersion is the version of the data's schema; 0 means
-	// Migrations.Current() if Migrations is set, else 1. Loads never apply
-	// data of another version (see [LoadOptions.SchemaVersion]).
+	// Load.Migrations.Current() if Load.Migrations is set, else 1. Loads
+	// never apply data of another version (see [LoadOptions.SchemaVersion]).
 	SchemaVersion int
 
 	// Debounce, if positive, saves only the latest snapshot once no apply
-	// has come for that long (B-PSAVE-05).
+	// has come for that long. For a cache written by frequent applies,
+	// Debounce 100 ms with MaxWait 2 s is a good start.
 	Debounce time.Duration
 	// Throttle, if positive, starts at most one save per window: an apply
 	// within Throttle of the last save's start is counted in
 	// Stats.ThrottledCount and saved after Debounce if set, otherwise at
-	// the end of the window (B-PSAVE-06).
+	// the end of the window.
 	Throttle time.Duration
 	// MaxWait, if positive, bounds how long a snapshot waits for a
 	// debounce or throttle timer: it is saved at the latest MaxWait after
-	// the first unsaved apply (B-PSAVE-07).
+	// the first unsaved apply.
 	MaxWait time.Duration
 	// Leading saves at once the first apply after a quiet period (no save
-	// started within max(Debounce, Throttle)), then debounces
-	// (B-PSAVE-08).
+	// started within max(Debounce, Throttle)), then debounces.
 	Leading bool
 
-	// TTL is recorded in each record: a load after TTL rejects it
-	// (B-PMETA-06). 0 means no TTL.
+	// TTL is recorded in each record: a load after TTL rejects it. 0
+	// means no TTL.
 	TTL time.Duration
-	// Compressor, if set, compresses payloads (B-PMETA-03).
+	// Compressor, if set, compresses payloads; loads know it without its
+	// being listed in Load.Compressors.
 	Compressor Compressor
-	// Hash records the SHA-256 of each payload (B-PMETA-10).
+	// Hash records the SHA-256 of each payload.
 	Hash bool
 
-	// Migrations, Validator, IgnoreTTL, MaxAge, VerifyHash, Compressors,
-	// NoWriteBack and LegacyVersion are used by loads, as in
-	// [LoadOptions]. Compressor is known to loads without being listed.
-	Migrations    *Migrations
-	Validator     func(data json.RawMessage) error
-	IgnoreTTL     bool
-	MaxAge        time.Duration
-	VerifyHash    bool
-	Compressors   []Compressor
-	NoWriteBack   bool
-	LegacyVersion int
+	// Load configures the checks of [Persister.Restore] and
+	// [Persister.Reload]. Its Topic, SchemaVersion and OnError are not
+	// used: the Persister's own are.
+	Load LoadOptions
 
-	// Bus, if set, carries cross-process messages on Channel (required
-	// with Bus; see [ChannelName]): a notice after each save, and the
-	// notices of other processes sharing the storage (B-XTAB).
-	Bus     Bus
-	Channel string
-	// NoReceive ignores every incoming message (B-XTAB-07).
-	NoReceive bool
-	// NoBroadcast sends no notice after saves (B-XTAB-08).
-	NoBroadcast bool
-	// AnswerSyncRequests answers another process's request-sync by
-	// sending a notice of the last saved snapshot (B-XTAB-15).
-	AnswerSyncRequests bool
-	// OnClear, if set, is called when another process clears the storage,
-	// after the pending save is dropped and EventCleared emitted.
-	OnClear func()
-
-	// OnError is called with each save, load, migrate, clear and
-	// cross-process error, on the goroutine that met it and with no lock
-	// held. A panic in it is recovered (B-PSAVE-19).
+	// OnError is called with each save, load, migrate, clear and reload
+	// error, on the goroutine that met it and with no lock held. A panic
+	// in it is recovered.
 	OnError func(*Error)
 	// Logger receives debug records (dropped snapshots, skipped saves) and
 	// errors. Nil discards them.
 	Logger *slog.Logger
-	// Now is the clock of saved times, stats and TTL checks; nil means
-	// time.Now (B-PSTAT-06).
-	Now func() time.Time
 }
 
-// RecommendedOptions returns the options of the TypeScript
-// "persistence with defaults" helper: debounce 100 ms and max wait 2 s
-// (B-BOOT-05, B-DEF-05). Cross-process updates stay off until Bus and
-// Channel are set.
-func RecommendedOptions() Options {
-	return Options{Debounce: 100 * time.Millisecond, MaxWait: 2 * time.Second}
-}
-
-// ChannelName returns the conventional cross-process channel of a topic,
-// "state-sync:<topic>" (B-BOOT-05).
-func ChannelName(topic string) string { return "state-sync:" + topic }
-
-// Stats are a Persister's counters (B-PSTAT). The zero value is the
-// initial state.
+// Stats are a Persister's counters. The zero value is the initial state.
 type Stats struct {
 	// SaveCount and SaveErrorCount count finished saves.
 	SaveCount, SaveErrorCount int64
 	// TotalBytesSaved adds up the JSON size of saved snapshots;
 	// TotalBytesStored the payload size after compression.
 	TotalBytesSaved, TotalBytesStored int64
-	// HasSaved reports whether a save succeeded; LastSaveAt and
-	// LastSaveDuration are then its completion time and duration.
-	HasSaved         bool
+	// LastSaveAt and LastSaveDuration are the completion time and
+	// duration of the last successful save (zero before the first).
 	LastSaveAt       time.Time
 	LastSaveDuration time.Duration
 	// ThrottledCount counts applies that came within the throttle window.
@@ -122,61 +83,7 @@ type Stats struct {
 	SkippedCount int64
 }
 
-// EventKind names a Persister event (B-PEVT-01).
-type EventKind int
-
-// The events.
-const (
-	// EventSaveStart: a save begins (Snapshot).
-	EventSaveStart EventKind = iota + 1
-	// EventSaveComplete: a save succeeded (Snapshot, Duration).
-	EventSaveComplete
-	// EventSaveError: a save failed (Snapshot, Err).
-	EventSaveError
-	// EventLoadComplete: a load finished (Snapshot and Found, Duration);
-	// Found is false if nothing was applied.
-	EventLoadComplete
-	// EventExpired: a load found an expired record (Snapshot with revision
-	// and epoch only, Age).
-	EventExpired
-	// EventMigrated: a load migrated data (Migration).
-	EventMigrated
-	// EventCleared: the storage was cleared, here or by another process.
-	EventCleared
-)
-
-func (k EventKind) String() string {
-	switch k {
-	case EventSaveStart:
-		return "saveStart"
-	case EventSaveComplete:
-		return "saveComplete"
-	case EventSaveError:
-		return "saveError"
-	case EventLoadComplete:
-		return "loadComplete"
-	case EventExpired:
-		return "expired"
-	case EventMigrated:
-		return "migrated"
-	case EventCleared:
-		return "cleared"
-	}
-	return fmt.Sprintf("EventKind(%d)", int(k))
-}
-
-// An Event is passed to listeners registered with [Persister.On].
-type Event struct {
-	Kind      EventKind
-	Snapshot  statesync.Snapshot
-	Found     bool
-	Duration  time.Duration
-	Err       error
-	Age       time.Duration
-	Migration MigrationResult
-}
-
-type listener struct{ fn func(Event) }
+type saveHook struct{ fn func(Metadata) }
 
 // marker is a persisted or applied position.
 type marker struct {
@@ -205,27 +112,30 @@ type flusher struct {
 }
 
 // A Persister is a [statesync.Applier] that applies each snapshot to an
-// inner applier and then saves it to a [Storage] in the background
-// (B-PSAVE-01). It also loads the saved snapshot back ([Persister.Load],
-// [Persister.Hydrate]), clears it, reports statistics and events, and
-// exchanges notices with other processes sharing the storage.
+// inner applier and then saves it to a [Storage] in the background. It
+// also restores the saved snapshot at start-up ([Persister.Restore]),
+// clears it, and reports statistics.
 //
 // # Saving
 //
-// Saves never delay or fail Apply (B-PSAVE-03, B-PSAVE-04). One writer
-// goroutine, started when there is something to write and gone when
-// there is not, writes in order; a snapshot not newer than the last
-// persisted one is skipped, and a newer pending snapshot replaces an
-// older one that has not started (B-PSAVE-09, B-PSAVE-15).
+// Saves never delay or fail Apply. One writer goroutine, started when
+// there is something to write and gone when there is not, writes in order;
+// a snapshot not newer than the last persisted one is skipped, and a newer
+// pending snapshot replaces an older one that has not started.
+//
+// # Stopping
+//
+// [Persister.Shutdown] saves what is pending and waits for it;
+// [Persister.Close] stops at once and drops what is pending, as
+// [net/http.Server]'s methods of the same names do. Both wait for the
+// Persister's goroutines.
 //
 // # Concurrency
 //
 // All methods are safe for concurrent use. Calls of the inner applier are
 // serialised by a mutex used for nothing else: the inner applier must not
 // call Apply of its own Persister. No other lock is held while user code
-// runs (inner applier, storage, listeners, OnError, migrations). Event
-// listeners run synchronously on the writer or loading goroutine and
-// should return promptly.
+// runs (inner applier, storage, AfterSave functions, OnError, migrations).
 type Persister struct {
 	storage Storage
 	inner   statesync.Applier
@@ -233,16 +143,15 @@ type Persister struct {
 	load    LoadOptions
 	rec     RecordOptions
 	log     *slog.Logger
-	tabID   string
 
-	ctx    context.Context // cancelled by Dispose
+	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // writer and receiver goroutines
+	wg     sync.WaitGroup // writer goroutine
 
 	applyMu sync.Mutex // serialises calls of inner
 
 	mu            sync.Mutex // protects the fields below
-	disposed      bool
+	closed        bool
 	pending       *statesync.Snapshot // waiting for a timer
 	debounceT     *time.Timer
 	maxWaitT      *time.Timer
@@ -260,43 +169,40 @@ type Persister struct {
 	overwrite     bool   // the stored record failed a load: replace it whatever its revision
 	applied       marker // last snapshot applied to inner
 	stats         Stats
-	listeners     map[EventKind][]*listener
-	unsubscribe   func()
-	recv          receiver
-	xt            *CrossTab // nil without Bus
-	consumer      *statesync.Consumer
+	hooks         []*saveHook
+	consumer      *statesync.Consumer // from Restore
 }
 
-var _ statesync.Applier = (*Persister)(nil)
+var (
+	_ statesync.Applier = (*Persister)(nil)
+	_ io.Closer         = (*Persister)(nil)
+)
 
 // New returns a Persister that applies to inner and saves to storage.
 // It returns an error for a nil storage or inner applier, negative
-// durations, a Bus without Channel, or a SchemaVersion that differs from
-// Migrations.Current(). With a Bus, it subscribes to Channel at once.
+// durations, or a SchemaVersion that differs from
+// Load.Migrations.Current().
 func New(storage Storage, inner statesync.Applier, opts *Options) (*Persister, error) {
 	if storage == nil || inner == nil {
 		return nil, errors.New("persist: New needs a storage and an inner applier")
 	}
-	p := &Persister{storage: storage, inner: inner, listeners: map[EventKind][]*listener{}}
+	p := &Persister{storage: storage, inner: inner}
 	if opts != nil {
 		p.opts = *opts
 	}
 	o := &p.opts
-	if o.Debounce < 0 || o.Throttle < 0 || o.MaxWait < 0 || o.TTL < 0 || o.MaxAge < 0 || o.SchemaVersion < 0 {
+	if o.Debounce < 0 || o.Throttle < 0 || o.MaxWait < 0 || o.TTL < 0 || o.Load.MaxAge < 0 || o.SchemaVersion < 0 {
 		return nil, errors.New("persist: negative duration or schema version in Options")
 	}
-	if o.Migrations != nil {
+	if m := o.Load.Migrations; m != nil {
 		if o.SchemaVersion == 0 {
-			o.SchemaVersion = o.Migrations.Current()
-		} else if o.SchemaVersion != o.Migrations.Current() {
-			return nil, fmt.Errorf("persist: SchemaVersion %d differs from Migrations.Current() %d", o.SchemaVersion, o.Migrations.Current())
+			o.SchemaVersion = m.Current()
+		} else if o.SchemaVersion != m.Current() {
+			return nil, fmt.Errorf("persist: SchemaVersion %d differs from Load.Migrations.Current() %d", o.SchemaVersion, m.Current())
 		}
 	}
 	if o.SchemaVersion == 0 {
 		o.SchemaVersion = 1
-	}
-	if o.Bus != nil && o.Channel == "" {
-		return nil, errors.New("persist: Options.Bus needs a Channel (see ChannelName)")
 	}
 	if o.Logger != nil {
 		p.log = o.Logger.With(slog.String("component", "statesync/persist"))
@@ -304,7 +210,7 @@ func New(storage Storage, inner statesync.Applier, opts *Options) (*Persister, e
 			p.log = p.log.With(slog.String("topic", o.Topic))
 		}
 	}
-	comps := append([]Compressor(nil), o.Compressors...)
+	comps := append([]Compressor(nil), o.Load.Compressors...)
 	if o.Compressor != nil {
 		comps = append(comps, o.Compressor)
 	}
@@ -312,38 +218,23 @@ func New(storage Storage, inner statesync.Applier, opts *Options) (*Persister, e
 		return nil, err
 	}
 	p.rec = RecordOptions{SchemaVersion: o.SchemaVersion, Compressor: o.Compressor, Hash: o.Hash, TTL: o.TTL, Topic: o.Topic}
-	p.load = LoadOptions{
-		Migrations: o.Migrations, SchemaVersion: o.SchemaVersion, LegacyVersion: o.LegacyVersion,
-		Validator: o.Validator, IgnoreTTL: o.IgnoreTTL, MaxAge: o.MaxAge, VerifyHash: o.VerifyHash,
-		Compressors: comps, NoWriteBack: o.NoWriteBack, Topic: o.Topic, Now: p.now,
-		OnError: p.report,
-	}
-	p.tabID = newTabID()
+	p.load = o.Load
+	p.load.SchemaVersion, p.load.Topic, p.load.OnError = o.SchemaVersion, o.Topic, p.report
+	p.load.Compressors = comps
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	if o.Bus != nil {
-		p.subscribe()
-	}
 	return p, nil
 }
 
-func (p *Persister) now() time.Time {
-	if p.opts.Now != nil {
-		return p.opts.Now()
-	}
-	return time.Now()
-}
-
-// Storage returns the Persister's storage.
-func (p *Persister) Storage() Storage { return p.storage }
+func (p *Persister) now() time.Time { return time.Now() }
 
 // Apply applies s to the inner applier and, if that succeeds, schedules a
-// save of s. The inner applier's error is returned and nothing is saved
-// (B-PSAVE-02); save errors are never returned (B-PSAVE-03). After
-// Dispose, Apply does nothing (B-PSAVE-13).
+// save of s. The inner applier's error is returned and nothing is saved;
+// save errors are never returned (they go to OnError). After Close, Apply
+// does nothing.
 func (p *Persister) Apply(ctx context.Context, s statesync.Snapshot) error {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
-	if p.isDisposed() {
+	if p.isClosed() {
 		return nil
 	}
 	if err := callApply(ctx, p.inner, s); err != nil {
@@ -351,20 +242,20 @@ func (p *Persister) Apply(ctx context.Context, s statesync.Snapshot) error {
 	}
 	p.mu.Lock()
 	p.applied = markerOf(s)
-	if !p.disposed {
+	if !p.closed {
 		p.scheduleLocked(s)
 	}
 	p.mu.Unlock()
 	return nil
 }
 
-func (p *Persister) isDisposed() bool {
+func (p *Persister) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.disposed
+	return p.closed
 }
 
-// scheduleLocked decides when s is saved (B-PSAVE-04..09).
+// scheduleLocked decides when s is saved.
 func (p *Persister) scheduleLocked(s statesync.Snapshot) {
 	if !p.persisted.newer(s) {
 		// Already stored (a hydration through the consumer, or a notice
@@ -417,7 +308,7 @@ func (p *Persister) armLocked(d time.Duration) {
 func (p *Persister) fire(cur *uint64, gen uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.disposed || *cur != gen || p.pending == nil {
+	if p.closed || *cur != gen || p.pending == nil {
 		return
 	}
 	p.handoffLocked()
@@ -437,7 +328,7 @@ func (p *Persister) stopTimersLocked() {
 }
 
 // handoffLocked hands the pending snapshot to the writer, starting it if
-// needed. Any save clears both timers (B-PSAVE-07).
+// needed. Any save clears both timers.
 func (p *Persister) handoffLocked() {
 	p.stopTimersLocked()
 	s := p.pending
@@ -457,7 +348,7 @@ func (p *Persister) writer() {
 	defer p.wg.Done()
 	for {
 		p.mu.Lock()
-		if p.slot == nil || p.disposed {
+		if p.slot == nil || p.closed {
 			p.writing = false
 			p.mu.Unlock()
 			return
@@ -500,9 +391,8 @@ func (p *Persister) writer() {
 	}
 }
 
-// save runs the save pipeline for snap (B-PSAVE-16..18).
+// save runs the save pipeline for snap.
 func (p *Persister) save(snap statesync.Snapshot) error {
-	p.emit(Event{Kind: EventSaveStart, Snapshot: snap})
 	start := p.now()
 	ro := p.rec
 	ro.SavedAt = start
@@ -524,7 +414,6 @@ func (p *Persister) save(snap statesync.Snapshot) error {
 		p.mu.Lock()
 		p.stats.SaveErrorCount++
 		p.mu.Unlock()
-		p.emit(Event{Kind: EventSaveError, Snapshot: snap, Err: err})
 		p.report(&Error{Op: OpSave, Err: err, Snapshot: &snap})
 		return err
 	}
@@ -536,7 +425,7 @@ func (p *Persister) save(snap statesync.Snapshot) error {
 		p.stats.SaveCount++
 		p.stats.TotalBytesSaved += int64(rec.Meta.SizeBytes)
 		p.stats.TotalBytesStored += int64(len(rec.Payload))
-		p.stats.HasSaved, p.stats.LastSaveAt, p.stats.LastSaveDuration = true, end, d
+		p.stats.LastSaveAt, p.stats.LastSaveDuration = end, d
 	} else {
 		p.stats.SkippedCount++
 	}
@@ -548,13 +437,12 @@ func (p *Persister) save(snap statesync.Snapshot) error {
 		p.debug("save skipped (the storage holds a newer record)", snap)
 		return nil
 	}
-	p.emit(Event{Kind: EventSaveComplete, Snapshot: snap, Duration: d})
-	p.broadcastSaved(snap)
+	p.afterSave(rec.Meta)
 	return nil
 }
 
 // HasPendingSave reports whether a snapshot waits for a debounce, throttle
-// or max-wait timer (B-PSAVE-10).
+// or max-wait timer.
 func (p *Persister) HasPendingSave() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -563,11 +451,11 @@ func (p *Persister) HasPendingSave() bool {
 
 // Flush saves the pending snapshot now and waits until every save handed
 // to the writer before the call has finished; it returns the first error
-// among them (B-PSAVE-11, B-PSAVE-12), or ctx.Err(). After Dispose it does
-// nothing; if Dispose runs while it waits, it returns [ErrClosed].
+// among them, or ctx.Err(). After Close it does nothing; if Close runs
+// while it waits, it returns [ErrClosed].
 func (p *Persister) Flush(ctx context.Context) error {
 	p.mu.Lock()
-	if p.disposed {
+	if p.closed {
 		p.mu.Unlock()
 		return nil
 	}
@@ -591,19 +479,26 @@ func (p *Persister) Flush(ctx context.Context) error {
 	}
 }
 
-// Dispose stops the Persister without saving what is pending: timers are
+// Close stops the Persister without saving what is pending: timers are
 // cancelled, the pending snapshot is dropped (and logged at debug level),
-// the cross-process subscription is closed, listeners are removed, and
-// later calls of Apply do nothing (B-PSAVE-13, B-PSAVE-14). A save in
-// progress is cancelled through its context. Dispose is idempotent and
-// does not wait; use [Persister.Close] to save first and wait.
-func (p *Persister) Dispose() {
+// a save in progress is cancelled through its context, and later calls of
+// Apply do nothing. It waits for the writer goroutine to return. Close is
+// idempotent and always returns nil; use [Persister.Shutdown] to save
+// first.
+func (p *Persister) Close() error {
+	p.stop()
+	p.wg.Wait()
+	return nil
+}
+
+// stop is Close without the wait.
+func (p *Persister) stop() {
 	p.mu.Lock()
-	if p.disposed {
+	if p.closed {
 		p.mu.Unlock()
 		return
 	}
-	p.disposed = true
+	p.closed = true
 	dropped := p.pending
 	if dropped == nil {
 		dropped = p.slot
@@ -612,16 +507,10 @@ func (p *Persister) Dispose() {
 	p.stopTimersLocked()
 	wake := p.flushers
 	p.flushers = nil
-	p.listeners = map[EventKind][]*listener{}
-	unsub := p.unsubscribe
-	p.unsubscribe = nil
+	p.hooks = nil
 	p.mu.Unlock()
 
 	p.cancel()
-	if unsub != nil {
-		unsub()
-	}
-	p.recv.stop()
 	for _, f := range wake {
 		if f.err == nil {
 			f.err = ErrClosed
@@ -629,16 +518,17 @@ func (p *Persister) Dispose() {
 		close(f.done)
 	}
 	if dropped != nil {
-		p.debug("disposed: pending snapshot dropped without saving", *dropped)
+		p.debug("closed: pending snapshot dropped without saving", *dropped)
 	}
 }
 
-// Close saves what is pending and waits for it (Flush), then disposes the
-// Persister and waits for its goroutines, until ctx ends. It returns the
-// flush error. Close is idempotent (B-PSAVE-14).
-func (p *Persister) Close(ctx context.Context) error {
+// Shutdown saves what is pending and waits for it ([Persister.Flush]),
+// then closes the Persister and waits for its goroutines, until ctx ends:
+// then the save in progress is cancelled. It returns the flush error, and
+// ctx's error if ctx ended first. Shutdown is idempotent.
+func (p *Persister) Shutdown(ctx context.Context) error {
 	err := p.Flush(ctx)
-	p.Dispose()
+	p.stop()
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
@@ -652,49 +542,50 @@ func (p *Persister) Close(ctx context.Context) error {
 	}
 }
 
-// Stats returns a copy of the counters (B-PSTAT-05).
+// Stats returns a copy of the counters.
 func (p *Persister) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stats
 }
 
-// On registers fn for events of kind and returns a function that removes
-// it. Listeners of a kind are called in registration order, synchronously,
-// with no lock held; a panic in one is recovered and the next one still
-// runs (B-PEVT-03..05, B-PEVT-08).
-func (p *Persister) On(kind EventKind, fn func(Event)) (off func()) {
-	l := &listener{fn: fn}
+// AfterSave arranges for fn to be called after each successful save, with
+// the saved record's metadata, and returns a function that cancels it.
+// The functions run in registration order, synchronously on the writer
+// goroutine, with no lock held; they should return promptly. A panic in
+// one is recovered (and logged), and the next one still runs. Close
+// cancels them all. Save errors go to Options.OnError.
+func (p *Persister) AfterSave(fn func(Metadata)) (stop func()) {
+	h := &saveHook{fn: fn}
 	p.mu.Lock()
-	if !p.disposed {
-		p.listeners[kind] = append(p.listeners[kind], l)
+	if !p.closed {
+		p.hooks = append(p.hooks, h)
 	}
 	p.mu.Unlock()
 	return func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		ls := p.listeners[kind]
-		for i, x := range ls {
-			if x == l {
-				p.listeners[kind] = append(ls[:i:i], ls[i+1:]...)
+		for i, x := range p.hooks {
+			if x == h {
+				p.hooks = append(p.hooks[:i:i], p.hooks[i+1:]...)
 				return
 			}
 		}
 	}
 }
 
-func (p *Persister) emit(e Event) {
+func (p *Persister) afterSave(m Metadata) {
 	p.mu.Lock()
-	ls := p.listeners[e.Kind]
+	hs := p.hooks
 	p.mu.Unlock()
-	for _, l := range ls {
+	for _, h := range hs {
 		func() {
 			defer func() {
 				if r := recover(); r != nil && p.log != nil {
-					p.log.Error("event listener panicked", slog.String("event", e.Kind.String()), slog.Any("panic", r))
+					p.log.Error("AfterSave function panicked", slog.Any("panic", r))
 				}
 			}()
-			l.fn(e)
+			h.fn(m)
 		}()
 	}
 }
@@ -717,56 +608,46 @@ func (p *Persister) debug(msg string, s statesync.Snapshot) {
 	}
 }
 
-// Load reads the saved snapshot, checks it as [Load] does with the
-// Persister's options, and applies it to the inner applier, so that it is
-// not saved again (B-BOOT-04). It emits EventExpired, EventMigrated and
-// EventLoadComplete (B-PEVT-07).
-func (p *Persister) Load(ctx context.Context) (statesync.Snapshot, LoadInfo, error) {
-	inner := statesync.ApplierFunc(func(ctx context.Context, s statesync.Snapshot) error {
-		p.applyMu.Lock()
-		defer p.applyMu.Unlock()
-		if err := p.inner.Apply(ctx, s); err != nil {
-			return err
-		}
+// Restore is the start-up with a cache: it reads the saved snapshot,
+// checks it as [Load] does with the Persister's options, and applies it,
+// so that it is not saved again.
+//
+// With a consumer c (not started yet), the snapshot is offered to c with
+// [statesync.Consumer.Offer]: c applies it through its applier (normally
+// this Persister) and adopts its revision and epoch, so that once c is
+// started (Start or Run) the source's snapshot is applied only if it is
+// newer or of another epoch; if the source cannot be reached, the cached
+// state stays in place. c is also remembered for [Persister.Reload]. With
+// a nil c, the snapshot is applied to the inner applier.
+//
+// Errors are reported to OnError and returned; a program usually logs
+// them and starts c anyway. The LoadInfo says what was found, migrated
+// and applied.
+func (p *Persister) Restore(ctx context.Context, c *statesync.Consumer) (LoadInfo, error) {
+	var app statesync.Applier
+	if c != nil {
 		p.mu.Lock()
-		p.applied = markerOf(s)
+		p.consumer = c
 		p.mu.Unlock()
-		return nil
-	})
-	return p.loadInto(ctx, inner)
-}
-
-// Hydrate loads the saved snapshot, as [Persister.Load] does, and offers
-// it to c with [statesync.Consumer.Offer] before c starts: c applies it
-// through its applier and adopts its revision and epoch, so that the
-// server's snapshot is applied only if newer (B-BOOT-01, B-BOOT-03). If c's
-// applier is this Persister, the snapshot reaches the inner applier and is
-// not saved again (B-BOOT-04).
-func (p *Persister) Hydrate(ctx context.Context, c *statesync.Consumer) (statesync.Snapshot, LoadInfo, error) {
-	return p.loadInto(ctx, statesync.ApplierFunc(c.Offer))
-}
-
-func (p *Persister) loadInto(ctx context.Context, app statesync.Applier) (statesync.Snapshot, LoadInfo, error) {
-	if p.isDisposed() {
-		return statesync.Snapshot{}, LoadInfo{}, ErrClosed
+		app = statesync.ApplierFunc(c.Offer)
+	} else {
+		app = statesync.ApplierFunc(func(ctx context.Context, s statesync.Snapshot) error {
+			p.applyMu.Lock()
+			defer p.applyMu.Unlock()
+			if err := p.inner.Apply(ctx, s); err != nil {
+				return err
+			}
+			p.mu.Lock()
+			p.applied = markerOf(s)
+			p.mu.Unlock()
+			return nil
+		})
+	}
+	if p.isClosed() {
+		return LoadInfo{}, ErrClosed
 	}
 	o := p.load
-	h := &loadHooks{
-		expired: func(s statesync.Snapshot, age time.Duration) {
-			p.emit(Event{Kind: EventExpired, Snapshot: s, Age: age})
-		},
-		migrated: func(r MigrationResult) { p.emit(Event{Kind: EventMigrated, Migration: r}) },
-		beforeApply: func(s statesync.Snapshot, m Metadata) {
-			// The record is in the storage: applying it must not save it
-			// again.
-			p.mu.Lock()
-			if p.persisted.newer(s) {
-				p.persisted = markerOf(s)
-			}
-			p.mu.Unlock()
-		},
-	}
-	snap, info, err := load(ctx, p.storage, app, &o, h)
+	_, info, err := load(ctx, p.storage, app, &o, p.loadHooks())
 	var pe *Error
 	if err != nil && errors.As(err, &pe) && info.Found && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		// An expired, corrupt, foreign or unmigratable record must not keep
@@ -775,17 +656,88 @@ func (p *Persister) loadInto(ctx context.Context, app statesync.Applier) (states
 		p.overwrite = true
 		p.mu.Unlock()
 	}
-	ev := Event{Kind: EventLoadComplete, Duration: info.Duration}
-	if err == nil && info.Applied {
-		ev.Snapshot, ev.Found = snap, true
-	}
-	p.emit(ev)
-	return snap, info, err
+	return info, err
 }
 
-// Clear removes the saved record if the storage is a [Clearer], drops the
-// pending save, emits EventCleared and tells other processes
-// (B-BOOT-06, B-PEVT-07). A clear error is reported and returned.
+// loadHooks mark a record that is about to be applied as persisted: it is
+// in the storage already and must not be saved again.
+func (p *Persister) loadHooks() *loadHooks {
+	return &loadHooks{
+		beforeApply: func(s statesync.Snapshot, m Metadata) {
+			p.mu.Lock()
+			if p.persisted.newer(s) {
+				p.persisted = markerOf(s)
+			}
+			p.mu.Unlock()
+		},
+	}
+}
+
+// Reload reads the record that another process sharing the storage saved
+// and applies it if it passes every load check and is newer than what is
+// applied: through the consumer given to [Persister.Restore], whose
+// revision gate decides, or else to the inner applier, gated against the
+// last snapshot applied through the Persister. The record is neither saved
+// again nor written back after a migration. If the storage holds no
+// record (another process cleared it), Reload drops the pending save, as
+// [Persister.Clear] does. Errors are reported to OnError with [OpReload]
+// and returned. Package persist/procsync calls Reload when another process
+// announces a save or a clear.
+func (p *Persister) Reload(ctx context.Context) error {
+	if p.isClosed() {
+		return ErrClosed
+	}
+	p.mu.Lock()
+	c := p.consumer
+	p.mu.Unlock()
+	var app statesync.Applier
+	if c != nil {
+		app = statesync.ApplierFunc(c.Offer)
+	} else {
+		app = statesync.ApplierFunc(func(ctx context.Context, s statesync.Snapshot) error {
+			p.applyMu.Lock()
+			defer p.applyMu.Unlock()
+			p.mu.Lock()
+			fresh := p.applied.newer(s) && !p.closed
+			p.mu.Unlock()
+			if !fresh {
+				return nil
+			}
+			if err := callApply(ctx, p.inner, s); err != nil {
+				return err
+			}
+			p.mu.Lock()
+			p.applied = markerOf(s)
+			p.mu.Unlock()
+			return nil
+		})
+	}
+	o := p.load
+	o.NoWriteBack = true // never rewrite another process's record
+	o.OnError = func(e *Error) {
+		e.Err = fmt.Errorf("%s: %w", e.Op, e.Err)
+		e.Op = OpReload
+		p.report(e)
+	}
+	_, info, err := load(ctx, p.storage, app, &o, p.loadHooks())
+	if err == nil && !info.Found {
+		p.forget()
+	}
+	return err
+}
+
+// forget drops the pending save and the persisted position.
+func (p *Persister) forget() {
+	p.mu.Lock()
+	p.pending = nil
+	p.stopTimersLocked()
+	p.persisted = marker{}
+	p.mu.Unlock()
+}
+
+// Clear removes the saved record if the storage is a [Clearer] and drops
+// the pending save. A clear error is reported and returned. (To tell other
+// processes, clear through package persist/procsync.)
 func (p *Persister) Clear(ctx context.Context) error {
 	if c, ok := p.storage.(Clearer); ok {
 		if err := c.Clear(ctx); err != nil {
@@ -794,26 +746,6 @@ func (p *Persister) Clear(ctx context.Context) error {
 			return e
 		}
 	}
-	p.mu.Lock()
-	p.pending = nil
-	p.stopTimersLocked()
-	p.persisted = marker{}
-	p.mu.Unlock()
-	p.emit(Event{Kind: EventCleared})
-	p.notifyClear(ctx)
+	p.forget()
 	return nil
-}
-
-// StartWithCache is the start-up of a consumer with a cache (B-BOOT-01):
-// it hydrates c from p's storage ([Persister.Hydrate]), then starts c.
-// The cached snapshot is applied and becomes c's revision and epoch before
-// c subscribes and refreshes; the source's snapshot is then applied only if
-// it is newer or of another epoch. Load errors are reported to p's
-// OnError and do not stop the start. It returns what the load found and
-// Start's error: when the source cannot be reached, the cached state stays
-// applied (B-BOOT-07) and c may be started again later.
-func StartWithCache(ctx context.Context, c *statesync.Consumer, p *Persister) (LoadInfo, error) {
-	p.attach(c)
-	_, info, _ := p.Hydrate(ctx, c)
-	return info, c.Start(ctx)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/persist"
+	"github.com/statesync-go/statesync/persist/persisttest"
 )
 
 func snap(rev statesync.Revision, data string) statesync.Snapshot {
@@ -30,14 +31,13 @@ func newPersister(t *testing.T, s persist.Storage, inner statesync.Applier, o *p
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		p.Dispose()
-		p.Close(ctx)
+		p.Shutdown(ctx)
 	})
 	return p
 }
 
 // savedDatas returns the data of each successful save, in order.
-func savedDatas(t testing.TB, m *persist.MemoryStorage) string {
+func savedDatas(t testing.TB, m interface{ SavedRecords() []persist.Record }) string {
 	t.Helper()
 	var out []string
 	for _, r := range m.SavedRecords() {
@@ -62,7 +62,7 @@ func apply(t testing.TB, p *persist.Persister, s statesync.Snapshot) {
 // Apply waiting for it.
 func TestPersisterImmediate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: time.Second})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: time.Second})
 		app := &recorder{}
 		p := newPersister(t, m, app, nil)
 		start := time.Now()
@@ -81,8 +81,8 @@ func TestPersisterImmediate(t *testing.T) {
 		if got := savedDatas(t, m); got != "v1" {
 			t.Errorf("saves = %q; want v1", got)
 		}
-		r, _ := m.Raw()
-		if r.Meta.SchemaVersion != 1 || r.Meta.Compressed() || r.Meta.Hash != "" || r.Meta.TTL != 0 {
+		r, _ := rawOf(m)
+		if r.Meta.SchemaVersion != 1 || r.Meta.Algorithm != "" || r.Meta.Hash != "" || r.Meta.TTL != 0 {
 			t.Errorf("saved metadata = %+v; want the defaults (schema 1, no compression, hash or TTL)", r.Meta)
 		}
 	})
@@ -105,20 +105,16 @@ func TestPersisterInnerErrorNoSave(t *testing.T) {
 }
 
 // B-PSAVE-03, B-PSAVE-18, B-PSTAT-03, B-PEVT-02: a failing storage never
-// fails Apply; the failure is counted, emitted once and reported once,
-// and nothing is announced.
+// fails Apply; the failure is counted and reported once, and AfterSave
+// functions are not called for it.
 func TestPersisterSaveFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(nil)
+		m := persisttest.NewFaulty(nil, nil)
 		var log errorLog
-		bus := &persist.MemoryBus{}
-		var announced atomic.Int32
-		unsub, _ := bus.Subscribe("ch", func([]byte) { announced.Add(1) })
-		defer unsub()
 		app := &recorder{}
-		p := newPersister(t, m, app, &persist.Options{OnError: log.add, Bus: bus, Channel: "ch"})
-		var saveErrs []persist.Event
-		p.On(persist.EventSaveError, func(e persist.Event) { saveErrs = append(saveErrs, e) })
+		p := newPersister(t, m, app, &persist.Options{OnError: log.add})
+		var saved atomic.Int32
+		p.AfterSave(func(persist.Metadata) { saved.Add(1) })
 
 		apply(t, p, snap(1, "ok"))
 		synctest.Wait()
@@ -134,14 +130,12 @@ func TestPersisterSaveFailure(t *testing.T) {
 		if st.SaveCount != 1 || st.SaveErrorCount != 1 {
 			t.Errorf("Stats() = %d saves, %d errors; want 1, 1", st.SaveCount, st.SaveErrorCount)
 		}
-		if len(saveErrs) != 1 || !errors.Is(saveErrs[0].Err, persist.ErrSimulated) || saveErrs[0].Snapshot.Revision != 2 {
-			t.Errorf("saveError events = %+v; want one with the error and snapshot 2", saveErrs)
+		if errs := log.all(); len(errs) != 1 || errs[0].Op != persist.OpSave || errs[0].Snapshot == nil || errs[0].Snapshot.Revision != 2 ||
+			!errors.Is(errs[0], persisttest.ErrSimulated) {
+			t.Errorf("OnError got %v; want exactly one simulated save error with snapshot 2", errs)
 		}
-		if errs := log.all(); len(errs) != 1 || errs[0].Op != persist.OpSave || errs[0].Snapshot == nil || errs[0].Snapshot.Revision != 2 {
-			t.Errorf("OnError got %v; want exactly one save error with snapshot 2", errs)
-		}
-		if n := announced.Load(); n != 1 {
-			t.Errorf("%d notices sent; want 1 (for the successful save only)", n)
+		if n := saved.Load(); n != 1 {
+			t.Errorf("AfterSave called %d times; want 1 (for the successful save only)", n)
 		}
 	})
 }
@@ -149,7 +143,7 @@ func TestPersisterSaveFailure(t *testing.T) {
 // B-PSAVE-19: a panic in OnError is swallowed.
 func TestPersisterOnErrorPanics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{FailOnSave: true})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{FailOnSave: true})
 		p := newPersister(t, m, &recorder{}, &persist.Options{OnError: func(*persist.Error) { panic("handler") }})
 		apply(t, p, snap(1, "x"))
 		synctest.Wait()
@@ -192,7 +186,7 @@ func TestPersisterThrottle(t *testing.T) {
 		p := newPersister(t, m, &recorder{}, &persist.Options{Throttle: 100 * time.Millisecond})
 		var at []time.Duration
 		start := time.Now()
-		p.On(persist.EventSaveStart, func(persist.Event) { at = append(at, time.Since(start)) })
+		p.AfterSave(func(persist.Metadata) { at = append(at, time.Since(start)) })
 		apply(t, p, snap(1, "v1"))
 		time.Sleep(10 * time.Millisecond)
 		apply(t, p, snap(2, "v2"))
@@ -220,7 +214,7 @@ func TestPersisterThrottleWithDebounce(t *testing.T) {
 		p := newPersister(t, m, &recorder{}, &persist.Options{Throttle: time.Second, Debounce: 30 * time.Millisecond, Leading: true})
 		var at []time.Duration
 		start := time.Now()
-		p.On(persist.EventSaveStart, func(persist.Event) { at = append(at, time.Since(start)) })
+		p.AfterSave(func(persist.Metadata) { at = append(at, time.Since(start)) })
 		apply(t, p, snap(1, "v1")) // leading: at once
 		time.Sleep(10 * time.Millisecond)
 		apply(t, p, snap(2, "v2")) // throttled: after the debounce
@@ -240,7 +234,7 @@ func TestPersisterMaxWait(t *testing.T) {
 		p := newPersister(t, m, &recorder{}, &persist.Options{Debounce: 300 * time.Millisecond, MaxWait: 1050 * time.Millisecond})
 		var at []time.Duration
 		start := time.Now()
-		p.On(persist.EventSaveStart, func(persist.Event) { at = append(at, time.Since(start)) })
+		p.AfterSave(func(persist.Metadata) { at = append(at, time.Since(start)) })
 		for i := range 25 { // one apply every 100ms for 2.5s
 			apply(t, p, snap(statesync.Revision(i+1), fmt.Sprint("v", i+1)))
 			time.Sleep(100 * time.Millisecond)
@@ -266,7 +260,7 @@ func TestPersisterLeading(t *testing.T) {
 		p := newPersister(t, m, &recorder{}, &persist.Options{Debounce: 100 * time.Millisecond, Leading: true})
 		var at []time.Duration
 		start := time.Now()
-		p.On(persist.EventSaveStart, func(persist.Event) { at = append(at, time.Since(start)) })
+		p.AfterSave(func(persist.Metadata) { at = append(at, time.Since(start)) })
 		apply(t, p, snap(1, "a")) // leading
 		time.Sleep(10 * time.Millisecond)
 		apply(t, p, snap(2, "b")) // debounced: saved at 110ms
@@ -300,13 +294,13 @@ func TestPersisterFlush(t *testing.T) {
 		}
 
 		// A save started by a timer is waited for, and its error returned.
-		slow := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 50 * time.Millisecond, FailOnSave: true})
+		slow := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 50 * time.Millisecond, FailOnSave: true})
 		q := newPersister(t, slow, &recorder{}, &persist.Options{Debounce: 10 * time.Millisecond})
 		apply(t, q, snap(1, "x"))
 		time.Sleep(20 * time.Millisecond) // the timer fired; the save runs
 		start := time.Now()
 		err := q.Flush(ctx)
-		if !errors.Is(err, persist.ErrSimulated) || time.Since(start) != 40*time.Millisecond {
+		if !errors.Is(err, persisttest.ErrSimulated) || time.Since(start) != 40*time.Millisecond {
 			t.Errorf("Flush() during a failing save = %v after %v; want ErrSimulated after 40ms", err, time.Since(start))
 		}
 		if err := q.Flush(ctx); err != nil {
@@ -319,17 +313,17 @@ func TestPersisterFlush(t *testing.T) {
 			t.Errorf("Flush() with a 5ms deadline during a 50ms save = %v; want DeadlineExceeded", err)
 		}
 
-		p.Dispose()
+		p.Close()
 		if err := p.Flush(ctx); err != nil {
-			t.Errorf("Flush() after Dispose = %v; want nil", err)
+			t.Errorf("Flush() after Close = %v; want nil", err)
 		}
 	})
 }
 
-// B-PSAVE-13, B-PSAVE-14, B-PEVT-06: Dispose drops the pending snapshot
-// (logged at debug level), removes listeners, is idempotent, and Apply is
-// ignored after it.
-func TestPersisterDispose(t *testing.T) {
+// B-PSAVE-13, B-PSAVE-14, B-PEVT-06: Close drops the pending snapshot
+// (logged at debug level), cancels AfterSave functions, is idempotent, and
+// Apply is ignored after it.
+func TestPersisterCloseDrops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := persist.NewMemoryStorage(nil)
 		app := &recorder{}
@@ -337,14 +331,14 @@ func TestPersisterDispose(t *testing.T) {
 		logger := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		p := newPersister(t, m, app, &persist.Options{Debounce: 100 * time.Millisecond, Logger: logger})
 		calls := 0
-		p.On(persist.EventSaveStart, func(persist.Event) { calls++ })
+		p.AfterSave(func(persist.Metadata) { calls++ })
 		apply(t, p, snap(1, "dropped"))
-		p.Dispose()
-		p.Dispose()
+		p.Close()
+		p.Close()
 		time.Sleep(200 * time.Millisecond)
 		synctest.Wait()
 		if n := len(m.SavedRecords()); n != 0 || p.HasPendingSave() {
-			t.Errorf("after Dispose: %d saves, pending %v; want 0, false", n, p.HasPendingSave())
+			t.Errorf("after Close: %d saves, pending %v; want 0, false", n, p.HasPendingSave())
 		}
 		if !strings.Contains(logBuf.String(), "pending snapshot dropped") || !strings.Contains(logBuf.String(), "revision=1") {
 			t.Errorf("log = %q; want the dropped snapshot at debug level", logBuf.String())
@@ -352,25 +346,25 @@ func TestPersisterDispose(t *testing.T) {
 		apply(t, p, snap(2, "after"))
 		synctest.Wait()
 		if got := app.datas(); got != `1:"dropped"` || len(m.SavedRecords()) != 0 || calls != 0 {
-			t.Errorf("after Dispose, Apply reached the inner applier (%s) or saved; want ignored entirely", got)
+			t.Errorf("after Close, Apply reached the inner applier (%s) or saved; want ignored entirely", got)
 		}
 	})
 }
 
-// B-PSAVE-14: Close saves what is pending, then stops.
-func TestPersisterClose(t *testing.T) {
+// B-PSAVE-14: Shutdown saves what is pending, then stops.
+func TestPersisterShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 10 * time.Millisecond})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 10 * time.Millisecond})
 		p := newPersister(t, m, &recorder{}, &persist.Options{Debounce: time.Hour})
 		apply(t, p, snap(1, "kept"))
-		if err := p.Close(context.Background()); err != nil {
-			t.Fatalf("Close() = %v", err)
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown() = %v", err)
 		}
 		if got := savedDatas(t, m); got != "kept" {
-			t.Errorf("saves after Close = %q; want kept", got)
+			t.Errorf("saves after Shutdown = %q; want kept", got)
 		}
-		if err := p.Close(context.Background()); err != nil {
-			t.Errorf("second Close() = %v; want nil", err)
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Errorf("second Shutdown() = %v; want nil", err)
 		}
 	})
 }
@@ -379,7 +373,7 @@ func TestPersisterClose(t *testing.T) {
 // that has not started, and a stale one is never written over a newer.
 func TestPersisterOrderedWriter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 100 * time.Millisecond})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 100 * time.Millisecond})
 		p := newPersister(t, m, &recorder{}, nil)
 		for rev := range statesync.Revision(5) {
 			apply(t, p, snap(rev+1, fmt.Sprint("v", rev+1)))
@@ -405,25 +399,22 @@ func TestPersisterOrderedWriter(t *testing.T) {
 }
 
 // B-PSAVE-16, B-PSAVE-17, B-PEVT-02: the save pipeline builds the record
-// (schema, size, compression, hash, TTL, topic) and emits start then
-// complete with a duration.
+// (schema, size, compression, hash, TTL, topic), calls AfterSave with its
+// metadata when it completes, and records its duration.
 func TestPersisterSavePipeline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := persist.NewMemoryStorage(&persist.MemoryOptions{Latency: 5 * time.Millisecond})
-		p := newPersister(t, m, &recorder{}, &persist.Options{SchemaVersion: 4, Compressor: persist.Gzip{}, Hash: true, TTL: time.Hour, Topic: "t"})
+		m := persisttest.NewFaulty(nil, &persisttest.FaultOptions{Latency: 5 * time.Millisecond})
+		p := newPersister(t, m, &recorder{}, &persist.Options{SchemaVersion: 4, Compressor: persist.Gzip(0), Hash: true, TTL: time.Hour, Topic: "t"})
 		var events []string
-		p.On(persist.EventSaveStart, func(e persist.Event) { events = append(events, fmt.Sprintf("start %s", e.Snapshot.Data)) })
-		p.On(persist.EventSaveComplete, func(e persist.Event) {
-			events = append(events, fmt.Sprintf("complete %s %v", e.Snapshot.Data, e.Duration))
-		})
+		p.AfterSave(func(m persist.Metadata) { events = append(events, fmt.Sprintf("saved %d", m.Revision)) })
 		apply(t, p, snap(1, "test"))
 		synctest.Wait()
 		time.Sleep(5 * time.Millisecond)
 		synctest.Wait()
-		if want := `start "test",complete "test" 5ms`; strings.Join(events, ",") != want {
-			t.Errorf("events = %q; want %q", events, want)
+		if want := `saved 1`; strings.Join(events, ",") != want || p.Stats().LastSaveDuration != 5*time.Millisecond {
+			t.Errorf("AfterSave calls = %q, last save took %v; want %q and 5ms", events, p.Stats().LastSaveDuration, want)
 		}
-		r, _ := m.Raw()
+		r, _ := rawOf(m.MemoryStorage)
 		js := `{"revision":"1","data":"test"}`
 		if r.Meta.SchemaVersion != 4 || r.Meta.Algorithm != "gzip" || r.Meta.Hash != persist.Hash(r.Payload) || r.Meta.TTL != time.Hour ||
 			r.Meta.Topic != "t" || r.Meta.SizeBytes != len(js) || r.Meta.Revision != 1 || !r.Meta.SavedAt.Equal(time.Now().Add(-5*time.Millisecond)) {
@@ -432,12 +423,12 @@ func TestPersisterSavePipeline(t *testing.T) {
 	})
 }
 
-// B-PSTAT-01, B-PSTAT-02, B-PSTAT-05, B-PSTAT-06: counters and times from
-// the injected clock.
+// B-PSTAT-01, B-PSTAT-02, B-PSTAT-05, B-PSTAT-06: counters, and times
+// from the (synctest) clock.
 func TestPersisterStats(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := persist.NewMemoryStorage(nil)
-		p := newPersister(t, m, &recorder{}, &persist.Options{Now: func() time.Time { return time.UnixMilli(1000) }})
+		p := newPersister(t, m, &recorder{}, nil)
 		if st := p.Stats(); st != (persist.Stats{}) {
 			t.Errorf("initial Stats() = %+v; want zero", st)
 		}
@@ -449,29 +440,29 @@ func TestPersisterStats(t *testing.T) {
 		apply(t, p, snap(2, "b"))
 		synctest.Wait()
 		st := p.Stats()
-		if st.SaveCount != 2 || st.SaveErrorCount != 0 || st.TotalBytesSaved != 54 || st.TotalBytesStored != 54 || !st.HasSaved ||
-			st.LastSaveAt.UnixMilli() != 1000 || st.LastSaveDuration != 0 || st.ThrottledCount != 0 {
-			t.Errorf("Stats() = %+v; want 2 saves, 54 bytes, last at 1000ms taking 0", st)
+		if st.SaveCount != 2 || st.SaveErrorCount != 0 || st.TotalBytesSaved != 54 || st.TotalBytesStored != 54 ||
+			!st.LastSaveAt.Equal(time.Now()) || st.LastSaveDuration != 0 || st.ThrottledCount != 0 {
+			t.Errorf("Stats() = %+v; want 2 saves, 54 bytes, last now taking 0", st)
 		}
 	})
 }
 
-// B-PEVT-03, B-PEVT-04, B-PEVT-05, B-PEVT-08: listeners in registration
-// order; unsubscribed ones are not called; a panicking one does not stop
-// the next or the save.
-func TestPersisterListeners(t *testing.T) {
+// B-PEVT-03, B-PEVT-04, B-PEVT-05, B-PEVT-08: AfterSave functions run in
+// registration order; stopped ones are not called; a panicking one does
+// not stop the next or the save.
+func TestPersisterAfterSave(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := persist.NewMemoryStorage(nil)
 		p := newPersister(t, m, &recorder{}, nil)
 		var order []int
 		for i := range 3 {
-			p.On(persist.EventSaveComplete, func(persist.Event) { order = append(order, i) })
+			p.AfterSave(func(persist.Metadata) { order = append(order, i) })
 		}
-		p.On(persist.EventSaveStart, func(persist.Event) { panic("listener") })
+		p.AfterSave(func(persist.Metadata) { panic("listener") })
 		second := 0
-		p.On(persist.EventSaveStart, func(persist.Event) { second++ })
+		p.AfterSave(func(persist.Metadata) { second++ })
 		removed := 0
-		off := p.On(persist.EventSaveStart, func(persist.Event) { removed++ })
+		off := p.AfterSave(func(persist.Metadata) { removed++ })
 		off()
 		off()
 		apply(t, p, snap(1, "x"))
@@ -483,26 +474,22 @@ func TestPersisterListeners(t *testing.T) {
 	})
 }
 
-// B-PEVT-07: a Persister emits load, expired, migrated and cleared events.
-func TestPersisterLoadEvents(t *testing.T) {
+// B-PEVT-07: Restore reports what it found, migrated and applied in its
+// LoadInfo, and an expired record as ErrExpired; Clear removes the record.
+func TestPersisterRestoreInfo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		m := persist.NewMemoryStorage(nil)
 		m.Save(ctx, record(t, statesync.Snapshot{Revision: 3, Data: []byte(`{"count":1}`)}, &persist.RecordOptions{TTL: time.Minute}))
 		app := &recorder{}
-		p := newPersister(t, m, app, &persist.Options{Migrations: v3Migrations(t)})
-		var events []string
-		for _, k := range []persist.EventKind{persist.EventLoadComplete, persist.EventExpired, persist.EventMigrated, persist.EventCleared} {
-			p.On(k, func(e persist.Event) {
-				events = append(events, fmt.Sprintf("%v found=%v rev=%d age=%v from=%d", e.Kind, e.Found, e.Snapshot.Revision, e.Age, e.Migration.FromVersion))
-			})
-		}
-		if _, _, err := p.Load(ctx); err != nil {
-			t.Fatal(err)
+		p := newPersister(t, m, app, &persist.Options{Load: persist.LoadOptions{Migrations: v3Migrations(t)}})
+		info, err := p.Restore(ctx, nil)
+		if err != nil || !info.Found || !info.Applied || info.ToVersion != 3 || info.FromVersion != 1 || info.Meta.Revision != 3 {
+			t.Fatalf("Restore() = %+v, %v; want found, migrated from 1 and applied", info, err)
 		}
 		time.Sleep(2 * time.Minute)
-		if _, _, err := p.Load(ctx); !errors.Is(err, persist.ErrExpired) {
-			t.Errorf("Load() after the TTL = %v; want ErrExpired", err)
+		if info, err := p.Restore(ctx, nil); !errors.Is(err, persist.ErrExpired) || info.Applied || info.Age != 2*time.Minute {
+			t.Errorf("Restore() after the TTL = %+v, %v; want ErrExpired at age 2m", info, err)
 		}
 		if err := p.Clear(ctx); err != nil {
 			t.Fatal(err)
@@ -510,27 +497,20 @@ func TestPersisterLoadEvents(t *testing.T) {
 		if _, ok, _ := m.Load(ctx); ok {
 			t.Errorf("storage holds a record after Clear")
 		}
-		want := []string{
-			"migrated found=false rev=0 age=0s from=1",
-			"loadComplete found=true rev=3 age=0s from=0",
-			"expired found=false rev=3 age=2m0s from=0",
-			"loadComplete found=false rev=0 age=0s from=0",
-			"cleared found=false rev=0 age=0s from=0",
-		}
-		if strings.Join(events, "\n") != strings.Join(want, "\n") {
-			t.Errorf("events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
+		if info, err := p.Restore(ctx, nil); err != nil || info.Found {
+			t.Errorf("Restore() after Clear = %+v, %v; want nothing found", info, err)
 		}
 		if got := app.datas(); got != `3:{"count":1,"enabled":true,"name":"default"}` {
-			t.Errorf("Load applied %s to the inner applier; want the migrated data once", got)
+			t.Errorf("Restore applied %s to the inner applier; want the migrated data once", got)
 		}
 		synctest.Wait()
 		if n := len(m.SavedRecords()); n != 2 { // the initial save and the write-back
-			t.Errorf("%d saves; want 2 (the loaded snapshot is not saved again)", n)
+			t.Errorf("%d saves; want 2 (the restored snapshot is not saved again)", n)
 		}
 	})
 }
 
-// B-PSAVE-20, B-GO-03: Apply is safe concurrently with Flush, Dispose and
+// B-PSAVE-20, B-GO-03: Apply is safe concurrently with Flush, Close and
 // itself; inner applies never overlap.
 func TestPersisterConcurrentUse(t *testing.T) {
 	m := persist.NewMemoryStorage(nil)
@@ -558,7 +538,7 @@ func TestPersisterConcurrentUse(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	p.Dispose()
+	p.Close()
 	if n := overlaps.Load(); n != 0 {
 		t.Errorf("inner applies overlapped %d times; want never", n)
 	}
@@ -576,8 +556,8 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	migs := v3Migrations(t)
 	for name, o := range map[string]*persist.Options{
 		"negative debounce":    {Debounce: -1},
-		"bus without channel":  {Bus: &persist.MemoryBus{}},
-		"schema vs migrations": {SchemaVersion: 2, Migrations: migs},
+		"negative max age":     {Load: persist.LoadOptions{MaxAge: -1}},
+		"schema vs migrations": {SchemaVersion: 2, Load: persist.LoadOptions{Migrations: migs}},
 	} {
 		if _, err := persist.New(m, &recorder{}, o); err == nil {
 			t.Errorf("New(%s) = nil error; want an error", name)
@@ -586,36 +566,4 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	if _, err := persist.New(nil, &recorder{}, nil); err == nil {
 		t.Errorf("New(nil storage) = nil error; want an error")
 	}
-}
-
-// B-BOOT-05, B-DEF-05: the "with defaults" options and channel name.
-func TestRecommendedOptions(t *testing.T) {
-	o := persist.RecommendedOptions()
-	if o.Debounce != 100*time.Millisecond || o.MaxWait != 2*time.Second || o.Bus != nil || o.Throttle != 0 || o.Leading {
-		t.Errorf("RecommendedOptions() = %+v; want debounce 100ms, max wait 2s, no cross-process", o)
-	}
-	if got := persist.ChannelName("settings"); got != "state-sync:settings" {
-		t.Errorf("ChannelName(settings) = %q; want state-sync:settings", got)
-	}
-}
-
-// B-PSAVE-13: Dispose closes the cross-process subscription.
-func TestPersisterDisposeLeavesChannel(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		_, bus, p1, p2, _, in2 := pair(t, nil, nil)
-		p2.Dispose()
-		apply(t, p1, snap(1, "x"))
-		synctest.Wait()
-		if got := in2.datas(); got != "" {
-			t.Errorf("disposed Persister applied %s; want nothing", got)
-		}
-		var n int
-		unsub, _ := bus.Subscribe(persist.ChannelName("settings"), func([]byte) { n++ })
-		defer unsub()
-		apply(t, p2, snap(2, "y"))
-		synctest.Wait()
-		if n != 0 {
-			t.Errorf("disposed Persister sent %d messages; want 0", n)
-		}
-	})
 }

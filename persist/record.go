@@ -13,13 +13,12 @@ import (
 	"github.com/statesync-go/statesync"
 )
 
-// Metadata describes a persisted snapshot (B-PMETA-01). Every backend
-// stores it with the payload, in one atomic write (B-PMETA-04, B-STORE-28).
+// Metadata describes a persisted snapshot. Every backend
+// stores it with the payload, in one atomic write.
 //
 // A Metadata whose SchemaVersion is 0 stands for a record found without
 // metadata (written by another program): its age is unknown, so any TTL
-// check fails closed, and loads treat its schema as
-// [LoadOptions.LegacyVersion] (B-STORE-29, B-PLOAD-11).
+// check fails closed, and loads treat its schema as version 1.
 type Metadata struct {
 	// SavedAt is when the record was saved, with millisecond precision;
 	// zero if unknown.
@@ -27,15 +26,15 @@ type Metadata struct {
 	// SchemaVersion is the version of the data's schema, 1 or more.
 	SchemaVersion int
 	// SizeBytes is the byte length of the snapshot's UTF-8 JSON before
-	// compression (B-PMETA-02).
+	// compression.
 	SizeBytes int
 	// Algorithm names the compression of the payload; "" means none.
 	Algorithm string
 	// Hash is the lower-case hex SHA-256 of the stored payload bytes, or ""
-	// when hashing was off (B-PMETA-05, B-PMETA-10).
+	// when hashing was off.
 	Hash string
 	// TTL is how long the record stays valid after SavedAt; 0 means
-	// forever (B-PMETA-06).
+	// forever.
 	TTL time.Duration
 	// Revision and Epoch are the snapshot's, so that a record can be judged
 	// newer or older without decoding its payload.
@@ -46,14 +45,13 @@ type Metadata struct {
 	Topic string
 }
 
-// Compressed reports whether the payload is compressed.
-func (m Metadata) Compressed() bool { return m.Algorithm != "" && m.Algorithm != AlgorithmNone }
+// compressed reports whether m names a compression.
+func compressed(m Metadata) bool { return m.Algorithm != "" && m.Algorithm != algorithmNone }
 
 // A Record is what a [Storage] keeps for one key: metadata and the payload,
 // which is the JSON of a [statesync.Snapshot], compressed with
 // m.Algorithm. Storages copy records in and out: a caller may change a
-// Record's Payload after Save or Load without changing what is stored
-// (B-STORE-18).
+// Record's Payload after Save or Load without changing what is stored.
 type Record struct {
 	Meta    Metadata
 	Payload []byte
@@ -93,8 +91,8 @@ type metaJSON struct {
 // recordMagic starts every encoded record.
 const recordMagic = "statesync-persist "
 
-// RecordFormat is the version of the encoding written by [MarshalRecord].
-const RecordFormat = 1
+// recordFormat is the version of the encoding written by [MarshalRecord].
+const recordFormat = 1
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -107,7 +105,7 @@ func MarshalRecord(r Record) []byte {
 	m := metaJSON{
 		SchemaVersion: r.Meta.SchemaVersion,
 		SizeBytes:     r.Meta.SizeBytes,
-		Compressed:    r.Meta.Compressed(),
+		Compressed:    compressed(r.Meta),
 		Algorithm:     r.Meta.Algorithm,
 		Hash:          r.Meta.Hash,
 		TTLMs:         r.Meta.TTL.Milliseconds(),
@@ -126,7 +124,7 @@ func MarshalRecord(r Record) []byte {
 	body = append(body, r.Payload...)
 	out := make([]byte, 0, len(recordMagic)+16+len(body))
 	out = append(out, recordMagic...)
-	out = strconv.AppendInt(out, RecordFormat, 10)
+	out = strconv.AppendInt(out, recordFormat, 10)
 	out = append(out, ' ')
 	out = fmt.Appendf(out, "%08x", crc32.Checksum(body, castagnoli))
 	out = append(out, '\n')
@@ -135,8 +133,8 @@ func MarshalRecord(r Record) []byte {
 
 // UnmarshalRecord decodes bytes written by [MarshalRecord]. Bytes that do
 // not start with the record header but hold a JSON snapshot
-// {"revision":…,"data":…} (a cache written without metadata, e.g. by the
-// TypeScript original) decode as a record without metadata
+// {"revision":…,"data":…} (a cache written without metadata, by another
+// program) decode as a record without metadata
 // (SchemaVersion 0) whose payload is those bytes. Anything else returns an
 // error wrapping [ErrCorruptData] or [ErrUnsupportedFormat]. The returned
 // payload does not alias b.
@@ -159,8 +157,8 @@ func UnmarshalRecord(b []byte) (Record, error) {
 	if err != nil || v < 1 {
 		return Record{}, fmt.Errorf("%w: malformed format version %q", ErrCorruptData, truncate(version, 20))
 	}
-	if v != RecordFormat {
-		return Record{}, fmt.Errorf("%w: format %d (this program reads %d)", ErrUnsupportedFormat, v, RecordFormat)
+	if v != recordFormat {
+		return Record{}, fmt.Errorf("%w: format %d (this program reads %d)", ErrUnsupportedFormat, v, recordFormat)
 	}
 	want, err := strconv.ParseUint(string(sum), 16, 32)
 	if err != nil || bytes.ContainsFunc(sum, func(r rune) bool { return r >= 'A' && r <= 'F' }) {
@@ -183,7 +181,7 @@ func UnmarshalRecord(b []byte) (Record, error) {
 	if m.SchemaVersion < 0 || m.SizeBytes < 0 || m.TTLMs < 0 {
 		return Record{}, fmt.Errorf("%w: invalid metadata %s", ErrCorruptData, truncate(metaLine, 200))
 	}
-	if m.Compressed != (m.Algorithm != "" && m.Algorithm != AlgorithmNone) {
+	if m.Compressed != (m.Algorithm != "" && m.Algorithm != algorithmNone) {
 		return Record{}, fmt.Errorf("%w: compressed=%v disagrees with algorithm %q", ErrCorruptData, m.Compressed, m.Algorithm)
 	}
 	r := Record{
@@ -222,7 +220,7 @@ type RecordOptions struct {
 	SavedAt time.Time
 }
 
-// NewRecord builds the record of s (B-PSAVE-16 steps 2–6): the JSON of s
+// NewRecord builds the record of s: the JSON of s
 // as payload, compressed if o.Compressor is set, with its metadata.
 func NewRecord(s statesync.Snapshot, o *RecordOptions) (Record, error) {
 	var opts RecordOptions
@@ -249,7 +247,7 @@ func NewRecord(s statesync.Snapshot, o *RecordOptions) (Record, error) {
 		Topic:         opts.Topic,
 	}
 	payload := js
-	if c := opts.Compressor; c != nil && c.Algorithm() != AlgorithmNone {
+	if c := opts.Compressor; c != nil && c.Algorithm() != algorithmNone {
 		out, err := c.Compress(js)
 		if err != nil {
 			return Record{}, fmt.Errorf("persist: compress with %s: %w", c.Algorithm(), err)

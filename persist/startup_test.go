@@ -39,8 +39,8 @@ func cached(t *testing.T, rev statesync.Revision, epoch, data string) *persist.M
 	return stored(t, record(t, statesync.Snapshot{Revision: rev, Epoch: epoch, Data: []byte(data)}, &persist.RecordOptions{Topic: "settings"}))
 }
 
-// startWithCache builds the usual stack (consumer → persister → inner) and
-// starts it with the cache.
+// startWithCache builds the usual stack (consumer → persister → inner),
+// restores the cache and starts the consumer.
 func startWithCache(t *testing.T, m persist.Storage, srv *server, consumerErrs *[]error) (*statesync.Consumer, *recorder, persist.LoadInfo, error) {
 	t.Helper()
 	inner := &recorder{}
@@ -58,7 +58,8 @@ func startWithCache(t *testing.T, m persist.Storage, srv *server, consumerErrs *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Stop(); c.Wait(context.Background()) })
-	info, err := persist.StartWithCache(context.Background(), c, p)
+	info, _ := p.Restore(context.Background(), c)
+	err = c.Start(context.Background())
 	if err := p.Flush(context.Background()); err != nil {
 		t.Errorf("Flush() = %v", err)
 	}
@@ -68,12 +69,12 @@ func startWithCache(t *testing.T, m persist.Storage, srv *server, consumerErrs *
 // B-BOOT-01, B-BOOT-02, B-BOOT-03, B-BOOT-07: with the provider failing, a
 // consumer still comes up at once with the cached state, and with the
 // cached revision and epoch; nothing is saved again.
-func TestStartWithCacheProviderDown(t *testing.T) {
+func TestRestoreProviderDown(t *testing.T) {
 	m := cached(t, 7, "e1", `{"theme":"dark"}`)
 	srv := &server{err: errors.New("connection refused")}
 	c, inner, info, err := startWithCache(t, m, srv, nil)
 	if err == nil {
-		t.Errorf("StartWithCache() with the provider down = nil error; want Start's error")
+		t.Errorf("Restore and Start with the provider down = nil error; want Start's error")
 	}
 	if !info.Applied {
 		t.Errorf("LoadInfo = %+v; want the cache applied", info)
@@ -101,7 +102,7 @@ func TestStartWithCacheProviderDown(t *testing.T) {
 // B-BOOT-03: the source's first snapshot is skipped if it equals the
 // cached one, applied (and saved) if newer or of another epoch; an
 // invalidation not newer than the cache costs no fetch.
-func TestStartWithCacheGate(t *testing.T) {
+func TestRestoreGate(t *testing.T) {
 	tests := []struct {
 		name   string
 		server statesync.Snapshot
@@ -118,7 +119,7 @@ func TestStartWithCacheGate(t *testing.T) {
 			srv := &server{snap: tt.server}
 			c, inner, _, err := startWithCache(t, m, srv, nil)
 			if err != nil {
-				t.Fatalf("StartWithCache() = %v", err)
+				t.Fatalf("Restore and Start = %v", err)
 			}
 			if got := inner.datas(); got != tt.want {
 				t.Errorf("inner applied %s; want %s", got, tt.want)
@@ -139,7 +140,7 @@ func TestStartWithCacheGate(t *testing.T) {
 // Without epochs, a source whose revision is below the cache is the
 // engine's B-REV-13 case: it is reported (ErrRevisionRegressed) and not
 // applied. (B-BOOT-03 asks for it to be applied; see CONFORMANCE.)
-func TestStartWithCacheLowerRevisionSameEpoch(t *testing.T) {
+func TestRestoreLowerRevisionSameEpoch(t *testing.T) {
 	m := cached(t, 7, "", `"cache"`)
 	srv := &server{snap: statesync.Snapshot{Revision: 3, Data: []byte(`"server"`)}}
 	var errs []error
@@ -154,19 +155,19 @@ func TestStartWithCacheLowerRevisionSameEpoch(t *testing.T) {
 
 // A corrupt or foreign cache is reported and ignored: the consumer starts
 // from the source as if there were no cache.
-func TestStartWithCacheIgnoresBadCache(t *testing.T) {
+func TestRestoreIgnoresBadCache(t *testing.T) {
 	foreign := stored(t, record(t, statesync.Snapshot{Revision: 50, Data: []byte(`"other"`)}, &persist.RecordOptions{Topic: "billing"}))
 	srv := &server{snap: statesync.Snapshot{Revision: 3, Data: []byte(`"server"`)}}
 	c, inner, info, err := startWithCache(t, foreign, srv, nil)
 	if err != nil || info.Applied {
-		t.Fatalf("StartWithCache() = %+v, %v; want a started consumer and the cache not applied", info, err)
+		t.Fatalf("Restore and Start = %+v, %v; want a started consumer and the cache not applied", info, err)
 	}
 	if got := inner.datas(); got != `3:"server"` || c.Revision() != 3 {
 		t.Errorf("inner applied %s, consumer at %d; want only the server's 3", got, c.Revision())
 	}
 	// The rejected record, though at a higher revision, does not keep the
 	// new state out of the storage.
-	if r, _ := foreign.Raw(); r.Meta.Revision != 3 || r.Meta.Topic != "settings" {
+	if r, _ := rawOf(foreign); r.Meta.Revision != 3 || r.Meta.Topic != "settings" {
 		t.Errorf("stored record after start = revision %d topic %q; want 3 settings", r.Meta.Revision, r.Meta.Topic)
 	}
 }

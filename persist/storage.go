@@ -5,21 +5,21 @@ import (
 	"time"
 )
 
-// A Storage keeps one [Record] under one key (B-STORE-01). Save replaces
-// the record (metadata included, B-STORE-31); Load returns the latest, or
-// ok=false if there is none, which is not an error. Both copy the record
-// (B-STORE-18), honour ctx, and are safe for concurrent use. A Save that
+// A Storage keeps one [Record] under one key. Save replaces
+// the record (metadata included); Load returns the latest, or
+// ok=false if there is none, which is not an error. Both copy the record,
+// honour ctx, and are safe for concurrent use. A Save that
 // returns an error leaves the previous record in place.
 //
-// Optional abilities are separate interfaces: [Clearer], [ConditionalSaver]
-// and [UsageReporter].
+// Optional abilities are separate interfaces: [Clearer] and
+// [ConditionalSaver].
 type Storage interface {
 	Save(ctx context.Context, r Record) error
 	Load(ctx context.Context) (r Record, ok bool, err error)
 }
 
 // A Clearer is a Storage that can remove its record; the next Load
-// returns ok=false (B-STORE-04).
+// returns ok=false.
 type Clearer interface {
 	Clear(ctx context.Context) error
 }
@@ -30,33 +30,9 @@ type Clearer interface {
 // gate: no stored record, a stored record without metadata, another
 // non-empty epoch, or a higher revision. [Persister] saves through it when
 // the storage has it, so that processes sharing a store never move it
-// back (B-PSAVE-15).
+// back.
 type ConditionalSaver interface {
 	SaveIfNewer(ctx context.Context, r Record) (saved bool, err error)
-}
-
-// A UsageReporter is a Storage that reports how much room it uses
-// (B-STORE-16, B-STORE-32).
-type UsageReporter interface {
-	Usage(ctx context.Context) (Usage, error)
-}
-
-// Usage is what a [UsageReporter] reports.
-type Usage struct {
-	// Used is the number of bytes used.
-	Used int64
-	// Quota is the limit in bytes, or 0 if there is none.
-	Quota int64
-	// Percentage is round(Used/Quota×100) when there is a quota, else 0.
-	Percentage int
-}
-
-func usage(used, quota int64) Usage {
-	u := Usage{Used: used, Quota: quota}
-	if quota > 0 {
-		u.Percentage = int((used*100 + quota/2) / quota)
-	}
-	return u
 }
 
 // sleepCtx waits d or until ctx ends.

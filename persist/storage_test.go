@@ -17,7 +17,7 @@ import (
 // B-STORE-01..05, B-STORE-15, B-STORE-18, B-STORE-19, B-STORE-27, B-STORE-31
 func TestMemoryStorageConformance(t *testing.T) {
 	persisttest.TestStorage(t, func(t *testing.T) persisttest.Opener {
-		sm := persist.NewSharedMemory(nil)
+		sm := persisttest.NewSharedMemory(nil)
 		return func(key string) persist.Storage { return sm.Storage(key) }
 	})
 }

@@ -8,19 +8,21 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/persist"
+	"github.com/statesync-go/statesync/persist/procsync"
 )
 
 // watchCache is watch's --cache: the last snapshot of each topic is kept
 // in a file of the cache directory (persist.FileStorage), printed at once
 // when watch starts, even with the server down, and replaced as newer
 // snapshots are applied. Several watch processes sharing the directory
-// tell each other about their saves over a persist.SocketBus in its
+// tell each other about their saves over a procsync.SocketBus in its
 // ".bus" subdirectory. A nil *watchCache (no --cache) does nothing.
 type watchCache struct {
 	dir        string
 	log        *slog.Logger
-	bus        *persist.SocketBus // nil if sockets are unavailable
+	bus        *procsync.SocketBus // nil if sockets are unavailable
 	persisters map[string]*persist.Persister
+	peers      []*procsync.Peer
 }
 
 // openWatchCache opens the cache of dir, or returns nil if dir is "".
@@ -32,7 +34,7 @@ func openWatchCache(dir string, log *slog.Logger) (*watchCache, error) {
 		return nil, err
 	}
 	w := &watchCache{dir: dir, log: log, persisters: map[string]*persist.Persister{}}
-	bus, err := persist.OpenSocketBus(filepath.Join(dir, ".bus"))
+	bus, err := procsync.OpenSocketBus(filepath.Join(dir, ".bus"))
 	if err != nil {
 		log.Info("cache: no cross-process updates", slog.Any("error", err))
 	} else {
@@ -57,15 +59,20 @@ func (w *watchCache) wrap(topic string, app statesync.Applier) statesync.Applier
 			w.log.Warn("cache", slog.String("topic", topic), slog.String("op", string(e.Op)), slog.Any("error", e.Err))
 		},
 	}
-	if w.bus != nil {
-		o.Bus, o.Channel = w.bus, persist.ChannelName(topic)
-	}
 	p, err := persist.New(store, app, o)
 	if err != nil {
 		w.log.Error("cache: topic not cached", slog.String("topic", topic), slog.Any("error", err))
 		return app
 	}
 	w.persisters[topic] = p
+	if w.bus != nil {
+		peer, err := procsync.Join(p, w.bus, procsync.ChannelName(topic), nil)
+		if err != nil {
+			w.log.Info("cache: no cross-process updates", slog.String("topic", topic), slog.Any("error", err))
+		} else {
+			w.peers = append(w.peers, peer)
+		}
+	}
 	return p
 }
 
@@ -76,8 +83,7 @@ func (w *watchCache) hydrate(ctx context.Context, topic string, cons *statesync.
 		return
 	}
 	p := w.persisters[topic]
-	p.Attach(cons)
-	_, info, err := p.Hydrate(ctx, cons)
+	info, err := p.Restore(ctx, cons)
 	if err == nil && info.Applied {
 		w.log.Info("cache: printed the cached snapshot", slog.String("topic", topic),
 			slog.String("revision", info.Meta.Revision.String()), slog.Duration("age", info.Age))
@@ -91,8 +97,11 @@ func (w *watchCache) Close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	for _, peer := range w.peers {
+		_ = peer.Close()
+	}
 	for _, p := range w.persisters {
-		_ = p.Close(ctx)
+		_ = p.Shutdown(ctx)
 	}
 	if w.bus != nil {
 		_ = w.bus.Close()

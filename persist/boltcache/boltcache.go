@@ -7,7 +7,7 @@
 // operation and closed after it, so that several processes can share it;
 // an operation that finds the file locked by another process retries
 // ([Options.RetryAttempts], linear [Options.RetryDelay]) and then fails
-// with an error wrapping [persist.ErrLocked] (B-STORE-30).
+// with an error wrapping [persist.ErrLocked].
 package boltcache
 
 import (
@@ -24,7 +24,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// Defaults (B-DEF-09).
+// Defaults.
 const (
 	DefaultBucket        = "statesync.persist"
 	DefaultRetryAttempts = 3
@@ -193,7 +193,7 @@ func (d *DB) Close() error {
 // Path returns the database file's path.
 func (d *DB) Path() string { return d.path }
 
-// Storage returns the storage of key. Keys are isolated (B-STORE-27); an
+// Storage returns the storage of key. Keys are isolated; an
 // empty key is an error wrapping [persist.ErrInvalidKey].
 func (d *DB) Storage(key string) (*Storage, error) {
 	if key == "" {
@@ -213,7 +213,6 @@ var (
 	_ persist.Storage          = (*Storage)(nil)
 	_ persist.Clearer          = (*Storage)(nil)
 	_ persist.ConditionalSaver = (*Storage)(nil)
-	_ persist.UsageReporter    = (*Storage)(nil)
 )
 
 // Save writes r in one transaction.
@@ -302,21 +301,4 @@ func (s *Storage) Clear(ctx context.Context) error {
 		return fmt.Errorf("boltcache: clear %q: %w", s.key, err)
 	}
 	return nil
-}
-
-// Usage reports the size of the database file (B-STORE-32) against
-// MaxSizeBytes.
-func (s *Storage) Usage(ctx context.Context) (persist.Usage, error) {
-	if err := ctx.Err(); err != nil {
-		return persist.Usage{}, err
-	}
-	var used int64
-	if st, err := os.Stat(s.d.path); err == nil {
-		used = st.Size()
-	}
-	u := persist.Usage{Used: used, Quota: int64(s.d.opts.MaxSizeBytes)}
-	if u.Quota > 0 {
-		u.Percentage = int((used*100 + u.Quota/2) / u.Quota)
-	}
-	return u, nil
 }

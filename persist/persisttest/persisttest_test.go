@@ -55,10 +55,10 @@ func TestSuiteCatchesAliasing(t *testing.T) {
 // The suites pass on the reference backend.
 func TestSuitesOnMemory(t *testing.T) {
 	persisttest.TestStorage(t, func(t *testing.T) persisttest.Opener {
-		sm := persist.NewSharedMemory(nil)
+		sm := persisttest.NewSharedMemory(nil)
 		return func(key string) persist.Storage { return sm.Storage(key) }
 	})
-	persisttest.TestCompressor(t, persist.Gzip{}, true)
+	persisttest.TestCompressor(t, persist.Gzip(0), true)
 }
 
 type fakeT struct {

@@ -29,7 +29,7 @@ func Example() {
 	if err := p.Apply(ctx, statesync.Snapshot{Revision: 9, Data: data}); err != nil {
 		panic(err)
 	}
-	if err := p.Close(ctx); err != nil { // saves what is pending
+	if err := p.Shutdown(ctx); err != nil { // saves what is pending
 		panic(err)
 	}
 	rec, _, _ := store.Load(ctx)

@@ -68,7 +68,7 @@ func New(opts *Options) (*Compressor, error) {
 }
 
 // Algorithm returns "zstd".
-func (c *Compressor) Algorithm() string { return persist.AlgorithmZstd }
+func (c *Compressor) Algorithm() string { return "zstd" }
 
 // Compress returns the zstd frame of src, or empty for empty src.
 func (c *Compressor) Compress(src []byte) ([]byte, error) {

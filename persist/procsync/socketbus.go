@@ -1,4 +1,4 @@
-package persist
+package procsync
 
 import (
 	"bytes"
@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// MaxSocketMessage is the largest message a [SocketBus] carries, channel
+// MaxMessage is the largest message a [SocketBus] carries, channel
 // name included.
-const MaxSocketMessage = 16 << 10
+const MaxMessage = 16 << 10
 
 // maxSocketPath is the longest Unix socket path accepted everywhere
 // (sun_path is 104 bytes on macOS and the BSDs, 108 on Linux).
@@ -38,7 +38,7 @@ const maxSocketPath = 103
 // goroutine (or on the publisher's, for this process's own messages).
 //
 // Unix datagram sockets exist on Linux, macOS and the BSDs; elsewhere
-// [OpenSocketBus] fails, and a [Persister] or [CrossTab] given no Bus works
+// [OpenSocketBus] fails, and a Persister without a [Peer] works
 // without cross-process updates.
 type SocketBus struct {
 	dir  string
@@ -56,17 +56,17 @@ var _ Bus = (*SocketBus)(nil)
 // OpenSocketBus joins the bus of dir, creating dir if needed.
 func OpenSocketBus(dir string) (*SocketBus, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("persist: socket bus: %w", err)
+		return nil, fmt.Errorf("procsync: socket bus: %w", err)
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	self := filepath.Join(dir, hex.EncodeToString(id[:])+".sock")
 	if len(self) > maxSocketPath {
-		return nil, fmt.Errorf("persist: socket bus: path %q is %d bytes, longer than the %d a Unix socket allows; use a shorter directory", self, len(self), maxSocketPath)
+		return nil, fmt.Errorf("procsync: socket bus: path %q is %d bytes, longer than the %d a Unix socket allows; use a shorter directory", self, len(self), maxSocketPath)
 	}
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: self, Net: "unixgram"})
 	if err != nil {
-		return nil, fmt.Errorf("persist: socket bus: %w", err)
+		return nil, fmt.Errorf("procsync: socket bus: %w", err)
 	}
 	b := &SocketBus{dir: dir, self: self, conn: conn}
 	b.wg.Add(1)
@@ -79,7 +79,7 @@ func (b *SocketBus) Dir() string { return b.dir }
 
 func (b *SocketBus) read() {
 	defer b.wg.Done()
-	buf := make([]byte, MaxSocketMessage+1)
+	buf := make([]byte, MaxMessage+1)
 	for {
 		n, _, err := b.conn.ReadFromUnix(buf)
 		if err != nil {
@@ -101,18 +101,18 @@ func (b *SocketBus) read() {
 // error other than a gone process.
 func (b *SocketBus) Publish(ctx context.Context, channel string, msg []byte) error {
 	if strings.Contains(channel, "\n") {
-		return fmt.Errorf("persist: socket bus: channel name with a newline")
+		return fmt.Errorf("procsync: socket bus: channel name with a newline")
 	}
 	frame := make([]byte, 0, len(channel)+1+len(msg))
 	frame = append(append(append(frame, channel...), '\n'), msg...)
-	if len(frame) > MaxSocketMessage {
-		return fmt.Errorf("persist: socket bus: message of %d bytes, more than %d", len(frame), MaxSocketMessage)
+	if len(frame) > MaxMessage {
+		return fmt.Errorf("procsync: socket bus: message of %d bytes, more than %d", len(frame), MaxMessage)
 	}
 	b.mu.Lock()
 	closed := b.closed
 	b.mu.Unlock()
 	if closed {
-		return ErrClosed
+		return net.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -138,7 +138,7 @@ func (b *SocketBus) Publish(ctx context.Context, channel string, msg []byte) err
 				continue
 			}
 			if first == nil {
-				first = fmt.Errorf("persist: socket bus: send to %s: %w", filepath.Base(p), err)
+				first = fmt.Errorf("procsync: socket bus: send to %s: %w", filepath.Base(p), err)
 			}
 		}
 	}
@@ -163,7 +163,7 @@ func (b *SocketBus) Subscribe(channel string, fn func(msg []byte)) (func(), erro
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, ErrClosed
+		return nil, net.ErrClosed
 	}
 	return b.f.subscribe(channel, fn), nil
 }
