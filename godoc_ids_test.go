@@ -12,10 +12,6 @@ import (
 // behaviourID matches a behaviour id such as B-GATE-03 or B-LIFE-*.
 var behaviourID = regexp.MustCompile(`\bB-[A-Z0-9]+-(?:[0-9]+|\*)`)
 
-// idsAllowedUnder lists directories whose non-test Go files may still cite
-// behaviour ids, while their documentation is being rewritten.
-var idsAllowedUnder = map[string]bool{"persist": true}
-
 // TestNoBehaviourIDsOutsideTests: behaviour ids live in tests and
 // docs/CONFORMANCE.md; the code and its documentation say what they mean
 // instead.
@@ -26,7 +22,7 @@ func TestNoBehaviourIDsOutsideTests(t *testing.T) {
 		}
 		if d.IsDir() {
 			name := d.Name()
-			if name == "testdata" || name == "node_modules" || path != "." && strings.HasPrefix(name, ".") || idsAllowedUnder[filepath.ToSlash(path)] {
+			if name == "testdata" || name == "node_modules" || path != "." && strings.HasPrefix(name, ".") {
 				return filepath.SkipDir
 			}
 			return nil

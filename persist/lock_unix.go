@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/statesync-go/statesync/internal/sleep"
 )
 
 // lockFile takes an exclusive advisory lock (flock) on path, creating it,
@@ -32,7 +34,7 @@ func lockFile(ctx context.Context, path string, mode os.FileMode) (unlock func()
 			f.Close()
 			return nil, fmt.Errorf("persist: lock %s: %w", path, err)
 		}
-		if err := sleepCtx(ctx, delay); err != nil {
+		if err := sleep.For(ctx, delay); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("%w: %s: %w", ErrLocked, path, err)
 		}

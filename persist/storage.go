@@ -2,7 +2,6 @@ package persist
 
 import (
 	"context"
-	"time"
 )
 
 // A Storage keeps one [Record] under one key. Save replaces
@@ -33,19 +32,4 @@ type Clearer interface {
 // back.
 type ConditionalSaver interface {
 	SaveIfNewer(ctx context.Context, r Record) (saved bool, err error)
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

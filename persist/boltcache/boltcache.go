@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/statesync-go/statesync/internal/sleep"
 	"github.com/statesync-go/statesync/persist"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -128,20 +129,9 @@ func (d *DB) open(ctx context.Context, readOnly bool) (*bolt.DB, error) {
 		if attempt >= max(0, d.opts.RetryAttempts) {
 			return nil, fmt.Errorf("%w: boltcache: %s held by another process after %d attempts", persist.ErrLocked, d.path, attempt+1)
 		}
-		if err := sleep(ctx, d.opts.RetryDelay*time.Duration(attempt+1)); err != nil {
+		if err := sleep.For(ctx, d.opts.RetryDelay*time.Duration(attempt+1)); err != nil {
 			return nil, err
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
