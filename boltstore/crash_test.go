@@ -8,27 +8,21 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/boltstore"
+	"github.com/statesync-go/statesync/internal/crashtest"
 )
 
 // crashChildEnv names the database file when the test binary runs as the
 // crash test's child (see TestMain).
 const crashChildEnv = "BOLTSTORE_CRASH_CHILD"
-
-// crashSeedEnv, if set, fixes the seed of TestCrash's kill points.
-const crashSeedEnv = "BOLTSTORE_CRASH_SEED"
 
 var crashTopics = []string{"alpha", "beta", "gamma", "delta", "epsilon"}
 
@@ -91,15 +85,7 @@ func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary; skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(crashSeedEnv); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", crashSeedEnv, s, err)
-		}
-	}
-	t.Logf("seed %d (rerun with %s=%d)", seed, crashSeedEnv, seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	rng := crashtest.NewRand(t)
 	path := filepath.Join(t.TempDir(), "crash.db")
 
 	stored := map[string]statesync.Revision{} // per topic, after the last reopen
@@ -219,43 +205,9 @@ type ack struct {
 // first write (and before the kill if killAfter is 1).
 func runCrashChild(tb testing.TB, path string, killAfter int, delay time.Duration, onFirstAck func()) []ack {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	watchdog := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
-	defer watchdog.Stop()
-
 	var acked []ack
-	killed := false
-	kill := func() {
-		if !killed {
-			killed = true
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				tb.Errorf("kill: %v", err)
-			}
-		}
-	}
-	if killAfter == 0 {
-		kill()
-	}
-	r := bufio.NewReader(stdout)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			if err != io.EOF {
-				tb.Errorf("reading the child's output: %v", err)
-			}
-			break // a partial last line was never fully acknowledged
-		}
-		topic, revText, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+	crashtest.Run(tb, crashChildEnv, path, killAfter, delay, func(line string) {
+		topic, revText, ok := strings.Cut(line, " ")
 		rev, perr := statesync.ParseRevision(revText)
 		if !ok || perr != nil {
 			tb.Fatalf("child wrote %q; want \"topic revision\"", line)
@@ -264,15 +216,6 @@ func runCrashChild(tb testing.TB, path string, killAfter int, delay time.Duratio
 		if len(acked) == 1 && onFirstAck != nil {
 			onFirstAck()
 		}
-		if len(acked) >= killAfter && !killed {
-			time.Sleep(delay)
-			kill()
-		}
-	}
-	err = cmd.Wait()
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		tb.Fatalf("child ended with %v, not by our SIGKILL; stderr:\n%s", err, stderr.String())
-	}
+	})
 	return acked
 }

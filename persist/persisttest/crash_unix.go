@@ -3,20 +3,13 @@
 package persisttest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"io"
-	"math/rand/v2"
-	"os"
-	"os/exec"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/crashtest"
 	"github.com/statesync-go/statesync/persist"
 )
 
@@ -25,7 +18,9 @@ import (
 // that the storage opens, that Load returns a complete record (never an
 // error, never garbage), that it is the last acknowledged save or the one
 // in flight, and that saving continues above it. The test binary's
-// TestMain must call [CrashChild]. It is skipped with -short.
+// TestMain must call [CrashChild]. It is skipped with -short. The seed of
+// the kill points is logged; the environment variable STATESYNC_CRASH_SEED
+// replays it.
 //
 // SIGKILL tests the crash of the process, not of the machine: the page
 // cache survives it.
@@ -33,9 +28,7 @@ func TestCrash(t *testing.T, path string, open OpenFunc) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary; skipped with -short")
 	}
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	rng := crashtest.NewRand(t)
 	var last statesync.Revision // acknowledged or found after the last kill
 	acked := 0
 	const rounds = 6
@@ -87,47 +80,13 @@ func TestCrash(t *testing.T, path string, open OpenFunc) {
 // acknowledged revisions.
 func runCrashChild(tb testing.TB, path string, killAfter int, delay time.Duration) []statesync.Revision {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), CrashChildEnv+"="+path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	watchdog := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
-	defer watchdog.Stop()
 	var revs []statesync.Revision
-	killed := false
-	r := bufio.NewReader(stdout)
-	for {
-		line, err := r.ReadString('\n')
+	crashtest.Run(tb, CrashChildEnv, path, killAfter, delay, func(line string) {
+		rev, err := statesync.ParseRevision(line)
 		if err != nil {
-			if err != io.EOF {
-				tb.Errorf("reading the child's output: %v", err)
-			}
-			break
-		}
-		rev, perr := strconv.ParseUint(strings.TrimSpace(line), 10, 64)
-		if perr != nil {
 			tb.Fatalf("child wrote %q; want a revision", line)
 		}
-		revs = append(revs, statesync.Revision(rev))
-		if len(revs) >= killAfter && !killed {
-			time.Sleep(delay)
-			killed = true
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				tb.Errorf("kill: %v", err)
-			}
-		}
-	}
-	err = cmd.Wait()
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		tb.Fatalf("child ended with %v, not by our SIGKILL; stderr:\n%s", err, stderr.String())
-	}
+		revs = append(revs, rev)
+	})
 	return revs
 }
