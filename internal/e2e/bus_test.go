@@ -9,10 +9,12 @@
 //
 // The store revision starts at 0 and grows by one per [Bus.Mutate] or
 // [Bus.MutateFrom], which broadcast {topic, revision, epoch, sourceId} to
-// every subscribed handler. Delivery is synchronous by default; the
-// [BusConfig] knobs drop events per handler, duplicate them (redelivered 1–4
-// ms later), delay them by a random jitter, or deliver them on another
-// goroutine ("next tick"), with precedence jitter > async > sync. A window's
+// every subscribed handler. Faults are not the Bus's own: every delivery and
+// every call to a window's default provider goes through one
+// [statesynctest.Chaos] per Bus, configured by [BusConfig.Faults] (drops,
+// duplicates, reordering, random delays, garbage, failing and stalling
+// calls). Without faults delivery is synchronous; [BusConfig.Async] or a
+// positive Faults.MaxDelay delivers on goroutines of the Chaos. A window's
 // provider fails while its failCount is positive, then, serialised by a
 // mutex when [BusConfig.MutexContention] is set, waits its IPC delay, reads
 // the revision and data together and returns a fresh JSON encoding of the
@@ -21,19 +23,19 @@
 //
 // # Randomness and time
 //
-// Every random draw comes from one seeded generator per Bus. The seed is
-// logged; [BusConfig.Seed] or the environment variable STATESYNC_E2E_SEED
-// fixes it. Delivery decisions are drawn by the goroutine that
-// broadcasts, so a test that mutates from one goroutine sees the same
-// decisions for the same seed. All delays use the time package, so under
+// The Chaos's seed ([BusConfig.Faults].Seed, or the environment variable
+// STATESYNC_CHAOS_SEED, which overrides it) is logged, and also seeds the
+// generator behind [Bus.Float64] and [Bus.Between]. Fault decisions depend
+// on the seed and the event, not on goroutine scheduling (see
+// [statesynctest.Chaos]). All delays use the time package, so under
 // testing/synctest they run on the bubble's fake clock: a Bus and its
 // windows must be created inside the bubble that uses them.
 //
 // # Goroutines and invariants
 //
-// Delayed deliveries run on goroutines the Bus owns. [Bus.Close], which
-// [NewBus] registers with the test's Cleanup, cancels pending deliveries and
-// waits for them, stops every window and waits for its goroutines, then
+// Delayed deliveries run on goroutines of the Chaos. [Bus.Close], which
+// [NewBus] registers with the test's Cleanup, closes the Chaos (dropping
+// what it holds back and waiting for its goroutines), stops every window and waits for its goroutines, then
 // checks each window's applied history: revisions strictly increase within
 // an epoch and an epoch once left never comes back, each applied
 // snapshot carries the data the store held at that revision, and nothing was
@@ -47,7 +49,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,11 +58,8 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/sleep"
+	"github.com/statesync-go/statesync/statesynctest"
 )
-
-// SeedEnv is the environment variable that fixes the seed of every Bus whose
-// [BusConfig.Seed] is zero.
-const SeedEnv = "STATESYNC_E2E_SEED"
 
 // Defaults of the harness.
 const (
@@ -86,8 +84,8 @@ type TB interface {
 }
 
 // BusConfig configures a [Bus]. The zero value gives the defaults: topic
-// "test", 1 ms IPC delay, synchronous delivery, no jitter, no mutex, no
-// drops or duplicates, snapshots serialised per call.
+// "test", 1 ms IPC delay, synchronous delivery, no mutex, no faults,
+// snapshots serialised per call.
 type BusConfig struct {
 	// Topic is the bus's topic; "" means "test".
 	Topic string
@@ -96,25 +94,19 @@ type BusConfig struct {
 	// IPCDelay is the default time a provider call takes; zero means 1 ms,
 	// a negative value means no delay.
 	IPCDelay time.Duration
-	// Jitter, if positive, delays each delivery by a random 0..Jitter.
-	Jitter time.Duration
-	// Async delivers each event on its own goroutine, without delay
-	// ("next tick"). Jitter takes precedence.
+	// Async delivers each event on a goroutine, without delay ("next
+	// tick"). A positive Faults.MaxDelay takes precedence.
 	Async bool
 	// MutexContention, if positive, serialises provider calls and adds this
 	// delay to each.
 	MutexContention time.Duration
-	// DuplicateProb is the probability that a handler receives an event a
-	// second time, 1–4 ms after the first.
-	DuplicateProb float64
-	// DropProb is the probability that a handler does not receive an event.
-	DropProb float64
 	// ShareSnapshots makes providers return the store's own encoding of the
 	// data to every window instead of a fresh JSON encoding per call.
 	ShareSnapshots bool
-	// Seed seeds the bus's random generator; zero means the value of
-	// STATESYNC_E2E_SEED, or a random seed if it is unset.
-	Seed uint64
+	// Faults are injected by the bus's [statesynctest.Chaos] into every
+	// delivery and every call to a default provider. Faults.Logf, if nil,
+	// is the test's Logf.
+	Faults statesynctest.ChaosOptions
 }
 
 // WindowConfig configures one window of a [Bus].
@@ -166,10 +158,8 @@ type Bus[T any] struct {
 	tb    TB
 	cfg   BusConfig
 	topic string
-	seed  uint64
+	chaos *statesynctest.Chaos
 	sem   chan struct{} // the provider mutex, nil without contention
-	done  chan struct{} // closed by Close: pending deliveries give up
-	wg    sync.WaitGroup
 
 	mu       sync.Mutex // protects the fields below
 	rng      *rand.Rand
@@ -184,6 +174,7 @@ type Bus[T any] struct {
 	settings map[string]*providerState    // by window id
 	subs     map[string][]*registration   // handlers by window id
 	subOrder []string                     // window ids in order of first subscription
+	inner    []statesync.Handler          // the Chaos's handlers, in subscription order
 }
 
 type storeKey struct {
@@ -197,18 +188,36 @@ type providerState struct {
 	intercept func(statesync.Snapshot) statesync.Snapshot
 }
 
+// A registration is one handler subscribed through [Bus.Subscriber].
+// Broadcasts reach it through the Chaos; BroadcastToAll directly.
 type registration struct {
 	h      statesync.Handler
 	active atomic.Bool
+	unsub  func() // the Chaos's
 }
 
+func (r *registration) Invalidate(inv statesync.Invalidation) {
+	if r.active.Load() {
+		r.h.Invalidate(inv)
+	}
+}
+
+func (r *registration) InvalidateRaw(payload []byte) {
+	if r.active.Load() {
+		r.h.InvalidateRaw(payload)
+	}
+}
+
+// windowKey is the context key of the window id that [Bus.Provider] passes
+// through the Chaos to the inner provider.
+type windowKey struct{}
+
 // NewBus returns a Bus holding initial at revision 0. It fails t if initial
-// cannot be encoded as JSON or the seed in STATESYNC_E2E_SEED is not a
-// number, logs the seed, and registers [Bus.Close] with t.Cleanup. cfg may
-// be nil.
+// cannot be encoded as JSON or STATESYNC_CHAOS_SEED is not an integer, logs
+// the seed, and registers [Bus.Close] with t.Cleanup. cfg may be nil.
 func NewBus[T any](t TB, initial T, cfg *BusConfig) *Bus[T] {
 	t.Helper()
-	b := &Bus[T]{tb: t, done: make(chan struct{}), settings: map[string]*providerState{},
+	b := &Bus[T]{tb: t, settings: map[string]*providerState{},
 		subs: map[string][]*registration{}, history: map[storeKey]json.RawMessage{}}
 	if cfg != nil {
 		b.cfg = *cfg
@@ -223,20 +232,16 @@ func NewBus[T any](t TB, initial T, cfg *BusConfig) *Bus[T] {
 	if b.cfg.MutexContention > 0 {
 		b.sem = make(chan struct{}, 1)
 	}
-	b.seed = b.cfg.Seed
-	if b.seed == 0 {
-		if s := os.Getenv(SeedEnv); s != "" {
-			n, err := strconv.ParseUint(s, 10, 64)
-			if err != nil {
-				t.Fatalf("e2e: %s=%q is not a seed: %v", SeedEnv, s, err)
-			}
-			b.seed = n
-		} else {
-			b.seed = rand.Uint64()
-		}
+	faults := b.cfg.Faults
+	if faults.MaxDelay <= 0 && b.cfg.Async {
+		faults.MaxDelay = time.Nanosecond // on a goroutine, after no delay
 	}
-	b.rng = rand.New(rand.NewPCG(b.seed, b.seed^0x9e3779b97f4a7c15))
-	t.Logf("e2e: bus %q seed %d (rerun with %s=%d)", b.topic, b.seed, SeedEnv, b.seed)
+	if faults.Logf == nil {
+		faults.Logf = t.Logf
+	}
+	b.chaos = newChaos(t, statesync.SubscriberFunc(b.subscribeInner), statesync.ProviderFunc(b.provideInner), faults)
+	seed := uint64(b.chaos.Seed())
+	b.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	b.epoch = b.cfg.Epoch
 	b.data = initial
 	var ok bool
@@ -246,6 +251,18 @@ func NewBus[T any](t TB, initial T, cfg *BusConfig) *Bus[T] {
 	b.history[storeKey{b.epoch, 0}] = b.enc
 	t.Cleanup(b.Close)
 	return b
+}
+
+// newChaos is [statesynctest.NewChaos] that fails t instead of panicking on
+// a bad STATESYNC_CHAOS_SEED.
+func newChaos(t TB, sub statesync.Subscriber, prov statesync.Provider, opts statesynctest.ChaosOptions) (c *statesynctest.Chaos) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("e2e: %v", r)
+		}
+	}()
+	return statesynctest.NewChaos(sub, prov, opts)
 }
 
 // encode returns the JSON encoding of v. A value that cannot be encoded is
@@ -264,8 +281,12 @@ func (b *Bus[T]) encode(v T) (enc json.RawMessage, ok bool) {
 // Topic returns the bus's topic.
 func (b *Bus[T]) Topic() string { return b.topic }
 
-// Seed returns the seed of the bus's random generator.
-func (b *Bus[T]) Seed() uint64 { return b.seed }
+// Seed returns the seed of the bus's Chaos and random generator.
+func (b *Bus[T]) Seed() int64 { return b.chaos.Seed() }
+
+// Chaos returns the bus's fault injector, to read its Stats, Flush what it
+// holds back or Quiesce it.
+func (b *Bus[T]) Chaos() *statesynctest.Chaos { return b.chaos }
 
 // Revision returns the store revision.
 func (b *Bus[T]) Revision() statesync.Revision {
@@ -303,7 +324,7 @@ func (b *Bus[T]) Snapshot() statesync.Snapshot {
 func (b *Bus[T]) Mutate(data T) { b.MutateFrom("", data) }
 
 // MutateFrom sets the data, increments the revision and broadcasts
-// {topic, revision, epoch, sourceId: id} through the delivery knobs.
+// {topic, revision, epoch, sourceId: id} through the Chaos.
 func (b *Bus[T]) MutateFrom(id string, data T) {
 	enc, ok := b.encode(data)
 	if !ok {
@@ -334,8 +355,7 @@ func (b *Bus[T]) Set(rev statesync.Revision, data T) {
 
 // Restart simulates a source that lost continuity: it adopts a new epoch
 // (which must never have been used), the revision rev (usually lower than
-// before) and data, and broadcasts {topic, rev, epoch} through the delivery
-// knobs.
+// before) and data, and broadcasts {topic, rev, epoch} through the Chaos.
 func (b *Bus[T]) Restart(epoch string, rev statesync.Revision, data T) {
 	enc, ok := b.encode(data)
 	if !ok {
@@ -349,127 +369,52 @@ func (b *Bus[T]) Restart(epoch string, rev statesync.Revision, data T) {
 	b.broadcast(inv)
 }
 
-// delivery is the plan for one handler of one broadcast, drawn up front so
-// that the random sequence depends only on the broadcasting goroutine.
-type delivery struct {
-	r        *registration
-	delay    time.Duration // with jitter
-	mode     int
-	dup      bool
-	dupDelay time.Duration
-}
-
-const (
-	deliverSync = iota
-	deliverAsync
-	deliverDelayed
-)
-
-// handlersLocked returns the active registrations in window order.
-func (b *Bus[T]) handlersLocked() []*registration {
-	var rs []*registration
-	for _, id := range b.subOrder {
-		rs = append(rs, b.subs[id]...)
-	}
-	return rs
-}
-
+// broadcast hands inv to the Chaos's handlers, which pass it on to the
+// windows' handlers with the configured faults.
 func (b *Bus[T]) broadcast(inv statesync.Invalidation) {
 	b.mu.Lock()
-	regs := b.handlersLocked()
-	plans := make([]delivery, 0, len(regs))
-	for _, r := range regs {
-		if b.cfg.DropProb > 0 && b.rng.Float64() < b.cfg.DropProb {
-			continue
-		}
-		d := delivery{r: r}
-		switch {
-		case b.cfg.Jitter > 0:
-			d.mode = deliverDelayed
-			d.delay = time.Duration(b.rng.Float64() * float64(b.cfg.Jitter))
-		case b.cfg.Async:
-			d.mode = deliverAsync
-		}
-		if b.cfg.DuplicateProb > 0 && b.rng.Float64() < b.cfg.DuplicateProb {
-			d.dup = true
-			d.dupDelay = time.Millisecond + time.Duration(b.rng.Float64()*float64(3*time.Millisecond))
-		}
-		plans = append(plans, d)
-	}
+	hs := slices.Clone(b.inner)
 	b.mu.Unlock()
-	for _, d := range plans {
-		switch d.mode {
-		case deliverSync:
-			b.deliver(d, inv)
-		case deliverAsync:
-			b.after(0, func() { b.deliver(d, inv) })
-		case deliverDelayed:
-			b.after(d.delay, func() { b.deliver(d, inv) })
-		}
+	for _, h := range hs {
+		h.Invalidate(inv)
 	}
 }
 
-func (b *Bus[T]) deliver(d delivery, inv statesync.Invalidation) {
-	if d.r.active.Load() {
-		d.r.h.Invalidate(inv)
-	}
-	if d.dup {
-		b.after(d.dupDelay, func() {
-			if d.r.active.Load() {
-				d.r.h.Invalidate(inv)
-			}
-		})
-	}
-}
-
-// after runs f on a goroutine owned by the bus, after d, unless the bus is
-// closed first.
-func (b *Bus[T]) after(d time.Duration, f func()) {
+// subscribeInner is the subscriber the Chaos wraps: h is the Chaos's
+// handler for one subscription made through [Bus.Subscriber].
+func (b *Bus[T]) subscribeInner(_ context.Context, _ string, h statesync.Handler) (func(), error) {
 	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return
-	}
-	b.wg.Add(1)
+	b.inner = append(b.inner, h)
 	b.mu.Unlock()
-	go func() {
-		defer b.wg.Done()
-		if d > 0 {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-b.done:
-				return
-			}
-		} else {
-			select {
-			case <-b.done:
-				return
-			default:
-			}
-		}
-		f()
-	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			i := slices.Index(b.inner, h)
+			b.inner = slices.Delete(b.inner, i, i+1)
+		})
+	}, nil
 }
 
 // BroadcastToAll synchronously delivers {topic, revision, epoch} without a
-// source id to every handler, bypassing drops and duplicates.
+// source id to every handler, bypassing the Chaos.
 func (b *Bus[T]) BroadcastToAll() {
 	b.mu.Lock()
-	regs := b.handlersLocked()
+	var regs []*registration
+	for _, id := range b.subOrder {
+		regs = append(regs, b.subs[id]...)
+	}
 	inv := statesync.Invalidation{Topic: b.topic, Revision: b.rev, Epoch: b.epoch}
 	b.mu.Unlock()
 	for _, r := range regs {
-		if r.active.Load() {
-			r.h.Invalidate(inv)
-		}
+		r.Invalidate(inv)
 	}
 }
 
 // Subscriber returns the default subscriber of window id: handlers it
-// registers receive the bus's broadcasts (under the delivery knobs) until
-// their unsubscribe function is called or the window is destroyed. Custom
+// registers receive the bus's broadcasts (through the Chaos) until their
+// unsubscribe function is called or the window is destroyed. Custom
 // subscribers may wrap it.
 func (b *Bus[T]) Subscriber(id string) statesync.Subscriber {
 	return statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
@@ -478,6 +423,11 @@ func (b *Bus[T]) Subscriber(id string) statesync.Subscriber {
 		}
 		r := &registration{h: h}
 		r.active.Store(true)
+		unsub, err := b.chaos.Subscribe(ctx, topic, r)
+		if err != nil {
+			return nil, err
+		}
+		r.unsub = unsub
 		b.mu.Lock()
 		if _, ok := b.subs[id]; !ok {
 			b.subOrder = append(b.subOrder, id)
@@ -488,6 +438,7 @@ func (b *Bus[T]) Subscriber(id string) statesync.Subscriber {
 		return func() {
 			once.Do(func() {
 				r.active.Store(false)
+				unsub()
 				b.mu.Lock()
 				defer b.mu.Unlock()
 				if rs, ok := b.subs[id]; ok {
@@ -505,59 +456,66 @@ func (b *Bus[T]) Subscribers(id string) int {
 	return len(b.subs[id])
 }
 
-// Provider returns the default provider of window id, which
-// reads the window's settings (failCount, IPC delay, interceptor) at each
-// call.
+// Provider returns the default provider of window id: calls go through the
+// Chaos, then read the window's settings (failCount, IPC delay,
+// interceptor).
 func (b *Bus[T]) Provider(id string) statesync.Provider {
-	return statesync.ProviderFunc(func(ctx context.Context, _ string) (statesync.Snapshot, error) {
-		b.mu.Lock()
-		ps := b.settings[id]
-		delay := b.cfg.IPCDelay
-		var intercept func(statesync.Snapshot) statesync.Snapshot
-		if ps != nil {
-			if ps.failCount > 0 {
-				ps.failCount--
-				b.mu.Unlock()
-				return statesync.Snapshot{}, fmt.Errorf("%w for window %s", ErrSimulated, id)
-			}
-			if ps.delay != nil {
-				delay = *ps.delay
-			}
-			intercept = ps.intercept
-		}
-		b.mu.Unlock()
+	return statesync.ProviderFunc(func(ctx context.Context, topic string) (statesync.Snapshot, error) {
+		return b.chaos.Snapshot(context.WithValue(ctx, windowKey{}, id), topic)
+	})
+}
 
-		if b.sem != nil {
-			select {
-			case b.sem <- struct{}{}:
-			case <-ctx.Done():
-				return statesync.Snapshot{}, ctx.Err()
-			}
-			defer func() { <-b.sem }()
-			if err := sleep.For(ctx, b.cfg.MutexContention); err != nil {
-				return statesync.Snapshot{}, err
-			}
+// provideInner is the provider the Chaos wraps: the window is named by the
+// context.
+func (b *Bus[T]) provideInner(ctx context.Context, _ string) (statesync.Snapshot, error) {
+	id, _ := ctx.Value(windowKey{}).(string)
+	b.mu.Lock()
+	ps := b.settings[id]
+	delay := b.cfg.IPCDelay
+	var intercept func(statesync.Snapshot) statesync.Snapshot
+	if ps != nil {
+		if ps.failCount > 0 {
+			ps.failCount--
+			b.mu.Unlock()
+			return statesync.Snapshot{}, fmt.Errorf("%w for window %s", ErrSimulated, id)
 		}
-		if err := sleep.For(ctx, delay); err != nil {
+		if ps.delay != nil {
+			delay = *ps.delay
+		}
+		intercept = ps.intercept
+	}
+	b.mu.Unlock()
+
+	if b.sem != nil {
+		select {
+		case b.sem <- struct{}{}:
+		case <-ctx.Done():
+			return statesync.Snapshot{}, ctx.Err()
+		}
+		defer func() { <-b.sem }()
+		if err := sleep.For(ctx, b.cfg.MutexContention); err != nil {
 			return statesync.Snapshot{}, err
 		}
-		b.mu.Lock()
-		snap := statesync.Snapshot{Revision: b.rev, Epoch: b.epoch, Data: b.enc}
-		data := b.data
-		b.mu.Unlock()
-		if !b.cfg.ShareSnapshots {
-			// A fresh serialisation per call, as IPC would make.
-			enc, err := json.Marshal(data)
-			if err != nil {
-				return statesync.Snapshot{}, err
-			}
-			snap.Data = enc
+	}
+	if err := sleep.For(ctx, delay); err != nil {
+		return statesync.Snapshot{}, err
+	}
+	b.mu.Lock()
+	snap := statesync.Snapshot{Revision: b.rev, Epoch: b.epoch, Data: b.enc}
+	data := b.data
+	b.mu.Unlock()
+	if !b.cfg.ShareSnapshots {
+		// A fresh serialisation per call, as IPC would make.
+		enc, err := json.Marshal(data)
+		if err != nil {
+			return statesync.Snapshot{}, err
 		}
-		if intercept != nil {
-			snap = intercept(snap)
-		}
-		return snap, nil
-	})
+		snap.Data = enc
+	}
+	if intercept != nil {
+		snap = intercept(snap)
+	}
+	return snap, nil
 }
 
 // ConfigureWindow changes the provider settings of window id at run time.
@@ -763,13 +721,15 @@ func (b *Bus[T]) DestroyWindow(id string) {
 	}
 	w.Stop()
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.windows = slices.DeleteFunc(b.windows, func(x *Window[T]) bool { return x == w })
-	for _, r := range b.subs[id] {
-		r.active.Store(false)
-	}
+	regs := b.subs[id]
 	delete(b.subs, id)
 	b.subOrder = slices.DeleteFunc(b.subOrder, func(x string) bool { return x == id })
+	b.mu.Unlock()
+	for _, r := range regs {
+		r.active.Store(false)
+		r.unsub() // takes b.mu
+	}
 }
 
 // Converged reports whether every live window's revision and epoch equal
@@ -839,7 +799,8 @@ func (b *Bus[T]) Between(lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(b.Float64()*float64(hi-lo))
 }
 
-// Close cancels pending deliveries and waits for their goroutines, stops
+// Close closes the Chaos, which drops pending deliveries and waits for
+// their goroutines, stops
 // every window and waits for its consumer's goroutines, then reports any
 // broken invariant of the windows' histories with Errorf. It is idempotent.
 // A provider that never returns makes Close wait forever.
@@ -852,8 +813,7 @@ func (b *Bus[T]) Close() {
 	b.closed = true
 	all := slices.Clone(b.all)
 	b.mu.Unlock()
-	close(b.done)
-	b.wg.Wait()
+	_ = b.chaos.Close()
 	for _, w := range all {
 		w.Stop()
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/e2e"
 	"github.com/statesync-go/statesync/internal/sleep"
+	"github.com/statesync-go/statesync/statesynctest"
 )
 
 type itemsMeta struct {
@@ -52,7 +53,7 @@ func TestE2E36_SnapshotsAreCopies(t *testing.T) {
 // B-E2E-37: broadcast jitter of 20 ms and 10 synchronous mutations.
 func TestE2E37_BroadcastJitter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := e2e.NewBus(t, 0, &e2e.BusConfig{Jitter: 20 * ms, IPCDelay: ms})
+		bus := e2e.NewBus(t, 0, &e2e.BusConfig{IPCDelay: ms, Faults: statesynctest.ChaosOptions{MaxDelay: 20 * ms}})
 		ws := []*e2e.Window[int]{bus.NewWindow("A", nil), bus.NewWindow("B", nil), bus.NewWindow("C", nil)}
 		startAll(t, ws...)
 
@@ -72,7 +73,7 @@ func TestE2E37_BroadcastJitter(t *testing.T) {
 // 30 costs B fewer than 30 provider calls.
 func TestE2E38_RealisticDelaysCoalesce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := e2e.NewBus(t, 0, &e2e.BusConfig{IPCDelay: 5 * ms, Jitter: 3 * ms})
+		bus := e2e.NewBus(t, 0, &e2e.BusConfig{IPCDelay: 5 * ms, Faults: statesynctest.ChaosOptions{MaxDelay: 3 * ms}})
 		a := bus.NewWindow("A", nil)
 		b := bus.NewWindow("B", &e2e.WindowConfig[int]{
 			Provider: delayedProvider(bus, func() time.Duration { return bus.Between(5*ms, 15*ms) }),
@@ -281,7 +282,7 @@ func sel(id string, items ...int) selection { return selection{&id, items} }
 // from different panels 10 ms apart.
 func TestE2E45_MixedDelayPanels(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := e2e.NewBus(t, selection{Items: []int{}}, &e2e.BusConfig{IPCDelay: 2 * ms, Jitter: 5 * ms})
+		bus := e2e.NewBus(t, selection{Items: []int{}}, &e2e.BusConfig{IPCDelay: 2 * ms, Faults: statesynctest.ChaosOptions{MaxDelay: 5 * ms}})
 		var panels []*e2e.Window[selection]
 		for _, p := range []struct {
 			id    string

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync/internal/e2e"
+	"github.com/statesync-go/statesync/statesynctest"
 )
 
 // B-E2E-46: with asynchronous broadcast, B follows A's mutation.
@@ -83,7 +84,7 @@ func TestE2E48_MutexContention(t *testing.T) {
 // most 3 provider calls.
 func TestE2E49_DuplicateEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := e2e.NewBus(t, 0, &e2e.BusConfig{DuplicateProb: 1, IPCDelay: ms})
+		bus := e2e.NewBus(t, 0, &e2e.BusConfig{IPCDelay: ms, Faults: statesynctest.ChaosOptions{Duplicate: 1}})
 		a, b := bus.NewWindow("A", nil), bus.NewWindow("B", nil)
 		startAll(t, a, b)
 		b.ResetProviderCalls()
@@ -106,7 +107,7 @@ func TestE2E49_DuplicateEvents(t *testing.T) {
 // BroadcastToAll brings B to the store revision.
 func TestE2E50_DroppedEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := e2e.NewBus(t, 0, &e2e.BusConfig{DropProb: 0.3, IPCDelay: ms})
+		bus := e2e.NewBus(t, 0, &e2e.BusConfig{IPCDelay: ms, Faults: statesynctest.ChaosOptions{Drop: 0.3}})
 		a, b := bus.NewWindow("A", nil), bus.NewWindow("B", nil)
 		startAll(t, a, b)
 
@@ -133,7 +134,10 @@ type counterItems struct {
 func TestE2E51_FullIPCStack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := e2e.NewBus(t, counterItems{Items: []string{}}, &e2e.BusConfig{
-			Async: true, Jitter: 10 * ms, MutexContention: 2 * ms, IPCDelay: 5 * ms,
+			Async:           true,
+			MutexContention: 2 * ms,
+			IPCDelay:        5 * ms,
+			Faults:          statesynctest.ChaosOptions{MaxDelay: 10 * ms},
 		})
 		toolbar := bus.NewWindow("toolbar", &e2e.WindowConfig[counterItems]{IPCDelay: new(3 * ms)})
 		editor := bus.NewWindow("editor", &e2e.WindowConfig[counterItems]{IPCDelay: new(8 * ms)})
@@ -269,7 +273,9 @@ func TestE2E54_ReadersAndWriter(t *testing.T) {
 func TestE2E55_StormDropsAndDuplicates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := e2e.NewBus(t, 0, &e2e.BusConfig{
-			Async: true, Jitter: 5 * ms, DuplicateProb: 0.3, DropProb: 0.2, IPCDelay: 3 * ms,
+			Async:    true,
+			IPCDelay: 3 * ms,
+			Faults:   statesynctest.ChaosOptions{MaxDelay: 5 * ms, Duplicate: 0.3, Drop: 0.2},
 		})
 		var ws []*e2e.Window[int]
 		for i := range 3 {
@@ -339,7 +345,10 @@ type ideState struct {
 func TestE2E57_SevenPanelIDE(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := e2e.NewBus(t, ideState{OpenFiles: []string{}, Diagnostics: []string{}, Theme: "dark"}, &e2e.BusConfig{
-			Async: true, Jitter: 3 * ms, MutexContention: ms, IPCDelay: 3 * ms,
+			Async:           true,
+			MutexContention: ms,
+			IPCDelay:        3 * ms,
+			Faults:          statesynctest.ChaosOptions{MaxDelay: 3 * ms},
 		})
 		panels := map[string]*e2e.Window[ideState]{}
 		var all []*e2e.Window[ideState]
@@ -417,7 +426,9 @@ type chat struct {
 func TestE2E59_FlakyNetworkChat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := e2e.NewBus(t, chat{Messages: []string{}}, &e2e.BusConfig{
-			Async: true, Jitter: 15 * ms, DuplicateProb: 0.2, DropProb: 0.3, IPCDelay: 5 * ms,
+			Async:    true,
+			IPCDelay: 5 * ms,
+			Faults:   statesynctest.ChaosOptions{MaxDelay: 15 * ms, Duplicate: 0.2, Drop: 0.3},
 		})
 		alice := bus.NewWindow("alice", &e2e.WindowConfig[chat]{IPCDelay: new(3 * ms)})
 		bob := bus.NewWindow("bob", &e2e.WindowConfig[chat]{IPCDelay: new(8 * ms)})
@@ -451,7 +462,7 @@ func TestE2E59_FlakyNetworkChat(t *testing.T) {
 // mutex, 3 ms IPC), then B sends 10 more mutations 3 ms apart.
 func TestE2E60_JoinMidStorm(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := e2e.NewBus(t, 0, &e2e.BusConfig{Async: true, Jitter: 5 * ms, MutexContention: ms, IPCDelay: 3 * ms})
+		bus := e2e.NewBus(t, 0, &e2e.BusConfig{Async: true, MutexContention: ms, IPCDelay: 3 * ms, Faults: statesynctest.ChaosOptions{MaxDelay: 5 * ms}})
 		a, b := bus.NewWindow("A", nil), bus.NewWindow("B", nil)
 		startAll(t, a, b)
 

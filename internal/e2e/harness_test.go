@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/e2e"
+	"github.com/statesync-go/statesync/statesynctest"
 )
 
 // fakeTB records what the harness reports instead of failing the test.
@@ -44,6 +46,14 @@ func (f *fakeTB) Fatalf(format string, args ...any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fatals = append(f.fatals, fmt.Sprintf(format, args...))
+}
+
+// exitingTB is a fakeTB whose Fatalf ends the goroutine, as testing.T's does.
+type exitingTB struct{ *fakeTB }
+
+func (e exitingTB) Fatalf(format string, args ...any) {
+	e.fakeTB.Fatalf(format, args...)
+	runtime.Goexit()
 }
 
 func (f *fakeTB) reported() (logs, errs, fatals []string) {
@@ -212,9 +222,9 @@ func TestHarness02_SerializeSnapshots(t *testing.T) {
 	}
 }
 
-// B-HARN-03: delivery knobs. Synchronous by default; drops; duplicates 1–4
-// ms later; async delivery after Mutate returns; jitter 0..J, taking
-// precedence over async.
+// B-HARN-03: delivery knobs, through the bus's statesynctest.Chaos.
+// Synchronous by default; drops; duplicates; async delivery after Mutate
+// returns; delays 0..MaxDelay, taking precedence over async.
 func TestHarness03_Delivery(t *testing.T) {
 	t.Run("sync", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
@@ -228,7 +238,7 @@ func TestHarness03_Delivery(t *testing.T) {
 	})
 	t.Run("drop", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			bus := e2e.NewBus(t, 0, &e2e.BusConfig{DropProb: 1})
+			bus := e2e.NewBus(t, 0, &e2e.BusConfig{Faults: statesynctest.ChaosOptions{Drop: 1}})
 			r := subscribe(t, bus, "X")
 			for i := range 10 {
 				bus.Mutate(i)
@@ -241,20 +251,15 @@ func TestHarness03_Delivery(t *testing.T) {
 	})
 	t.Run("duplicate", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			bus := e2e.NewBus(t, 0, &e2e.BusConfig{DuplicateProb: 1})
+			bus := e2e.NewBus(t, 0, &e2e.BusConfig{Faults: statesynctest.ChaosOptions{Duplicate: 1}})
 			r := subscribe(t, bus, "X")
-			start := time.Now()
 			bus.Mutate(1)
-			time.Sleep(10 * ms)
-			got := r.received()
+			got := r.received() // no wait: both delivered inside Mutate
 			if len(got) != 2 || got[0].inv != got[1].inv {
-				t.Fatalf("received %+v; want the same event twice", got)
+				t.Fatalf("received %+v when Mutate returned; want the same event twice", got)
 			}
-			if d := got[0].at.Sub(start); d != 0 {
-				t.Errorf("first delivery after %v; want 0", d)
-			}
-			if d := got[1].at.Sub(start); d < ms || d >= 4*ms {
-				t.Errorf("duplicate after %v; want 1 to 4 ms", d)
+			if n := bus.Chaos().Stats().Duplicated; n != 1 {
+				t.Errorf("Chaos().Stats().Duplicated = %d; want 1", n)
 			}
 		})
 	})
@@ -280,10 +285,10 @@ func TestHarness03_Delivery(t *testing.T) {
 			}
 		})
 	})
-	t.Run("jitter over async", func(t *testing.T) {
+	t.Run("delay over async", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			const jitter = 10 * ms
-			bus := e2e.NewBus(t, 0, &e2e.BusConfig{Jitter: jitter, Async: true, Seed: 1})
+			bus := e2e.NewBus(t, 0, &e2e.BusConfig{Async: true, Faults: statesynctest.ChaosOptions{MaxDelay: jitter, Seed: 1}})
 			var rs []*recorder
 			for i := range 20 {
 				rs = append(rs, subscribe(t, bus, fmt.Sprint("W", i)))
@@ -356,7 +361,7 @@ func TestHarness04_MutexContention(t *testing.T) {
 // once, without source id, bypassing drops, duplicates, jitter and async.
 func TestHarness05_BroadcastToAll(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := e2e.NewBus(t, 0, &e2e.BusConfig{DropProb: 1, DuplicateProb: 1, Jitter: 10 * ms, Async: true})
+		bus := e2e.NewBus(t, 0, &e2e.BusConfig{Async: true, Faults: statesynctest.ChaosOptions{Drop: 1, Duplicate: 1, MaxDelay: 10 * ms}})
 		r1, r2 := subscribe(t, bus, "A"), subscribe(t, bus, "B")
 		bus.MutateFrom("A", 1) // dropped for everyone
 		bus.Set(5, 5)
@@ -552,13 +557,15 @@ func TestHarness08_ErrorsAndOnApply(t *testing.T) {
 	})
 }
 
-// B-HARN-09: the seed is logged, fixed by BusConfig.Seed or by
-// STATESYNC_E2E_SEED, and the same seed gives the same deliveries.
+// B-HARN-09: the seed is the bus's Chaos's: logged, fixed by
+// BusConfig.Faults.Seed or overridden by STATESYNC_CHAOS_SEED, and the
+// same seed gives the same deliveries.
 func TestHarness09_Seed(t *testing.T) {
-	deliveries := func(t *testing.T, seed uint64) [][]statesync.Revision {
+	t.Setenv(statesynctest.SeedEnv, "") // this test chooses its seeds
+	deliveries := func(t *testing.T, seed int64) [][]statesync.Revision {
 		var out [][]statesync.Revision
 		synctest.Test(t, func(t *testing.T) {
-			bus := e2e.NewBus(t, 0, &e2e.BusConfig{Seed: seed, DropProb: 0.5, Jitter: 5 * ms})
+			bus := e2e.NewBus(t, 0, &e2e.BusConfig{Faults: statesynctest.ChaosOptions{Seed: seed, Drop: 0.5, MaxDelay: 5 * ms}})
 			var rs []*recorder
 			for i := range 5 {
 				rs = append(rs, subscribe(t, bus, fmt.Sprint("W", i)))
@@ -586,26 +593,41 @@ func TestHarness09_Seed(t *testing.T) {
 		t.Errorf("seeds 7 and 8 delivered the same %v; want different draws", a)
 	}
 
-	t.Setenv(e2e.SeedEnv, "12345")
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeTB{T: t}
+		if got := e2e.NewBus(f, 0, &e2e.BusConfig{Faults: statesynctest.ChaosOptions{Seed: 9}}).Seed(); got != 9 {
+			t.Errorf("Seed() = %d with Faults.Seed 9; want 9", got)
+		}
+		logs, _, _ := f.reported()
+		if len(logs) != 1 || !strings.Contains(logs[0], "seed 9 ") {
+			t.Errorf("logged %q; want the seed logged", logs)
+		}
+	})
+	t.Setenv(statesynctest.SeedEnv, "12345")
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeTB{T: t}
 		if got := e2e.NewBus(f, 0, nil).Seed(); got != 12345 {
-			t.Errorf("Seed() = %d with %s=12345; want 12345", got, e2e.SeedEnv)
+			t.Errorf("Seed() = %d with %s=12345; want 12345", got, statesynctest.SeedEnv)
 		}
-		if got := e2e.NewBus(f, 0, &e2e.BusConfig{Seed: 9}).Seed(); got != 9 {
-			t.Errorf("Seed() = %d with BusConfig.Seed 9; want 9", got)
+		if got := e2e.NewBus(f, 0, &e2e.BusConfig{Faults: statesynctest.ChaosOptions{Seed: 9}}).Seed(); got != 12345 {
+			t.Errorf("Seed() = %d with Faults.Seed 9 and %s=12345; want 12345", got, statesynctest.SeedEnv)
 		}
 		logs, _, _ := f.reported()
-		if len(logs) != 2 || !strings.Contains(logs[0], "12345") || !strings.Contains(logs[1], "seed 9 ") {
+		if len(logs) != 2 || !strings.Contains(logs[0], "12345") || !strings.Contains(logs[1], "12345") {
 			t.Errorf("logged %q; want each seed logged", logs)
 		}
 	})
-	t.Setenv(e2e.SeedEnv, "x")
+	t.Setenv(statesynctest.SeedEnv, "x")
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeTB{T: t}
-		e2e.NewBus(f, 0, nil)
-		if _, _, fatals := f.reported(); len(fatals) != 1 || !strings.Contains(fatals[0], e2e.SeedEnv) {
-			t.Errorf("a bad %s reported %q; want one failure naming it", e2e.SeedEnv, fatals)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e2e.NewBus(exitingTB{f}, 0, nil)
+		}()
+		<-done
+		if _, _, fatals := f.reported(); len(fatals) != 1 || !strings.Contains(fatals[0], statesynctest.SeedEnv) {
+			t.Errorf("a bad %s reported %q; want one failure naming it", statesynctest.SeedEnv, fatals)
 		}
 	})
 }

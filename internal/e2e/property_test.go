@@ -40,6 +40,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/e2e"
+	"github.com/statesync-go/statesync/statesynctest"
 	"pgregory.net/rapid"
 )
 
@@ -208,15 +209,19 @@ func (s *propState) step() {
 }
 
 func checkConvergence(t *rapid.T) {
+	seed := rapid.Int64Range(1, math.MaxInt64).Draw(t, "seed")
+	ipcDelay := rapid.SampledFrom([]time.Duration{-1, ms, 3 * ms}).Draw(t, "ipcDelay")
+	jitter := rapid.SampledFrom([]time.Duration{0, 2 * ms, 10 * ms}).Draw(t, "jitter")
+	async := rapid.Bool().Draw(t, "async")
+	mutex := rapid.SampledFrom([]time.Duration{0, ms}).Draw(t, "mutex")
+	duplicates := rapid.SampledFrom([]float64{0, 0.3, 1}).Draw(t, "duplicates")
+	drops := rapid.SampledFrom([]float64{0, 0.3, 0.8}).Draw(t, "drops")
 	cfg := &e2e.BusConfig{
 		Epoch:           "e0",
-		Seed:            rapid.Uint64Range(1, math.MaxUint64).Draw(t, "seed"),
-		IPCDelay:        rapid.SampledFrom([]time.Duration{-1, ms, 3 * ms}).Draw(t, "ipcDelay"),
-		Jitter:          rapid.SampledFrom([]time.Duration{0, 2 * ms, 10 * ms}).Draw(t, "jitter"),
-		Async:           rapid.Bool().Draw(t, "async"),
-		MutexContention: rapid.SampledFrom([]time.Duration{0, ms}).Draw(t, "mutex"),
-		DuplicateProb:   rapid.SampledFrom([]float64{0, 0.3, 1}).Draw(t, "duplicates"),
-		DropProb:        rapid.SampledFrom([]float64{0, 0.3, 0.8}).Draw(t, "drops"),
+		IPCDelay:        ipcDelay,
+		Async:           async,
+		MutexContention: mutex,
+		Faults:          statesynctest.ChaosOptions{Seed: seed, MaxDelay: jitter, Duplicate: duplicates, Drop: drops},
 	}
 	tb := &bubbleTB{T: t}
 	defer tb.cleanup()
