@@ -216,12 +216,13 @@ func checkConvergence(t *rapid.T) {
 	mutex := rapid.SampledFrom([]time.Duration{0, ms}).Draw(t, "mutex")
 	duplicates := rapid.SampledFrom([]float64{0, 0.3, 1}).Draw(t, "duplicates")
 	drops := rapid.SampledFrom([]float64{0, 0.3, 0.8}).Draw(t, "drops")
+	reorder := rapid.SampledFrom([]float64{0, 0.3}).Draw(t, "reorder")
 	cfg := &e2e.BusConfig{
 		Epoch:           "e0",
 		IPCDelay:        ipcDelay,
 		Async:           async,
 		MutexContention: mutex,
-		Faults:          statesynctest.ChaosOptions{Seed: seed, MaxDelay: jitter, Duplicate: duplicates, Drop: drops},
+		Faults:          statesynctest.ChaosOptions{Seed: seed, MaxDelay: jitter, Duplicate: duplicates, Drop: drops, Reorder: reorder},
 	}
 	tb := &bubbleTB{T: t}
 	defer tb.cleanup()
@@ -256,6 +257,7 @@ func checkConvergence(t *rapid.T) {
 			}
 		}
 	}
+	s.bus.Chaos().Quiesce() // delivers what it held back: late, stale events
 	s.bus.BroadcastToAll()
 	for _, w := range s.bus.Windows() {
 		if buf := s.buffers[w.ID]; buf != nil {
