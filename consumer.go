@@ -87,7 +87,7 @@ type applied struct {
 // never called concurrently for one Consumer, and never with an engine lock
 // held. A Consumer is single-use: once stopped it cannot start again.
 //
-// A Consumer is a [Handler]: transports deliver invalidations to
+// A Consumer is an [InvalidationHandler]: transports deliver invalidations to
 // [Consumer.Invalidate] and [Consumer.InvalidateRaw], which may also be
 // called directly.
 type Consumer struct {

@@ -237,12 +237,12 @@ func TestClientPatchWriteOnly(t *testing.T) {
 	s := newAuthServer(t)
 	s.put(t, "inbox", `{"pin":"4711"}`)
 	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Token: "write-only"})
-	snap, err := c.Patch(t.Context(), "inbox", []byte(`{"n":1}`), nil)
+	snap, err := c.Patch(t.Context(), "inbox", []byte(`{"n":1}`))
 	if err != nil || snap.Revision != s.get(t, "inbox").Revision || snap.Data != nil {
 		t.Errorf("write-only Patch = %+v, %v; want the new revision, no data", snap, err)
 	}
 	r := newClient(t, s.ts.URL, &httpsync.ClientOptions{Token: "worker-secret"})
-	snap, err = r.Patch(t.Context(), "settings", []byte(`{"n":1}`), nil)
+	snap, err = r.Patch(t.Context(), "settings", []byte(`{"n":1}`))
 	if err != nil || string(snap.Data) != `{"n":1}` {
 		t.Errorf("read-write Patch = %+v, %v; want the data {\"n\":1}", snap, err)
 	}

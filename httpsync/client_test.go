@@ -187,11 +187,11 @@ func TestClientWrites(t *testing.T) {
 		t.Fatalf("PutIf at the current revision = %+v, %v; want revision 2", snap, err)
 	}
 	rev := statesync.Revision(2)
-	snap, err = c.Patch(ctx, "t", json.RawMessage(`{"b":{"c":null,"d":3}}`), &rev)
+	snap, err = c.PatchIf(ctx, "t", json.RawMessage(`{"b":{"c":null,"d":3}}`), rev)
 	if err != nil || snap.Revision != 3 || string(snap.Data) != `{"a":1,"b":{"d":3}}` {
 		t.Fatalf("Patch = %+v, %v; want {\"a\":1,\"b\":{\"d\":3}} at 3", snap, err)
 	}
-	if _, err = c.Patch(ctx, "t", json.RawMessage(`{}`), &rev); !errors.As(err, &ce) || ce.Current != 3 {
+	if _, err = c.PatchIf(ctx, "t", json.RawMessage(`{}`), rev); !errors.As(err, &ce) || ce.Current != 3 {
 		t.Errorf("Patch at a stale revision = %v; want *ConflictError current 3", err)
 	}
 	if _, err = c.DeleteIf(ctx, "t", 2); !errors.As(err, &ce) {

@@ -48,7 +48,7 @@ type topicSubs struct {
 }
 
 type sub struct {
-	h      statesync.Handler
+	h      statesync.InvalidationHandler
 	active atomic.Bool
 }
 
@@ -83,7 +83,7 @@ func (b *Bus) Close() error {
 // Subscribe implements [statesync.Subscriber]. h receives every
 // invalidation of topic notified after Subscribe returns and before the
 // returned function is called.
-func (b *Bus) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+func (b *Bus) Subscribe(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

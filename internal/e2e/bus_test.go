@@ -198,7 +198,7 @@ type providerState struct {
 }
 
 type registration struct {
-	h      statesync.Handler
+	h      statesync.InvalidationHandler
 	active atomic.Bool
 }
 
@@ -472,7 +472,7 @@ func (b *Bus[T]) BroadcastToAll() {
 // their unsubscribe function is called or the window is destroyed. Custom
 // subscribers may wrap it.
 func (b *Bus[T]) Subscriber(id string) statesync.Subscriber {
-	return statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+	return statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 		if topic != b.topic {
 			return nil, fmt.Errorf("e2e: window %s subscribed to %q on the bus of %q", id, topic, b.topic)
 		}
