@@ -137,7 +137,18 @@ func (s *Source) forget(topic string, rev Revision, epoch string) {
 // wakes its own goroutines; memsync.Bus calls its handlers there, so its
 // consumers with [ConsumerOptions.InlineRefresh] apply, in fn, the
 // snapshots the Source holds in memory.
-func (s *Source) Watch(fn func(Invalidation)) (stop func()) {
+//
+// Watch has the shape of [Store.Watch]. It does no I/O and does not block:
+// it fails only with [ErrClosed] if the source is closed (it would emit
+// nothing more) and with ctx.Err() if ctx is already done. ctx does not
+// end the watch; stop does.
+func (s *Source) Watch(ctx context.Context, fn func(Invalidation)) (stop func(), err error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	w := &sourceWatcher{fn: fn}
 	s.mu.Lock()
 	list := append(slices.Clone(*s.watchers.Load()), w)
@@ -151,7 +162,7 @@ func (s *Source) Watch(fn func(Invalidation)) (stop func()) {
 			s.watchers.Store(&list)
 			s.mu.Unlock()
 		})
-	}
+	}, nil
 }
 
 func (s *Source) entry(ctx context.Context, topic string) (*cacheEntry, error) {

@@ -169,7 +169,7 @@ func TestClientWrites(t *testing.T) {
 	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{SourceID: "cli"})
 	ctx := context.Background()
 	invs := make(chan statesync.Invalidation, 16)
-	defer s.src.Watch(func(inv statesync.Invalidation) { invs <- inv })()
+	watchSource(t, s.src, func(inv statesync.Invalidation) { invs <- inv })
 
 	snap, err := c.Put(ctx, "t", json.RawMessage(` {"a":1,"b":{"c":2}} `))
 	if err != nil || snap.Revision != 1 || snap.Epoch != "ep0" || string(snap.Data) != `{"a":1,"b":{"c":2}}` {

@@ -66,7 +66,9 @@ var ErrNoSource = errors.New("memsync: bus has no source")
 func New(src *statesync.Source) *Bus {
 	b := &Bus{src: src}
 	if src != nil {
-		b.stop = src.Watch(b.Publish)
+		// Watch fails only if src is closed, when it emits nothing more
+		// and Snapshot returns statesync.ErrClosed.
+		b.stop, _ = src.Watch(context.Background(), b.Publish)
 	}
 	return b
 }
