@@ -284,11 +284,11 @@ func (s *Source) Put(ctx context.Context, topic string, data json.RawMessage) (S
 	return s.write(ctx, Write{Topic: topic, Data: data})
 }
 
-// PutIf sets the data of topic only if its revision is ifRevision (0 for a
+// PutIf sets the data of topic only if its revision is rev (0 for a
 // topic never written); otherwise it returns a *[ConflictError] with the
 // current revision and writes nothing.
-func (s *Source) PutIf(ctx context.Context, topic string, data json.RawMessage, ifRevision Revision) (Snapshot, error) {
-	return s.write(ctx, Write{Topic: topic, Data: data, IfRevision: ifRevision, Conditional: true})
+func (s *Source) PutIf(ctx context.Context, topic string, data json.RawMessage, rev Revision) (Snapshot, error) {
+	return s.write(ctx, Write{Topic: topic, Data: data, IfRevision: rev, Conditional: true})
 }
 
 // Delete sets the data of topic to null at a new revision: revisions never
