@@ -170,7 +170,7 @@ func TestConformanceSubscribeFailureDisposesScheduler(t *testing.T) {
 		subErr := errors.New("transport down")
 		prov, app, errs := &engProvider{}, &engApplier{}, &engErrs{}
 		prov.set(2, `"v2"`)
-		sub := statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+		sub := statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 			h.Invalidate(statesync.Invalidation{Topic: topic, Revision: 2}) // debounced until 100 ms
 			return nil, subErr
 		})

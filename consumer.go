@@ -62,9 +62,10 @@ type ConsumerOptions struct {
 	InlineRefresh bool
 }
 
-// lifecycle states of a Consumer.
+// The lifecycle of a Consumer: idle → starting → started (or back to idle
+// if Start fails) → stopped. Stop may come from any state; stopped is final.
 const (
-	stateIdle = iota
+	stateIdle int32 = iota
 	stateStarting
 	stateStarted
 	stateStopped
@@ -86,7 +87,7 @@ type applied struct {
 // never called concurrently for one Consumer, and never with an engine lock
 // held. A Consumer is single-use: once stopped it cannot start again.
 //
-// A Consumer is a [Handler]: transports deliver invalidations to
+// A Consumer is an [InvalidationHandler]: transports deliver invalidations to
 // [Consumer.Invalidate] and [Consumer.InvalidateRaw], which may also be
 // called directly.
 type Consumer struct {
@@ -99,36 +100,35 @@ type Consumer struct {
 	opts   ConsumerOptions
 	log    *slog.Logger // nil: no logging
 
-	ctx    context.Context // cancelled by Stop; passed to provider and applier
-	runCtx context.Context // ctx marked as "inside this consumer's run"
-	cancel context.CancelFunc
-	wg     group // counts run and report goroutines
+	ctx        context.Context // cancelled by Stop; passed to provider and applier
+	refreshCtx context.Context // ctx marked as "inside this consumer's refresh"
+	cancel     context.CancelFunc
+	wg         group // counts refresh and report goroutines
 
-	stopped atomic.Bool
-	state   atomic.Pointer[applied]
-	sched   atomic.Pointer[scheduler] // nil: passthrough or not started
+	lifecycle atomic.Int32 // stateIdle…stateStopped; changed under mu, read anywhere
+	state     atomic.Pointer[applied]
+	sched     atomic.Pointer[scheduler] // nil: passthrough or not started
 
 	mu          sync.Mutex // protects the fields below
-	lc          int        // lifecycle state
 	startDone   chan struct{}
 	startErr    error
 	unsubscribe func()
-	running     bool          // a run or an Offer holds the refresh slot
-	pending     bool          // one more run is requested after the current one
-	started     uint64        // number of runs started
-	waiters     []waiter      // Refresh and Start calls waiting for a run
-	idle        chan struct{} // closed when the slot is released, if someone waits
+	slotHeld    bool          // a refresh or an Offer holds the refresh slot
+	queued      bool          // one more refresh is to run after the current one
+	seq         uint64        // number of refreshes started: refresh n is the n-th
+	waiters     []waiter      // Refresh and Start calls waiting for a refresh to end
+	slotFree    chan struct{} // closed when the slot is released, if an Offer waits
 	regressed   Revision      // revision at which a regression was last reported (0: none)
 	// retryReported is closed once the last retry report has been delivered.
 	retryReported chan struct{}
 }
 
 type waiter struct {
-	target uint64 // the run whose end this waiter wants
+	target uint64 // the refresh whose end this waiter wants
 	ch     chan error
 }
 
-type runCtxKey struct{}
+type refreshCtxKey struct{}
 
 // NewConsumer returns a Consumer for topic that listens with sub, pulls from
 // prov and applies with app. It does no I/O: nothing happens until
@@ -174,7 +174,7 @@ func NewConsumer(topic string, sub Subscriber, prov Provider, app Applier, opts 
 		c.log = c.opts.Logger.With(slog.String("component", "statesync"), slog.String("topic", topic))
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.runCtx = context.WithValue(c.ctx, runCtxKey{}, c)
+	c.refreshCtx = context.WithValue(c.ctx, refreshCtxKey{}, c)
 	c.state.Store(&applied{})
 	return c, nil
 }
@@ -201,7 +201,7 @@ func (c *Consumer) Epoch() string { return c.state.Load().epoch }
 // runs while Start is in progress, Start returns [ErrStopped].
 func (c *Consumer) Start(ctx context.Context) error {
 	c.mu.Lock()
-	switch c.lc {
+	switch c.lifecycle.Load() {
 	case stateStopped:
 		c.mu.Unlock()
 		return ErrStartAfterStop
@@ -220,7 +220,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	c.lc = stateStarting
+	c.lifecycle.Store(stateStarting)
 	c.startDone = make(chan struct{})
 	c.mu.Unlock()
 
@@ -228,11 +228,11 @@ func (c *Consumer) Start(ctx context.Context) error {
 
 	c.mu.Lock()
 	c.startErr = err
-	if c.lc == stateStarting {
+	if c.lifecycle.Load() == stateStarting {
 		if err == nil {
-			c.lc = stateStarted
+			c.lifecycle.Store(stateStarted)
 		} else {
-			c.lc = stateIdle
+			c.lifecycle.Store(stateIdle)
 		}
 	}
 	close(c.startDone)
@@ -244,7 +244,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	c.debug("starting")
 	var sched *scheduler
 	if !c.opts.Throttle.passthrough() {
-		sched = newScheduler(c.opts.Throttle, c.requestRun)
+		sched = newScheduler(c.opts.Throttle, func() { c.requestRefresh(false) })
 		c.sched.Store(sched)
 	}
 	rollback := func(unsub func()) {
@@ -260,7 +260,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	unsub, err := c.subscribe(ctx)
 	if err != nil {
 		rollback(nil)
-		if c.stopped.Load() {
+		if c.isStopped() {
 			return ErrStopped
 		}
 		e := &Error{Phase: PhaseSubscribe, Topic: c.topic, Err: err, LocalRevision: c.Revision()}
@@ -268,7 +268,7 @@ func (c *Consumer) start(ctx context.Context) error {
 		return e
 	}
 	c.mu.Lock()
-	if c.lc == stateStopped { // Stop ran during Subscribe
+	if c.isStopped() { // Stop ran during Subscribe
 		c.mu.Unlock()
 		rollback(unsub)
 		return ErrStopped
@@ -277,7 +277,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	c.mu.Unlock()
 	c.debug("subscribed")
 
-	err = c.refresh(ctx)
+	err = c.awaitRefresh(ctx)
 	if err == nil {
 		c.debug("started")
 		return nil
@@ -286,7 +286,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	unsub, c.unsubscribe = c.unsubscribe, nil
 	c.mu.Unlock()
 	rollback(unsub)
-	if c.stopped.Load() {
+	if c.isStopped() {
 		return ErrStopped
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
@@ -326,22 +326,21 @@ func callUnsubscribe(unsub func()) {
 // called from any callback.
 func (c *Consumer) Stop() {
 	c.mu.Lock()
-	if c.lc == stateStopped {
+	if c.isStopped() {
 		c.mu.Unlock()
 		return
 	}
-	c.lc = stateStopped
-	c.stopped.Store(true)
+	c.lifecycle.Store(stateStopped)
 	unsub := c.unsubscribe
 	c.unsubscribe = nil
-	c.pending = false
+	c.queued = false
 	// Callers waiting in Start, Refresh or Offer learn of the Stop now, not
 	// when a provider that ignores its ctx returns.
 	wake := c.waiters
 	c.waiters = nil
-	if c.idle != nil {
-		close(c.idle)
-		c.idle = nil
+	if c.slotFree != nil {
+		close(c.slotFree)
+		c.slotFree = nil
 	}
 	c.mu.Unlock()
 
@@ -383,38 +382,57 @@ func (c *Consumer) Wait(ctx context.Context) error {
 // the context it received, it queues a refresh and returns nil at
 // once instead of waiting for itself.
 func (c *Consumer) Refresh(ctx context.Context) error {
-	if ctx.Value(runCtxKey{}) == c {
-		c.requestRun()
+	if ctx.Value(refreshCtxKey{}) == c {
+		c.requestRefresh(false)
 		return nil
 	}
-	if c.stopped.Load() {
+	if c.isStopped() {
 		return nil
 	}
-	err := c.refresh(ctx)
+	err := c.awaitRefresh(ctx)
 	if errors.Is(err, ErrStopped) {
 		return nil
 	}
 	return err
 }
 
-// refresh requests a run and waits for it.
-func (c *Consumer) refresh(ctx context.Context) error {
+// isStopped reports whether Stop has been called.
+func (c *Consumer) isStopped() bool { return c.lifecycle.Load() == stateStopped }
+
+// The refresh slot. Every refresh and every Offer holds the slot while it
+// runs, so the provider and applier never run concurrently. A refresh is
+// requested by requestRefresh (which does not wait for it) or by
+// awaitRefresh (which does); if the slot is held, the request only marks
+// one more refresh as queued. The holder of the slot runs refreshLoop:
+// refreshOnce, then endRefresh, which wakes the waiters and hands the slot
+// to the queued refresh or releases it.
+
+// takeSlot marks the slot held and returns the number of the refresh that
+// holds it. The caller holds mu and has seen the slot free.
+func (c *Consumer) takeSlot() uint64 {
+	c.slotHeld = true
+	c.seq++
+	return c.seq
+}
+
+// awaitRefresh requests a refresh and waits for its end: the refresh just
+// started, or, if the slot is held, the queued one (which begins after
+// this call).
+func (c *Consumer) awaitRefresh(ctx context.Context) error {
 	w := waiter{ch: make(chan error, 1)}
 	c.mu.Lock()
-	if c.lc == stateStopped {
+	if c.isStopped() {
 		c.mu.Unlock()
 		return ErrStopped
 	}
-	coalesced := c.running
+	coalesced := c.slotHeld
 	if coalesced {
-		c.pending = true
-		w.target = c.started + 1
+		c.queued = true
+		w.target = c.seq + 1
 	} else {
-		c.running = true
-		c.started++
-		w.target = c.started
+		w.target = c.takeSlot()
 		c.wg.add()
-		go c.loop(c.started)
+		go c.refreshLoop(w.target, false)
 	}
 	c.waiters = append(c.waiters, w)
 	c.mu.Unlock()
@@ -429,57 +447,37 @@ func (c *Consumer) refresh(ctx context.Context) error {
 	}
 }
 
-// requestRun starts a run, or queues one if a run is in flight. It never
-// blocks.
-func (c *Consumer) requestRun() { c.run(false) }
-
-// run starts a run, or queues one if a run is in flight. An inline run
-// executes on the calling goroutine (with any run queued meanwhile);
-// otherwise run never blocks.
-func (c *Consumer) run(inline bool) {
+// requestRefresh starts a refresh, or queues one if the slot is held. An
+// inline refresh runs on the calling goroutine, with those queued
+// meanwhile, and requestRefresh returns once they are done; otherwise the
+// refresh runs on a goroutine of its own and requestRefresh never blocks.
+func (c *Consumer) requestRefresh(inline bool) {
 	c.mu.Lock()
-	if c.lc == stateStopped {
+	if c.isStopped() {
 		c.mu.Unlock()
 		return
 	}
-	if c.running {
-		c.pending = true
+	if c.slotHeld {
+		c.queued = true
 		c.mu.Unlock()
 		c.debug("refresh coalesced (in-flight)")
 		return
 	}
-	c.running = true
-	c.started++
-	seq := c.started
+	seq := c.takeSlot()
 	c.wg.add()
 	c.mu.Unlock()
 	if inline {
-		c.runs(seq, true)
+		c.refreshLoop(seq, true)
 		return
 	}
-	go c.loop(seq)
+	go c.refreshLoop(seq, false)
 }
 
-// peek asks the peeker for the topic's snapshot; a panic counts as "not at
-// hand" (the fetch that follows reports whatever is wrong).
-func (c *Consumer) peek() (snap Snapshot, ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
-	return c.peeker.PeekSnapshot(c.topic)
-}
-
-// loop runs refreshes while more are queued, on a goroutine of the
-// consumer's own. It owns the refresh slot.
-func (c *Consumer) loop(seq uint64) { c.runs(seq, false) }
-
-// runs runs refreshes while more are queued, starting with run seq, and
-// counts itself out of c.wg when done. Inline (InlineRefresh, on the
-// delivering goroutine) with a SnapshotPeeker, a run whose snapshot is not
-// at hand is handed, with those after it, to a goroutine of its own.
-func (c *Consumer) runs(seq uint64, inline bool) {
+// refreshLoop holds the slot: it runs refresh seq and those queued after
+// it, and counts itself out of c.wg when done. Inline (on the delivering
+// goroutine) with a SnapshotPeeker, a refresh whose snapshot is not at hand
+// is handed, with those after it, to a goroutine of its own.
+func (c *Consumer) refreshLoop(seq uint64, inline bool) {
 	defer c.wg.done()
 	for {
 		var at *Snapshot
@@ -487,12 +485,12 @@ func (c *Consumer) runs(seq uint64, inline bool) {
 			snap, ok := c.peek()
 			if !ok {
 				c.wg.add() // before done: the count never drops to 0 meanwhile
-				go c.loop(seq)
+				go c.refreshLoop(seq, false)
 				return
 			}
 			at = &snap
 		}
-		next, ok := c.finish(seq, c.cycle(at))
+		next, ok := c.endRefresh(seq, c.refreshOnce(at))
 		if !ok {
 			return
 		}
@@ -500,17 +498,39 @@ func (c *Consumer) runs(seq uint64, inline bool) {
 	}
 }
 
-// finish ends run seq with result e: it hands the slot to the next queued
-// run (on this goroutine, or on a new one when an error must be reported so
-// that OnError may wait for that run), reports e, then wakes the waiters.
-// It returns the next run to execute on this goroutine.
-func (c *Consumer) finish(seq uint64, e *Error) (next uint64, ok bool) {
+// refreshOnce is one refresh: fetch (unless the snapshot is at hand),
+// validate, gate, apply, advance.
+func (c *Consumer) refreshOnce(at *Snapshot) *Error {
+	if c.isStopped() {
+		c.debug("refresh skipped (stopped)")
+		return nil
+	}
+	c.debug("refresh started")
+	if at != nil {
+		return c.offer(c.refreshCtx, *at)
+	}
+	snap, err := c.fetch()
+	if err != nil {
+		if c.isStopped() {
+			return nil
+		}
+		return c.fetchError(err)
+	}
+	return c.offer(c.refreshCtx, snap)
+}
+
+// endRefresh ends refresh seq with result e: it hands the slot to the
+// queued refresh (on this goroutine, or on a new one when an error must be
+// reported, so that OnError may wait for that refresh) or releases it,
+// reports e, then wakes the waiters. It returns the next refresh to run on
+// this goroutine.
+func (c *Consumer) endRefresh(seq uint64, e *Error) (next uint64, ok bool) {
 	var err error
 	if e != nil {
 		err = e
 	}
 	c.mu.Lock()
-	stopped := c.lc == stateStopped
+	stopped := c.isStopped()
 	if stopped {
 		err = ErrStopped
 	}
@@ -525,20 +545,20 @@ func (c *Consumer) finish(seq uint64, e *Error) (next uint64, ok bool) {
 	}
 	clear(c.waiters[len(keep):])
 	c.waiters = keep
-	if c.pending && !stopped {
-		c.pending = false
-		c.started++
-		next, ok = c.started, true
+	if c.queued && !stopped {
+		c.queued = false
+		c.seq++
+		next, ok = c.seq, true
 		if e != nil {
 			c.wg.add()
-			go c.loop(next)
+			go c.refreshLoop(next, false)
 			ok = false
 		}
 	} else {
-		c.running = false
-		if c.idle != nil {
-			close(c.idle)
-			c.idle = nil
+		c.slotHeld = false
+		if c.slotFree != nil {
+			close(c.slotFree)
+			c.slotFree = nil
 		}
 	}
 	c.mu.Unlock()
@@ -551,29 +571,19 @@ func (c *Consumer) finish(seq uint64, e *Error) (next uint64, ok bool) {
 	return next, ok
 }
 
-// cycle is one refresh: fetch (unless the snapshot is at hand), validate,
-// gate, apply, advance.
-func (c *Consumer) cycle(at *Snapshot) *Error {
-	if c.stopped.Load() {
-		c.debug("refresh skipped (stopped)")
-		return nil
-	}
-	c.debug("refresh started")
-	if at != nil {
-		return c.offer(c.runCtx, *at)
-	}
-	snap, err := c.fetch()
-	if err != nil {
-		if c.stopped.Load() {
-			return nil
+// peek asks the peeker for the topic's snapshot; a panic counts as "not at
+// hand" (the fetch that follows reports whatever is wrong).
+func (c *Consumer) peek() (snap Snapshot, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
 		}
-		return c.fetchError(err)
-	}
-	return c.offer(c.runCtx, snap)
+	}()
+	return c.peeker.PeekSnapshot(c.topic)
 }
 
 func (c *Consumer) fetch() (snap Snapshot, err error) {
-	ctx := c.runCtx
+	ctx := c.refreshCtx
 	if c.opts.FetchTimeout > 0 && c.opts.Retry == nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opts.FetchTimeout)
@@ -606,7 +616,7 @@ func (c *Consumer) fetchError(err error) *Error {
 // offer validates, gates and applies snap. The caller holds the slot.
 func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 	c.mu.Lock()
-	if c.lc == stateStopped {
+	if c.isStopped() {
 		c.mu.Unlock()
 		return nil
 	}
@@ -630,14 +640,14 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 	c.mu.Unlock()
 
 	if err := c.apply(ctx, snap); err != nil {
-		if c.stopped.Load() {
+		if c.isStopped() {
 			return nil
 		}
 		return c.applyError(err, cur.rev, snap.Revision)
 	}
 
 	c.mu.Lock()
-	if c.lc == stateStopped { // stopped during the apply: keep the old revision
+	if c.isStopped() { // stopped during the apply: keep the old revision
 		c.mu.Unlock()
 		return nil
 	}
@@ -661,7 +671,7 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 }
 
 // The cold paths of offer live in functions of their own, which keeps
-// offer's frame small: a run's goroutine then reaches the applier without
+// offer's frame small: a refresh's goroutine then reaches the applier without
 // growing its initial stack.
 
 //go:noinline
@@ -731,7 +741,7 @@ func (c *Consumer) apply(ctx context.Context, snap Snapshot) (err error) {
 // *[Error] if the applier failed (also reported to OnError), ctx.Err() if
 // ctx ended first, and [ErrStopped] after Stop.
 func (c *Consumer) Offer(ctx context.Context, snap Snapshot) error {
-	if ctx.Value(runCtxKey{}) == c { // from inside our applier: we hold the slot
+	if ctx.Value(refreshCtxKey{}) == c { // from inside our applier: we hold the slot
 		if e := c.offer(ctx, snap); e != nil {
 			return e
 		}
@@ -739,33 +749,31 @@ func (c *Consumer) Offer(ctx context.Context, snap Snapshot) error {
 	}
 	for {
 		c.mu.Lock()
-		if c.lc == stateStopped {
+		if c.isStopped() {
 			c.mu.Unlock()
 			return ErrStopped
 		}
-		if !c.running {
-			c.running = true
-			c.started++
-			seq := c.started
+		if !c.slotHeld {
+			seq := c.takeSlot()
 			c.mu.Unlock()
-			e := c.offer(c.runCtx, snap)
-			// This goroutine is the caller's: a queued run gets its own.
-			if next, ok := c.finish(seq, e); ok {
+			e := c.offer(c.refreshCtx, snap)
+			// This goroutine is the caller's: a queued refresh gets its own.
+			if next, ok := c.endRefresh(seq, e); ok {
 				c.wg.add()
-				go c.loop(next)
+				go c.refreshLoop(next, false)
 			}
 			if e != nil {
 				return e
 			}
 			return nil
 		}
-		if c.idle == nil {
-			c.idle = make(chan struct{})
+		if c.slotFree == nil {
+			c.slotFree = make(chan struct{})
 		}
-		idle := c.idle
+		free := c.slotFree
 		c.mu.Unlock()
 		select {
-		case <-idle:
+		case <-free:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -782,7 +790,7 @@ func (c *Consumer) Offer(ctx context.Context, snap Snapshot) error {
 // returns once the refresh it started (if any) and those queued meanwhile
 // are done.
 func (c *Consumer) Invalidate(inv Invalidation) {
-	if c.stopped.Load() {
+	if c.isStopped() {
 		return
 	}
 	if inv.Topic != c.topic {
@@ -826,7 +834,7 @@ func (c *Consumer) handle(inv Invalidation) {
 		s.trigger()
 		return
 	}
-	c.run(c.opts.InlineRefresh)
+	c.requestRefresh(c.opts.InlineRefresh)
 }
 
 func callFilter(f func(Invalidation) bool, inv Invalidation) (ok bool, err error) {
@@ -845,7 +853,7 @@ func callFilter(f func(Invalidation) bool, inv Invalidation) (ok bool, err error
 // [PhaseProtocol] (or [PhaseInvalidation] if it is not JSON at all) and the
 // raw payload, and dropped.
 func (c *Consumer) InvalidateRaw(payload []byte) {
-	if c.stopped.Load() {
+	if c.isStopped() {
 		return
 	}
 	d := decodeInvalidation(payload)
@@ -873,7 +881,7 @@ func (c *Consumer) reportEvent(raw json.RawMessage, topic string, err error) {
 
 // reportRetry reports a scheduled retry of the provider.
 func (c *Consumer) reportRetry(info retryInfo) {
-	if c.stopped.Load() {
+	if c.isStopped() {
 		return
 	}
 	if c.log != nil {
@@ -887,9 +895,9 @@ func (c *Consumer) reportRetry(info retryInfo) {
 	e := &Error{Phase: PhaseGetSnapshot, Topic: c.topic, Err: info.Err, LocalRevision: c.Revision(),
 		Attempt: info.Attempt, WillRetry: true, NextDelay: info.NextDelay}
 	// This runs inside the provider call, which holds the refresh slot: an
-	// OnError that called Refresh here would wait for a run that cannot
+	// OnError that called Refresh here would wait for a refresh that cannot
 	// begin before it returns. So OnError gets its own goroutine, after the
-	// previous retry report (retry reports stay in order); the run never
+	// previous retry report (retry reports stay in order); the refresh never
 	// waits for it.
 	c.mu.Lock()
 	prev := c.retryReported
@@ -901,7 +909,7 @@ func (c *Consumer) reportRetry(info retryInfo) {
 		if prev != nil {
 			<-prev
 		}
-		if !c.stopped.Load() {
+		if !c.isStopped() {
 			c.callOnError(e)
 		}
 	})

@@ -159,14 +159,14 @@ func (r *engApplier) last() statesync.Snapshot {
 // unsubscribe calls (not deduplicated: a second call is visible).
 type engSub struct {
 	mu     sync.Mutex
-	h      statesync.Handler
+	h      statesync.InvalidationHandler
 	subs   int
 	unsubs int
 	err    error
 	hook   func(ctx context.Context) // runs inside Subscribe, without lock
 }
 
-func (s *engSub) Subscribe(ctx context.Context, engTopic string, h statesync.Handler) (func(), error) {
+func (s *engSub) Subscribe(ctx context.Context, engTopic string, h statesync.InvalidationHandler) (func(), error) {
 	s.mu.Lock()
 	s.subs++
 	err, hook := s.err, s.hook
@@ -200,7 +200,7 @@ func (s *engSub) setErr(err error) {
 	s.err = err
 }
 
-func (s *engSub) handler() statesync.Handler {
+func (s *engSub) handler() statesync.InvalidationHandler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.h

@@ -20,9 +20,9 @@
 // The truth side is a [Source] over a [Store] ([MemoryStore] here; durable
 // stores live in their own packages). The consumer side is a [Consumer],
 // one per topic, made by [NewConsumer] from a [Subscriber] that delivers
-// invalidations to it (a Consumer is a [Handler]), a [Provider] that
-// returns the latest snapshot, and an [Applier] that puts a snapshot into
-// your state.
+// invalidations to it (a Consumer is an [InvalidationHandler]), a
+// [Provider] that returns the latest snapshot, and an [Applier] that puts a
+// snapshot into your state.
 //
 // An optional epoch names one continuous history of revisions; a consumer
 // that sees another epoch refreshes and applies whatever the revision, so a

@@ -439,7 +439,7 @@ func TestRetryPolicyValidation(t *testing.T) {
 		t.Errorf("NewRetryProvider(nil, nil) = %v; want ErrMissingDependency", err)
 	}
 	// NewConsumer validates its Retry option the same way.
-	sub := statesync.SubscriberFunc(func(context.Context, string, statesync.Handler) (func(), error) { return func() {}, nil })
+	sub := statesync.SubscriberFunc(func(context.Context, string, statesync.InvalidationHandler) (func(), error) { return func() {}, nil })
 	app := statesync.ApplierFunc(func(context.Context, statesync.Snapshot) error { return nil })
 	if _, err := statesync.NewConsumer("t", sub, p, app, &statesync.ConsumerOptions{Retry: &statesync.RetryPolicy{MaxAttempts: -1}}); !errors.Is(err, statesync.ErrInvalidRetry) {
 		t.Errorf("NewConsumer(Retry MaxAttempts -1) = %v; want ErrInvalidRetry", err)

@@ -137,7 +137,18 @@ func (s *Source) forget(topic string, rev Revision, epoch string) {
 // wakes its own goroutines; memsync.Bus calls its handlers there, so its
 // consumers with [ConsumerOptions.InlineRefresh] apply, in fn, the
 // snapshots the Source holds in memory.
-func (s *Source) Watch(fn func(Invalidation)) (stop func()) {
+//
+// Watch has the shape of [Store.Watch]. It does no I/O and does not block:
+// it fails only with [ErrClosed] if the source is closed (it would emit
+// nothing more) and with ctx.Err() if ctx is already done. ctx does not
+// end the watch; stop does.
+func (s *Source) Watch(ctx context.Context, fn func(Invalidation)) (stop func(), err error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	w := &sourceWatcher{fn: fn}
 	s.mu.Lock()
 	list := append(slices.Clone(*s.watchers.Load()), w)
@@ -151,7 +162,7 @@ func (s *Source) Watch(fn func(Invalidation)) (stop func()) {
 			s.watchers.Store(&list)
 			s.mu.Unlock()
 		})
-	}
+	}, nil
 }
 
 func (s *Source) entry(ctx context.Context, topic string) (*cacheEntry, error) {
@@ -273,11 +284,11 @@ func (s *Source) Put(ctx context.Context, topic string, data json.RawMessage) (S
 	return s.write(ctx, Write{Topic: topic, Data: data})
 }
 
-// PutIf sets the data of topic only if its revision is ifRevision (0 for a
+// PutIf sets the data of topic only if its revision is rev (0 for a
 // topic never written); otherwise it returns a *[ConflictError] with the
 // current revision and writes nothing.
-func (s *Source) PutIf(ctx context.Context, topic string, data json.RawMessage, ifRevision Revision) (Snapshot, error) {
-	return s.write(ctx, Write{Topic: topic, Data: data, IfRevision: ifRevision, Conditional: true})
+func (s *Source) PutIf(ctx context.Context, topic string, data json.RawMessage, rev Revision) (Snapshot, error) {
+	return s.write(ctx, Write{Topic: topic, Data: data, IfRevision: rev, Conditional: true})
 }
 
 // Delete sets the data of topic to null at a new revision: revisions never

@@ -47,7 +47,7 @@ type srcWatcher struct {
 
 func srcWatch(t testing.TB, src *statesync.Source) *srcWatcher {
 	w := &srcWatcher{}
-	stop := src.Watch(func(inv statesync.Invalidation) {
+	stop, err := src.Watch(context.Background(), func(inv statesync.Invalidation) {
 		snap, _ := src.Snapshot(context.Background(), inv.Topic)
 		rec, _ := src.Store().Get(context.Background(), inv.Topic)
 		w.mu.Lock()
@@ -56,6 +56,9 @@ func srcWatch(t testing.TB, src *statesync.Source) *srcWatcher {
 		w.storeGets = append(w.storeGets, rec)
 		w.mu.Unlock()
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(stop)
 	return w
 }
@@ -567,7 +570,8 @@ func TestSourceClose(t *testing.T) {
 	_, errGet := src.Snapshot(ctx, "t")
 	_, errList := src.List(ctx)
 	_, errUpd := src.Update(ctx, "t", srcIncrement)
-	for op, err := range map[string]error{"Put": errPut, "Get": errGet, "List": errList, "Update": errUpd} {
+	_, errWatch := src.Watch(ctx, func(statesync.Invalidation) {})
+	for op, err := range map[string]error{"Put": errPut, "Get": errGet, "List": errList, "Update": errUpd, "Watch": errWatch} {
 		if !errors.Is(err, statesync.ErrClosed) {
 			t.Errorf("%s after Close: error = %v; want ErrClosed", op, err)
 		}
@@ -584,8 +588,14 @@ func TestSourceClose(t *testing.T) {
 func TestSourceWatchStop(t *testing.T) {
 	src, _ := srcNew(t, nil)
 	var a, b int
-	stopA := src.Watch(func(statesync.Invalidation) { a++ })
-	stopB := src.Watch(func(statesync.Invalidation) { b++ })
+	stopA, err := src.Watch(t.Context(), func(statesync.Invalidation) { a++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopB, err := src.Watch(t.Context(), func(statesync.Invalidation) { b++ })
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer stopB()
 	srcPut(t, src, "t", `1`)
 	stopA()
@@ -593,6 +603,29 @@ func TestSourceWatchStop(t *testing.T) {
 	srcPut(t, src, "t", `2`)
 	if a != 1 || b != 2 {
 		t.Errorf("calls after stopping A: A %d, B %d; want 1, 2", a, b)
+	}
+}
+
+// Watch, like any call that takes a context, fails with ctx.Err() if ctx is
+// already done; the context does not end a watch once it is made.
+func TestSourceWatchContext(t *testing.T) {
+	src, _ := srcNew(t, nil)
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if stop, err := src.Watch(done, func(statesync.Invalidation) {}); !errors.Is(err, context.Canceled) || stop != nil {
+		t.Errorf("Watch(done ctx) = %v, %v; want nil, context.Canceled", stop != nil, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	stop, err := src.Watch(ctx, func(statesync.Invalidation) { n++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	cancel()
+	srcPut(t, src, "t", `1`)
+	if n != 1 {
+		t.Errorf("%d calls after the Watch context ended; want 1", n)
 	}
 }
 

@@ -438,7 +438,7 @@ func TestThrottleValidate(t *testing.T) {
 		{Debounce: -time.Second, Interval: time.Second},
 		{Debounce: time.Second, Interval: -time.Second},
 	}
-	sub := SubscriberFunc(func(context.Context, string, Handler) (func(), error) { return func() {}, nil })
+	sub := SubscriberFunc(func(context.Context, string, InvalidationHandler) (func(), error) { return func() {}, nil })
 	prov := ProviderFunc(func(context.Context, string) (Snapshot, error) { return Snapshot{}, nil })
 	app := ApplierFunc(func(context.Context, Snapshot) error { return nil })
 	for _, th := range bad {

@@ -2,8 +2,8 @@ package statesync
 
 import "context"
 
-// A Handler receives the invalidations of the topics it subscribed to.
-// [Consumer] is a Handler.
+// An InvalidationHandler receives the invalidations of the topics it
+// subscribed to. [Consumer] is an InvalidationHandler.
 //
 // Both methods are safe for concurrent and re-entrant use.
 // [Consumer.Invalidate] and [Consumer.InvalidateRaw] return once the
@@ -15,7 +15,7 @@ import "context"
 // applier and error report included, the method returning once it is done.
 // A transport therefore delivers on a goroutine that may wait, holding no
 // lock that those callbacks, the provider or the applier may need.
-type Handler interface {
+type InvalidationHandler interface {
 	// Invalidate handles a decoded invalidation. Transports that carry Go
 	// values (in-process) call it without any encoding.
 	Invalidate(inv Invalidation)
@@ -34,7 +34,7 @@ type Handler interface {
 // may lose, duplicate or reorder invalidations: the engine does not depend on
 // delivery guarantees.
 type Subscriber interface {
-	Subscribe(ctx context.Context, topic string, h Handler) (unsubscribe func(), err error)
+	Subscribe(ctx context.Context, topic string, h InvalidationHandler) (unsubscribe func(), err error)
 }
 
 // A Provider returns the latest snapshot of a topic.
@@ -67,10 +67,10 @@ type Applier interface {
 }
 
 // SubscriberFunc adapts a function to the [Subscriber] interface.
-type SubscriberFunc func(ctx context.Context, topic string, h Handler) (func(), error)
+type SubscriberFunc func(ctx context.Context, topic string, h InvalidationHandler) (func(), error)
 
 // Subscribe calls f.
-func (f SubscriberFunc) Subscribe(ctx context.Context, topic string, h Handler) (func(), error) {
+func (f SubscriberFunc) Subscribe(ctx context.Context, topic string, h InvalidationHandler) (func(), error) {
 	return f(ctx, topic, h)
 }
 

@@ -46,7 +46,7 @@ func TestPatchDataOnlyForReaders(t *testing.T) {
 func TestPatchNoOp(t *testing.T) {
 	s := newTestServer(t, nil)
 	invs := make(chan statesync.Invalidation, 16)
-	defer s.src.Watch(func(inv statesync.Invalidation) { invs <- inv })()
+	watchSource(t, s.src, func(inv statesync.Invalidation) { invs <- inv })
 	s.put(t, "doc", `{ "a" : 1, "b" : {"c": [1, 2]} }`) // revision 1, not compact
 	<-invs
 	ct := []string{"Content-Type", "application/merge-patch+json"}
@@ -185,7 +185,7 @@ func (namelessAuth) Authenticate(*http.Request) (httpsync.Grants, error) {
 func TestSourceIDRule(t *testing.T) {
 	s := newAuthServer(t)
 	invs := make(chan statesync.Invalidation, 16)
-	defer s.src.Watch(func(inv statesync.Invalidation) { invs <- inv })()
+	watchSource(t, s.src, func(inv statesync.Invalidation) { invs <- inv })
 	auth := []string{"Authorization", "Bearer worker-secret"}
 	for id, ok := range map[string]bool{
 		"worker": true, "worker/1": true, "worker/a/b": true,
@@ -237,12 +237,12 @@ func TestClientPatchWriteOnly(t *testing.T) {
 	s := newAuthServer(t)
 	s.put(t, "inbox", `{"pin":"4711"}`)
 	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Token: "write-only"})
-	snap, err := c.Patch(t.Context(), "inbox", []byte(`{"n":1}`), nil)
+	snap, err := c.Patch(t.Context(), "inbox", []byte(`{"n":1}`))
 	if err != nil || snap.Revision != s.get(t, "inbox").Revision || snap.Data != nil {
 		t.Errorf("write-only Patch = %+v, %v; want the new revision, no data", snap, err)
 	}
 	r := newClient(t, s.ts.URL, &httpsync.ClientOptions{Token: "worker-secret"})
-	snap, err = r.Patch(t.Context(), "settings", []byte(`{"n":1}`), nil)
+	snap, err = r.Patch(t.Context(), "settings", []byte(`{"n":1}`))
 	if err != nil || string(snap.Data) != `{"n":1}` {
 		t.Errorf("read-write Patch = %+v, %v; want the data {\"n\":1}", snap, err)
 	}

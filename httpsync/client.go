@@ -105,7 +105,7 @@ type Client struct {
 
 // A subscription is one Subscribe call.
 type subscription struct {
-	h      statesync.Handler
+	h      statesync.InvalidationHandler
 	active atomic.Bool
 	ready  chan struct{} // closed once a connection attempt for its topic ended
 	err    error         // set before ready is closed: the server refused the topic
@@ -225,7 +225,7 @@ func (c *Client) signal() {
 // Once the returned function has returned, no delivery to h begins; one
 // already running on the stream's goroutine may finish. It may be called
 // from inside h.
-func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+func (c *Client) Subscribe(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -486,12 +486,17 @@ func (c *Client) PutIf(ctx context.Context, topic string, data json.RawMessage, 
 
 // Patch applies the JSON merge patch (RFC 7396, see [MergePatch]) patch to
 // the data of topic, atomically on the server, and returns the new
-// snapshot. If ifRev is not nil the patch applies only at that revision,
-// as with [Client.PutIf]. A token that may write the topic but not read it
-// gets the snapshot's revision and epoch without its Data (nil). A patch
-// that changes nothing returns the current snapshot.
-func (c *Client) Patch(ctx context.Context, topic string, patch json.RawMessage, ifRev *statesync.Revision) (statesync.Snapshot, error) {
-	return c.write(ctx, http.MethodPatch, topic, patch, ifRev)
+// snapshot. A token that may write the topic but not read it gets the
+// snapshot's revision and epoch without its Data (nil). A patch that
+// changes nothing returns the current snapshot.
+func (c *Client) Patch(ctx context.Context, topic string, patch json.RawMessage) (statesync.Snapshot, error) {
+	return c.write(ctx, http.MethodPatch, topic, patch, nil)
+}
+
+// PatchIf is [Client.Patch] only if the topic's revision is rev; otherwise
+// it returns a *[statesync.ConflictError], as [Client.PutIf] does.
+func (c *Client) PatchIf(ctx context.Context, topic string, patch json.RawMessage, rev statesync.Revision) (statesync.Snapshot, error) {
+	return c.write(ctx, http.MethodPatch, topic, patch, &rev)
 }
 
 // Delete sets the data of topic to null at a new revision and returns the

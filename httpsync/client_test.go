@@ -169,7 +169,7 @@ func TestClientWrites(t *testing.T) {
 	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{SourceID: "cli"})
 	ctx := context.Background()
 	invs := make(chan statesync.Invalidation, 16)
-	defer s.src.Watch(func(inv statesync.Invalidation) { invs <- inv })()
+	watchSource(t, s.src, func(inv statesync.Invalidation) { invs <- inv })
 
 	snap, err := c.Put(ctx, "t", json.RawMessage(` {"a":1,"b":{"c":2}} `))
 	if err != nil || snap.Revision != 1 || snap.Epoch != "ep0" || string(snap.Data) != `{"a":1,"b":{"c":2}}` {
@@ -187,11 +187,11 @@ func TestClientWrites(t *testing.T) {
 		t.Fatalf("PutIf at the current revision = %+v, %v; want revision 2", snap, err)
 	}
 	rev := statesync.Revision(2)
-	snap, err = c.Patch(ctx, "t", json.RawMessage(`{"b":{"c":null,"d":3}}`), &rev)
+	snap, err = c.PatchIf(ctx, "t", json.RawMessage(`{"b":{"c":null,"d":3}}`), rev)
 	if err != nil || snap.Revision != 3 || string(snap.Data) != `{"a":1,"b":{"d":3}}` {
 		t.Fatalf("Patch = %+v, %v; want {\"a\":1,\"b\":{\"d\":3}} at 3", snap, err)
 	}
-	if _, err = c.Patch(ctx, "t", json.RawMessage(`{}`), &rev); !errors.As(err, &ce) || ce.Current != 3 {
+	if _, err = c.PatchIf(ctx, "t", json.RawMessage(`{}`), rev); !errors.As(err, &ce) || ce.Current != 3 {
 		t.Errorf("Patch at a stale revision = %v; want *ConflictError current 3", err)
 	}
 	if _, err = c.DeleteIf(ctx, "t", 2); !errors.As(err, &ce) {

@@ -178,7 +178,7 @@ func TestChaosOverHTTP(t *testing.T) {
 	}
 	wg.Wait()
 	ch.Quiesce()
-	last, err := writer.Patch(ctx, topic, json.RawMessage(`{"done":true}`), nil)
+	last, err := writer.Patch(ctx, topic, json.RawMessage(`{"done":true}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -184,7 +184,13 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	h.stopWatch = src.Watch(h.invalidated)
+	stop, err := src.Watch(context.Background(), h.invalidated)
+	if err != nil {
+		// src is closed: it emits nothing more, and reads fail with
+		// statesync.ErrClosed.
+		stop = func() {}
+	}
+	h.stopWatch = stop
 	return h
 }
 

@@ -149,7 +149,7 @@ type writeResult struct {
 func TestPut(t *testing.T) {
 	s := newTestServer(t, nil)
 	invs := make(chan statesync.Invalidation, 4)
-	defer s.src.Watch(func(inv statesync.Invalidation) { invs <- inv })()
+	watchSource(t, s.src, func(inv statesync.Invalidation) { invs <- inv })
 
 	resp, body := s.do(t, "PUT", "/v1/topics/settings", `{"theme":"dark"}`, "X-Source-Id", "w1")
 	var res writeResult

@@ -54,6 +54,17 @@ func newTestServerOn(t testing.TB, ln net.Listener, epoch string, opts *httpsync
 	return s
 }
 
+// watchSource calls fn with every invalidation src emits until the test
+// ends.
+func watchSource(t testing.TB, src *statesync.Source, fn func(statesync.Invalidation)) {
+	t.Helper()
+	stop, err := src.Watch(t.Context(), fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+}
+
 // hijackAll makes the test servers hijack their event streams
 // (HandlerOptions.HijackStreams), so that the whole suite runs over that
 // path too: .ci/run runs the package a second time with

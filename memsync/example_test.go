@@ -10,7 +10,7 @@ import (
 	"github.com/statesync-go/statesync/memsync"
 )
 
-// printer is a [statesync.Handler] that prints what it receives.
+// printer is a [statesync.InvalidationHandler] that prints what it receives.
 type printer struct{ name string }
 
 func (p printer) Invalidate(inv statesync.Invalidation) {

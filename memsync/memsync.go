@@ -48,7 +48,7 @@ type topicSubs struct {
 }
 
 type sub struct {
-	h      statesync.Handler
+	h      statesync.InvalidationHandler
 	active atomic.Bool
 }
 
@@ -66,7 +66,9 @@ var ErrNoSource = errors.New("memsync: bus has no source")
 func New(src *statesync.Source) *Bus {
 	b := &Bus{src: src}
 	if src != nil {
-		b.stop = src.Watch(b.Publish)
+		// Watch fails only if src is closed, when it emits nothing more
+		// and Snapshot returns statesync.ErrClosed.
+		b.stop, _ = src.Watch(context.Background(), b.Publish)
 	}
 	return b
 }
@@ -83,7 +85,7 @@ func (b *Bus) Close() error {
 // Subscribe implements [statesync.Subscriber]. h receives every
 // invalidation of topic notified after Subscribe returns and before the
 // returned function is called.
-func (b *Bus) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+func (b *Bus) Subscribe(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ type ChaosOptions struct {
 	// which also reorders them.
 	MaxDelay time.Duration
 	// Garbage is the probability that a malformed raw payload for the same
-	// topic is delivered (through Handler.InvalidateRaw) before an
+	// topic is delivered (through InvalidationHandler.InvalidateRaw) before an
 	// invalidation.
 	Garbage float64
 
@@ -139,7 +139,7 @@ type chaosSub struct {
 	c      *Chaos
 	id     uint64
 	topic  string
-	h      statesync.Handler
+	h      statesync.InvalidationHandler
 	active atomic.Bool
 
 	held *delivery // protected by c.mu: an invalidation held back (Reorder)
@@ -217,7 +217,7 @@ func (c *Chaos) Stats() ChaosStats {
 // Subscribe implements [statesync.Subscriber]: it subscribes h through the
 // inner subscriber, injecting faults into what it delivers. After
 // [Chaos.Close] it returns [statesync.ErrClosed].
-func (c *Chaos) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+func (c *Chaos) Subscribe(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 	if c.sub == nil {
 		return nil, errors.New("statesynctest: chaos has no subscriber")
 	}
@@ -255,12 +255,12 @@ func (c *Chaos) Subscribe(ctx context.Context, topic string, h statesync.Handler
 	}, nil
 }
 
-// Invalidate implements [statesync.Handler] for the inner subscriber.
+// Invalidate implements [statesync.InvalidationHandler] for the inner subscriber.
 func (s *chaosSub) Invalidate(inv statesync.Invalidation) {
 	s.c.inject(s, delivery{inv: inv}, deliveryKey{sub: s.id, topic: inv.Topic, rev: inv.Revision, epoch: inv.Epoch})
 }
 
-// InvalidateRaw implements [statesync.Handler] for the inner subscriber.
+// InvalidateRaw implements [statesync.InvalidationHandler] for the inner subscriber.
 func (s *chaosSub) InvalidateRaw(payload []byte) {
 	d := delivery{raw: append([]byte(nil), payload...)}
 	k := deliveryKey{sub: s.id}

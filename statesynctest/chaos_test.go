@@ -87,7 +87,7 @@ func chaosBus(t *testing.T, opts statesynctest.ChaosOptions) (*statesynctest.Cha
 	return c, bus
 }
 
-func chaosSubscribe(t *testing.T, c *statesynctest.Chaos, topic string, h statesync.Handler) func() {
+func chaosSubscribe(t *testing.T, c *statesynctest.Chaos, topic string, h statesync.InvalidationHandler) func() {
 	t.Helper()
 	unsub, err := c.Subscribe(context.Background(), topic, h)
 	if err != nil {

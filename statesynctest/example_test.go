@@ -75,7 +75,7 @@ func ExampleNewChaos() {
 	// delivered [3], dropped 2
 }
 
-// handlerFunc adapts a function to statesync.Handler, for the example.
+// handlerFunc adapts a function to statesync.InvalidationHandler, for the example.
 type handlerFunc func(statesync.Invalidation)
 
 func (f handlerFunc) Invalidate(inv statesync.Invalidation) { f(inv) }

@@ -62,7 +62,7 @@ func TestSubscriber(t *testing.T, newPair func(t *testing.T) (statesync.Subscrib
 	}
 }
 
-// A recHandler is a [statesync.Handler] that records what it receives.
+// A recHandler is a [statesync.InvalidationHandler] that records what it receives.
 type recHandler struct {
 	topic string
 	sig   *signal
@@ -154,7 +154,7 @@ func (h *recHandler) checkClean(t testing.TB) {
 	}
 }
 
-func subscribe(t testing.TB, ctx context.Context, sub statesync.Subscriber, topic string, h statesync.Handler) func() {
+func subscribe(t testing.TB, ctx context.Context, sub statesync.Subscriber, topic string, h statesync.InvalidationHandler) func() {
 	t.Helper()
 	unsub, err := sub.Subscribe(ctx, topic, h)
 	if err != nil {

@@ -163,10 +163,10 @@ type brokenSub struct {
 	mode string
 	bus  *memsync.Bus
 	mu   sync.Mutex
-	all  []statesync.Handler
+	all  []statesync.InvalidationHandler
 }
 
-func (s *brokenSub) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+func (s *brokenSub) Subscribe(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 	if s.mode == "all-topics" {
 		s.mu.Lock()
 		s.all = append(s.all, h)

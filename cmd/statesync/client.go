@@ -65,13 +65,6 @@ func (f *revisionFlag) Set(s string) error {
 	return nil
 }
 
-func (f *revisionFlag) ptr() *statesync.Revision {
-	if !f.set {
-		return nil
-	}
-	return &f.rev
-}
-
 // oneTopic parses args and returns the single topic they name (and the
 // other positional arguments).
 func oneTopic(fs *flag.FlagSet, args []string, want int) ([]string, error) {
@@ -187,8 +180,10 @@ func (m *Main) runWrite(ctx context.Context, cmd string, args []string) error {
 	defer c.Close()
 	var s statesync.Snapshot
 	switch {
+	case cmd == "patch" && ifRev.set:
+		s, err = c.PatchIf(ctx, topic, data, ifRev.rev)
 	case cmd == "patch":
-		s, err = c.Patch(ctx, topic, data, ifRev.ptr())
+		s, err = c.Patch(ctx, topic, data)
 	case cmd == "delete" && ifRev.set:
 		s, err = c.DeleteIf(ctx, topic, ifRev.rev)
 	case cmd == "delete":

@@ -126,7 +126,12 @@ func NewBridge(src *statesync.Source, emit EmitFunc, opts *Options) *Bridge {
 		pending: make(map[string]statesync.Invalidation),
 	}
 	b.wg.Go(b.run)
-	b.stop = src.Watch(b.enqueue)
+	stop, err := src.Watch(context.Background(), b.enqueue)
+	if err != nil {
+		// src is closed: it emits nothing more.
+		stop = func() {}
+	}
+	b.stop = stop
 	return b
 }
 

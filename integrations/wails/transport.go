@@ -56,7 +56,7 @@ func NewSubscriber(l Listener, event string) *Subscriber {
 // from Listen is returned unchanged. The returned function
 // calls the Listener's unlisten once; no new delivery to h begins after it
 // returns, even if the Listener delivers late.
-func (s *Subscriber) Subscribe(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+func (s *Subscriber) Subscribe(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 	var closed atomic.Bool
 	unlisten, err := s.l.Listen(ctx, s.event, func(payload json.RawMessage) {
 		if closed.Load() {

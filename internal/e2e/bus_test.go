@@ -174,7 +174,7 @@ type Bus[T any] struct {
 	settings map[string]*providerState    // by window id
 	subs     map[string][]*registration   // handlers by window id
 	subOrder []string                     // window ids in order of first subscription
-	inner    []statesync.Handler          // the Chaos's handlers, in subscription order
+	inner    []statesync.InvalidationHandler          // the Chaos's handlers, in subscription order
 }
 
 type storeKey struct {
@@ -191,7 +191,7 @@ type providerState struct {
 // A registration is one handler subscribed through [Bus.Subscriber].
 // Broadcasts reach it through the Chaos; BroadcastToAll directly.
 type registration struct {
-	h      statesync.Handler
+	h      statesync.InvalidationHandler
 	active atomic.Bool
 	unsub  func() // the Chaos's
 }
@@ -382,7 +382,7 @@ func (b *Bus[T]) broadcast(inv statesync.Invalidation) {
 
 // subscribeInner is the subscriber the Chaos wraps: h is the Chaos's
 // handler for one subscription made through [Bus.Subscriber].
-func (b *Bus[T]) subscribeInner(_ context.Context, _ string, h statesync.Handler) (func(), error) {
+func (b *Bus[T]) subscribeInner(_ context.Context, _ string, h statesync.InvalidationHandler) (func(), error) {
 	b.mu.Lock()
 	b.inner = append(b.inner, h)
 	b.mu.Unlock()
@@ -417,7 +417,7 @@ func (b *Bus[T]) BroadcastToAll() {
 // unsubscribe function is called or the window is destroyed. Custom
 // subscribers may wrap it.
 func (b *Bus[T]) Subscriber(id string) statesync.Subscriber {
-	return statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+	return statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 		if topic != b.topic {
 			return nil, fmt.Errorf("e2e: window %s subscribed to %q on the bus of %q", id, topic, b.topic)
 		}

@@ -144,10 +144,10 @@ func TestE2E06_OutOfOrderDelivery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := e2e.NewBus(t, "start", nil)
 		var buffered []statesync.Invalidation
-		var engine statesync.Handler
+		var engine statesync.InvalidationHandler
 		a := bus.NewWindow("A", nil)
 		b := bus.NewWindow("B", &e2e.WindowConfig[string]{
-			Subscriber: statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+			Subscriber: statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 				engine = h
 				return bus.Subscriber("B").Subscribe(ctx, topic, &bufferingHandler{buf: &buffered})
 			}),

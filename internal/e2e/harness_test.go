@@ -67,7 +67,7 @@ type received struct {
 	at  time.Time
 }
 
-// recorder is a Handler that records what it receives and when.
+// recorder is an InvalidationHandler that records what it receives and when.
 type recorder struct {
 	mu  sync.Mutex
 	got []received
@@ -446,7 +446,7 @@ func TestHarness06_DestroyConfigureCustom(t *testing.T) {
 					mu.Unlock()
 					return nil
 				}),
-				Subscriber: statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+				Subscriber: statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 					mu.Lock()
 					subscribed++
 					mu.Unlock()

@@ -48,7 +48,7 @@ import (
 // invalidations until the test flushes them, in an order it chooses.
 type reorderBuffer struct {
 	mu     sync.Mutex
-	engine statesync.Handler
+	engine statesync.InvalidationHandler
 	held   []statesync.Invalidation
 }
 
@@ -108,7 +108,7 @@ func (s *propState) newWindow() *e2e.Window[int] {
 	if rapid.Bool().Draw(s.t, "reorders") {
 		buf := &reorderBuffer{}
 		s.buffers[id] = buf
-		cfg.Subscriber = statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.Handler) (func(), error) {
+		cfg.Subscriber = statesync.SubscriberFunc(func(ctx context.Context, topic string, h statesync.InvalidationHandler) (func(), error) {
 			buf.mu.Lock()
 			buf.engine = h
 			buf.mu.Unlock()
