@@ -167,14 +167,14 @@ type Bus[T any] struct {
 	rev      statesync.Revision
 	epoch    string
 	data     T
-	enc      json.RawMessage              // json of data, shared
-	history  map[storeKey]json.RawMessage // every state the store held
-	windows  []*Window[T]                 // live windows, in creation order
-	all      []*Window[T]                 // every window ever made
-	settings map[string]*providerState    // by window id
-	subs     map[string][]*registration   // handlers by window id
-	subOrder []string                     // window ids in order of first subscription
-	inner    []statesync.InvalidationHandler          // the Chaos's handlers, in subscription order
+	enc      json.RawMessage                 // json of data, shared
+	history  map[storeKey]json.RawMessage    // every state the store held
+	windows  []*Window[T]                    // live windows, in creation order
+	all      []*Window[T]                    // every window ever made
+	settings map[string]*providerState       // by window id
+	subs     map[string][]*registration      // handlers by window id
+	subOrder []string                        // window ids in order of first subscription
+	inner    []statesync.InvalidationHandler // the Chaos's handlers, in subscription order
 }
 
 type storeKey struct {
