@@ -235,11 +235,7 @@ func (s *Source) List(ctx context.Context) ([]TopicInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]TopicInfo, len(recs))
-	for i, r := range recs {
-		out[i] = TopicInfo{Topic: r.Topic, Revision: r.Revision, Epoch: r.Epoch}
-	}
-	return out, nil
+	return topicInfos(recs, ""), nil
 }
 
 // A PrefixLister is a [Store] that can list the topics starting with a
@@ -268,13 +264,19 @@ func (s *Source) ListPrefix(ctx context.Context, prefix string) ([]TopicInfo, er
 	if err != nil {
 		return nil, err
 	}
+	return topicInfos(recs, prefix), nil
+}
+
+// topicInfos returns the TopicInfo of each record whose topic starts with
+// prefix.
+func topicInfos(recs []Record, prefix string) []TopicInfo {
 	out := make([]TopicInfo, 0, len(recs))
 	for _, r := range recs {
 		if strings.HasPrefix(r.Topic, prefix) {
 			out = append(out, TopicInfo{Topic: r.Topic, Revision: r.Revision, Epoch: r.Epoch})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Put sets the data of topic and returns the new snapshot. data must be

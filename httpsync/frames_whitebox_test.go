@@ -210,3 +210,12 @@ func TestHandlerEncoded(t *testing.T) {
 		t.Errorf("earlier encoded bytes changed to %s after a Put; want them untouched (%s)", bufs[0], want)
 	}
 }
+
+// pending returns the bytes of the next write, copied .
+func (fw *frameWriter) pending() []byte {
+	var b []byte
+	for _, p := range fw.parts {
+		b = append(b, p...)
+	}
+	return append(b, fw.buf[fw.mark:]...)
+}

@@ -154,15 +154,6 @@ func (fw *frameWriter) cutOwn() {
 	}
 }
 
-// pending returns the bytes of the next write, copied (for tests).
-func (fw *frameWriter) pending() []byte {
-	var b []byte
-	for _, p := range fw.parts {
-		b = append(b, p...)
-	}
-	return append(b, fw.buf[fw.mark:]...)
-}
-
 // flush writes the next write and flushes the response; false means the
 // stream is over (the client is gone or too slow, or Close aborted it).
 func (fw *frameWriter) flush() bool {
