@@ -43,7 +43,7 @@ type frameHead struct {
 // enc (by [Handler.encoded]). The newest revision of each topic
 // is kept, so the streams that send it share one frame.
 func (h *Handler) sharedFrame(topic string, snap statesync.Snapshot, enc []byte) *sharedFrame {
-	f := newestEntry(&h.frames, topic, &sharedFrame{version: version{snap.Epoch, snap.Revision}})
+	f := newestEntry(&h.frames, topic, version{snap.Epoch, snap.Revision}, func(v version) *sharedFrame { return &sharedFrame{version: v} })
 	f.once.Do(func() {
 		f.enc = enc
 		f.body = enc[1:]
@@ -105,13 +105,19 @@ type version struct {
 
 func (v *version) ver() *version { return v }
 
-// newestEntry returns the entry of m for topic at e's version: the one
-// cached if it is that version, else e, which is cached unless a newer
-// version of topic is (then e serves the caller alone). m thus holds the
-// newest version of each topic that was asked for, and each version's
-// entry is shared by every caller that asks for it while it is the newest.
-func newestEntry[E interface{ ver() *version }](m *sync.Map, topic string, e E) E {
-	v := e.ver()
+// newestEntry returns the entry of m for topic at version v: the one
+// cached if it is that version, else a new one made by mk, which is cached
+// unless a newer version of topic is (then it serves the caller alone). m
+// thus holds the newest version of each topic that was asked for, and each
+// version's entry is shared by every caller that asks for it while it is
+// the newest. A cached entry is found without allocating.
+func newestEntry[E interface{ ver() *version }](m *sync.Map, topic string, v version, mk func(version) E) E {
+	if old, ok := m.Load(topic); ok {
+		if o := old.(E); *o.ver() == v {
+			return o
+		}
+	}
+	e := mk(v)
 	for {
 		old, loaded := m.LoadOrStore(topic, e)
 		if !loaded {

@@ -423,7 +423,7 @@ func (h *Handler) encoded(ctx context.Context, topic string) ([]byte, statesync.
 	if err != nil {
 		return nil, statesync.Snapshot{}, err
 	}
-	e := newestEntry(&h.enc, topic, &encEntry{version: version{snap.Epoch, snap.Revision}})
+	e := newestEntry(&h.enc, topic, version{snap.Epoch, snap.Revision}, func(v version) *encEntry { return &encEntry{version: v} })
 	e.once.Do(func() { e.b = snap.AppendJSON(nil) })
 	return e.b, snap, nil
 }
@@ -438,7 +438,7 @@ type gzEntry struct {
 // gzipped returns the gzip encoding of enc, the snapshot snap of topic,
 // built once per revision: the newest revision of each topic is kept.
 func (h *Handler) gzipped(topic string, snap statesync.Snapshot, enc []byte) []byte {
-	e := newestEntry(&h.gz, topic, &gzEntry{version: version{snap.Epoch, snap.Revision}})
+	e := newestEntry(&h.gz, topic, version{snap.Epoch, snap.Revision}, func(v version) *gzEntry { return &gzEntry{version: v} })
 	e.once.Do(func() {
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression) // a valid level
