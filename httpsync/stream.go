@@ -69,8 +69,8 @@ func newer(a, b statesync.Invalidation) bool {
 }
 
 // notify records inv for the stream and wakes it. It never blocks for long
-// (a short lock) and allocates nothing. It returns the number of
-// invalidations coalesced by it (0 or 1). size is about the size of the
+// (a short lock) and allocates nothing. It reports whether one
+// invalidation was coalesced (replaced, or dropped as already sent). size is about the size of the
 // topic's inline snapshot (0 if unknown), counted in the stream's buffered
 // bytes if the stream would send it inline.
 func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool) {

@@ -264,11 +264,7 @@ func (c *Client) followed(topics []string) []string {
 // topic that was followed before (after a reconnection) is logged. The
 // stream stays open for the other topics.
 func (c *Client) refuse(req *http.Request, topics []string, data []byte) {
-	var f struct {
-		Topic   string `json:"topic"`
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}
+	var f refusal
 	if json.Unmarshal(data, &f) != nil || !slices.Contains(topics, f.Topic) {
 		c.log.LogAttrs(c.ctx, slog.LevelWarn, "httpsync: malformed refused frame ignored", slog.String("data", string(data)))
 		return
