@@ -268,6 +268,11 @@ func TestBodyDeepPatch(t *testing.T) {
 		if best > 20*time.Second {
 			t.Errorf("PATCH 256 deep of %d bytes took %v", len(patch), best)
 		}
+		// The merge did its work, at the top and at the bottom.
+		if r := d.do(t, "GET", "/v1/topics/deep", ""); r.status != 200 ||
+			!strings.Contains(string(r.body), `"data":{"a":`) || !strings.Contains(string(r.body), `"top":true`) || !strings.Contains(string(r.body), `","n":3}`) {
+			t.Errorf("GET after the 256-deep patches = %d %.200s…; want the patched document", r.status, r.body)
+		}
 		perMB = append(perMB, best.Seconds()*1e3/(float64(len(patch))/1e6))
 		t.Logf("PATCH 256 deep of %d bytes into a document of that size: %v (best of 3, request included)", len(patch), best)
 	}
