@@ -61,7 +61,7 @@
 // (the token has [HandlerOptions.MaxStreamsPerToken] streams open), 500
 // (the store failed) and 503 (the handler or the source is closed).
 //
-// A request refused before its body is read (401, 403, 404, 405, and 408
+// A request refused before its body is read (400, 401, 403, 404, 405, 415, and 408
 // and 413 while reading it) is answered at once with "Connection: close":
 // net/http closes the connection instead of reading the rest of the body,
 // so that a client announcing a body it never sends cannot hold the
