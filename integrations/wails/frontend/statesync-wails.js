@@ -62,11 +62,15 @@ export function createWailsTransport({ EventsOn, EventsOff, call, eventName = DE
 
   const unlisten = () => {
     if (!listening || subs.size > 0) return;
+    // Without a canceller nor EventsOff the listener cannot be removed:
+    // keep it (with no subscription it does nothing) rather than add a
+    // second one at the next subscribe.
+    if (!off && typeof EventsOff !== "function") return;
     listening = false;
     const o = off;
     off = null;
     if (o) o();
-    else if (typeof EventsOff === "function") EventsOff(eventName);
+    else EventsOff(eventName);
   };
 
   return {

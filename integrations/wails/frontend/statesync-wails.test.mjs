@@ -172,3 +172,19 @@ for (const returnsOff of [false, true]) {
     stopC();
   });
 }
+
+test("without a canceller nor EventsOff, resubscribing keeps one runtime listener", async () => {
+  const rt = wailsRuntime({ returnsOff: false });
+  const t = createWailsTransport({ EventsOn: rt.EventsOn, call: noCall });
+  const got = [];
+  for (let i = 0; i < 3; i++) {
+    const stop = await t.subscriber("a").subscribe((p) => got.push(p));
+    stop();
+  }
+  const stop = await t.subscriber("a").subscribe((p) => got.push(p));
+  assert.equal(rt.count(DEFAULT_EVENT), 1, "one runtime listener");
+  const ev = { topic: "a", revision: "1" };
+  rt.emit(DEFAULT_EVENT, ev);
+  assert.deepEqual(got, [ev], "each event delivered once");
+  stop();
+});
