@@ -56,3 +56,104 @@ with EventSourceImpl: function
 		t.Errorf("node check.mjs printed:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// runNode runs script in Node next to statesync.mjs and returns what it
+// printed; it skips the test when node is not on PATH.
+func runNode(t *testing.T, script string) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not on PATH: statesync.js not run in Node")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "statesync.mjs"), web.Module(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "check.mjs"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "check.mjs")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node check.mjs: %v\n%s", err, out)
+	}
+	return strings.ReplaceAll(string(out), "\r\n", "\n")
+}
+
+// TestNodeStreamLifecycle drives the client's event stream with a fake
+// EventSource: refused frames cost one reopen, not one per topic; a stream
+// of refused topics only is replaced once it ends; an EventSource that
+// cannot be made fails the waiting subscriptions instead of leaving them
+// pending; a frame of a stream already replaced is ignored; close drops
+// the inline snapshots.
+func TestNodeStreamLifecycle(t *testing.T) {
+	const script = `import { connect } from "./statesync.mjs";
+const streams = [];
+class FakeES {
+  constructor(url) {
+    if (url.includes("topic=boom")) throw new TypeError("bad URL");
+    this.url = url; this.l = {}; this.closed = false; this.readyState = 0;
+    streams.push(this);
+  }
+  addEventListener(type, fn) { this.l[type] = fn; }
+  close() { this.closed = true; this.readyState = 2; }
+  emit(type, data) { this.l[type]({ data: JSON.stringify(data) }); }
+}
+const tick = () => new Promise((r) => setTimeout(r, 0));
+const topics = (es) => new URL(es.url, "http://x").searchParams.getAll("topic").join(",");
+const c = connect({ url: "http://127.0.0.1:1", inline: 1000, EventSourceImpl: FakeES });
+const results = {};
+for (const t of ["a", "b", "c", "u"]) {
+  c.subscriber(t).subscribe(() => {}).then(() => (results[t] = "ok"), (e) => (results[t] = e.status));
+}
+await tick();
+const s0 = streams[0];
+// A browser dispatches each frame as a task of its own: microtasks run between them.
+for (const t of ["a", "b", "c"]) { s0.emit("refused", { topic: t, code: "forbidden", message: "no" }); await tick(); }
+s0.emit("snapshot", { topic: "u", revision: "1", data: { v: 1 } });
+await tick(); await tick();
+console.log("streams:", streams.map(topics).join(" | "));
+console.log("results:", JSON.stringify(results));
+// A frame of the replaced stream changes nothing.
+const seen = [];
+const subU = c.subscriber("u").subscribe((ev) => seen.push(ev.revision));
+await tick();
+streams[1].emit("invalidation", { topic: "u", revision: "2" });
+await subU;
+seen.length = 0;
+s0.emit("invalidation", { topic: "u", revision: "9" });
+console.log("old stream frame delivered:", seen.length);
+// A stream whose topics are all refused is replaced once it ends.
+const d = connect({ url: "http://127.0.0.1:1", EventSourceImpl: FakeES });
+const r2 = {};
+d.subscriber("x").subscribe(() => {}).then(() => (r2.x = "ok"), (e) => (r2.x = e.status));
+await tick();
+const sx = streams[streams.length - 1];
+sx.emit("refused", { topic: "x", code: "forbidden", message: "no" });
+sx.onerror();
+await tick(); await tick();
+console.log("all refused:", JSON.stringify(r2), "old closed:", sx.closed, "new streams:", streams.length - streams.indexOf(sx) - 1);
+// An EventSource that cannot be made.
+const e = connect({ url: "http://127.0.0.1:1", EventSourceImpl: FakeES });
+const orig = console.error; console.error = () => {};
+const boom = await e.subscriber("boom").subscribe(() => {}).then(() => "resolved", (err) => "rejected: " + err.message);
+console.error = orig;
+console.log("boom:", boom);
+// close drops the inline snapshots the stream carried.
+c.close();
+console.log("inline kept after close:", c.inlineCache.size);
+`
+	want := `streams: a,b,c,u | u
+results: {"a":403,"b":403,"c":403,"u":"ok"}
+old stream frame delivered: 0
+all refused: {"x":403} old closed: true new streams: 0
+boom: rejected: bad URL
+inline kept after close: 0
+`
+	if got := runNode(t, script); got != want {
+		t.Errorf("node printed:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -107,6 +107,7 @@ class Client {
     this.esTaken = false; // the current connection sent a frame other than refused
     this.esRefused = new Set(); // the topics the current stream refused
     this.esList = []; // the topics the current stream named
+    this.reopenAfterRefusals = false; // the current stream refused topics: reopen without them
     this.es = null;
     this.esTopics = "";
     this.reopenScheduled = false;
@@ -198,6 +199,10 @@ class Client {
       this.live.add(t);
       this.settle(t);
     }
+    if (this.reopenAfterRefusals) {
+      this.reopenAfterRefusals = false;
+      this.scheduleReopen(); // without the refused topics
+    }
   }
 
   // refused handles a refused frame of es: the server does not follow the
@@ -222,8 +227,10 @@ class Client {
     this.esRefused.add(topic);
     this.live.delete(topic);
     // Reopen even if the same topics are followed again by then: the
-    // server must be asked again.
+    // server must be asked again. Once, when the stream has taken the
+    // others in or ended (the refused frames come first), not per frame.
     this.esTopics = null;
+    this.reopenAfterRefusals = true;
     const waiting = this.waiters.get(topic);
     this.waiters.delete(topic);
     for (const w of waiting ?? []) w.reject(err);
@@ -240,11 +247,13 @@ class Client {
         console.error("[statesync] onRefused threw", e);
       }
     }
-    this.scheduleReopen();
   }
 
+  // scheduleReopen reopens the stream for the current topics, in a
+  // microtask. While the stream's refused frames are being read, it waits
+  // for their end (took, or the stream's end), which reopens once.
   scheduleReopen() {
-    if (this.reopenScheduled || this.closed) return;
+    if (this.reopenScheduled || this.closed || this.reopenAfterRefusals) return;
     this.reopenScheduled = true;
     queueMicrotask(() => {
       this.reopenScheduled = false;
@@ -264,7 +273,9 @@ class Client {
     this.esList = topics;
     this.esTaken = false;
     this.esRefused = new Set();
+    this.reopenAfterRefusals = false;
     this.live.clear();
+    this.inlineCache.clear(); // carried by the old stream: never fresh on the new one
     if (topics.length === 0 || this.closed) {
       this.settle();
       return;
@@ -273,16 +284,30 @@ class Client {
     for (const t of topics) q.append("topic", t);
     if (this.inline > 0) q.set("inline", String(this.inline));
     if (this.token) q.set("access_token", this.token);
-    const es = new this.ES(`${this.base}/v1/events?${q}`);
+    let es;
+    try {
+      es = new this.ES(`${this.base}/v1/events?${q}`);
+    } catch (e) {
+      // A bad URL, say: no retry can help. The waiting subscriptions fail
+      // with the reason instead of waiting forever.
+      this.esTopics = "";
+      const waiting = [...this.waiters.values()].flatMap((set) => [...set]);
+      this.waiters.clear();
+      console.error("[statesync] cannot open the event stream", e);
+      for (const w of waiting) w.reject(e);
+      return;
+    }
     this.es = es;
     // A topic the server will not follow is refused alone, in a refused
     // frame before the first frames of the others.
     es.addEventListener("refused", (m) => this.refused(es, m.data));
     es.addEventListener("invalidation", (m) => {
+      if (this.es !== es) return; // a frame of a stream closed meanwhile
       this.took(es);
       this.onFrame(m.data, false);
     });
     es.addEventListener("snapshot", (m) => {
+      if (this.es !== es) return;
       this.took(es);
       this.onFrame(m.data, true);
     });
@@ -292,6 +317,13 @@ class Client {
     };
     es.onerror = () => {
       if (this.es !== es) return;
+      if (this.reopenAfterRefusals) {
+        // The server refused every topic and ended the stream: reopen
+        // without them (or close, if none is left).
+        this.reopenAfterRefusals = false;
+        this.scheduleReopen();
+        return;
+      }
       this.inlineCache.clear(); // the stream is down: nothing says they are still the newest
       // Nothing is live until the next connection sends its first frames;
       // the subscriptions waiting for this one stop waiting.
@@ -379,6 +411,7 @@ class Client {
     this.handlers.clear();
     this.onRefused.clear();
     this.live.clear();
+    this.inlineCache.clear();
     this.settle();
   }
 
