@@ -131,7 +131,8 @@ class Client {
 
   // listen adds handler to the handlers of topic and returns the function
   // that removes it. onRefused(err), if given, is called if the server
-  // refuses the topic once the stream has taken it in (after a reconnect).
+  // refuses the topic after its subscription resolved (after a reconnect,
+  // or when the first connection failed and a later one refuses it).
   listen(topic, handler, onRefused) {
     let set = this.handlers.get(topic);
     if (!set) {
@@ -208,8 +209,9 @@ class Client {
   // refused handles a refused frame of es: the server does not follow the
   // frame's topic (the token may not read it, or its name is invalid). The
   // subscriptions waiting for it reject; the handlers it already had are
-  // told (onRefused, else the console); the topic is dropped and the stream
-  // reopened without it. The other topics are not affected.
+  // told (onRefused, else the console); the topic is dropped, and the
+  // stream is reopened without the refused topics once, when it has taken
+  // the others in or ended. The other topics are not affected.
   refused(es, text) {
     if (this.es !== es) return;
     let r;
