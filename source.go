@@ -37,6 +37,24 @@ type Source struct {
 	watchers atomic.Pointer[[]*sourceWatcher]
 	cache    sync.Map // topic -> *cacheEntry (the newest known revision)
 	closed   atomic.Bool
+
+	storeReads, resyncs, resyncChanged atomic.Uint64
+}
+
+// SourceStats counts what a [Source] did (see [Source.Stats]).
+type SourceStats struct {
+	// StoreReads counts the store reads made to answer Snapshot calls:
+	// with the single flight, at most one per topic-revision however many
+	// callers wait for it (compare-and-set reads are not counted).
+	StoreReads uint64
+	// Resyncs counts the resyncs the store's feed asked for
+	// (Record.Resync), and ResyncChanged the topics they found changed.
+	Resyncs, ResyncChanged uint64
+}
+
+// Stats returns the source's counters.
+func (s *Source) Stats() SourceStats {
+	return SourceStats{StoreReads: s.storeReads.Load(), Resyncs: s.resyncs.Load(), ResyncChanged: s.resyncChanged.Load()}
 }
 
 type sourceWatcher struct{ fn func(Invalidation) }
@@ -175,6 +193,7 @@ func (s *Source) entry(ctx context.Context, topic string) (*cacheEntry, error) {
 	if e := s.cached(topic); e != nil {
 		return e, nil
 	}
+	s.storeReads.Add(1)
 	rec, err := s.store.Get(ctx, topic)
 	if err != nil {
 		return nil, err

@@ -31,6 +31,13 @@ type Record struct {
 	// does not carry data in its change feed; Data is then nil and means
 	// nothing.
 	DataOmitted bool
+	// Resync is set only on records passed to a Watch function, and then
+	// every other field is zero: the store's change feed may have missed
+	// changes (it reconnected, stayed silent too long, or the store lost
+	// its history). A watcher must re-read what it relies on; a [Source]
+	// lists the store and emits an invalidation for every topic whose
+	// revision or epoch differs from what it knew.
+	Resync bool
 }
 
 // Snapshot returns the snapshot form of r.
@@ -77,6 +84,28 @@ type Store interface {
 	// not block. Records of one topic may arrive out of order under
 	// concurrent writers; consumers are immune to that.
 	Watch(ctx context.Context, fn func(Record)) (stop func(), err error)
+}
+
+// A FeedReporter is a [Store] whose change feed runs over a connection
+// that can fail (a database, a KV service): it says whether the feed is up.
+// Daemons report it on /metrics and /healthz. Stores whose feed cannot
+// fail (MemoryStore, a file) need not implement it.
+type FeedReporter interface {
+	FeedStatus() FeedStatus
+}
+
+// FeedStatus is the state of a store's change feed (see [FeedReporter]).
+type FeedStatus struct {
+	// Connected is whether the feed is up now.
+	Connected bool
+	// Since is when Connected last changed (or the feed started).
+	Since time.Time
+	// Reconnects counts the times the feed was lost and made again.
+	Reconnects uint64
+	// Resyncs counts the Resync records the store sent its watchers.
+	Resyncs uint64
+	// Err is why the feed is down, when it is.
+	Err error
 }
 
 // MemoryStoreOptions configures a [MemoryStore].
