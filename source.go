@@ -120,16 +120,20 @@ func (s *Source) Store() Store { return s.store }
 // changed is the store's change feed: remember the revision, then tell the
 // watchers, so the invalidation follows the commit.
 func (s *Source) changed(rec Record) {
-	switch {
-	case rec.Resync:
+	if rec.Resync {
 		s.resyncRequested()
 		return
-	case rec.DataOmitted:
-		s.announce(rec)
-	default:
-		s.remember(rec)
 	}
-	s.tell(rec)
+	ts := s.lock(rec.Topic)
+	if rec.DataOmitted {
+		ts.bump(rec)
+	} else {
+		ts.keep(rec)
+	}
+	if newerThan(rec, ts.told) {
+		ts.told = Record{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch}
+	}
+	ts.mu.Unlock()
 	s.emit(rec)
 }
 
