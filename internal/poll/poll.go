@@ -35,7 +35,14 @@ func Until(t testing.TB, what string, cond func() bool) {
 // for the failure message.
 func UntilState(t testing.TB, what string, cond func() (ok bool, state string)) {
 	t.Helper()
-	deadline := time.Now().Add(Timeout)
+	Within(t, Timeout, what, cond)
+}
+
+// Within is [UntilState] with its own timeout, for conditions whose delay
+// is what the test checks (a convergence bound).
+func Within(t testing.TB, timeout time.Duration, what string, cond func() (ok bool, state string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	interval := minInterval
 	for {
 		ok, state := cond()
@@ -44,9 +51,9 @@ func UntilState(t testing.TB, what string, cond func() (ok bool, state string)) 
 		}
 		if time.Now().After(deadline) {
 			if state != "" {
-				t.Fatalf("%s: not within %v; last saw %s", what, Timeout, state)
+				t.Fatalf("%s: not within %v; last saw %s", what, timeout, state)
 			}
-			t.Fatalf("%s: not within %v", what, Timeout)
+			t.Fatalf("%s: not within %v", what, timeout)
 		}
 		time.Sleep(interval)
 		interval = min(2*interval, maxInterval)

@@ -1,0 +1,281 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/cluster"
+	"github.com/statesync-go/statesync/internal/pgtest"
+	"github.com/statesync-go/statesync/internal/poll"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// browserFollower is statesync.js in a headless Chromium page served by a
+// daemon, following one topic; the page keeps the last snapshot it
+// applied in window.last.
+type browserFollower struct {
+	ctx context.Context
+}
+
+func newBrowserFollower(t *testing.T, daemonURL, topic string) *browserFollower {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("STATESYNC_REQUIRE_SERVICES") != "" {
+			t.Fatalf("STATESYNC_REQUIRE_SERVICES is set but Chromium is missing: %v (.ci/services installs it)", err)
+		}
+		t.Skipf("no Chromium (%v)", err)
+	}
+	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		_ = chromedp.Cancel(cctx)
+		ccancel()
+		cancel()
+		allocCancel()
+	})
+	script := fmt.Sprintf(`(async () => {
+		const m = await import("/statesync.js");
+		const client = m.connect({});
+		window.last = null;
+		await client.follow(%q, (snap) => { window.last = {revision: String(snap.revision), epoch: snap.epoch || ""}; });
+		return true;
+	})()`, topic)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(daemonURL+"/")); err != nil {
+		t.Fatalf("browser follower: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](script, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("browser follower: %v", err)
+	}
+	return &browserFollower{ctx: ctx}
+}
+
+// last returns the page's last applied revision and epoch.
+func (b *browserFollower) last(t testing.TB) (statesync.Revision, string) {
+	type state struct {
+		Revision string `json:"revision"`
+		Epoch    string `json:"epoch"`
+	}
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[state](`window.last || {revision: "0", epoch: ""}`))
+	if err != nil {
+		t.Fatalf("browser follower: %v", err)
+	}
+	r, _ := strconv.ParseUint(v.Revision, 10, 64)
+	return statesync.Revision(r), v.Epoch
+}
+
+// The store loses its history (the topics table emptied): every daemon
+// reports a new epoch, and every consumer, Go or statesync.js in
+// Chromium, converges within 5 s to what is written next.
+func TestLoseHistory(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		if b.loseHistory == nil {
+			t.Skip("the backend cannot lose its history on demand")
+		}
+		c := start(t, b)
+		before := write(t, c.Nodes[0].Client, "history", "before")
+		fs := make([]*cluster.Follower, len(c.Nodes))
+		for i, n := range c.Nodes {
+			fs[i] = cluster.Follow(t, "history", n.Client, n.Client)
+		}
+		page := newBrowserFollower(t, c.Nodes[2].URL, "history")
+		cluster.WaitAll(t, 10*time.Second, fs, map[string]statesync.Snapshot{"history": before})
+		poll.Until(t, "the page applies the first write", func() bool {
+			r, e := page.last(t)
+			return r == before.Revision && e == before.Epoch
+		})
+
+		b.loseHistory(t)
+		lost := time.Now()
+		var after statesync.Snapshot
+		poll.Within(t, 5*time.Second, "a write in a new epoch", func() (bool, string) {
+			snap, err := c.Nodes[1].Client.Put(context.Background(), "history", cluster.JSON("after"))
+			if err != nil {
+				return false, err.Error()
+			}
+			after = snap
+			return snap.Epoch != before.Epoch, "epoch " + snap.Epoch
+		})
+		cluster.WaitAll(t, 5*time.Second-time.Since(lost), fs, map[string]statesync.Snapshot{"history": after})
+		poll.Within(t, 5*time.Second, "the page applies the new epoch", func() (bool, string) {
+			r, e := page.last(t)
+			return e == after.Epoch && r >= after.Revision, fmt.Sprintf("%d/%s", r, e)
+		})
+		for _, n := range c.Nodes {
+			snap, err := n.Client.Snapshot(context.Background(), "history")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if snap.Epoch != after.Epoch {
+				t.Errorf("daemon %s reports epoch %s, want %s", n.Name, snap.Epoch, after.Epoch)
+			}
+		}
+	})
+}
+
+// The store's server is stopped as in a crash (pg_ctl -m immediate) and
+// started again: no revision goes below an acknowledged one, the epoch is
+// the same, and the daemons carry on.
+func TestStoreCrash(t *testing.T) {
+	pg := pgtest.StartCluster(t)
+	b := postgresOn(t, pg.URL())
+	c := start(t, b)
+	ctx := context.Background()
+	acked := make(map[string]statesync.Snapshot)
+	for i := range 20 {
+		topic := fmt.Sprintf("crash-%02d", i)
+		acked[topic] = write(t, c.Nodes[i%3].Client, topic, i)
+	}
+	if err := pg.Stop("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range acked {
+		for _, n := range c.Nodes {
+			var snap statesync.Snapshot
+			poll.UntilState(t, "a read after the restart", func() (bool, string) {
+				var err error
+				snap, err = n.Client.Snapshot(statesync.WithMinRevision(ctx, want.Epoch, want.Revision), topic)
+				return err == nil, fmt.Sprint(err)
+			})
+			if snap.Epoch != want.Epoch || snap.Revision < want.Revision {
+				t.Errorf("daemon %s, %s: %d/%s after the crash, acknowledged %d/%s", n.Name, topic, snap.Revision, snap.Epoch, want.Revision, want.Epoch)
+			}
+		}
+	}
+	next := write(t, c.Nodes[0].Client, "crash-00", "after")
+	if next.Revision <= acked["crash-00"].Revision || next.Epoch != acked["crash-00"].Epoch {
+		t.Errorf("write after the crash: %d/%s, before %d/%s", next.Revision, next.Epoch, acked["crash-00"].Revision, acked["crash-00"].Epoch)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// daemonBinary builds cmd/statesync once per test process.
+func daemonBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "statesync-cluster-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "statesync")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/statesync-go/statesync/cmd/statesync").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// SIGKILL of one daemon process: the consumers behind the load balancer
+// reconnect to the others and converge, and every acknowledged write is
+// readable at or above its revision.
+func TestKillDaemon(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		c := start(t, b)
+		// A fourth daemon, a process of its own, joins the balancer.
+		addr := freeAddr(t)
+		cmd := exec.Command(daemonBinary(t), "serve", "--addr", addr, "--store", b.StoreURL(b.Target))
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		killed := false
+		t.Cleanup(func() {
+			if !killed {
+				_ = cmd.Process.Kill()
+			}
+			_ = cmd.Wait()
+		})
+		victim := "http://" + addr
+		poll.Until(t, "the daemon process serves", func() bool {
+			n := cluster.Node{URL: victim}
+			code, _, err := n.Health()
+			return err == nil && code == 200
+		})
+		addrs := []string{addr}
+		for _, n := range c.Nodes {
+			addrs = append(addrs, n.URL[len("http://"):])
+		}
+		c.LB.SetTargets(addrs...)
+
+		const n = 12
+		fs := make([]*cluster.Follower, n)
+		want := map[string]statesync.Snapshot{}
+		for i := range fs {
+			topic := fmt.Sprintf("kill-%02d", i)
+			want[topic] = write(t, c.Nodes[0].Client, topic, 0)
+			// One client each, so that their streams spread over the
+			// balancer's targets, the process included.
+			cl, err := httpsync.NewClient(c.LBURL(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cl.Close() })
+			fs[i] = cluster.Follow(t, topic, cl, cl)
+		}
+		cluster.WaitAll(t, 10*time.Second, fs, want)
+
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed = true
+		for topic := range want {
+			want[topic] = write(t, c.Nodes[1].Client, topic, 1)
+		}
+		took := cluster.WaitAll(t, 20*time.Second, fs, want)
+		t.Logf("consumers converged %v after the kill", took)
+		for topic, w := range want {
+			snap, err := c.Nodes[2].Client.Snapshot(context.Background(), topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if snap.Epoch != w.Epoch || snap.Revision < w.Revision {
+				t.Errorf("%s: %d/%s, acknowledged %d/%s", topic, snap.Revision, snap.Epoch, w.Revision, w.Epoch)
+			}
+		}
+	})
+}

@@ -1,0 +1,72 @@
+package cluster_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/cluster"
+	"github.com/statesync-go/statesync/internal/pgtest"
+)
+
+// TestMain fails the package's tests if a test leaves a goroutine running.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// invalidationFunc is a statesync.InvalidationHandler made of a function.
+type invalidationFunc func(statesync.Invalidation)
+
+func (f invalidationFunc) Invalidate(inv statesync.Invalidation) { f(inv) }
+
+func (f invalidationFunc) InvalidateRaw(p []byte) {
+	if inv, err := statesync.DecodeInvalidation(p); err == nil {
+		f(inv)
+	}
+}
+
+// postgresBackend is a database of its own on the test server
+// (STATESYNC_TEST_POSTGRES_URL).
+func postgresBackend(t *testing.T) backend {
+	return postgresOn(t, pgtest.NewDatabase(t))
+}
+
+// postgresOn is the backend of the database at dbURL.
+func postgresOn(t *testing.T, dbURL string) backend {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backend{
+		Backend: cluster.Backend{
+			Name:   "postgres",
+			Target: u.Host,
+			StoreURL: func(addr string) string {
+				v := *u
+				v.Host = addr
+				return v.String()
+			},
+		},
+		loseHistory: func(t testing.TB) { pgExec(t, dbURL, "TRUNCATE statesync.topics") },
+	}
+}
+
+func pgExec(t testing.TB, dbURL, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
