@@ -29,16 +29,17 @@ type backend struct {
 	loseHistory func(t testing.TB)
 }
 
-// backends returns every shared store configured for the tests: each
-// test runs on all of them, one subtest each.
-func backends(t *testing.T) []func(t *testing.T) backend {
-	return []func(t *testing.T) backend{postgresBackend}
+// backends are the shared stores the tests run on, one subtest each.
+var backends = []struct {
+	name string
+	make func(t testing.TB) backend
+}{
+	{"postgres", postgresBackend},
 }
 
 func forEachBackend(t *testing.T, f func(t *testing.T, b backend)) {
-	for _, mk := range backends(t) {
-		name := "postgres"
-		t.Run(name, func(t *testing.T) { f(t, mk(t)) })
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { f(t, be.make(t)) })
 	}
 }
 

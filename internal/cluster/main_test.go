@@ -32,12 +32,12 @@ func (f invalidationFunc) InvalidateRaw(p []byte) {
 
 // postgresBackend is a database of its own on the test server
 // (STATESYNC_TEST_POSTGRES_URL).
-func postgresBackend(t *testing.T) backend {
+func postgresBackend(t testing.TB) backend {
 	return postgresOn(t, pgtest.NewDatabase(t))
 }
 
 // postgresOn is the backend of the database at dbURL.
-func postgresOn(t *testing.T, dbURL string) backend {
+func postgresOn(t testing.TB, dbURL string) backend {
 	t.Helper()
 	u, err := url.Parse(dbURL)
 	if err != nil {
