@@ -175,13 +175,7 @@ func TestProbeSilentFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newProxy(t, u.Host)
-	fu := *u
-	fu.Host = p.addr()
-	q := u.Query()
-	q.Set("feed_url", fu.String())
-	q.Set("feed_probe", probe.String())
-	u.RawQuery = q.Encode()
-	a, b := open(t, u.String(), nil), open(t, db, nil)
+	a, b := open(t, feedVia(t, db, p, probe), nil), open(t, db, nil)
 	w := watch(t, a)
 	topic := newTopic("silent")
 	waitSeen(t, w, mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -149,12 +149,13 @@ type proxy struct {
 	ln     net.Listener
 	target string
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	paused bool
-	conns  []net.Conn
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	cond    *sync.Cond
+	paused  bool              // every connection, new ones included
+	stalled map[net.Conn]bool // these connections only
+	conns   []net.Conn
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -163,7 +164,7 @@ func newProxy(t testing.TB, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target}
+	p := &proxy{ln: ln, target: target, stalled: map[net.Conn]bool{}}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Go(p.accept)
 	t.Cleanup(p.close)
@@ -204,7 +205,7 @@ func (p *proxy) pipe(src, dst net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		p.mu.Lock()
-		for p.paused && !p.closed {
+		for (p.paused || p.stalled[src]) && !p.closed {
 			p.cond.Wait()
 		}
 		p.mu.Unlock()
@@ -226,6 +227,36 @@ func (p *proxy) pause(on bool) {
 	p.cond.Broadcast()
 }
 
+// cut closes every connection open now.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// stall stops forwarding on the connections open now, leaving them open;
+// new connections are forwarded. resume ends the stall.
+func (p *proxy) stall() (resume func()) {
+	p.mu.Lock()
+	conns := slices.Clone(p.conns)
+	for _, c := range conns {
+		p.stalled[c] = true
+	}
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		for _, c := range conns {
+			delete(p.stalled, c)
+		}
+		p.mu.Unlock()
+		p.cond.Broadcast()
+	}
+}
+
 func (p *proxy) close() {
 	p.mu.Lock()
 	p.closed = true
@@ -238,5 +269,3 @@ func (p *proxy) close() {
 	}
 	p.wg.Wait()
 }
-
-var _ = io.EOF

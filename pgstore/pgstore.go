@@ -255,7 +255,8 @@ func (s *Store) opErr(op string, err error) error {
 }
 
 // Get implements [statesync.Store]. A topic never written has revision 0,
-// data "null" and the store's epoch.
+// data "null" and the store's epoch; so has an invalid topic name, which
+// no write can have made.
 func (s *Store) Get(ctx context.Context, topic string) (statesync.Record, error) {
 	if s.closed.Load() {
 		return statesync.Record{}, statesync.ErrClosed
@@ -268,7 +269,11 @@ func (s *Store) Get(ctx context.Context, topic string) (statesync.Record, error)
 		metaID   *string
 		oid      uint32
 	)
-	err := s.pool.QueryRow(ctx, s.sql.get, topic).Scan(&rev, &data, &sourceID, &updated, &metaID, &oid)
+	key := topic
+	if statesync.CheckTopic(topic) != nil {
+		key = "" // never written, and maybe not even text PostgreSQL takes
+	}
+	err := s.pool.QueryRow(ctx, s.sql.get, key).Scan(&rev, &data, &sourceID, &updated, &metaID, &oid)
 	if err != nil {
 		return statesync.Record{}, s.opErr(fmt.Sprintf("get %q", topic), err)
 	}

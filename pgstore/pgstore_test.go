@@ -204,6 +204,12 @@ func TestInvalidWrites(t *testing.T) {
 	if got := mustGet(t, s, "ok"); got.Revision != 0 {
 		t.Errorf("Get(ok).Revision = %d after failed writes; want 0", got.Revision)
 	}
+	epoch := mustGet(t, s, "ok").Epoch
+	for _, topic := range []string{"", "nul\x00", "bad\xff", "has space"} {
+		if got := mustGet(t, s, topic); got.Topic != topic || got.Revision != 0 || string(got.Data) != "null" || got.Epoch != epoch {
+			t.Errorf("Get(%q) = %+v; want a never-written record in epoch %q", topic, got, epoch)
+		}
+	}
 }
 
 // Open rejects bad options without connecting.
