@@ -18,7 +18,7 @@ import (
 func BenchmarkWrite(b *testing.B) {
 	for _, writers := range []int{1, 8} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			s := open(b, newDatabase(b)+"&pool_max_conns=16", nil)
+			s := open(b, withOpt(b, newDatabase(b), "pool_max_conns", "16"), nil)
 			data := json.RawMessage(`{"counter":12345,"name":"benchmark"}`)
 			b.ReportAllocs()
 			var next atomic.Int64

@@ -269,3 +269,16 @@ func (p *proxy) close() {
 	}
 	p.wg.Wait()
 }
+
+// withOpt returns dbURL with the query option key set to value.
+func withOpt(t testing.TB, dbURL, key, value string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}

@@ -181,9 +181,11 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pgstore: feed URL: %w", err)
 		}
-		if feedCfg, err = pgx.ParseConfig(feedURL); err != nil {
+		fc, err := pgxpool.ParseConfig(feedURL) // drops pool_* options, meaningless here
+		if err != nil {
 			return nil, fmt.Errorf("pgstore: feed URL: %w", err)
 		}
+		feedCfg = fc.ConnConfig
 	} else {
 		feedCfg = cfg.ConnConfig.Copy()
 	}

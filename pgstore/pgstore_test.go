@@ -25,7 +25,7 @@ func TestConcurrentOpen(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = pgstore.Open(context.Background(), db+"&schema=multi", nil) })
+		wg.Go(func() { stores[i], errs[i] = pgstore.Open(context.Background(), withOpt(t, db, "schema", "multi"), nil) })
 	}
 	wg.Wait()
 	for i, s := range stores {
@@ -39,7 +39,7 @@ func TestConcurrentOpen(t *testing.T) {
 		return
 	}
 	ctx := opContext(t)
-	again := open(t, db+"&schema=multi", nil)
+	again := open(t, withOpt(t, db, "schema", "multi"), nil)
 	want := mustGet(t, again, "never").Epoch
 	for i, s := range stores {
 		if e := mustGet(t, s, "never").Epoch; e != want {
@@ -237,7 +237,7 @@ func TestOpenOptions(t *testing.T) {
 // and change feeds.
 func TestSchemasIndependent(t *testing.T) {
 	db := newDatabase(t)
-	a, b := open(t, db+"&schema=one", nil), open(t, db, &pgstore.Options{Schema: "two"})
+	a, b := open(t, withOpt(t, db, "schema", "one"), nil), open(t, db, &pgstore.Options{Schema: "two"})
 	if a.Schema() != "one" || b.Schema() != "two" {
 		t.Fatalf("schemas %q, %q; want one, two", a.Schema(), b.Schema())
 	}
