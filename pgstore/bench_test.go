@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/statesync-go/statesync"
 )
@@ -40,4 +42,46 @@ func BenchmarkWrite(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		})
 	}
+}
+
+// BenchmarkFeedLatency measures the time from a write's call on one store
+// to its record's arrival at a watcher of another store on the same schema
+// (commit, NOTIFY, delivery on the feed connection), one write at a time.
+func BenchmarkFeedLatency(b *testing.B) {
+	db := newDatabase(b)
+	a, c := open(b, db, nil), open(b, db, nil)
+	topic := newTopic("latency")
+	seen := make(chan statesync.Revision, 1)
+	stop, err := c.Watch(context.Background(), func(r statesync.Record) {
+		if r.Topic == topic {
+			select {
+			case seen <- r.Revision:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop()
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		rec, err := a.Write(ctx, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for r := range seen {
+			if r == rec.Revision {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }

@@ -25,7 +25,9 @@ func TestConcurrentOpen(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = pgstore.Open(context.Background(), withOpt(t, db, "schema", "multi"), nil) })
+		wg.Go(func() {
+			stores[i], errs[i] = pgstore.Open(context.Background(), withOpt(t, db, "schema", "multi"), nil)
+		})
 	}
 	wg.Wait()
 	for i, s := range stores {
