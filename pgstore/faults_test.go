@@ -42,7 +42,10 @@ func feedVia(t testing.TB, dbURL string, p *proxy, probe time.Duration) string {
 // newFaultRig returns two stores on a new database, B's change feed
 // through a proxy that cuts and stalls it; losing history truncates the
 // topics table.
-func newFaultRig(t *testing.T) faultRig {
+func newFaultRig(t *testing.T) faultRig { return newFaultRigProbe(t, time.Second) }
+
+// newFaultRigProbe is newFaultRig with B's probe interval (0: the default).
+func newFaultRigProbe(t *testing.T, probe time.Duration) faultRig {
 	db := newDatabase(t)
 	u, err := url.Parse(db)
 	if err != nil {
@@ -51,7 +54,7 @@ func newFaultRig(t *testing.T) faultRig {
 	p := newProxy(t, u.Host)
 	return faultRig{
 		A:           open(t, db, nil),
-		B:           open(t, feedVia(t, db, p, time.Second), nil),
+		B:           open(t, feedVia(t, db, p, probe), nil),
 		CutFeed:     p.cut,
 		StallFeed:   p.stall,
 		LoseHistory: func() { admin(t, db, "TRUNCATE statesync.topics") },
@@ -94,4 +97,25 @@ func TestFaultRig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With the default probe interval, a silent feed is found within 15 s.
+func TestStallDetectedWithDefaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 10 s")
+	}
+	r := newFaultRigProbe(t, 0)
+	w := watch(t, r.B)
+	topic := newTopic("stall")
+	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	resume := r.StallFeed()
+	defer resume()
+	start := time.Now()
+	poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+	d := time.Since(start)
+	t.Logf("silent feed found and resynced after %v", d.Round(time.Millisecond))
+	if d > 15*time.Second {
+		t.Errorf("silent feed found after %v; want within 15 s", d)
+	}
+	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
 }
