@@ -106,6 +106,34 @@ func (p *Proxy) Pause(on bool) {
 	}
 }
 
+// Stall stops forwarding bytes on the connections open now, in both
+// directions, keeping them open; connections accepted afterwards are
+// forwarded as usual. It is what a client sees of a connection that went
+// silent (a dead peer, a dropped NAT entry) while it can still make new
+// ones: a store's liveness probe must notice and reconnect. resume lets
+// the stalled connections flow again, in order; it is idempotent.
+func (p *Proxy) Stall() (resume func()) {
+	gate := make(chan struct{})
+	p.mu.Lock()
+	for c := range p.conns {
+		c.stall = gate
+	}
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			for c := range p.conns {
+				if c.stall == gate {
+					c.stall = nil
+				}
+			}
+			p.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
 // Delay makes the proxy hold each chunk it forwards (what one read
 // returned) for d before writing it, in both directions, keeping the order
 // of each direction. The delays of one direction add up: a direction
@@ -211,6 +239,9 @@ func (p *Proxy) hold(pr *pair) bool {
 	for {
 		p.mu.Lock()
 		resume, delay := p.resume, p.delay
+		if resume == nil {
+			resume = pr.stall
+		}
 		p.mu.Unlock()
 		if resume == nil {
 			if delay <= 0 {
@@ -238,6 +269,8 @@ type pair struct {
 	client net.Conn
 	ctx    context.Context // canceled by close
 	cancel context.CancelFunc
+
+	stall chan struct{} // non-nil while stalled (see Stall); protected by the Proxy's mu
 
 	mu     sync.Mutex // protects server and closed
 	server net.Conn
