@@ -97,10 +97,13 @@ func (p *Proxy) Block(on bool) {
 func (p *Proxy) Pause(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case on && p.resume == nil:
-		p.resume = make(chan struct{})
-	case !on && p.resume != nil:
+	if on {
+		if p.resume == nil {
+			p.resume = make(chan struct{})
+		}
+		return
+	}
+	if p.resume != nil {
 		close(p.resume)
 		p.resume = nil
 	}
