@@ -141,7 +141,7 @@ func (p *Proxy) Stall() (resume func()) {
 // returned) for d before writing it, in both directions, keeping the order
 // of each direction. The delays of one direction add up: a direction
 // reads its next chunk only once it has written the previous one. 0 (the
-// default) forwards at once.
+// default) or less forwards at once.
 func (p *Proxy) Delay(d time.Duration) {
 	p.mu.Lock()
 	p.delay = d
@@ -221,16 +221,12 @@ func (p *Proxy) forward(pr *pair, src, dst net.Conn) {
 	defer pr.close()
 	buf := make([]byte, chunkSize)
 	for {
+		// A TCP connection's Read returns data or an error, never both.
 		n, err := src.Read(buf)
-		if n > 0 {
-			if !p.hold(pr) {
-				return
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
+		if err != nil || !p.hold(pr) {
+			return
 		}
-		if err != nil {
+		if _, err := dst.Write(buf[:n]); err != nil {
 			return
 		}
 	}
@@ -247,7 +243,7 @@ func (p *Proxy) hold(pr *pair) bool {
 		}
 		p.mu.Unlock()
 		if resume == nil {
-			if delay <= 0 {
+			if delay == 0 {
 				return true
 			}
 			t := time.NewTimer(delay)
