@@ -30,6 +30,24 @@ func TestVersionOf(t *testing.T) {
 	}
 }
 
+func TestBinDirIn(t *testing.T) {
+	onlyInitdb, both := t.TempDir(), t.TempDir()
+	for path, mode := range map[string]os.FileMode{
+		filepath.Join(onlyInitdb, "initdb"): 0o755, filepath.Join(onlyInitdb, "pg_ctl"): 0o644,
+		filepath.Join(both, "initdb"): 0o755, filepath.Join(both, "pg_ctl"): 0o755,
+	} {
+		if err := os.WriteFile(path, nil, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := binDirIn([]string{onlyInitdb, both}); got != both {
+		t.Errorf("binDirIn = %q; want %q, the only one with both binaries executable", got, both)
+	}
+	if got := binDirIn([]string{onlyInitdb}); got != "" {
+		t.Errorf("binDirIn = %q; want none", got)
+	}
+}
+
 // Where the server binaries are installed, findBinDir finds them (else
 // StartCluster would skip and its tests prove nothing).
 func TestFindBinDir(t *testing.T) {

@@ -65,6 +65,7 @@ func NewDatabase(t testing.TB) string {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("pgtest: %s must be a postgres:// URL; got %q", EnvURL, base)
+		return ""
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
