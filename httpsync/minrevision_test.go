@@ -216,8 +216,11 @@ func TestClientReadsItsWritesAcrossDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2, err := c.Snapshot(ctx, "t")
-	if err != nil || s2.Revision != w2.Revision || string(s2.Data) != `{"v":2}` {
-		t.Fatalf("Snapshot after a write through A = rev %d %s, %v; want rev %d {\"v\":2}", s2.Revision, s2.Data, err, w2.Revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Revision != w2.Revision || string(s2.Data) != `{"v":2}` {
+		t.Errorf("Snapshot after a write through A = rev %d %s; want rev %d {\"v\":2}", s2.Revision, s2.Data, w2.Revision)
 	}
 
 	// A third writer (another client, on another daemon) writes; this
@@ -228,8 +231,11 @@ func TestClientReadsItsWritesAcrossDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	s3, err := c.Snapshot(statesync.WithMinRevision(ctx, w3.Epoch, w3.Revision), "t")
-	if err != nil || s3.Revision != w3.Revision {
-		t.Fatalf("Snapshot with MinRevision %d = rev %d, %v", w3.Revision, s3.Revision, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Revision != w3.Revision {
+		t.Errorf("Snapshot with MinRevision %d = rev %d", w3.Revision, s3.Revision)
 	}
 	if q := lb.lastQuery(); q.Get("minRevision") != w3.Revision.String() || q.Get("epoch") != "ep1" {
 		t.Errorf("a read with MinRevision in its context sent %v; want minRevision=%d&epoch=ep1", q, w3.Revision)
@@ -240,6 +246,21 @@ func TestClientReadsItsWritesAcrossDaemons(t *testing.T) {
 	}
 	if q := lb.lastQuery(); q.Get("minRevision") != w2.Revision.String() {
 		t.Errorf("a read with a MinRevision below the client's write sent %v; want minRevision=%d", q, w2.Revision)
+	}
+	// A refused compare-and-set: the next read asks for at least the
+	// current revision it reported.
+	w4, err := mem.Write(ctx, statesync.Write{Topic: "t", Data: json.RawMessage(`{"v":4}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutIf(ctx, "t", json.RawMessage(`{"v":5}`), w3.Revision); err == nil {
+		t.Fatal("PutIf at an old revision succeeded")
+	}
+	if _, err := c.Snapshot(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if q := lb.lastQuery(); q.Get("minRevision") != w4.Revision.String() || q.Get("epoch") != "ep1" {
+		t.Errorf("the read after a refused PutIf sent %v; want minRevision=%d&epoch=ep1", q, w4.Revision)
 	}
 	// A topic never written nor announced: no parameters.
 	if _, err := c.Snapshot(ctx, "other"); err != nil {
