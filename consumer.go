@@ -121,6 +121,9 @@ type Consumer struct {
 	regressed   Revision      // revision at which a regression was last reported (0: none)
 	// retryReported is closed once the last retry report has been delivered.
 	retryReported chan struct{}
+
+	wantMu sync.Mutex  // protects want
+	want   minRevision // the newest invalidation that asked for a refresh
 }
 
 type waiter struct {
@@ -589,6 +592,15 @@ func (c *Consumer) fetch() (snap Snapshot, err error) {
 		ctx, cancel = context.WithTimeout(ctx, c.opts.FetchTimeout)
 		defer cancel()
 	}
+	// Ask for at least the revision of the invalidation acted on, so a
+	// provider behind a load balancer does not answer from a daemon that
+	// has not heard of it yet (see WithMinRevision).
+	c.wantMu.Lock()
+	want := c.want
+	c.wantMu.Unlock()
+	if cur := c.state.Load(); want.rev > cur.rev || want.epoch != "" && want.epoch != cur.epoch {
+		ctx = WithMinRevision(ctx, want.epoch, want.rev)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r}
@@ -830,6 +842,11 @@ func (c *Consumer) handle(inv Invalidation) {
 	if c.debugOn() {
 		c.log.LogAttrs(context.Background(), slog.LevelDebug, "invalidation triggered refresh", slog.String("eventRevision", inv.Revision.String()))
 	}
+	c.wantMu.Lock()
+	if inv.Epoch != c.want.epoch || inv.Revision > c.want.rev {
+		c.want = minRevision{inv.Epoch, inv.Revision}
+	}
+	c.wantMu.Unlock()
 	if s := c.sched.Load(); s != nil {
 		s.trigger()
 		return

@@ -14,3 +14,10 @@ func NewRetryProvider(p Provider, policy *RetryPolicy, onRetry func(RetryInfo)) 
 	rp.onRetry = onRetry
 	return rp, nil
 }
+
+// SourceStates returns the number of topics src keeps state for.
+func SourceStates(src *Source) int {
+	n := 0
+	src.cache.Range(func(_, _ any) bool { n++; return true })
+	return n
+}

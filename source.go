@@ -35,8 +35,16 @@ type Source struct {
 
 	mu       sync.Mutex // protects watchers and cache writes
 	watchers atomic.Pointer[[]*sourceWatcher]
-	cache    sync.Map // topic -> *cacheEntry (the newest known revision)
+	cache    sync.Map // topic -> *topicState (source_cache.go)
 	closed   atomic.Bool
+
+	resyncMu                   sync.Mutex // protects the three flags below
+	resyncAgain, resyncRunning bool
+	resyncClosed               bool
+	resyncWG                   sync.WaitGroup
+	resyncCtx                  context.Context // canceled by Close
+	resyncCancel               context.CancelFunc
+	resyncFailed               atomic.Uint64
 
 	storeReads, resyncs, resyncChanged atomic.Uint64
 }
@@ -80,8 +88,10 @@ func NewSource(store Store, opts *SourceOptions) (*Source, error) {
 		s.opts.MaxUpdateAttempts = 64
 	}
 	s.watchers.Store(new([]*sourceWatcher))
+	s.resyncCtx, s.resyncCancel = context.WithCancel(context.Background())
 	stop, err := store.Watch(context.Background(), s.changed)
 	if err != nil {
+		s.resyncCancel()
 		return nil, fmt.Errorf("statesync: watching store: %w", err)
 	}
 	s.stopWatch = stop
@@ -96,6 +106,11 @@ func (s *Source) Close() error {
 		return nil
 	}
 	s.stopWatch()
+	s.resyncMu.Lock()
+	s.resyncClosed = true
+	s.resyncMu.Unlock()
+	s.resyncCancel()
+	s.resyncWG.Wait()
 	return nil
 }
 
@@ -105,46 +120,31 @@ func (s *Source) Store() Store { return s.store }
 // changed is the store's change feed: remember the revision, then tell the
 // watchers, so the invalidation follows the commit.
 func (s *Source) changed(rec Record) {
-	if !rec.DataOmitted {
-		s.remember(rec)
-	} else {
-		s.forget(rec.Topic, rec.Revision, rec.Epoch)
+	if rec.Resync {
+		s.resyncRequested()
+		return
 	}
+	ts := s.lock(rec.Topic)
+	if rec.DataOmitted {
+		ts.bump(rec)
+	} else {
+		ts.keep(rec)
+	}
+	if newerThan(rec, ts.told) {
+		ts.told = Record{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch}
+	}
+	ts.mu.Unlock()
+	s.emit(rec)
+}
+
+// emit tells the watchers that rec was committed.
+func (s *Source) emit(rec Record) {
 	inv := Invalidation{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch, SourceID: rec.SourceID}
 	if !rec.Time.IsZero() {
 		inv.TimestampMs = rec.Time.UnixMilli()
 	}
 	for _, w := range *s.watchers.Load() {
 		w.fn(inv)
-	}
-}
-
-// remember caches rec if it is newer than the cached revision of its topic.
-func (s *Source) remember(rec Record) *cacheEntry {
-	e := &cacheEntry{rec: rec}
-	for {
-		old, loaded := s.cache.LoadOrStore(rec.Topic, e)
-		if !loaded {
-			return e
-		}
-		o := old.(*cacheEntry)
-		if o.rec.Epoch == rec.Epoch && o.rec.Revision >= rec.Revision {
-			return o
-		}
-		if s.cache.CompareAndSwap(rec.Topic, old, e) {
-			return e
-		}
-	}
-}
-
-// forget drops the cached entry of topic if it is older than rev or from
-// another epoch, for feeds
-// that carry no data.
-func (s *Source) forget(topic string, rev Revision, epoch string) {
-	if old, ok := s.cache.Load(topic); ok {
-		if o := old.(*cacheEntry).rec; o.Epoch != epoch || o.Revision < rev {
-			s.cache.CompareAndDelete(topic, old)
-		}
 	}
 }
 
@@ -183,37 +183,28 @@ func (s *Source) Watch(ctx context.Context, fn func(Invalidation)) (stop func(),
 	}, nil
 }
 
-func (s *Source) entry(ctx context.Context, topic string) (*cacheEntry, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
-	if err := CheckTopic(topic); err != nil {
-		return nil, err
-	}
-	if e := s.cached(topic); e != nil {
-		return e, nil
-	}
-	s.storeReads.Add(1)
-	rec, err := s.store.Get(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	if rec.Revision == 0 {
-		return &cacheEntry{rec: rec}, nil // not cached: the first write will be
-	}
-	return s.remember(rec), nil
-}
-
 // Snapshot implements [Provider]: it returns the latest snapshot of topic,
 // from memory if the source holds it, else from the store. A topic never
 // written is at revision 0 with null data. The Data is shared: do not
 // modify it.
+//
+// If ctx carries a minimum revision ([WithMinRevision]) that memory does
+// not reach, the store is read, so a client that learned of a revision
+// from another daemon on the same store gets at least that one if the
+// store has it. Concurrent calls that need the store share one read.
 func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
-	e, err := s.entry(ctx, topic)
+	if s.closed.Load() {
+		return Snapshot{}, ErrClosed
+	}
+	if err := CheckTopic(topic); err != nil {
+		return Snapshot{}, err
+	}
+	min, _ := ctx.Value(minRevisionKey{}).(minRevision)
+	rec, err := s.snapshotEntry(ctx, topic, min)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return e.rec.Snapshot(), nil
+	return rec.Snapshot(), nil
 }
 
 // PeekSnapshot implements [SnapshotPeeker]: the latest snapshot of topic
@@ -224,18 +215,12 @@ func (s *Source) PeekSnapshot(topic string) (Snapshot, bool) {
 	if s.closed.Load() {
 		return Snapshot{}, false
 	}
-	if e := s.cached(topic); e != nil {
-		return e.rec.Snapshot(), true
+	if ts := s.state(topic, false); ts != nil {
+		if e := ts.entry.Load(); e != nil {
+			return e.rec.Snapshot(), true
+		}
 	}
 	return Snapshot{}, false
-}
-
-// cached returns the cache entry of topic, or nil.
-func (s *Source) cached(topic string) *cacheEntry {
-	if e, ok := s.cache.Load(topic); ok {
-		return e.(*cacheEntry)
-	}
-	return nil
 }
 
 // TopicInfo describes a topic of a [Source].

@@ -82,7 +82,11 @@ type Store interface {
 	// Watch calls fn with each committed record (see Record.DataOmitted) until
 	// stop is called; after stop returns, fn is not called again. fn must
 	// not block. Records of one topic may arrive out of order under
-	// concurrent writers; consumers are immune to that.
+	// concurrent writers; consumers are immune to that. A store whose feed
+	// can miss changes (a connection to a server) calls fn with a
+	// Record.Resync record after any gap: once its feed is back (listening
+	// again, so that nothing falls between), when it finds the feed silent,
+	// and when it finds it lost its history (a new epoch).
 	Watch(ctx context.Context, fn func(Record)) (stop func(), err error)
 }
 
