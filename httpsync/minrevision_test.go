@@ -12,6 +12,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // laggingStore is a MemoryStore whose change feed delivers nothing while
@@ -268,5 +269,44 @@ func TestClientReadsItsWritesAcrossDaemons(t *testing.T) {
 	}
 	if q := lb.lastQuery(); len(q) != 0 {
 		t.Errorf("a read of a topic never written sent %v; want no query", q)
+	}
+}
+
+// TestConsumerBehindBalancerNeverStale: a consumer hears of changes on
+// daemon A's stream and fetches from daemon B, whose feed delivers
+// nothing: each fetch asks for the revision of the invalidation it acts
+// on (the engine's MinRevision, sent by the Client), so B reads its store
+// and the consumer reaches every revision written.
+func TestConsumerBehindBalancerNeverStale(t *testing.T) {
+	ctx := context.Background()
+	mem := statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "ep1", FirstRevision: 1})
+	a, b := newLagServer(t, mem), newLagServer(t, mem)
+	b.store.hold(true)
+	mux := http.NewServeMux()
+	mux.Handle("/v1/events", a.h)
+	mux.Handle("/", &balancer{write: a.h, read: b.h})
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	c, err := httpsync.NewClient(ts.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := b.src.Snapshot(ctx, "t"); err != nil { // B remembers revision 0
+		t.Fatal(err)
+	}
+	con, rec := startConsumer(t, c, "t", nil)
+	var last statesync.Record
+	for i := range 5 {
+		last, err = mem.Write(ctx, statesync.Write{Topic: "t", Data: json.RawMessage(`{"i":` + string(rune('0'+i)) + `}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, "the consumer reaches revision "+last.Revision.String()+" though B's feed is held", func() bool {
+			return con.Revision() == last.Revision
+		})
+	}
+	if err := rec.increasing(); err != nil {
+		t.Error(err)
 	}
 }
