@@ -60,26 +60,31 @@ func supportedStores() string {
 	return "supported: " + strings.Join(list, ", ")
 }
 
-// redactURL returns raw for logs: its password, in the user information
-// or in a password or sslpassword query parameter, replaced by xxxxx.
+// redactURL returns raw for logs: its passwords, in the user information
+// or in a password or sslpassword query parameter, replaced by xxxxx, and
+// a URL in a feed_url parameter (pgstore's) redacted the same way.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(a malformed URL)"
 	}
-	if q := u.Query(); len(q) > 0 {
-		changed := false
-		for k := range q {
-			if k := strings.ToLower(k); k == "password" || k == "sslpassword" {
+	if u.RawQuery != "" {
+		q, changed := u.Query(), false
+		for k, vs := range q {
+			switch strings.ToLower(k) {
+			case "password", "sslpassword":
+				for i := range vs {
+					vs[i] = "xxxxx"
+				}
+				changed = true
+			case "feed_url":
+				for i := range vs {
+					vs[i] = redactURL(vs[i])
+				}
 				changed = true
 			}
 		}
 		if changed {
-			for k := range q {
-				if lk := strings.ToLower(k); lk == "password" || lk == "sslpassword" {
-					q[k] = []string{"xxxxx"}
-				}
-			}
 			u.RawQuery = q.Encode()
 		}
 	}
