@@ -20,8 +20,8 @@ import (
 // it once the daemon's Source is closed.
 type storeOpener func(ctx context.Context, rawURL string, log *slog.Logger) (statesync.Store, io.Closer, error)
 
-// storeOpeners maps the schemes of --store to their stores. The
-// PostgreSQL entries are in store_postgres.go.
+// storeOpeners maps the schemes of --store to their stores. Only tests
+// change it (export_test.go).
 var storeOpeners = map[string]storeOpener{
 	"bbolt":  openBolt,
 	"memory": openMemory,
