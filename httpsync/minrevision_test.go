@@ -310,3 +310,31 @@ func TestConsumerBehindBalancerNeverStale(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestClientInlineBelowMinRevision: an inline snapshot older than the
+// revision a Snapshot call asks for is not returned: the client makes a
+// GET, which asks the server for that revision.
+func TestClientInlineBelowMinRevision(t *testing.T) {
+	s := newTestServer(t, nil)
+	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Inline: 1024})
+	w := s.put(t, "small", `{"v":1}`)
+	startConsumer(t, c, "small", nil)
+	poll.Until(t, "the inline snapshot", func() bool {
+		got, ok := c.PeekSnapshot("small")
+		return ok && got.Revision == w.Revision
+	})
+	ctx := context.Background()
+	gets := s.h.Stats().SnapshotGets
+	if got, err := c.Snapshot(statesync.WithMinRevision(ctx, w.Epoch, w.Revision), "small"); err != nil || got.Revision != w.Revision {
+		t.Fatalf("Snapshot at the inline revision = %d, %v; want %d", got.Revision, err, w.Revision)
+	}
+	if n := s.h.Stats().SnapshotGets - gets; n != 0 {
+		t.Errorf("%d GETs for a MinRevision the inline snapshot meets; want 0", n)
+	}
+	if _, err := c.Snapshot(statesync.WithMinRevision(ctx, w.Epoch, w.Revision+1), "small"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.h.Stats().SnapshotGets - gets; n != 1 {
+		t.Errorf("%d GETs for a MinRevision above the inline snapshot; want 1", n)
+	}
+}
