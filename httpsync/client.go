@@ -2,6 +2,7 @@ package httpsync
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -101,6 +102,95 @@ type Client struct {
 	cache   map[string]*topicCache
 	live    map[string]bool // the topics of the open stream; nil if none
 	refused map[string]bool // the topics the open stream refused; nil if none
+	written writtenRevs     // the revisions of this client's latest writes
+}
+
+// maxWritten bounds the topics whose written revision a Client remembers.
+const maxWritten = 4096
+
+// writtenRevs remembers the revision of this client's latest successful
+// write of each topic (or the current revision a failed compare-and-set
+// reported), for the most recently written maxWritten topics (least
+// recently written out first), so that a later read of the topic asks for
+// at least it (read-your-writes across daemons).
+type writtenRevs struct {
+	order *list.List               // of *writtenRev, most recent first
+	byKey map[string]*list.Element // topic -> element of order
+}
+
+type writtenRev struct {
+	topic string
+	epoch string
+	rev   statesync.Revision
+}
+
+// note records a write of topic at rev in epoch, unless a later revision
+// of the same epoch is recorded.
+func (w *writtenRevs) note(topic, epoch string, rev statesync.Revision) {
+	if rev == 0 {
+		return
+	}
+	if w.byKey == nil {
+		w.order, w.byKey = list.New(), map[string]*list.Element{}
+	}
+	if e := w.byKey[topic]; e != nil {
+		wr := e.Value.(*writtenRev)
+		if wr.epoch != epoch || rev > wr.rev {
+			wr.epoch, wr.rev = epoch, rev
+		}
+		w.order.MoveToFront(e)
+		return
+	}
+	w.byKey[topic] = w.order.PushFront(&writtenRev{topic: topic, epoch: epoch, rev: rev})
+	if w.order.Len() > maxWritten {
+		old := w.order.Remove(w.order.Back()).(*writtenRev)
+		delete(w.byKey, old.topic)
+	}
+}
+
+// get returns the recorded write of topic.
+func (w *writtenRevs) get(topic string) (epoch string, rev statesync.Revision, ok bool) {
+	if e := w.byKey[topic]; e != nil {
+		wr := e.Value.(*writtenRev)
+		return wr.epoch, wr.rev, true
+	}
+	return "", 0, false
+}
+
+// minRev is the least revision a read asks for (see minRevision).
+type minRev struct {
+	epoch string
+	rev   statesync.Revision
+	ok    bool
+}
+
+// satisfiedBy reports whether s is at least m: of m's epoch (or either
+// has none) and at m's revision or above.
+func (m minRev) satisfiedBy(s statesync.Snapshot) bool {
+	return !m.ok || s.Revision >= m.rev && (m.epoch == "" || s.Epoch == "" || s.Epoch == m.epoch)
+}
+
+// minRevision returns the least revision a read of topic asks the server
+// for: the larger of the one ctx carries ([statesync.MinRevision], set by
+// the engine from the invalidation it acts on) and that of this client's
+// last write of topic. Of two epochs, ctx's wins. c.mu is held.
+func (c *Client) minRevision(ctx context.Context, topic string) minRev {
+	var m minRev
+	m.epoch, m.rev, m.ok = statesync.MinRevision(ctx)
+	if we, wr, ok := c.written.get(topic); ok {
+		switch {
+		case !m.ok:
+			m = minRev{we, wr, true}
+		case m.epoch == "" || we == "" || m.epoch == we:
+			if wr > m.rev {
+				m.rev = wr
+			}
+			if m.epoch == "" {
+				m.epoch = we
+			}
+		}
+	}
+	return m
 }
 
 // A subscription is one Subscribe call.
@@ -364,11 +454,24 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 // *[statesync.SnapshotError] of [statesync.DecodeSnapshot]; another status
 // than 200 and 304 as a *[StatusError] (whose Retryable says whether to
 // try again).
+//
+// The GET asks for at least the revision ctx carries
+// ([statesync.WithMinRevision], which the engine sets from the
+// invalidation it acts on) and at least that of this client's last write
+// of topic, or the current revision its last refused compare-and-set
+// reported (the client remembers them for the 4096 topics it wrote last):
+// the query parameters minRevision and epoch, which make a daemon whose
+// memory is older read its store, so that behind a load balancer a read
+// on another daemon never goes back before what the client was told of or
+// wrote. An inline snapshot older than that is not returned.
 func (c *Client) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, error) {
-	if s, ok := c.PeekSnapshot(topic); ok {
+	c.mu.Lock()
+	m := c.minRevision(ctx, topic)
+	c.mu.Unlock()
+	if s, ok := c.PeekSnapshot(topic); ok && m.satisfiedBy(s) {
 		return s, nil
 	}
-	return c.fetch(ctx, topic)
+	return c.fetch(ctx, topic, m)
 }
 
 // PeekSnapshot implements [statesync.SnapshotPeeker]: the inline snapshot
@@ -386,8 +489,9 @@ func (c *Client) PeekSnapshot(topic string) (statesync.Snapshot, bool) {
 	return statesync.Snapshot{}, false
 }
 
-// fetch is Snapshot without an inline snapshot at hand: a conditional GET.
-func (c *Client) fetch(ctx context.Context, topic string) (statesync.Snapshot, error) {
+// fetch is Snapshot without an inline snapshot at hand: a conditional GET
+// of at least m.
+func (c *Client) fetch(ctx context.Context, topic string, m minRev) (statesync.Snapshot, error) {
 	if err := statesync.CheckTopic(topic); err != nil {
 		return statesync.Snapshot{}, err
 	}
@@ -402,7 +506,15 @@ func (c *Client) fetch(ctx context.Context, topic string) (statesync.Snapshot, e
 	}
 	c.mu.Unlock()
 
-	resp, done, err := c.request(ctx, http.MethodGet, "/v1/topics/"+topic, nil, hdr)
+	path := "/v1/topics/" + topic
+	if m.ok {
+		q := url.Values{"minRevision": {m.rev.String()}}
+		if m.epoch != "" {
+			q.Set("epoch", m.epoch)
+		}
+		path += "?" + q.Encode()
+	}
+	resp, done, err := c.request(ctx, http.MethodGet, path, nil, hdr)
 	if err != nil {
 		return statesync.Snapshot{}, err
 	}
@@ -546,13 +658,22 @@ func (c *Client) write(ctx context.Context, method, topic string, data json.RawM
 	defer done()
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return statesync.Snapshot{}, readError(resp, topic, expected)
+		err := readError(resp, topic, expected)
+		var ce *statesync.ConflictError
+		if errors.As(err, &ce) && ce.Current > 0 {
+			// The caller reads the topic again to retry: at least the
+			// revision the conflict reported, even on a daemon that lags.
+			c.mu.Lock()
+			c.written.note(topic, ce.Epoch, ce.Current)
+			c.mu.Unlock()
+		}
+		return statesync.Snapshot{}, err
 	}
 	var res writeResult
 	if err := json.NewDecoder(io.LimitReader(resp.Body, int64(c.opts.MaxFrame)+maxErrorBody)).Decode(&res); err != nil {
 		return statesync.Snapshot{}, fmt.Errorf("httpsync: decoding %s response: %w", method, err)
 	}
-	c.wrote(topic)
+	c.wrote(topic, res.Epoch, res.Revision)
 	snap := statesync.Snapshot{Revision: res.Revision, Epoch: res.Epoch}
 	switch method {
 	case http.MethodPut:
@@ -573,10 +694,12 @@ func (c *Client) write(ctx context.Context, method, topic string, data json.RawM
 	return snap, nil
 }
 
-// wrote forgets the inline snapshot of topic, which this client's write
-// made stale before the stream says so.
-func (c *Client) wrote(topic string) {
+// wrote records this client's write of topic at rev in epoch, which later
+// reads ask for at least, and forgets the inline snapshot of topic, which
+// the write made stale before the stream says so.
+func (c *Client) wrote(topic, epoch string, rev statesync.Revision) {
 	c.mu.Lock()
+	c.written.note(topic, epoch, rev)
 	if tc := c.cache[topic]; tc != nil {
 		tc.hasInl, tc.inline = false, statesync.Snapshot{}
 	}

@@ -14,6 +14,9 @@
 //	                            written is {"revision":"0","epoch":"…","data":null}.
 //	                            ETag "<epoch>.<revision>"; If-None-Match → 304; gzip
 //	                            when accepted (built once per revision).
+//	GET    /v1/topics/{topic}?minRevision=N[&epoch=E]
+//	                            the same, at least revision N (of epoch E): see
+//	                            "Reading at least a revision" below.
 //	PUT    /v1/topics/{topic}   body: the new data (JSON). 200 {"revision":"43","epoch":"…"}
 //	                            and the new ETag.
 //	PATCH  /v1/topics/{topic}   body: a JSON merge patch (RFC 7396, Content-Type
@@ -45,6 +48,26 @@
 // followed by "/" ("worker", "worker/1" for the token "worker"; see
 // [NamedGrants]), else 403: no writer can pose as another. A token without
 // a name may send none; without auth any is taken.
+//
+// # Reading at least a revision
+//
+// Several daemons on one shared store each learn of changes from the
+// store's feed, some later than others. A client that learned of revision
+// N (from an invalidation, or from its own write's response) and whose GET
+// lands on another daemon behind a load balancer asks for at least N:
+// minRevision=N, and epoch=E, the epoch N belongs to. The handler passes
+// them to the source with [statesync.WithMinRevision]: a [statesync.Source]
+// whose memory is older reads through to its store (one read per topic and
+// revision, whatever the number of such requests), so the answer is never
+// older than N in epoch E unless the store itself has nothing newer (then
+// it is the store's latest, or another epoch's). N is a canonical decimal
+// revision and E 1 to 256 visible ASCII characters other than '"';
+// anything else, or a parameter given twice, or epoch without minRevision,
+// is refused with 400 invalid_parameter. minRevision=0 asks nothing. The
+// ETag and If-None-Match work as without it. [Client] sends them from the
+// context of [Client.Snapshot] ([statesync.MinRevision], which the engine
+// sets from the invalidation it acts on) and from its own writes of the
+// topic; web/statesync.js from the newest revision it was told of.
 //
 // Bodies over [HandlerOptions.MaxBody] are refused with 413. Bodies must be
 // JSON in UTF-8 (RFC 8259: invalid UTF-8 inside strings is refused too),

@@ -379,7 +379,11 @@ func (h *Handler) sourceFailed(w http.ResponseWriter, r *http.Request, topic str
 // --- reads ---
 
 func (h *Handler) serveSnapshot(w http.ResponseWriter, r *http.Request, topic string) {
-	enc, snap, err := h.encoded(r.Context(), topic)
+	ctx, ok := h.readContext(w, r)
+	if !ok {
+		return
+	}
+	enc, snap, err := h.encoded(ctx, topic)
 	if err != nil {
 		h.sourceFailed(w, r, topic, err)
 		return
@@ -408,6 +412,56 @@ func (h *Handler) serveSnapshot(w http.ResponseWriter, r *http.Request, topic st
 	}
 }
 
+// maxEpoch bounds the epoch parameter of a snapshot GET.
+const maxEpoch = 256
+
+// readContext returns the context of a snapshot GET, carrying its
+// minRevision and epoch parameters (see [statesync.WithMinRevision]); ok is
+// false if an error was written.
+func (h *Handler) readContext(w http.ResponseWriter, r *http.Request) (context.Context, bool) {
+	ctx := r.Context()
+	if r.URL.RawQuery == "" {
+		return ctx, true
+	}
+	q := r.URL.Query()
+	revs, epochs := q["minRevision"], q["epoch"]
+	if len(revs) == 0 && len(epochs) == 0 {
+		return ctx, true
+	}
+	if len(revs) != 1 || len(epochs) > 1 {
+		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "give minRevision once, with at most one epoch: ?minRevision=42&epoch=E")
+		return nil, false
+	}
+	rev, err := statesync.ParseRevision(revs[0])
+	if err != nil {
+		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "minRevision must be a canonical decimal revision (0 to 18446744073709551615, no leading zeros)")
+		return nil, false
+	}
+	var epoch string
+	if len(epochs) == 1 {
+		epoch = epochs[0]
+		if !validEpoch(epoch) {
+			h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "epoch must be 1 to "+strconv.Itoa(maxEpoch)+" visible ASCII characters other than '\"'")
+			return nil, false
+		}
+	}
+	return statesync.WithMinRevision(ctx, epoch, rev), true
+}
+
+// validEpoch reports whether s can be an epoch: what fits in an entity tag
+// (RFC 9110 etagc without obs-text), 1 to maxEpoch bytes.
+func validEpoch(s string) bool {
+	if s == "" || len(s) > maxEpoch {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' {
+			return false
+		}
+	}
+	return true
+}
+
 // encEntry is the JSON encoding of one revision of a topic.
 type encEntry struct {
 	version
@@ -417,7 +471,11 @@ type encEntry struct {
 
 // encoded returns the latest snapshot of topic and its JSON encoding, built
 // once per revision and shared by every caller (do not modify it): the
-// newest revision of each topic is kept.
+// newest revision of each topic is kept. The encoding is always that of
+// the snapshot returned: newestEntry gives an entry of exactly its epoch
+// and revision, never an older or newer one cached for the topic, so a
+// snapshot read through to the store for a minRevision (ctx) is served
+// as read.
 func (h *Handler) encoded(ctx context.Context, topic string) ([]byte, statesync.Snapshot, error) {
 	snap, err := h.src.Snapshot(ctx, topic)
 	if err != nil {

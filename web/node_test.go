@@ -157,3 +157,55 @@ inline kept after close: 0
 		t.Errorf("node printed:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestNodeMinRevision: the GET of a snapshot asks for at least the newest
+// revision the client was told of (minRevision and epoch, issue 11): the
+// invalidation the fetch acts on, then the client's own write; a topic
+// the client knows nothing of is fetched without them, and the ETag of the
+// last 200 is still sent.
+func TestNodeMinRevision(t *testing.T) {
+	const script = `import { connect } from "./statesync.mjs";
+const streams = [];
+class FakeES {
+  constructor(url) { this.url = url; this.l = {}; this.readyState = 0; streams.push(this); }
+  addEventListener(type, fn) { this.l[type] = fn; }
+  close() { this.readyState = 2; }
+  emit(type, data) { this.l[type]({ data: JSON.stringify(data) }); }
+}
+const gets = [];
+let rev = "5";
+globalThis.fetch = async (url, init = {}) => {
+  const u = new URL(url);
+  const method = init.method ?? "GET";
+  if (method === "GET") {
+    gets.push(u.pathname + u.search + " inm=" + (init.headers?.["If-None-Match"] ?? ""));
+    return new Response(JSON.stringify({ revision: rev, epoch: "e/1", data: { rev } }), { status: 200, headers: { ETag: '"e/1.' + rev + '"' } });
+  }
+  rev = "9";
+  return new Response(JSON.stringify({ revision: "9", epoch: "e/1" }), { status: 200 });
+};
+const tick = () => new Promise((r) => setTimeout(r, 0));
+const c = connect({ url: "http://127.0.0.1:1", EventSourceImpl: FakeES });
+await c.getSnapshot("t");
+const f = c.follow("t", () => {});
+await tick();
+streams[0].emit("invalidation", { topic: "t", revision: "5", epoch: "e/1" });
+await f; // the first frame and follow's first refresh: two GETs
+streams[0].emit("invalidation", { topic: "t", revision: "7", epoch: "e/1" });
+await tick(); await tick();
+await c.put("t", { v: 9 });
+await c.getSnapshot("t");
+await c.getSnapshot("a b");
+for (const g of gets) console.log(g);
+`
+	want := `/v1/topics/t inm=
+/v1/topics/t?minRevision=5&epoch=e%2F1 inm="e/1.5"
+/v1/topics/t?minRevision=5&epoch=e%2F1 inm="e/1.5"
+/v1/topics/t?minRevision=7&epoch=e%2F1 inm="e/1.5"
+/v1/topics/t?minRevision=9&epoch=e%2F1 inm="e/1.5"
+/v1/topics/a%20b inm=
+`
+	if got := runNode(t, script); got != want {
+		t.Errorf("node printed:\n%s\nwant:\n%s", got, want)
+	}
+}

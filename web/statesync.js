@@ -127,6 +127,20 @@ class Client {
     return `${this.base}/v1/topics/${encodeURIComponent(topic)}`;
   }
 
+  // snapshotURL is the URL of a GET of topic. It asks for at least the
+  // newest revision (and epoch) the client has been told of: the
+  // invalidation the fetch acts on, or the client's own write. Behind a
+  // load balancer the GET may reach another server than the one that told
+  // it, whose feed from the shared store lags: that server then reads the
+  // store instead of answering older (minRevision, docs/PROTOCOL.md).
+  snapshotURL(topic) {
+    const l = this.latest.get(topic);
+    if (!l || l.revision === "0") return this.topicURL(topic);
+    const q = new URLSearchParams({ minRevision: l.revision });
+    if (typeof l.epoch === "string" && l.epoch !== "") q.set("epoch", l.epoch);
+    return `${this.topicURL(topic)}?${q}`;
+  }
+
   // --- the shared event stream ---
 
   // listen adds handler to the handlers of topic and returns the function
@@ -448,7 +462,9 @@ class Client {
   /**
    * getSnapshot resolves to {revision, epoch?, data} of topic: the snapshot
    * the event stream carried if it is still the latest (see connect's
-   * inline), else a GET (conditional on the last one's ETag). The data is
+   * inline), else a GET (conditional on the last one's ETag, and asking
+   * for at least the newest revision the client was told of or wrote,
+   * so that a server whose feed lags reads its store). The data is
    * the caller's own. A topic without data has data null, or
    * emptyData(topic) (option emptyData, default connect's).
    */
@@ -501,10 +517,11 @@ class Client {
   }
 
   // fetchSnapshot GETs the snapshot of topic, conditional on the ETag of
-  // the last 200, whose body is kept as text and parsed again on a 304.
+  // the last 200, whose body is kept as text and parsed again on a 304,
+  // and of at least the newest revision the client knows of (snapshotURL).
   async fetchSnapshot(topic) {
     const prev = this.snapCache.get(topic);
-    const res = await fetch(this.topicURL(topic), {
+    const res = await fetch(this.snapshotURL(topic), {
       headers: this.headers(prev ? { "If-None-Match": prev.etag } : {}),
       cache: "no-store",
     });

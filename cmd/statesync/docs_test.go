@@ -82,3 +82,54 @@ func TestReadmeListsEveryErrorStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeListsEveryServeFlag: the README's table of serve flags holds
+// every flag of `statesync serve`, and the metrics section every metric
+// the daemon's code names.
+func TestReadmeListsEveryServeFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var usage strings.Builder
+	if _, err := daemon.ParseFlags([]string{"-h"}, func(string) string { return "" }, &usage); err == nil {
+		t.Fatal("ParseFlags(-h) returned no error")
+	}
+	flags := regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1)
+	if len(flags) < 10 {
+		t.Fatalf("found %d flags in the usage; the pattern no longer matches:\n%s", len(flags), usage.String())
+	}
+	for _, m := range flags {
+		if !strings.Contains(string(readme), "`--"+m[1]+"`") {
+			t.Errorf("README does not list the serve flag --%s", m[1])
+		}
+	}
+	for _, v := range regexp.MustCompile(`STATESYNC_[A-Z_]+`).FindAllString(usage.String(), -1) {
+		if !strings.Contains(string(readme), "`"+v+"`") {
+			t.Errorf("README does not name the variable %s", v)
+		}
+	}
+	src, err := filepath.Glob(filepath.Join(repoRoot, "internal", "daemon", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range src {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`"(?:statesync_)?([a-z_]+_(?:total|open|seconds|connected))"`).FindAllStringSubmatch(string(b), -1) {
+			n++
+			if !strings.Contains(string(readme), "statesync_"+strings.TrimPrefix(m[1], "statesync_")) {
+				t.Errorf("README does not document the metric statesync_%s (%s)", m[1], filepath.Base(f))
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("found %d metric names in internal/daemon; the pattern no longer matches", n)
+	}
+}

@@ -25,7 +25,7 @@ func TestServeHelp(t *testing.T) {
 		t.Errorf("Run(serve -h) = exit %d, stdout %q; want exit 0 and nothing on stdout", code, stdout)
 	}
 	for _, w := range []string{"usage: statesync serve", "-addr", "127.0.0.1:8765", "STATESYNC_ADDR", "-data", "./statesync-data",
-		"-tokens", "-insecure", "-memory", "-max-body", "-heartbeat", "-shutdown-timeout", "-log-level", "-log-format"} {
+		"-store", "STATESYNC_STORE", "-tokens", "-insecure", "-memory", "-max-body", "-heartbeat", "-shutdown-timeout", "-log-level", "-log-format"} {
 		if !strings.Contains(stderr, w) {
 			t.Errorf("Run(serve -h) stderr lacks %q:\n%s", w, stderr)
 		}

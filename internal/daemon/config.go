@@ -35,6 +35,13 @@ import (
 type Config struct {
 	// Addr is the TCP address to listen on (STATESYNC_ADDR).
 	Addr string
+	// Store is the URL of the store (STATESYNC_STORE): postgres://… or
+	// postgresql://… (a PostgreSQL database, which several daemons can
+	// share), bbolt:DIR (the bbolt file in DIR, as Data) or memory: (as
+	// Memory). Empty means Data, or Memory if set. Store with Memory is
+	// an error, and so is Store with an explicit --data
+	// (ParseFlags); Data is then ignored.
+	Store string
 	// Data is the directory of the durable store (STATESYNC_DATA).
 	Data string
 	// Memory keeps state in memory only: nothing survives a restart
@@ -125,6 +132,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (STATESYNC_ADDR)")
+	fs.StringVar(&cfg.Store, "store", cfg.Store, "store URL: postgres://user:pass@host/db?sslmode=…&schema=…&pool_max_conns=… (a PostgreSQL database several daemons can share), bbolt:DIR or memory:; default: --data (STATESYNC_STORE)")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory of the durable store (STATESYNC_DATA)")
 	fs.BoolVar(&cfg.Memory, "memory", cfg.Memory, "keep state in memory only; nothing survives a restart (STATESYNC_MEMORY)")
 	fs.StringVar(&cfg.Tokens, "tokens", cfg.Tokens, "token file enabling bearer-token auth, see README (STATESYNC_TOKENS)")
@@ -155,6 +163,13 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if envErr != nil {
 		return cfg, envErr
+	}
+	if cfg.Store != "" {
+		dataSet := getenv("STATESYNC_DATA") != ""
+		fs.Visit(func(f *flag.Flag) { dataSet = dataSet || f.Name == "data" })
+		if dataSet {
+			return cfg, errors.New("serve: give --store or --data, not both (--data DIR is --store bbolt:DIR)")
+		}
 	}
 	return cfg, cfg.Validate()
 }
@@ -196,6 +211,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 		}
 	}
 	str("STATESYNC_ADDR", &c.Addr)
+	str("STATESYNC_STORE", &c.Store)
 	str("STATESYNC_DATA", &c.Data)
 	boolean("STATESYNC_MEMORY", &c.Memory)
 	str("STATESYNC_TOKENS", &c.Tokens)
@@ -253,8 +269,15 @@ func (c Config) Validate() error {
 		return errors.New("serve: max-streams-per-token must be positive, or negative for no cap")
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("serve: shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
-	case !c.Memory && c.Data == "":
+	case c.Store != "" && c.Memory:
+		return errors.New("serve: give --store or --memory, not both (--memory is --store memory:)")
+	case c.Store == "" && !c.Memory && c.Data == "":
 		return errors.New("serve: give a data directory, or --memory")
+	}
+	if c.Store != "" {
+		if _, err := storeScheme(c.Store); err != nil {
+			return err
+		}
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

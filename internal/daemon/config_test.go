@@ -57,7 +57,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 func TestParseFlagsDefaultsOSEnv(t *testing.T) {
 	for _, name := range []string{"ADDR", "DATA", "MEMORY", "TOKENS", "INSECURE", "HEARTBEAT", "MAX_BODY",
 		"SHUTDOWN_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT", "ALLOWED_HOSTS", "READ_TIMEOUT", "MAX_CONNS", "MAX_CONNS_PER_IP",
-		"MAX_STREAMS_PER_TOKEN"} {
+		"MAX_STREAMS_PER_TOKEN", "STORE"} {
 		t.Setenv("STATESYNC_"+name, "")
 	}
 	cfg, err := daemon.ParseFlags(nil, nil, io.Discard)
@@ -85,6 +85,8 @@ func TestParseFlagsEnvAndFlags(t *testing.T) {
 	}{
 		{"addr", "STATESYNC_ADDR", "127.0.0.2:9000", []string{"--addr", "[::1]:9001"},
 			func(c daemon.Config) any { return c.Addr }, "127.0.0.2:9000", "[::1]:9001"},
+		{"store", "STATESYNC_STORE", "memory:", []string{"--store", "bbolt:/var/lib/statesync"},
+			func(c daemon.Config) any { return c.Store }, "memory:", "bbolt:/var/lib/statesync"},
 		{"data", "STATESYNC_DATA", "/var/lib/statesync", []string{"--data", "here"},
 			func(c daemon.Config) any { return c.Data }, "/var/lib/statesync", "here"},
 		{"memory", "STATESYNC_MEMORY", "true", []string{"--memory=false"},

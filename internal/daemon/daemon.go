@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -17,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/statesync-go/statesync"
-	"github.com/statesync-go/statesync/boltstore"
 	"github.com/statesync-go/statesync/httpsync"
 	"github.com/statesync-go/statesync/internal/netlimit"
 	"github.com/statesync-go/statesync/web"
@@ -35,11 +32,19 @@ type Server struct {
 	store   statesync.Store
 	closeFn func() error // closes the store
 	served  chan error
+
+	stopLag func() // stops the Source.Watch measuring the feed lag
 }
 
 // Start opens the store, builds the HTTP API and starts serving on
 // cfg.Addr. It returns once the listener is bound.
 func Start(cfg Config, log *slog.Logger) (*Server, error) {
+	return start(context.Background(), cfg, log)
+}
+
+// start is Start; ctx bounds opening the store (connecting to a
+// database), not the server.
+func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -57,20 +62,11 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		auth = tokens
 	}
 
-	if cfg.Memory {
-		s.store = statesync.NewMemoryStore(nil)
-		s.closeFn = func() error { return nil }
-	} else {
-		if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-			return nil, fmt.Errorf("serve: data directory: %w", err)
-		}
-		path := filepath.Join(cfg.Data, "statesync.db")
-		bs, err := boltstore.Open(path, nil)
-		if err != nil {
-			return nil, fmt.Errorf("serve: opening %s: %w", path, err)
-		}
-		s.store, s.closeFn = bs, bs.Close
+	store, closer, storeDesc, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
 	}
+	s.store, s.closeFn = store, closer.Close
 	src, err := statesync.NewSource(s.store, nil)
 	if err != nil {
 		_ = s.closeFn()
@@ -92,14 +88,23 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newCollector(s.api))
+		newCollector(s.api), newSourceCollector(src, s.store))
+	lag := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statesync_feed_lag_seconds",
+		Help:    "Time from a change's commit in the store to its invalidation in this daemon (the store's clock against this host's).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}})
+	reg.MustRegister(lag)
+	s.stopLag = func() {}
+	if stop, err := src.Watch(context.Background(), func(inv statesync.Invalidation) {
+		if inv.TimestampMs > 0 {
+			lag.Observe(max(0, float64(time.Now().UnixMilli()-inv.TimestampMs)/1000))
+		}
+	}); err == nil {
+		s.stopLag = stop
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", s.api)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-	})
+	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", web.Handler())
 
@@ -129,12 +134,8 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() { s.served <- s.srv.Serve(ln) }()
-	store := "bbolt " + filepath.Join(cfg.Data, "statesync.db")
-	if cfg.Memory {
-		store = "memory"
-	}
 	log.Info("statesync serving", slog.String("url", "http://"+ln.Addr().String()+"/"),
-		slog.String("store", store), slog.Bool("auth", auth != nil), slog.Int("maxConns", maxConns))
+		slog.String("store", storeDesc), slog.Bool("auth", auth != nil), slog.Int("maxConns", maxConns))
 	return s, nil
 }
 
@@ -164,6 +165,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) closeStore() {
+	if s.stopLag != nil {
+		s.stopLag()
+	}
 	if s.src != nil {
 		_ = s.src.Close()
 	}
@@ -175,7 +179,7 @@ func (s *Server) closeStore() {
 // Run starts the daemon and serves until ctx ends, then shuts down within
 // cfg.ShutdownTimeout.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s, err := Start(cfg, log)
+	s, err := start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
