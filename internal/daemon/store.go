@@ -23,8 +23,10 @@ type storeOpener func(ctx context.Context, rawURL string, log *slog.Logger) (sta
 // storeOpeners maps the schemes of --store to their stores. Only tests
 // change it (export_test.go).
 var storeOpeners = map[string]storeOpener{
-	"bbolt":  openBolt,
-	"memory": openMemory,
+	"bbolt":      openBolt,
+	"memory":     openMemory,
+	"postgres":   openPostgres,
+	"postgresql": openPostgres,
 }
 
 // storeScheme returns the scheme of a --store URL, lower-cased, if a store
