@@ -44,7 +44,6 @@ type Source struct {
 	resyncWG                   sync.WaitGroup
 	resyncCtx                  context.Context // canceled by Close
 	resyncCancel               context.CancelFunc
-	resyncFailed               atomic.Uint64
 
 	storeReads, resyncs, resyncChanged atomic.Uint64
 }
@@ -124,16 +123,7 @@ func (s *Source) changed(rec Record) {
 		s.resyncRequested()
 		return
 	}
-	ts := s.lock(rec.Topic)
-	if rec.DataOmitted {
-		ts.bump(rec)
-	} else {
-		ts.keep(rec)
-	}
-	if newerThan(rec, ts.told) {
-		ts.told = Record{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch}
-	}
-	ts.mu.Unlock()
+	s.observe(rec) // emitted even if not news: watchers are immune
 	s.emit(rec)
 }
 
