@@ -111,7 +111,7 @@ type faultFixture struct {
 	rig     SharedStoreRig
 	topics  []string
 	first   []statesync.Record // the first write of each topic, through A
-	watcher *feedWatcher       // on B
+	watcher *storeWatcher      // on B
 	src     *statesync.Source  // on B
 	invs    *invalidationLog   // of src
 }
@@ -124,7 +124,7 @@ func newFaultFixture(t *testing.T, rig SharedStoreRig, base string) *faultFixtur
 	for i := range faultTopics {
 		f.topics = append(f.topics, fmt.Sprintf("%s.%d", prefix, i))
 	}
-	f.watcher = newFeedWatcher(t, rig.B, prefix+".")
+	f.watcher = newPrefixWatcher(t, rig.B, prefix+".")
 	src, err := statesync.NewSource(rig.B, nil)
 	if err != nil {
 		t.Fatalf("NewSource(B) error: %v", err)
@@ -348,67 +348,15 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() (o
 	}
 }
 
-// A feedWatcher records what a Store's Watch reports: the records of the
-// topics under a prefix, and the Resync records.
-type feedWatcher struct {
-	prefix string
-	sig    signal
-
-	mu     sync.Mutex // protects recs and resync
-	recs   []statesync.Record
-	resync int
-}
-
-func newFeedWatcher(t testing.TB, s statesync.Store, prefix string) *feedWatcher {
+// newPrefixWatcher watches s for the records of the topics under prefix
+// and for Resync records.
+func newPrefixWatcher(t testing.TB, s statesync.Store, prefix string) *storeWatcher {
 	t.Helper()
-	w := &feedWatcher{prefix: prefix}
-	stop, err := s.Watch(context.Background(), w.call)
-	if err != nil {
-		t.Fatalf("Watch() error: %v", err)
-	}
-	if stop == nil {
-		t.Fatal("Watch() returned a nil stop function")
-	}
-	t.Cleanup(stop)
-	return w
-}
-
-func (w *feedWatcher) call(r statesync.Record) {
-	switch {
-	case r.Resync:
-		w.mu.Lock()
-		w.resync++
-		w.mu.Unlock()
-	case strings.HasPrefix(r.Topic, w.prefix):
-		w.mu.Lock()
-		w.recs = append(w.recs, r)
-		w.mu.Unlock()
-	default:
-		return
-	}
-	w.sig.fire()
-}
-
-func (w *feedWatcher) resyncs() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.resync
-}
-
-func (w *feedWatcher) records() []statesync.Record {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.recs)
-}
-
-func (w *feedWatcher) seen(topic string, rev statesync.Revision) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.ContainsFunc(w.recs, func(r statesync.Record) bool { return r.Topic == topic && r.Revision == rev })
+	return newStoreWatcherOf(t, s, &storeWatcher{store: s, prefix: prefix})
 }
 
 // waitResync waits, for at most timeout, for more than n Resync records.
-func (w *feedWatcher) waitResync(t testing.TB, n int, timeout time.Duration, what string) bool {
+func (w *storeWatcher) waitResync(t testing.TB, n int, timeout time.Duration, what string) bool {
 	t.Helper()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -424,24 +372,6 @@ func (w *feedWatcher) waitResync(t testing.TB, n int, timeout time.Duration, wha
 			return false
 		}
 	}
-}
-
-// waitCommitted waits until the watcher has seen every (topic, revision)
-// of want.
-func (w *feedWatcher) waitCommitted(t testing.TB, want []topicRev) bool {
-	t.Helper()
-	missing := func() []topicRev {
-		var m []topicRev
-		for _, tr := range want {
-			if !w.seen(tr.topic, tr.rev) {
-				m = append(m, tr)
-			}
-		}
-		return m
-	}
-	return waitFor(t, &w.sig, fmt.Sprintf("B's Watch to report %d committed writes", len(want)),
-		func() bool { return len(missing()) == 0 },
-		func() string { return fmt.Sprintf("missing (topic, revision): %v", missing()) })
 }
 
 // An invalidationLog records the invalidations a Source emits for the

@@ -280,56 +280,8 @@ func newFakeRig(mode fakeMode) func(t *testing.T) statesynctest.SharedStoreRig {
 	}
 }
 
-// sourceHandlesResync reports whether a Source reacts to a Resync record
-// by re-reading its store: the Source's side of the suite needs it.
-func sourceHandlesResync(t *testing.T) bool {
-	st := newFakeStorage()
-	h := st.handle(t, fakeCorrect)
-	src, err := statesync.NewSource(h, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	var mu sync.Mutex
-	var invs []statesync.Invalidation
-	stop, err := src.Watch(context.Background(), func(inv statesync.Invalidation) {
-		mu.Lock()
-		invs = append(invs, inv)
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	ctx := context.Background()
-	if _, err := src.Put(ctx, "probe", json.RawMessage(`1`)); err != nil {
-		t.Fatal(err)
-	}
-	h.cut() // the write below is lost to the feed; the reconnect resyncs
-	lost, err := h.Write(ctx, statesync.Write{Topic: "probe", Data: json.RawMessage(`2`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		found := slices.ContainsFunc(invs, func(inv statesync.Invalidation) bool {
-			return inv.Topic == "probe" && inv.Revision == lost.Revision
-		})
-		mu.Unlock()
-		if found {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond) // polling, not an assertion
-	}
-	return false
-}
-
 // The fault suite against the fake shared store.
 func TestFakeSharedStoreFaults(t *testing.T) {
-	if !sourceHandlesResync(t) {
-		t.Skip("statesync.Source does not handle Record.Resync yet")
-	}
 	statesynctest.TestSharedStoreFaults(t, newFakeRig(fakeCorrect))
 }
 
