@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/pgtest"
 )
 
 // BenchmarkWrite measures unconditional writes (each one statement with
@@ -20,7 +21,7 @@ import (
 func BenchmarkWrite(b *testing.B) {
 	for _, writers := range []int{1, 8} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			s := open(b, withOpt(b, newDatabase(b), "pool_max_conns", "16"), nil)
+			s := open(b, withOpt(b, pgtest.NewDatabase(b), "pool_max_conns", "16"), nil)
 			data := json.RawMessage(`{"counter":12345,"name":"benchmark"}`)
 			b.ReportAllocs()
 			var next atomic.Int64
@@ -48,7 +49,7 @@ func BenchmarkWrite(b *testing.B) {
 // to its record's arrival at a watcher of another store on the same schema
 // (commit, NOTIFY, delivery on the feed connection), one write at a time.
 func BenchmarkFeedLatency(b *testing.B) {
-	db := newDatabase(b)
+	db := pgtest.NewDatabase(b)
 	a, c := open(b, db, nil), open(b, db, nil)
 	topic := newTopic("latency")
 	seen := make(chan statesync.Revision, 1)

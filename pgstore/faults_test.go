@@ -7,29 +7,22 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/faultproxy"
+	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/pgstore"
+	"github.com/statesync-go/statesync/statesynctest"
 )
 
-// faultRig has the fields of statesynctest.SharedStoreRig (being written
-// on another branch); once both are merged, newFaultRig can return that
-// type and be passed to statesynctest.TestSharedStoreFaults.
-type faultRig struct {
-	A, B        statesync.Store
-	CutFeed     func()
-	StallFeed   func() (resume func())
-	LoseHistory func()
-}
-
 // feedVia returns dbURL with its change feed going through p.
-func feedVia(t testing.TB, dbURL string, p *proxy, probe time.Duration) string {
+func feedVia(t testing.TB, dbURL string, p *faultproxy.Proxy, probe time.Duration) string {
 	t.Helper()
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fu := *u
-	fu.Host = p.addr()
+	fu.Host = p.Addr()
 	q := u.Query()
 	q.Set("feed_url", fu.String())
 	if probe > 0 {
@@ -42,21 +35,21 @@ func feedVia(t testing.TB, dbURL string, p *proxy, probe time.Duration) string {
 // newFaultRig returns two stores on a new database, B's change feed
 // through a proxy that cuts and stalls it; losing history truncates the
 // topics table.
-func newFaultRig(t *testing.T) faultRig { return newFaultRigProbe(t, time.Second) }
+func newFaultRig(t *testing.T) statesynctest.SharedStoreRig { return newFaultRigProbe(t, time.Second) }
 
 // newFaultRigProbe is newFaultRig with B's probe interval (0: the default).
-func newFaultRigProbe(t *testing.T, probe time.Duration) faultRig {
-	db := newDatabase(t)
+func newFaultRigProbe(t *testing.T, probe time.Duration) statesynctest.SharedStoreRig {
+	db := pgtest.NewDatabase(t)
 	u, err := url.Parse(db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := newProxy(t, u.Host)
-	return faultRig{
+	return statesynctest.SharedStoreRig{
 		A:           open(t, db, nil),
 		B:           open(t, feedVia(t, db, p, probe), nil),
-		CutFeed:     p.cut,
-		StallFeed:   p.stall,
+		CutFeed:     p.Cut,
+		StallFeed:   p.Stall,
 		LoseHistory: func() { admin(t, db, "TRUNCATE statesync.topics") },
 	}
 }
@@ -66,11 +59,11 @@ func newFaultRigProbe(t *testing.T, probe time.Duration) faultRig {
 func TestFaultRig(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
-		fault func(r faultRig) (undo func())
+		fault func(r statesynctest.SharedStoreRig) (undo func())
 	}{
-		{"Cut", func(r faultRig) func() { r.CutFeed(); return func() {} }},
-		{"Stall", func(r faultRig) func() { return r.StallFeed() }},
-		{"LoseHistory", func(r faultRig) func() { r.LoseHistory(); return func() {} }},
+		{"Cut", func(r statesynctest.SharedStoreRig) func() { r.CutFeed(); return func() {} }},
+		{"Stall", func(r statesynctest.SharedStoreRig) func() { return r.StallFeed() }},
+		{"LoseHistory", func(r statesynctest.SharedStoreRig) func() { r.LoseHistory(); return func() {} }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newFaultRig(t)
@@ -118,4 +111,9 @@ func TestStallDetectedWithDefaults(t *testing.T) {
 		t.Errorf("silent feed found after %v; want within 15 s", d)
 	}
 	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
+}
+
+// The shared-store fault suite, on B's feed through a fault proxy.
+func TestSharedStoreFaults(t *testing.T) {
+	statesynctest.TestSharedStoreFaults(t, newFaultRig)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/pgstore"
 )
@@ -31,7 +32,7 @@ func waitSeen(t *testing.T, r *recorder, rec statesync.Record) {
 // A feed connection killed by the server is made again; the watchers get
 // a Resync once it listens, and the writes after it.
 func TestFeedReconnect(t *testing.T) {
-	db := newDatabase(t)
+	db := pgtest.NewDatabase(t)
 	a, b := open(t, db, nil), open(t, db, nil)
 	w := watch(t, a)
 	topic := newTopic("reconnect")
@@ -76,7 +77,7 @@ func errString(err error) string {
 func TestEpoch(t *testing.T) {
 	const probe = 100 * time.Millisecond
 	setUp := func(t *testing.T) (db string, a, b *pgstore.Store, wa, wb *recorder, before statesync.Record) {
-		db = newDatabase(t)
+		db = pgtest.NewDatabase(t)
 		a, b = open(t, db, &pgstore.Options{ProbeInterval: probe}), open(t, db, &pgstore.Options{ProbeInterval: probe})
 		wa, wb = watch(t, a), watch(t, b)
 		before = mustWrite(t, a, statesync.Write{Topic: newTopic("before"), Data: json.RawMessage(`1`)})
@@ -169,7 +170,7 @@ func TestEpoch(t *testing.T) {
 // path works again, and resynced; Close never waits on it.
 func TestProbeSilentFeed(t *testing.T) {
 	const probe = 200 * time.Millisecond
-	db := newDatabase(t)
+	db := pgtest.NewDatabase(t)
 	u, err := url.Parse(db)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +181,7 @@ func TestProbeSilentFeed(t *testing.T) {
 	topic := newTopic("silent")
 	waitSeen(t, w, mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
 
-	p.pause(true)
+	p.Pause(true)
 	paused := time.Now()
 	poll.Until(t, "the silent feed declared down", func() bool { return !a.FeedStatus().Connected })
 	if d := time.Since(paused); d > 2*probe+time.Second {
@@ -190,7 +191,7 @@ func TestProbeSilentFeed(t *testing.T) {
 		t.Errorf("FeedStatus of a dead feed has no Err")
 	}
 	missed := mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
-	p.pause(false)
+	p.Pause(false)
 	poll.Until(t, "the feed to reconnect and resync", func() bool {
 		st := a.FeedStatus()
 		return st.Connected && st.Reconnects >= 1 && w.resyncs() >= 1
@@ -201,7 +202,7 @@ func TestProbeSilentFeed(t *testing.T) {
 	waitSeen(t, w, mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`3`)}))
 
 	// A stalled feed does not hold up Close.
-	p.pause(true)
+	p.Pause(true)
 	start := time.Now()
 	if err := a.Close(); err != nil {
 		t.Errorf("Close: %v", err)
@@ -209,5 +210,5 @@ func TestProbeSilentFeed(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Close with a stalled feed took %v", d)
 	}
-	p.pause(false)
+	p.Pause(false)
 }

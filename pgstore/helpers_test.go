@@ -4,58 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"net/url"
-	"os"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/faultproxy"
 	"github.com/statesync-go/statesync/pgstore"
 )
-
-// These helpers stand in for internal/pgtest and internal/faultproxy until
-// those land on this branch.
-
-const (
-	envURL     = "STATESYNC_TEST_POSTGRES_URL"
-	envRequire = "STATESYNC_REQUIRE_SERVICES"
-)
-
-// serverURL returns the test server's URL, or skips t (fails it when
-// services are required).
-func serverURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv(envURL)
-	if u == "" {
-		if os.Getenv(envRequire) != "" {
-			t.Fatalf("%s is set but %s is not", envRequire, envURL)
-		}
-		t.Skipf("%s is not set", envURL)
-	}
-	return u
-}
-
-// newDatabase creates a database with a random name, dropped at cleanup,
-// and returns its URL.
-func newDatabase(t testing.TB) string {
-	t.Helper()
-	base := serverURL(t)
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	name := "statesync_pgstore_" + hex.EncodeToString(b[:])
-	admin(t, base, "CREATE DATABASE "+name)
-	t.Cleanup(func() { admin(t, base, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", envURL, err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
 
 // admin runs statements on a new connection to dbURL.
 func admin(t testing.TB, dbURL string, sqls ...string) {
@@ -143,131 +101,15 @@ func (r *recorder) find(topic string, rev statesync.Revision) (statesync.Record,
 	return statesync.Record{}, false
 }
 
-// A proxy forwards TCP connections to a target and can stop forwarding
-// bytes (Pause) while keeping the connections open: a silent stall.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	cond    *sync.Cond
-	paused  bool              // every connection, new ones included
-	stalled map[net.Conn]bool // these connections only
-	conns   []net.Conn
-	closed  bool
-	wg      sync.WaitGroup
-}
-
-func newProxy(t testing.TB, target string) *proxy {
+// newProxy returns a fault proxy to target, closed at cleanup.
+func newProxy(t testing.TB, target string) *faultproxy.Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := faultproxy.New(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, stalled: map[net.Conn]bool{}}
-	p.cond = sync.NewCond(&p.mu)
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
+	t.Cleanup(func() { _ = p.Close() })
 	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			c.Close()
-			s.Close()
-			return
-		}
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(c, s) })
-		p.wg.Go(func() { p.pipe(s, c) })
-	}
-}
-
-func (p *proxy) pipe(src, dst net.Conn) {
-	defer src.Close()
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		p.mu.Lock()
-		for (p.paused || p.stalled[src]) && !p.closed {
-			p.cond.Wait()
-		}
-		p.mu.Unlock()
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *proxy) pause(on bool) {
-	p.mu.Lock()
-	p.paused = on
-	p.mu.Unlock()
-	p.cond.Broadcast()
-}
-
-// cut closes every connection open now.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	conns := p.conns
-	p.conns = nil
-	p.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-}
-
-// stall stops forwarding on the connections open now, leaving them open;
-// new connections are forwarded. resume ends the stall.
-func (p *proxy) stall() (resume func()) {
-	p.mu.Lock()
-	conns := slices.Clone(p.conns)
-	for _, c := range conns {
-		p.stalled[c] = true
-	}
-	p.mu.Unlock()
-	return func() {
-		p.mu.Lock()
-		for _, c := range conns {
-			delete(p.stalled, c)
-		}
-		p.mu.Unlock()
-		p.cond.Broadcast()
-	}
-}
-
-func (p *proxy) close() {
-	p.mu.Lock()
-	p.closed = true
-	conns := p.conns
-	p.mu.Unlock()
-	p.cond.Broadcast()
-	p.ln.Close()
-	for _, c := range conns {
-		c.Close()
-	}
-	p.wg.Wait()
 }
 
 // withOpt returns dbURL with the query option key set to value.

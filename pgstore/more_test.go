@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/pgstore"
 )
@@ -48,7 +49,7 @@ func (l *logSink) has(sub string) bool {
 // Someone else's notifications on the store's channel are logged and
 // dropped; the feed goes on.
 func TestForeignNotifications(t *testing.T) {
-	db := newDatabase(t)
+	db := pgtest.NewDatabase(t)
 	sink := &logSink{}
 	s := open(t, db, &pgstore.Options{Logger: slog.New(sink)})
 	w := watch(t, s)
@@ -68,7 +69,7 @@ func TestForeignNotifications(t *testing.T) {
 
 // A keyword/value connection string is passed to pgx as it is.
 func TestKeywordDSN(t *testing.T) {
-	u, err := url.Parse(newDatabase(t))
+	u, err := url.Parse(pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +82,8 @@ func TestKeywordDSN(t *testing.T) {
 // services) still gets a store, one epoch for all its stores, and a new
 // epoch when the topics table is emptied.
 func TestRestrictedRole(t *testing.T) {
-	db := newDatabase(t)
-	base := serverURL(t)
+	db := pgtest.NewDatabase(t)
+	base := pgtest.URL(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	role := "statesync_role_" + hex.EncodeToString(b[:])

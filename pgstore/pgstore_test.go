@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/pgstore"
 )
@@ -19,7 +20,7 @@ import (
 // Daemons starting together migrate the schema once, and all report one
 // epoch; opening a migrated schema again changes nothing.
 func TestConcurrentOpen(t *testing.T) {
-	db := newDatabase(t)
+	db := pgtest.NewDatabase(t)
 	const n = 8
 	stores := make([]*pgstore.Store, n)
 	errs := make([]error, n)
@@ -69,7 +70,7 @@ func TestConcurrentOpen(t *testing.T) {
 
 // A schema of a newer version is refused.
 func TestNewerSchemaRefused(t *testing.T) {
-	db := newDatabase(t)
+	db := pgtest.NewDatabase(t)
 	open(t, db, nil).Close()
 	admin(t, db, "INSERT INTO statesync.schema_migrations (version) VALUES (99)")
 	_, err := pgstore.Open(opContext(t), db, nil)
@@ -99,7 +100,7 @@ func mustWrite(t testing.TB, s statesync.Store, w statesync.Write) statesync.Rec
 // Data is kept as the exact bytes written: key order, whitespace, \u0000
 // escapes, large values.
 func TestExactBytes(t *testing.T) {
-	s := open(t, newDatabase(t), nil)
+	s := open(t, pgtest.NewDatabase(t), nil)
 	big := append(append([]byte(`{"z":1,"a":"`), bytes.Repeat([]byte("x"), 1<<20)...), `"}`...)
 	for i, data := range []string{
 		`{"b":1,"a":2}`,
@@ -128,7 +129,7 @@ func TestExactBytes(t *testing.T) {
 // A rejected conditional write says which revision it expected and which
 // the topic has, in the store's epoch.
 func TestConflictFields(t *testing.T) {
-	s := open(t, newDatabase(t), nil)
+	s := open(t, pgtest.NewDatabase(t), nil)
 	topic := newTopic("cas")
 	r1 := mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	for _, expected := range []statesync.Revision{0, r1.Revision - 1, r1.Revision + 1, statesync.MaxRevision} {
@@ -150,7 +151,7 @@ func TestConflictFields(t *testing.T) {
 // First revisions come from the clock, so a topic recreated after its
 // table was emptied does not go back; later ones go up by at least one.
 func TestRevisionsFromClock(t *testing.T) {
-	s := open(t, newDatabase(t), nil)
+	s := open(t, pgtest.NewDatabase(t), nil)
 	topic := newTopic("clock")
 	r1 := mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	if r1.Revision < statesync.Revision(r1.Time.UnixMicro()) || r1.Revision > statesync.Revision(r1.Time.UnixMicro()+1e6) {
@@ -166,7 +167,7 @@ func TestRevisionsFromClock(t *testing.T) {
 // longest topic with a long source id is carried inline, and a longer
 // source id is read back from the table by the feed.
 func TestPayloadSize(t *testing.T) {
-	db := newDatabase(t)
+	db := pgtest.NewDatabase(t)
 	a, b := open(t, db, nil), open(t, db, nil)
 	w := watch(t, b)
 	topic := newTopic(strings.Repeat("t", statesync.MaxTopicLen-13))
@@ -192,7 +193,7 @@ func TestPayloadSize(t *testing.T) {
 // Writes that PostgreSQL could not store, or that break the topic rules,
 // fail without writing.
 func TestInvalidWrites(t *testing.T) {
-	s := open(t, newDatabase(t), nil)
+	s := open(t, pgtest.NewDatabase(t), nil)
 	for _, w := range []statesync.Write{
 		{Topic: "", Data: json.RawMessage(`1`)},
 		{Topic: "has space", Data: json.RawMessage(`1`)},
@@ -238,7 +239,7 @@ func TestOpenOptions(t *testing.T) {
 // Two schemas of one database are two stores: their own topics, epochs
 // and change feeds.
 func TestSchemasIndependent(t *testing.T) {
-	db := newDatabase(t)
+	db := pgtest.NewDatabase(t)
 	a, b := open(t, withOpt(t, db, "schema", "one"), nil), open(t, db, &pgstore.Options{Schema: "two"})
 	if a.Schema() != "one" || b.Schema() != "two" {
 		t.Fatalf("schemas %q, %q; want one, two", a.Schema(), b.Schema())
@@ -265,7 +266,7 @@ func TestSchemasIndependent(t *testing.T) {
 
 // ListPrefix scans a range in byte order; '%' and '_' are not wildcards.
 func TestListPrefix(t *testing.T) {
-	s := open(t, newDatabase(t), nil)
+	s := open(t, pgtest.NewDatabase(t), nil)
 	topics := []string{"B.x", "a.b", "a.c", "a-", "a:x", "a_b", "aXb", "ab", "a.b.c", "b"}
 	for _, topic := range topics {
 		mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
