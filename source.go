@@ -44,7 +44,6 @@ type Source struct {
 	resyncWG                   sync.WaitGroup
 	resyncCtx                  context.Context // canceled by Close
 	resyncCancel               context.CancelFunc
-	resyncFailed               atomic.Uint64
 
 	storeReads, resyncs, resyncChanged atomic.Uint64
 }
@@ -52,8 +51,9 @@ type Source struct {
 // SourceStats counts what a [Source] did (see [Source.Stats]).
 type SourceStats struct {
 	// StoreReads counts the store reads made to answer Snapshot calls:
-	// with the single flight, at most one per topic-revision however many
-	// callers wait for it (compare-and-set reads are not counted).
+	// with the single flight, one per topic-revision however many callers
+	// wait for it, plus those asked for by minimum revisions that memory
+	// does not reach (compare-and-set reads are not counted).
 	StoreReads uint64
 	// Resyncs counts the resyncs the store's feed asked for
 	// (Record.Resync), and ResyncChanged the topics they found changed.
@@ -124,16 +124,7 @@ func (s *Source) changed(rec Record) {
 		s.resyncRequested()
 		return
 	}
-	ts := s.lock(rec.Topic)
-	if rec.DataOmitted {
-		ts.bump(rec)
-	} else {
-		ts.keep(rec)
-	}
-	if newerThan(rec, ts.told) {
-		ts.told = Record{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch}
-	}
-	ts.mu.Unlock()
+	s.observe(rec) // emitted even if not news: watchers are immune
 	s.emit(rec)
 }
 
@@ -210,7 +201,8 @@ func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 // PeekSnapshot implements [SnapshotPeeker]: the latest snapshot of topic
 // if the source holds it in memory (a topic written, or read at a revision
 // above 0, since the source was made, unless a change feed without data
-// has since reported a newer revision), without reading the store.
+// has since reported a newer revision, or the feed asked for a resync),
+// without reading the store.
 func (s *Source) PeekSnapshot(topic string) (Snapshot, bool) {
 	if s.closed.Load() {
 		return Snapshot{}, false

@@ -83,46 +83,39 @@ func (s *Source) lock(topic string) *topicState {
 	}
 }
 
-// remember records rec, a committed record with its data (from a write or
-// a feed that carries data), as the topic's newest if it is not older than
-// what the source knows, and returns the entry now cached (rec's, or a
-// newer one), or nil if a newer revision is known but not held.
-func (s *Source) remember(rec Record) *cacheEntry {
+// remember records rec, a committed record with its data (a write's
+// result), as the topic's newest if it is not older than what the source
+// knows.
+func (s *Source) remember(rec Record) {
 	ts := s.lock(rec.Topic)
-	defer ts.mu.Unlock()
-	return ts.keep(rec)
+	ts.keep(rec)
+	ts.mu.Unlock()
 }
 
 // keep is remember with ts locked.
-func (ts *topicState) keep(rec Record) *cacheEntry {
-	if newerThan(rec, ts.known) {
+func (ts *topicState) keep(rec Record) {
+	switch {
+	case newerThan(rec, ts.known):
 		ts.known = Record{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch}
-		e := &cacheEntry{rec: rec}
-		ts.entry.Store(e)
-		return e
+		ts.entry.Store(&cacheEntry{rec: rec})
+	case ts.entry.Load() == nil && rec.Revision == ts.known.Revision && rec.Epoch == ts.known.Epoch:
+		ts.entry.Store(&cacheEntry{rec: rec})
 	}
-	cur := ts.entry.Load()
-	if cur == nil && rec.Revision == ts.known.Revision && rec.Epoch == ts.known.Epoch {
-		cur = &cacheEntry{rec: rec}
-		ts.entry.Store(cur)
-	}
-	return cur
 }
 
-// announce records that the store committed rec (whose Data is omitted):
-// if it is newer than what the source knows, the cached entry is dropped
-// and the read in flight detached.
-func (s *Source) announce(rec Record) {
+// observe records that the store committed rec, reported by its feed or
+// found by a resync, and reports whether rec is newer than anything
+// emitted for its topic, which the caller then emits. A record with data
+// is kept; one without (Record.DataOmitted) that is newer than what the
+// source knows drops the cached record and detaches the read in flight.
+func (s *Source) observe(rec Record) (news bool) {
 	ts := s.lock(rec.Topic)
 	defer ts.mu.Unlock()
-	ts.bump(rec)
-}
-
-// tell notes that rec is being emitted to the watchers, and reports
-// whether it is newer than anything emitted for its topic before.
-func (s *Source) tell(rec Record) bool {
-	ts := s.lock(rec.Topic)
-	defer ts.mu.Unlock()
+	if rec.DataOmitted {
+		ts.bump(rec)
+	} else {
+		ts.keep(rec)
+	}
 	if !newerThan(rec, ts.told) {
 		return false
 	}
@@ -130,16 +123,15 @@ func (s *Source) tell(rec Record) bool {
 	return true
 }
 
-// bump is announce with ts locked.
-func (ts *topicState) bump(rec Record) bool {
+// bump records an announced revision with ts locked (see observe).
+func (ts *topicState) bump(rec Record) {
 	if !newerThan(rec, ts.known) {
-		return false
+		return
 	}
 	ts.known = Record{Topic: rec.Topic, Revision: rec.Revision, Epoch: rec.Epoch}
 	ts.gen++
 	ts.flight = nil
 	ts.entry.Store(nil)
-	return true
 }
 
 // satisfies reports whether rec answers a request for at least min.
@@ -176,7 +168,8 @@ func (s *Source) snapshotEntry(ctx context.Context, topic string, min minRevisio
 			return rec, nil
 		}
 		f, mine := ts.flight, false
-		if f == nil || f == joined {
+		if f == nil {
+
 			ts.seq++
 			f, mine = &flight{gen: ts.gen, seq: ts.seq, done: make(chan struct{})}, true
 			ts.flight = f
@@ -282,11 +275,10 @@ func (s *Source) resyncLoop() {
 		}
 		s.resyncAgain = false
 		s.resyncMu.Unlock()
-		if err := s.resync(s.resyncCtx); err != nil {
-			// The store is unreachable: its feed will reconnect and ask
-			// again; until then reads go to the store, which fails too.
-			s.resyncFailed.Add(1)
-		}
+		// An error means the store is unreachable: its feed will
+		// reconnect and ask again; until then reads go to the store,
+		// which fails too.
+		_ = s.resync(s.resyncCtx)
 	}
 }
 
@@ -301,8 +293,8 @@ func (s *Source) resync(ctx context.Context) error {
 	listed := make(map[string]struct{}, len(recs))
 	for _, r := range recs {
 		listed[r.Topic] = struct{}{}
-		s.announce(r)
-		if s.tell(r) {
+		r.DataOmitted = true // List carries no data
+		if s.observe(r) {
 			s.resyncChanged.Add(1)
 			s.emit(r)
 		}
@@ -326,9 +318,8 @@ func (s *Source) resync(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.Data = nil
-		s.announce(r)
-		if s.tell(r) {
+		r.Data, r.DataOmitted = nil, true
+		if s.observe(r) {
 			s.resyncChanged.Add(1)
 			s.emit(r)
 		}

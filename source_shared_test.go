@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/statesync-go/statesync"
 )
@@ -120,7 +120,9 @@ func snapshotOf(t *testing.T, ctx context.Context, src *statesync.Source, topic 
 
 // One store read per topic-revision, however many callers: 200 Snapshot
 // calls after an announcement share one read.
-func TestSourceSingleFlight(t *testing.T) {
+func TestSourceSingleFlight(t *testing.T) { synctest.Test(t, testSourceSingleFlight) }
+
+func testSourceSingleFlight(t *testing.T) {
 	src, st := newRemoteSource(t)
 	ctx := context.Background()
 	st.announce(st.elsewhere(t, "t", `1`))
@@ -131,8 +133,11 @@ func TestSourceSingleFlight(t *testing.T) {
 	for i := range got {
 		wg.Go(func() { got[i], errs[i] = src.Snapshot(ctx, "t") })
 	}
-	<-st.entered // the first read is in flight; let the others pile up
-	waitStoreReadsSettle(t, src, 1)
+	<-st.entered    // the first read is in flight
+	synctest.Wait() // every other caller is waiting for it
+	if n := src.Stats().StoreReads; n != 1 {
+		t.Fatalf("store reads = %d while one was in flight, want 1", n)
+	}
 	release()
 	wg.Wait()
 	for i := range got {
@@ -150,18 +155,6 @@ func TestSourceSingleFlight(t *testing.T) {
 	snapshotOf(t, ctx, src, "t")
 	if n := st.gets.Load(); n != 1 {
 		t.Errorf("store reads after a cached Snapshot = %d, want 1", n)
-	}
-}
-
-// waitStoreReadsSettle gives goroutines started by the test time to reach
-// the Source, and checks that no more than want reads began meanwhile.
-func waitStoreReadsSettle(t *testing.T, src *statesync.Source, want uint64) {
-	t.Helper()
-	for range 50 {
-		time.Sleep(time.Millisecond)
-		if n := src.Stats().StoreReads; n > want {
-			t.Fatalf("store reads = %d while one was in flight, want %d", n, want)
-		}
 	}
 }
 
@@ -254,6 +247,10 @@ func TestSourceMinRevisionReadsThrough(t *testing.T) {
 // every request a store read: concurrent callers share reads, at most two
 // rounds per caller.
 func TestSourceMinRevisionBeyondStore(t *testing.T) {
+	synctest.Test(t, testSourceMinRevisionBeyondStore)
+}
+
+func testSourceMinRevisionBeyondStore(t *testing.T) {
 	src, st := newRemoteSource(t)
 	ctx := context.Background()
 	r1, err := src.Put(ctx, "t", json.RawMessage(`1`))
@@ -272,7 +269,7 @@ func TestSourceMinRevisionBeyondStore(t *testing.T) {
 		})
 	}
 	<-st.entered
-	time.Sleep(20 * time.Millisecond) // let the callers pile up on the read
+	synctest.Wait() // every caller waits for the read in flight
 	release()
 	wg.Wait()
 	if n := st.gets.Load(); n > 3 {
@@ -311,21 +308,13 @@ func (r *recorder) add(inv statesync.Invalidation) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) wait(t *testing.T, n int) []statesync.Invalidation {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r.mu.Lock()
-		got := append([]statesync.Invalidation(nil), r.invs...)
-		r.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d invalidations, want %d: %+v", len(got), n, got)
-		}
-		time.Sleep(time.Millisecond)
-	}
+// got returns the invalidations recorded, once the goroutines of the
+// test's bubble (the resync) are blocked.
+func (r *recorder) got() []statesync.Invalidation {
+	synctest.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.invs)
 }
 
 func watchSource(t *testing.T, src *statesync.Source) *recorder {
@@ -342,7 +331,9 @@ func watchSource(t *testing.T, src *statesync.Source) *recorder {
 // A Resync record drops the cache at once and emits an invalidation for
 // every topic whose revision changed while the feed was away, and for
 // topics the source never knew.
-func TestSourceResync(t *testing.T) {
+func TestSourceResync(t *testing.T) { synctest.Test(t, testSourceResync) }
+
+func testSourceResync(t *testing.T) {
 	src, st := newRemoteSource(t)
 	ctx := context.Background()
 	a, err := src.Put(ctx, "a", json.RawMessage(`1`))
@@ -367,7 +358,7 @@ func TestSourceResync(t *testing.T) {
 	if got := snapshotOf(t, ctx, src, "a"); got.Revision != a2.Revision {
 		t.Fatalf("a after Resync: %d, want %d", got.Revision, a2.Revision)
 	}
-	got := w.wait(t, 2)
+	got := w.got()
 	want := map[string]statesync.Revision{"a": a2.Revision, "c": c.Revision}
 	for _, inv := range got {
 		if inv.Topic == "b" {
@@ -390,7 +381,9 @@ func TestSourceResync(t *testing.T) {
 
 // A store that lost its history (a new epoch, topics gone) makes the
 // resync emit the new epoch for every topic the source knew.
-func TestSourceResyncNewEpoch(t *testing.T) {
+func TestSourceResyncNewEpoch(t *testing.T) { synctest.Test(t, testSourceResyncNewEpoch) }
+
+func testSourceResyncNewEpoch(t *testing.T) {
 	st := newRemoteStore()
 	src, err := statesync.NewSource(st, nil)
 	if err != nil {
@@ -413,7 +406,7 @@ func TestSourceResyncNewEpoch(t *testing.T) {
 	}
 	st.MemoryStore = fresh
 	st.deliver(statesync.Record{Resync: true})
-	got := w.wait(t, 2)
+	got := w.got()
 	for _, inv := range got {
 		if inv.Epoch != "e2" {
 			t.Errorf("invalidation in epoch %q, want e2: %+v", inv.Epoch, inv)

@@ -109,9 +109,10 @@ type Client struct {
 const maxWritten = 4096
 
 // writtenRevs remembers the revision of this client's latest successful
-// write of each topic, for the most recently written maxWritten topics
-// (least recently written out first), so that a later read of the topic
-// asks for at least it (read-your-writes across daemons).
+// write of each topic (or the current revision a failed compare-and-set
+// reported), for the most recently written maxWritten topics (least
+// recently written out first), so that a later read of the topic asks for
+// at least it (read-your-writes across daemons).
 type writtenRevs struct {
 	order *list.List               // of *writtenRev, most recent first
 	byKey map[string]*list.Element // topic -> element of order
@@ -457,7 +458,8 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 // The GET asks for at least the revision ctx carries
 // ([statesync.WithMinRevision], which the engine sets from the
 // invalidation it acts on) and at least that of this client's last write
-// of topic (the client remembers them for the 4096 topics it wrote last):
+// of topic, or the current revision its last refused compare-and-set
+// reported (the client remembers them for the 4096 topics it wrote last):
 // the query parameters minRevision and epoch, which make a daemon whose
 // memory is older read its store, so that behind a load balancer a read
 // on another daemon never goes back before what the client was told of or
@@ -656,7 +658,16 @@ func (c *Client) write(ctx context.Context, method, topic string, data json.RawM
 	defer done()
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return statesync.Snapshot{}, readError(resp, topic, expected)
+		err := readError(resp, topic, expected)
+		var ce *statesync.ConflictError
+		if errors.As(err, &ce) && ce.Current > 0 {
+			// The caller reads the topic again to retry: at least the
+			// revision the conflict reported, even on a daemon that lags.
+			c.mu.Lock()
+			c.written.note(topic, ce.Epoch, ce.Current)
+			c.mu.Unlock()
+		}
+		return statesync.Snapshot{}, err
 	}
 	var res writeResult
 	if err := json.NewDecoder(io.LimitReader(resp.Body, int64(c.opts.MaxFrame)+maxErrorBody)).Decode(&res); err != nil {

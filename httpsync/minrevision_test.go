@@ -12,6 +12,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // laggingStore is a MemoryStore whose change feed delivers nothing while
@@ -216,8 +217,11 @@ func TestClientReadsItsWritesAcrossDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2, err := c.Snapshot(ctx, "t")
-	if err != nil || s2.Revision != w2.Revision || string(s2.Data) != `{"v":2}` {
-		t.Fatalf("Snapshot after a write through A = rev %d %s, %v; want rev %d {\"v\":2}", s2.Revision, s2.Data, err, w2.Revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Revision != w2.Revision || string(s2.Data) != `{"v":2}` {
+		t.Errorf("Snapshot after a write through A = rev %d %s; want rev %d {\"v\":2}", s2.Revision, s2.Data, w2.Revision)
 	}
 
 	// A third writer (another client, on another daemon) writes; this
@@ -228,8 +232,11 @@ func TestClientReadsItsWritesAcrossDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	s3, err := c.Snapshot(statesync.WithMinRevision(ctx, w3.Epoch, w3.Revision), "t")
-	if err != nil || s3.Revision != w3.Revision {
-		t.Fatalf("Snapshot with MinRevision %d = rev %d, %v", w3.Revision, s3.Revision, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Revision != w3.Revision {
+		t.Errorf("Snapshot with MinRevision %d = rev %d", w3.Revision, s3.Revision)
 	}
 	if q := lb.lastQuery(); q.Get("minRevision") != w3.Revision.String() || q.Get("epoch") != "ep1" {
 		t.Errorf("a read with MinRevision in its context sent %v; want minRevision=%d&epoch=ep1", q, w3.Revision)
@@ -241,11 +248,93 @@ func TestClientReadsItsWritesAcrossDaemons(t *testing.T) {
 	if q := lb.lastQuery(); q.Get("minRevision") != w2.Revision.String() {
 		t.Errorf("a read with a MinRevision below the client's write sent %v; want minRevision=%d", q, w2.Revision)
 	}
+	// A refused compare-and-set: the next read asks for at least the
+	// current revision it reported.
+	w4, err := mem.Write(ctx, statesync.Write{Topic: "t", Data: json.RawMessage(`{"v":4}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutIf(ctx, "t", json.RawMessage(`{"v":5}`), w3.Revision); err == nil {
+		t.Fatal("PutIf at an old revision succeeded")
+	}
+	if _, err := c.Snapshot(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if q := lb.lastQuery(); q.Get("minRevision") != w4.Revision.String() || q.Get("epoch") != "ep1" {
+		t.Errorf("the read after a refused PutIf sent %v; want minRevision=%d&epoch=ep1", q, w4.Revision)
+	}
 	// A topic never written nor announced: no parameters.
 	if _, err := c.Snapshot(ctx, "other"); err != nil {
 		t.Fatal(err)
 	}
 	if q := lb.lastQuery(); len(q) != 0 {
 		t.Errorf("a read of a topic never written sent %v; want no query", q)
+	}
+}
+
+// TestConsumerBehindBalancerNeverStale: a consumer hears of changes on
+// daemon A's stream and fetches from daemon B, whose feed delivers
+// nothing: each fetch asks for the revision of the invalidation it acts
+// on (the engine's MinRevision, sent by the Client), so B reads its store
+// and the consumer reaches every revision written.
+func TestConsumerBehindBalancerNeverStale(t *testing.T) {
+	ctx := context.Background()
+	mem := statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "ep1", FirstRevision: 1})
+	a, b := newLagServer(t, mem), newLagServer(t, mem)
+	b.store.hold(true)
+	mux := http.NewServeMux()
+	mux.Handle("/v1/events", a.h)
+	mux.Handle("/", &balancer{write: a.h, read: b.h})
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	c, err := httpsync.NewClient(ts.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := b.src.Snapshot(ctx, "t"); err != nil { // B remembers revision 0
+		t.Fatal(err)
+	}
+	con, rec := startConsumer(t, c, "t", nil)
+	var last statesync.Record
+	for i := range 5 {
+		last, err = mem.Write(ctx, statesync.Write{Topic: "t", Data: json.RawMessage(`{"i":` + string(rune('0'+i)) + `}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, "the consumer reaches revision "+last.Revision.String()+" though B's feed is held", func() bool {
+			return con.Revision() == last.Revision
+		})
+	}
+	if err := rec.increasing(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestClientInlineBelowMinRevision: an inline snapshot older than the
+// revision a Snapshot call asks for is not returned: the client makes a
+// GET, which asks the server for that revision.
+func TestClientInlineBelowMinRevision(t *testing.T) {
+	s := newTestServer(t, nil)
+	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Inline: 1024})
+	w := s.put(t, "small", `{"v":1}`)
+	startConsumer(t, c, "small", nil)
+	poll.Until(t, "the inline snapshot", func() bool {
+		got, ok := c.PeekSnapshot("small")
+		return ok && got.Revision == w.Revision
+	})
+	ctx := context.Background()
+	gets := s.h.Stats().SnapshotGets
+	if got, err := c.Snapshot(statesync.WithMinRevision(ctx, w.Epoch, w.Revision), "small"); err != nil || got.Revision != w.Revision {
+		t.Fatalf("Snapshot at the inline revision = %d, %v; want %d", got.Revision, err, w.Revision)
+	}
+	if n := s.h.Stats().SnapshotGets - gets; n != 0 {
+		t.Errorf("%d GETs for a MinRevision the inline snapshot meets; want 0", n)
+	}
+	if _, err := c.Snapshot(statesync.WithMinRevision(ctx, w.Epoch, w.Revision+1), "small"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.h.Stats().SnapshotGets - gets; n != 1 {
+		t.Errorf("%d GETs for a MinRevision above the inline snapshot; want 1", n)
 	}
 }

@@ -12,6 +12,9 @@
 //     compare-and-set, data copies, List, Watch, concurrent writers.
 //   - [TestSharedStore] checks, through two handles on one storage, that a
 //     store shared by several processes shows each one the other's writes.
+//   - [TestSharedStoreFaults] checks, through a [SharedStoreRig], that such
+//     a store recovers from a cut or silent change feed and from the loss
+//     of its history without a [statesync.Source] on it missing a change.
 //   - [TestSubscriber] and [TestProvider] check the two halves of a
 //     transport; [TestTransport] checks that consumers built on a whole
 //     transport converge.
@@ -30,7 +33,7 @@
 // The suites write only to topics named for the run (a base name and a
 // random suffix), so backends that need a server may share one between
 // runs. By convention such backends skip their suite unless an environment
-// variable names the server (for example STATESYNC_TEST_POSTGRES), and say
+// variable names the server (for example STATESYNC_TEST_POSTGRES_URL), and say
 // so in their README. The suites wait for asynchronous deliveries up to
 // 10 s; they use real time and must not run inside a testing/synctest
 // bubble.

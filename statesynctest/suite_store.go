@@ -426,11 +426,12 @@ func testStoreList(t *testing.T, s statesync.Store) {
 	}
 }
 
-// A storeWatcher records the records of some topics a Store's Watch reports,
+// A storeWatcher records the records of some topics (and the Resync records) a Store's Watch reports,
 // and, if get is set, what the store's Get returned from inside the callback.
 type storeWatcher struct {
 	store  statesync.Store
-	topics map[string]bool
+	topics map[string]bool // the topics reported, besides those under prefix
+	prefix string          // "": none
 	get    bool
 	stop   func()
 	sig    signal
@@ -438,6 +439,7 @@ type storeWatcher struct {
 	mu      sync.Mutex // protects the fields below
 	recs    []statesync.Record
 	gets    []getResult
+	resync  int  // Resync records seen
 	stopped bool // set once stop has returned
 	late    int  // calls after stop returned
 }
@@ -456,6 +458,12 @@ func newStoreWatcher(t testing.TB, s statesync.Store, topic string, get bool, mo
 	for _, m := range more {
 		w.topics[m] = true
 	}
+	return newStoreWatcherOf(t, s, w)
+}
+
+// newStoreWatcherOf makes w watch s; stop is called at cleanup.
+func newStoreWatcherOf(t testing.TB, s statesync.Store, w *storeWatcher) *storeWatcher {
+	t.Helper()
 	stop, err := s.Watch(context.Background(), w.call)
 	if err != nil {
 		t.Fatalf("Watch() error: %v", err)
@@ -469,7 +477,14 @@ func newStoreWatcher(t testing.TB, s statesync.Store, topic string, get bool, mo
 }
 
 func (w *storeWatcher) call(r statesync.Record) {
-	if !w.topics[r.Topic] {
+	if r.Resync {
+		w.mu.Lock()
+		w.resync++
+		w.mu.Unlock()
+		w.sig.fire()
+		return
+	}
+	if !w.topics[r.Topic] && (w.prefix == "" || !strings.HasPrefix(r.Topic, w.prefix)) {
 		return
 	}
 	var g getResult
@@ -503,6 +518,13 @@ func (w *storeWatcher) records() []statesync.Record {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.recs)
+}
+
+// resyncs returns the number of Resync records seen.
+func (w *storeWatcher) resyncs() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.resync
 }
 
 func (w *storeWatcher) lateCalls() int {

@@ -60,11 +60,13 @@ type server struct {
 	sources    []*statesync.Source // every source served, closed at cleanup
 	handlers   []*httpsync.Handler // every handler made, closed at cleanup
 	reqs       []apiRequest
+	reads      http.Handler // if set, serves the snapshot GETs (another daemon)
 }
 
 // apiRequest is what the server saw of one request to /v1/.
 type apiRequest struct {
 	Method, Path string
+	Query        string // the raw query
 	Auth         string // the Authorization header
 	AccessToken  string // the access_token query parameter
 }
@@ -117,10 +119,14 @@ func (s *server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.reqs = append(s.reqs, apiRequest{
 		Method:      r.Method,
 		Path:        r.URL.Path,
+		Query:       r.URL.RawQuery,
 		Auth:        r.Header.Get("Authorization"),
 		AccessToken: r.URL.Query().Get("access_token"),
 	})
-	h := s.h
+	var h http.Handler = s.h
+	if s.reads != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/v1/topics/") {
+		h = s.reads
+	}
 	d, topic := s.delay, s.delayTopic
 	s.mu.Unlock()
 	if d > 0 && r.Method == http.MethodGet && (r.URL.Path == "/v1/topics/"+topic || topic == "" && strings.HasPrefix(r.URL.Path, "/v1/topics/")) {
@@ -153,6 +159,14 @@ func (s *server) close() {
 
 // delayGets makes every later snapshot GET of topic ("" for every topic) wait
 // d before it is served.
+// readFrom makes h serve the snapshot GETs from now on, as another daemon
+// behind a load balancer; nil gives them back to the current handler.
+func (s *server) readFrom(h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads = h
+}
+
 func (s *server) delayGets(topic string, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

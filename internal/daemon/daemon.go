@@ -37,15 +37,14 @@ type Server struct {
 }
 
 // Start opens the store, builds the HTTP API and starts serving on
-// cfg.Addr. It returns once the listener is bound. It is [StartContext]
-// with a background context.
+// cfg.Addr. It returns once the listener is bound.
 func Start(cfg Config, log *slog.Logger) (*Server, error) {
-	return StartContext(context.Background(), cfg, log)
+	return start(context.Background(), cfg, log)
 }
 
-// StartContext is [Start] with a context that bounds opening the store
-// (connecting to a database); it does not bound the server.
-func StartContext(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+// start is Start; ctx bounds opening the store (connecting to a
+// database), not the server.
+func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -180,7 +179,7 @@ func (s *Server) closeStore() {
 // Run starts the daemon and serves until ctx ends, then shuts down within
 // cfg.ShutdownTimeout.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s, err := StartContext(ctx, cfg, log)
+	s, err := start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

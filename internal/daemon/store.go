@@ -20,11 +20,13 @@ import (
 // it once the daemon's Source is closed.
 type storeOpener func(ctx context.Context, rawURL string, log *slog.Logger) (statesync.Store, io.Closer, error)
 
-// storeOpeners maps the schemes of --store to their stores. The
-// PostgreSQL entries are in store_postgres.go.
+// storeOpeners maps the schemes of --store to their stores. Only tests
+// change it (export_test.go).
 var storeOpeners = map[string]storeOpener{
-	"bbolt":  openBolt,
-	"memory": openMemory,
+	"bbolt":      openBolt,
+	"memory":     openMemory,
+	"postgres":   openPostgres,
+	"postgresql": openPostgres,
 }
 
 // storeScheme returns the scheme of a --store URL, lower-cased, if a store
@@ -60,26 +62,31 @@ func supportedStores() string {
 	return "supported: " + strings.Join(list, ", ")
 }
 
-// redactURL returns raw for logs: its password, in the user information
-// or in a password or sslpassword query parameter, replaced by xxxxx.
+// redactURL returns raw for logs: its passwords, in the user information
+// or in a password or sslpassword query parameter, replaced by xxxxx, and
+// a URL in a feed_url parameter (pgstore's) redacted the same way.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(a malformed URL)"
 	}
-	if q := u.Query(); len(q) > 0 {
-		changed := false
-		for k := range q {
-			if k := strings.ToLower(k); k == "password" || k == "sslpassword" {
+	if u.RawQuery != "" {
+		q, changed := u.Query(), false
+		for k, vs := range q {
+			switch strings.ToLower(k) {
+			case "password", "sslpassword":
+				for i := range vs {
+					vs[i] = "xxxxx"
+				}
+				changed = true
+			case "feed_url":
+				for i := range vs {
+					vs[i] = redactURL(vs[i])
+				}
 				changed = true
 			}
 		}
 		if changed {
-			for k := range q {
-				if lk := strings.ToLower(k); lk == "password" || lk == "sslpassword" {
-					q[k] = []string{"xxxxx"}
-				}
-			}
 			u.RawQuery = q.Encode()
 		}
 	}

@@ -96,7 +96,8 @@ func TestStoreFlag(t *testing.T) {
 		"postgres://db.example/x?password=secret&sslmode=disable": "postgres://db.example/x?password=xxxxx&sslmode=disable",
 		"postgres://db.example/x?sslpassword=secret":              "postgres://db.example/x?sslpassword=xxxxx",
 		"bbolt:/var/lib/statesync":                                "bbolt:/var/lib/statesync",
-		"postgres://u:secret@h:bad/db":                            "(a malformed URL)",
+		"postgres://pgbouncer.example/x?feed_url=postgres%3A%2F%2Fu%3Asecret%40db.example%2Fx%3Fpassword%3Dsecret": "postgres://pgbouncer.example/x?feed_url=postgres%3A%2F%2Fu%3Axxxxx%40db.example%2Fx%3Fpassword%3Dxxxxx",
+		"postgres://u:secret@h:bad/db": "(a malformed URL)",
 	} {
 		if got := daemon.RedactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q; want %q", in, got, want)

@@ -97,12 +97,43 @@ func (p *Proxy) Block(on bool) {
 func (p *Proxy) Pause(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case on && p.resume == nil:
-		p.resume = make(chan struct{})
-	case !on && p.resume != nil:
+	if on {
+		if p.resume == nil {
+			p.resume = make(chan struct{})
+		}
+		return
+	}
+	if p.resume != nil {
 		close(p.resume)
 		p.resume = nil
+	}
+}
+
+// Stall stops forwarding bytes on the connections open now, in both
+// directions, keeping them open; connections accepted afterwards are
+// forwarded as usual. It is what a client sees of a connection that went
+// silent (a dead peer, a dropped NAT entry) while it can still make new
+// ones: a store's liveness probe must notice and reconnect. resume lets
+// the stalled connections flow again, in order; it is idempotent.
+func (p *Proxy) Stall() (resume func()) {
+	gate := make(chan struct{})
+	p.mu.Lock()
+	for c := range p.conns {
+		c.stall = gate
+	}
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			for c := range p.conns {
+				if c.stall == gate {
+					c.stall = nil
+				}
+			}
+			p.mu.Unlock()
+			close(gate)
+		})
 	}
 }
 
@@ -110,7 +141,7 @@ func (p *Proxy) Pause(on bool) {
 // returned) for d before writing it, in both directions, keeping the order
 // of each direction. The delays of one direction add up: a direction
 // reads its next chunk only once it has written the previous one. 0 (the
-// default) forwards at once.
+// default) or less forwards at once.
 func (p *Proxy) Delay(d time.Duration) {
 	p.mu.Lock()
 	p.delay = d
@@ -190,16 +221,12 @@ func (p *Proxy) forward(pr *pair, src, dst net.Conn) {
 	defer pr.close()
 	buf := make([]byte, chunkSize)
 	for {
+		// A TCP connection's Read returns data or an error, never both.
 		n, err := src.Read(buf)
-		if n > 0 {
-			if !p.hold(pr) {
-				return
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
+		if err != nil || !p.hold(pr) {
+			return
 		}
-		if err != nil {
+		if _, err := dst.Write(buf[:n]); err != nil {
 			return
 		}
 	}
@@ -211,9 +238,12 @@ func (p *Proxy) hold(pr *pair) bool {
 	for {
 		p.mu.Lock()
 		resume, delay := p.resume, p.delay
+		if resume == nil {
+			resume = pr.stall
+		}
 		p.mu.Unlock()
 		if resume == nil {
-			if delay <= 0 {
+			if delay == 0 {
 				return true
 			}
 			t := time.NewTimer(delay)
@@ -238,6 +268,8 @@ type pair struct {
 	client net.Conn
 	ctx    context.Context // canceled by close
 	cancel context.CancelFunc
+
+	stall chan struct{} // non-nil while stalled (see Stall); protected by the Proxy's mu
 
 	mu     sync.Mutex // protects server and closed
 	server net.Conn

@@ -482,3 +482,41 @@ func TestCutDuringDial(t *testing.T) {
 		}
 	})
 }
+
+func TestStall(t *testing.T) {
+	s := newServer(t, "")
+	p := newProxy(t, s.addr())
+	c1, c2 := dial(t, p.Addr()), dial(t, p.Addr())
+	echo(t, c1, "one")
+	echo(t, c2, "two")
+	resume := p.Stall()
+	for _, c := range []net.Conn{c1, c2} {
+		if _, err := io.WriteString(c, "stalled"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantSilent(t, c1, "first stalled connection")
+	wantSilent(t, c2, "second stalled connection")
+	// New connections are forwarded as usual.
+	c3 := dial(t, p.Addr())
+	echo(t, c3, "new")
+	// A second stall (of all three) outlives the first's resume.
+	resume2 := p.Stall()
+	resume()
+	resume() // idempotent
+	wantSilent(t, c1, "connection stalled again")
+	resume2()
+	for _, c := range []net.Conn{c1, c2} {
+		if err := c.SetReadDeadline(time.Now().Add(poll.Timeout)); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len("stalled"))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "stalled" {
+			t.Fatalf("after resume read %q (error %v); want %q", got, err, "stalled")
+		}
+	}
+	echo(t, c3, "after")
+	if n := p.Conns(); n != 3 {
+		t.Errorf("Conns() = %d; want 3 (a stall closes nothing)", n)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -32,6 +31,9 @@ type Cluster struct {
 
 // startTimeout bounds pg_ctl's wait for the server to start or stop.
 const startTimeout = 60 * time.Second
+
+// waitDelay bounds the wait for a binary's output once it has exited.
+const waitDelay = 5 * time.Second
 
 // StartCluster initializes a new PostgreSQL cluster in a temporary
 // directory and starts it on a free port of 127.0.0.1, with trust
@@ -90,35 +92,37 @@ func StartCluster(t testing.TB) *Cluster {
 	}
 	// A free port may be taken between our probe and the server's bind:
 	// try a few.
-	for attempt := 1; ; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("pgtest: %v", err)
+	for range 3 {
+		if c.port, err = freePort(); err != nil {
+			break
 		}
-		c.port = port
-		if err := c.configure(); err != nil {
-			t.Fatalf("pgtest: %v", err)
+		if err = c.configure(); err != nil {
+			break
 		}
-		err = c.Start()
-		if err == nil {
+		if err = c.Start(); err == nil {
 			return c
 		}
-		if attempt == 3 {
-			t.Fatalf("pgtest: %v", err)
-		}
 	}
+	t.Fatalf("pgtest: %v", err)
+	return nil
 }
 
 // findBinDir returns the directory of the PostgreSQL server binaries, or
-// "" if they are not installed.
+// "" if they are not installed: the newest /usr/lib/postgresql/V/bin (the
+// Debian layout), else that of the initdb in PATH.
 func findBinDir() string {
-	var dirs []string
-	if out, err := osexec.Command("pg_config", "--bindir").Output(); err == nil {
-		dirs = append(dirs, strings.TrimSpace(string(out)))
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int { return versionOf(b) - versionOf(a) }) // newest first
+	if path, err := osexec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			dirs = append(dirs, filepath.Dir(real))
+		}
 	}
-	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	slices.SortFunc(found, func(a, b string) int { return versionOf(b) - versionOf(a) }) // newest first
-	dirs = append(dirs, found...)
+	return binDirIn(dirs)
+}
+
+// binDirIn returns the first of dirs that holds initdb and pg_ctl, or "".
+func binDirIn(dirs []string) string {
 	for _, d := range dirs {
 		if isExecutable(filepath.Join(d, "initdb")) && isExecutable(filepath.Join(d, "pg_ctl")) {
 			return d
@@ -166,18 +170,12 @@ func freePort() (int, error) {
 func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
 
 // configure writes the server's settings (the port may change between
-// attempts): postgresql.auto.conf is read after postgresql.conf.
+// attempts) into postgresql.auto.conf, which is read after
+// postgresql.conf. initdb made the file: rewriting it keeps its owner.
 func (c *Cluster) configure() error {
 	conf := fmt.Sprintf("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"+
 		"fsync = off\nmax_connections = 100\n", c.port, c.dir)
-	path := filepath.Join(c.data(), "postgresql.auto.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		return err
-	}
-	if c.cred != nil {
-		return os.Chown(path, int(c.cred.Uid), int(c.cred.Gid))
-	}
-	return nil
+	return os.WriteFile(filepath.Join(c.data(), "postgresql.auto.conf"), []byte(conf), 0o600)
 }
 
 // run runs one of the server's binaries as the server's user and returns
@@ -193,7 +191,7 @@ func (c *Cluster) run(name string, args ...string) ([]byte, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// The server started by pg_ctl writes to its log file, not to our
 	// pipe; should it hold the pipe anyway, do not wait for it for ever.
-	cmd.WaitDelay = 5 * time.Second
+	cmd.WaitDelay = waitDelay
 	err := cmd.Run()
 	return out.Bytes(), err
 }

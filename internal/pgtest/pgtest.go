@@ -21,7 +21,7 @@ import (
 
 // EnvURL names the environment variable holding the URL of the PostgreSQL
 // server for tests, a superuser's, e.g.
-// postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable.
+// a postgres:// URL on the server that .ci/services starts (port 55432).
 const EnvURL = "STATESYNC_TEST_POSTGRES_URL"
 
 // EnvRequire names the environment variable that, when set (to anything
@@ -65,6 +65,7 @@ func NewDatabase(t testing.TB) string {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("pgtest: %s must be a postgres:// URL; got %q", EnvURL, base)
+		return ""
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)

@@ -1,4 +1,4 @@
-package pgtest_test
+package pgtest
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/statesync-go/statesync/internal/pgtest"
 )
 
-// recorder is a testing.TB that records Skip and Fatal instead of stopping.
+// recorder is a testing.TB that records Skipf, and Fatalf unless
+// realFatal is set, instead of stopping.
 type recorder struct {
 	testing.TB
+	realFatal       bool
 	skipped, failed string
 }
 
@@ -23,6 +23,9 @@ func (r *recorder) Skipf(format string, args ...any) {
 	r.skipped = fmt.Sprintf(format, args...)
 }
 func (r *recorder) Fatalf(format string, args ...any) {
+	if r.realFatal {
+		r.TB.Fatalf(format, args...)
+	}
 	r.failed = fmt.Sprintf(format, args...)
 }
 
@@ -39,10 +42,10 @@ func TestURL(t *testing.T) {
 		{name: "UnsetRequired", require: "1", fail: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(pgtest.EnvURL, tc.url)
-			t.Setenv(pgtest.EnvRequire, tc.require)
+			t.Setenv(EnvURL, tc.url)
+			t.Setenv(EnvRequire, tc.require)
 			r := &recorder{TB: t}
-			if got := pgtest.URL(r); got != tc.want {
+			if got := URL(r); got != tc.want {
 				t.Errorf("URL() = %q; want %q", got, tc.want)
 			}
 			if (r.skipped != "") != tc.skip {
@@ -51,8 +54,8 @@ func TestURL(t *testing.T) {
 			if (r.failed != "") != tc.fail {
 				t.Errorf("failed: %q; want failed %v", r.failed, tc.fail)
 			}
-			if msg := r.skipped + r.failed; msg != "" && !strings.Contains(msg, pgtest.EnvURL) {
-				t.Errorf("message %q does not name %s", msg, pgtest.EnvURL)
+			if msg := r.skipped + r.failed; msg != "" && !strings.Contains(msg, EnvURL) {
+				t.Errorf("message %q does not name %s", msg, EnvURL)
 			}
 		})
 	}
@@ -80,10 +83,10 @@ func queryString(t *testing.T, conn *pgx.Conn, sql string, args ...any) string {
 }
 
 func TestNewDatabase(t *testing.T) {
-	base := pgtest.URL(t)
+	base := URL(t)
 	var name string
 	t.Run("Use", func(t *testing.T) {
-		u := pgtest.NewDatabase(t)
+		u := NewDatabase(t)
 		if u == base {
 			t.Fatalf("NewDatabase returned the server's URL %q", u)
 		}
@@ -95,7 +98,7 @@ func TestNewDatabase(t *testing.T) {
 		if _, err := conn.Exec(context.Background(), "CREATE TABLE t (x int)"); err != nil {
 			t.Fatal(err)
 		}
-		other := pgtest.NewDatabase(t)
+		other := NewDatabase(t)
 		if other == u {
 			t.Errorf("two NewDatabase calls returned the same URL %q", u)
 		}
@@ -108,8 +111,32 @@ func TestNewDatabase(t *testing.T) {
 	}
 }
 
+// The URL must be a postgres:// or postgresql:// URL.
+func TestNewDatabaseBadURL(t *testing.T) {
+	for _, u := range []string{"host=127.0.0.1 dbname=x", "mysql://u@127.0.0.1/x", "postgres://%zz"} {
+		t.Setenv(EnvURL, u)
+		r := &recorder{TB: t}
+		if got := NewDatabase(r); got != "" || !strings.Contains(r.failed, "postgres:// URL") {
+			t.Errorf("NewDatabase with %s=%q = %q, failure %q; want a failure naming postgres:// URLs", EnvURL, u, got, r.failed)
+		}
+	}
+}
+
+func TestNewDatabasePostgresqlScheme(t *testing.T) {
+	t.Setenv(EnvURL, strings.Replace(URL(t), "postgres://", "postgresql://", 1))
+	connect(t, NewDatabase(t))
+}
+
 func TestCluster(t *testing.T) {
-	c := pgtest.StartCluster(t)
+	// Installed binaries must not be skipped over.
+	r := &recorder{TB: t, realFatal: true}
+	c := StartCluster(r)
+	if r.skipped != "" {
+		if findBinDir() != "" {
+			t.Fatalf("StartCluster skipped (%s) though the binaries are in %s", r.skipped, findBinDir())
+		}
+		t.Skip(r.skipped)
+	}
 	if !strings.Contains(c.URL(), fmt.Sprintf(":%d/", c.Port())) {
 		t.Errorf("URL() = %q; want port %d", c.URL(), c.Port())
 	}
