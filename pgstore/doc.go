@@ -23,7 +23,7 @@
 //   - schema: the schema holding the store's tables (default "statesync");
 //     1-63 characters a-z, 0-9 and _, starting with a letter or _.
 //   - feed_probe: the change feed's probe interval, a Go duration (default
-//     5s, at least 10ms); see Liveness below.
+//     2s, at least 10ms); see Liveness below.
 //   - feed_url: a URL (query-escaped) for the change feed's own connection;
 //     see PgBouncer below.
 //
@@ -89,13 +89,14 @@
 // # Liveness
 //
 // A connection can stay open yet deliver nothing (a stalled proxy or NAT, a
-// half-dead TCP peer). Every probe interval (feed_probe, 5 s by default)
-// the feed sends a probe notification on its channel from a pool
-// connection, and rereads the epoch. Any notification received counts as
-// a sign of life; a feed that hears nothing for two intervals (10 s by
-// default, so a silent feed is found within 15 s) is declared dead, closed,
-// and reconnected, then resynced. Probes cost each store one notification
-// per interval, heard by every store on the schema.
+// half-dead TCP peer). Every probe interval (feed_probe, 2 s by default)
+// the feed sends a probe notification from a pool connection, on a
+// channel of its own that only its feed connection listens to, and rereads
+// the epoch. Any notification received counts as a sign of life; a feed
+// that hears nothing for two intervals (4 s by default) is declared dead,
+// closed, and reconnected, then resynced. Probes cost each store one
+// notification and one small query per interval, whatever the number of
+// stores on the schema.
 //
 // # Epoch
 //

@@ -50,8 +50,10 @@ func (s *Store) connectFeed(ctx context.Context) (*pgx.Conn, string, error) {
 		return nil, "", err
 	}
 	epoch, err := func() (string, error) {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.n.channel}.Sanitize()); err != nil {
-			return "", err
+		for _, ch := range []string{s.n.channel, s.probeCh} {
+			if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+				return "", err
+			}
 		}
 		id, err := readIdent(ctx, conn)
 		if err != nil {
@@ -88,6 +90,7 @@ func closeConn(conn *pgx.Conn) {
 func (s *Store) run(ctx context.Context, conn *pgx.Conn, st *feedState) {
 	defer s.wg.Done()
 	delay := minBackoff
+	lastErr := "" // the last reconnection error logged
 	for {
 		if conn != nil {
 			err := s.listen(ctx, conn, st)
@@ -111,9 +114,14 @@ func (s *Store) run(ctx context.Context, conn *pgx.Conn, st *feedState) {
 			if ctx.Err() != nil {
 				return
 			}
+			if lastErr == "" || err.Error() != lastErr { // once per distinct error, not per attempt
+				s.log.Warn("pgstore: change feed cannot reconnect; retrying", "schema", s.n.schema, "err", err)
+			}
+			lastErr = err.Error()
 			s.setDown(err)
 			continue
 		}
+		lastErr = ""
 		conn, delay = c, minBackoff
 		st.known = epoch
 		s.statusMu.Lock()
@@ -166,12 +174,7 @@ func (s *Store) listen(ctx context.Context, conn *pgx.Conn, st *feedState) error
 	for {
 		select {
 		case r := <-st.probes:
-			st.probing = false
-			if r.err == nil {
-				s.setEpoch(st, r.epoch)
-			} else if ctx.Err() == nil {
-				s.log.Warn("pgstore: probe failed", "schema", s.n.schema, "err", r.err)
-			}
+			s.probed(ctx, st, r)
 		default:
 		}
 		now := time.Now()
@@ -204,6 +207,16 @@ func (s *Store) listen(ctx context.Context, conn *pgx.Conn, st *feedState) error
 	}
 }
 
+// probed takes the result of the probe in flight.
+func (s *Store) probed(ctx context.Context, st *feedState, r probeResult) {
+	st.probing = false
+	if r.err == nil {
+		s.setEpoch(st, r.epoch)
+	} else if ctx.Err() == nil {
+		s.log.Warn("pgstore: probe failed", "schema", s.n.schema, "err", r.err)
+	}
+}
+
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
@@ -221,7 +234,7 @@ func (s *Store) sendProbe(ctx context.Context, nonce int) probeResult {
 		metaID *string
 		oid    uint32
 	)
-	if err := s.pool.QueryRow(ctx, s.sql.probe, s.n.channel, "p|"+probeID+strconv.Itoa(nonce)).Scan(nil, &metaID, &oid); err != nil {
+	if err := s.pool.QueryRow(ctx, s.sql.probe, s.probeCh, "p|"+strconv.Itoa(nonce)).Scan(nil, &metaID, &oid); err != nil {
 		return probeResult{err: err}
 	}
 	id, err := readIdent(ctx, s.pool)
@@ -233,12 +246,15 @@ func (s *Store) sendProbe(ctx context.Context, nonce int) probeResult {
 	return probeResult{epoch: e, err: err}
 }
 
-// probeID tells this process's probes from others', in logs.
-var probeID = func() string {
-	var b [4]byte
+// probeChannel returns a new channel name for one store's probes:
+// "statesync_probe_" and 16 random hex digits. Each store probes on a
+// channel of its own, so that its probes cost no other store anything and
+// no other store's probes can keep its feed looking alive.
+func probeChannel() string {
+	var b [8]byte
 	_, _ = crand.Read(b[:])
-	return hex.EncodeToString(b[:]) + "-"
-}()
+	return "statesync_probe_" + hex.EncodeToString(b[:])
+}
 
 // handle delivers one notification.
 func (s *Store) handle(ctx context.Context, st *feedState, payload string) {
@@ -249,6 +265,19 @@ func (s *Store) handle(ctx context.Context, st *feedState, payload string) {
 	}
 	switch p.kind {
 	case kindProbe:
+		// The probe's notification is here: its epoch follows at once
+		// (the probe's query returns), and a changed epoch (a restored
+		// store) is acted on now, not at the next wake of the feed.
+		if st.probing {
+			t := time.NewTimer(s.probe)
+			select {
+			case r := <-st.probes:
+				s.probed(ctx, st, r)
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
 	case kindLostHistory:
 		st.known = ""
 		s.log.Warn("pgstore: the topics table was emptied; resyncing", "schema", s.n.schema)

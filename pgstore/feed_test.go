@@ -1,10 +1,14 @@
 package pgstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/pgtest"
@@ -211,4 +215,44 @@ func TestProbeSilentFeed(t *testing.T) {
 		t.Errorf("Close with a stalled feed took %v", d)
 	}
 	p.Pause(false)
+}
+
+// Each store probes on a channel of its own: the schema's channel carries
+// writes only, whatever the number of stores, and the stores' own probes
+// keep their idle feeds up.
+func TestProbesStayOwn(t *testing.T) {
+	const probe = 50 * time.Millisecond
+	db := pgtest.NewDatabase(t)
+	a := open(t, db, &pgstore.Options{ProbeInterval: probe})
+	b := open(t, db, &pgstore.Options{ProbeInterval: probe})
+	ctx := opContext(t)
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN statesync_statesync`); err != nil {
+		t.Fatal(err)
+	}
+	topic := newTopic("own")
+	mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	var heard []string
+	deadline := time.Now().Add(20 * probe)
+	for {
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		heard = append(heard, n.Payload)
+	}
+	if len(heard) != 1 || !strings.HasPrefix(heard[0], "w|") || !strings.Contains(heard[0], topic) {
+		t.Errorf("the schema's channel carried %q; want the one write", heard)
+	}
+	for _, s := range []*pgstore.Store{a, b} {
+		if st := s.FeedStatus(); !st.Connected || st.Reconnects != 0 {
+			t.Errorf("an idle feed probing every %v: %s", probe, statusString(st))
+		}
+	}
 }

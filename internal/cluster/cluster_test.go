@@ -24,9 +24,16 @@ import (
 // that only its server can produce.
 type backend struct {
 	cluster.Backend
-	// loseHistory makes the store lose its history (a table emptied or
-	// restored), or is nil.
-	loseHistory func(t testing.TB)
+	// losses are the ways the store can be made to lose its history.
+	losses []historyLoss
+}
+
+// A historyLoss makes a store lose its history. prepare is called while
+// the store holds what is to be lost and returns the function that loses
+// it (e.g. takes a dump, and returns the restore of that dump).
+type historyLoss struct {
+	name    string
+	prepare func(t testing.TB) (lose func(t testing.TB))
 }
 
 // backends are the shared stores the tests run on, one subtest each.
@@ -162,6 +169,13 @@ func (a *announcedChecker) invalidate(inv statesync.Invalidation) {
 	}
 }
 
+// checked returns how many GETs were checked.
+func (a *announcedChecker) checked() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gets
+}
+
 func (a *announcedChecker) run(ctx context.Context) {
 	for i := 0; ctx.Err() == nil; i++ {
 		topic := a.topics[i%len(a.topics)]
@@ -248,7 +262,7 @@ func TestFeedCut(t *testing.T) {
 			return r > reconnects && up == 1, fmt.Sprintf("reconnects %v, connected %v", r, up)
 		})
 		took := cluster.WaitAll(t, 2*time.Second, fs, want)
-		t.Logf("B's consumers converged %v after its feed reconnected; %d checked GETs", took, checker.gets)
+		t.Logf("B's consumers converged %v after its feed reconnected; %d checked GETs", took, checker.checked())
 	})
 }
 

@@ -91,48 +91,73 @@ func (b *browserFollower) last(t testing.TB) (statesync.Revision, string) {
 // Chromium, converges within 5 s to what is written next.
 func TestLoseHistory(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		if b.loseHistory == nil {
-			t.Skip("the backend cannot lose its history on demand")
+		if len(b.losses) == 0 {
+			t.Fatal("the backend has no way to lose its history")
 		}
-		c := start(t, b)
-		before := write(t, c.Nodes[0].Client, "history", "before")
-		fs := make([]*cluster.Follower, len(c.Nodes))
-		for i, n := range c.Nodes {
-			fs[i] = cluster.Follow(t, "history", n.Client, n.Client)
-		}
-		page := newBrowserFollower(t, c.Nodes[2].URL, "history")
-		cluster.WaitAll(t, 10*time.Second, fs, map[string]statesync.Snapshot{"history": before})
-		poll.Until(t, "the page applies the first write", func() bool {
-			r, e := page.last(t)
-			return r == before.Revision && e == before.Epoch
-		})
-
-		b.loseHistory(t)
-		lost := time.Now()
-		var after statesync.Snapshot
-		poll.Within(t, 5*time.Second, "a write in a new epoch", func() (bool, string) {
-			snap, err := c.Nodes[1].Client.Put(context.Background(), "history", cluster.JSON("after"))
-			if err != nil {
-				return false, err.Error()
-			}
-			after = snap
-			return snap.Epoch != before.Epoch, "epoch " + snap.Epoch
-		})
-		cluster.WaitAll(t, 5*time.Second-time.Since(lost), fs, map[string]statesync.Snapshot{"history": after})
-		poll.Within(t, 5*time.Second, "the page applies the new epoch", func() (bool, string) {
-			r, e := page.last(t)
-			return e == after.Epoch && r >= after.Revision, fmt.Sprintf("%d/%s", r, e)
-		})
-		for _, n := range c.Nodes {
-			snap, err := n.Client.Snapshot(context.Background(), "history")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if snap.Epoch != after.Epoch {
-				t.Errorf("daemon %s reports epoch %s, want %s", n.Name, snap.Epoch, after.Epoch)
-			}
+		for _, loss := range b.losses {
+			t.Run(loss.name, func(t *testing.T) { testLoseHistory(t, b, loss) })
 		}
 	})
+}
+
+func testLoseHistory(t *testing.T, b backend, loss historyLoss) {
+	c := start(t, b)
+	before := write(t, c.Nodes[0].Client, "history", "before")
+	lose := loss.prepare(t)
+	// What the loss takes away: writes after the dump, which a restore
+	// makes the store forget.
+	for i := range 3 {
+		before = write(t, c.Nodes[i].Client, "history", fmt.Sprint("before ", i))
+	}
+	fs := make([]*cluster.Follower, len(c.Nodes))
+	for i, n := range c.Nodes {
+		fs[i] = cluster.Follow(t, "history", n.Client, n.Client)
+	}
+	page := newBrowserFollower(t, c.Nodes[2].URL, "history")
+	cluster.WaitAll(t, 10*time.Second, fs, map[string]statesync.Snapshot{"history": before})
+	poll.Until(t, "the page applies the first write", func() bool {
+		r, e := page.last(t)
+		return r == before.Revision && e == before.Epoch
+	})
+
+	lose(t)
+	lost := time.Now()
+	// Without a write after it: every consumer converges to what the
+	// store holds now, in its new epoch.
+	var cur statesync.Snapshot
+	poll.Within(t, 5*time.Second, "the store's new epoch", func() (bool, string) {
+		snap, err := c.Nodes[0].Client.Snapshot(context.Background(), "history")
+		if err != nil {
+			return false, err.Error()
+		}
+		cur = snap
+		return snap.Epoch != before.Epoch, "epoch " + snap.Epoch
+	})
+	cluster.WaitAll(t, 5*time.Second-time.Since(lost), fs, map[string]statesync.Snapshot{"history": cur})
+	t.Logf("every Go consumer at the store's new epoch %v after the loss", time.Since(lost).Round(time.Millisecond))
+	var after statesync.Snapshot
+	poll.Within(t, 5*time.Second, "a write in a new epoch", func() (bool, string) {
+		snap, err := c.Nodes[1].Client.Put(context.Background(), "history", cluster.JSON("after"))
+		if err != nil {
+			return false, err.Error()
+		}
+		after = snap
+		return snap.Epoch != before.Epoch, "epoch " + snap.Epoch
+	})
+	cluster.WaitAll(t, 5*time.Second-time.Since(lost), fs, map[string]statesync.Snapshot{"history": after})
+	poll.Within(t, 5*time.Second, "the page applies the new epoch", func() (bool, string) {
+		r, e := page.last(t)
+		return e == after.Epoch && r >= after.Revision, fmt.Sprintf("%d/%s", r, e)
+	})
+	for _, n := range c.Nodes {
+		snap, err := n.Client.Snapshot(context.Background(), "history")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.Epoch != after.Epoch {
+			t.Errorf("daemon %s reports epoch %s, want %s", n.Name, snap.Epoch, after.Epoch)
+		}
+	}
 }
 
 // The store's server is stopped as in a crash (pg_ctl -m immediate) and

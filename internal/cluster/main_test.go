@@ -3,6 +3,8 @@ package cluster_test
 import (
 	"context"
 	"net/url"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -53,7 +55,30 @@ func postgresOn(t testing.TB, dbURL string) backend {
 				return v.String()
 			},
 		},
-		loseHistory: func(t testing.TB) { pgExec(t, dbURL, "TRUNCATE statesync.topics") },
+		losses: []historyLoss{
+			{"emptied", func(testing.TB) func(testing.TB) {
+				return func(t testing.TB) { pgExec(t, dbURL, "TRUNCATE statesync.topics") }
+			}},
+			{"restored", func(t testing.TB) func(testing.TB) {
+				// A dump of the schema now, restored later over what was
+				// written since: the tables are dropped and created again.
+				dump := filepath.Join(t.TempDir(), "statesync.dump")
+				run(t, pgtest.Program(t, "pg_dump"), "--format=custom", "--schema=statesync", "--file="+dump, "--dbname="+dbURL)
+				return func(t testing.TB) {
+					run(t, pgtest.Program(t, "pg_restore"), "--clean", "--if-exists", "--single-transaction", "--dbname="+dbURL, dump)
+				}
+			}},
+		},
+	}
+}
+
+// run runs a program and fails t if it fails.
+func run(t testing.TB, name string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", filepath.Base(name), err, out)
 	}
 }
 

@@ -196,11 +196,11 @@ func TestFeedHealthAndMetrics(t *testing.T) {
 	}
 
 	down := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	fs.setStatus(statesync.FeedStatus{Connected: false, Since: down, Reconnects: 2, Resyncs: 3, Err: errors.New("read tcp: connection reset")})
+	fs.setStatus(statesync.FeedStatus{Connected: false, Since: down, Reconnects: 2, Resyncs: 3, Err: errors.New("failed to connect to `user=app database=app`: 10.1.2.3:5432")})
 	resp, b = d.do(t, "GET", "/healthz", "")
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "application/json" ||
-		!jsonEqual(b, []byte(`{"status":"feed_down","feed":{"connected":false,"since":"2026-12-01T10:00:00Z","error":"read tcp: connection reset"}}`)) {
-		t.Errorf("GET /healthz with the feed down = %d %q %s; want 503 with the reason", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+		!jsonEqual(b, []byte(`{"status":"feed_down","feed":{"connected":false,"since":"2026-12-01T10:00:00Z","error":"the store's change feed is down (the daemon's log has why)"}}`)) {
+		t.Errorf("GET /healthz with the feed down = %d %q %s; want 503 without the store's error", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
 	if v := d.metrics(t)["statesync_store_feed_connected"]; v != 0 {
 		t.Errorf("statesync_store_feed_connected = %v with the feed down; want 0", v)

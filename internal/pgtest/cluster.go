@@ -244,3 +244,17 @@ func (c *Cluster) Stop(mode string) error {
 	c.running = false
 	return nil
 }
+
+// Program returns the path of one of PostgreSQL's programs (pg_dump,
+// pg_restore, psql, …) from the directory of the installed server
+// binaries. When they are not installed it skips t, or fails it if
+// [EnvRequire] is set.
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	dir := findBinDir()
+	path := filepath.Join(dir, name)
+	if dir == "" || !isExecutable(path) {
+		missing(t, "the PostgreSQL program %s is not installed", name)
+	}
+	return path
+}

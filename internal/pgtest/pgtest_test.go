@@ -3,6 +3,7 @@ package pgtest
 import (
 	"context"
 	"fmt"
+	osexec "os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +177,23 @@ func TestCluster(t *testing.T) {
 	conn = connect(t, c.URL())
 	if got := queryString(t, conn, "SELECT v FROM kept"); got != "committed" {
 		t.Errorf("row after a fast stop and start = %q; want %q", got, "committed")
+	}
+}
+
+// Program finds the client programs next to the server's, and skips (or
+// fails, when services are required) for one that is not there.
+func TestProgram(t *testing.T) {
+	t.Setenv(EnvRequire, "")
+	rec := &recorder{TB: t}
+	if got := Program(rec, "no-such-program"); rec.skipped == "" {
+		t.Errorf("Program of a missing program returned %q without skipping", got)
+	}
+	path := Program(t, "pg_dump")
+	out, err := osexec.Command(path, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s --version: %v\n%s", path, err, out)
+	}
+	if !strings.Contains(string(out), "pg_dump (PostgreSQL)") {
+		t.Errorf("%s --version printed %q", path, out)
 	}
 }
