@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -302,5 +303,86 @@ func TestKillDaemon(t *testing.T) {
 				t.Errorf("%s: %d/%s, acknowledged %d/%s", topic, snap.Revision, snap.Epoch, w.Revision, w.Epoch)
 			}
 		}
+	})
+}
+
+// A rolling restart: each daemon in turn is shut down gracefully and
+// started again while a writer writes through the balancer. Every
+// consumer (their streams spread over the daemons by the balancer) ends
+// at every topic's last acknowledged write, and no revision goes back.
+func TestRollingRestart(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		c := start(t, b)
+		const n = 12
+		topics := make([]string, n)
+		fs := make([]*cluster.Follower, n)
+		var mu sync.Mutex
+		want := map[string]statesync.Snapshot{}
+		for i := range fs {
+			topics[i] = fmt.Sprintf("roll-%02d", i)
+			want[topics[i]] = write(t, c.Nodes[0].Client, topics[i], 0)
+			cl, err := httpsync.NewClient(c.LBURL(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cl.Close() })
+			fs[i] = cluster.Follow(t, topics[i], cl, cl)
+		}
+		cluster.WaitAll(t, 10*time.Second, fs, want)
+
+		writer, err := httpsync.NewClient(c.LBURL(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer writer.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		var acked, failed int
+		wg.Go(func() {
+			for i := 1; ctx.Err() == nil; i++ {
+				topic := topics[i%n]
+				snap, err := writer.Put(ctx, topic, cluster.JSON(i))
+				mu.Lock()
+				if err != nil {
+					failed++ // a connection to a daemon going down; the next try goes elsewhere
+				} else {
+					acked++
+					want[topic] = snap
+				}
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+		// Some writes are acknowledged between restarts, and after the last.
+		moreWrites := func() {
+			mu.Lock()
+			from := acked
+			mu.Unlock()
+			poll.Until(t, "more acknowledged writes", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return acked >= from+10
+			})
+		}
+		for _, node := range c.Nodes {
+			moreWrites()
+			node.Restart(t)
+			poll.Until(t, "daemon "+node.Name+" ready after its restart", func() bool {
+				code, _, err := node.Health()
+				return err == nil && code == 200
+			})
+		}
+		moreWrites()
+		cancel()
+		wg.Wait()
+		mu.Lock()
+		t.Logf("%d writes acknowledged during the restarts, %d attempts failed", acked, failed)
+		if acked == 0 {
+			t.Fatal("no write was acknowledged during the restarts")
+		}
+		final := maps.Clone(want)
+		mu.Unlock()
+		took := cluster.WaitAll(t, 10*time.Second, fs, final)
+		t.Logf("consumers converged %v after the last restart", took)
 	})
 }
