@@ -36,7 +36,8 @@ type Backend struct {
 	// Name names the backend in test names.
 	Name string
 	// Target is the host:port of the store's server: each daemon's fault
-	// proxy forwards to it.
+	// proxy forwards to it. Empty for a store with no server (bbolt,
+	// memory): its daemons have no fault proxy, and StoreURL gets "".
 	Target string
 	// StoreURL returns the --store URL of a daemon that reaches the
 	// server at addr (host:port, its fault proxy).
@@ -62,7 +63,8 @@ type Cluster struct {
 // A Node is one daemon of a Cluster.
 type Node struct {
 	Name string
-	// Store is the fault proxy between this daemon and the store.
+	// Store is the fault proxy between this daemon and the store (nil for
+	// a store with no server).
 	Store *faultproxy.Proxy
 	// URL is the daemon's base URL (http://127.0.0.1:port).
 	URL string
@@ -89,15 +91,18 @@ func Start(t testing.TB, b Backend, opts *Options) *Cluster {
 	addrs := make([]string, 0, o.Daemons)
 	for i := range o.Daemons {
 		n := &Node{Name: string(rune('A' + i))}
-		p, err := faultproxy.New(b.Target)
-		if err != nil {
-			t.Fatalf("cluster: fault proxy: %v", err)
+		storeAddr := ""
+		if b.Target != "" {
+			p, err := faultproxy.New(b.Target)
+			if err != nil {
+				t.Fatalf("cluster: fault proxy: %v", err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			n.Store, storeAddr = p, p.Addr()
 		}
-		t.Cleanup(func() { _ = p.Close() })
-		n.Store = p
 		cfg := daemon.DefaultConfig()
 		cfg.Addr = "127.0.0.1:0"
-		cfg.Store = b.StoreURL(p.Addr())
+		cfg.Store = b.StoreURL(storeAddr)
 		cfg.ShutdownTimeout = 5 * time.Second
 		if o.Edit != nil {
 			o.Edit(i, &cfg)
