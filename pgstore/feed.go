@@ -31,7 +31,6 @@ type feedState struct {
 	known   string // the epoch last seen; "" when unknown
 	probing bool   // a probe is in flight
 	probes  chan probeResult
-	nonce   int
 }
 
 type probeResult struct {
@@ -102,8 +101,8 @@ func (s *Store) run(ctx context.Context, conn *pgx.Conn, st *feedState) {
 			s.log.Warn("pgstore: change feed lost; reconnecting", "schema", s.n.schema, "err", err)
 			s.setDown(err)
 		}
-		wait := delay/2 + rand.N(delay/2+1)
-		delay = min(2*delay, maxBackoff)
+		var wait time.Duration
+		wait, delay = backoff(delay)
 		select {
 		case <-ctx.Done():
 			return
@@ -131,6 +130,13 @@ func (s *Store) run(ctx context.Context, conn *pgx.Conn, st *feedState) {
 		s.log.Info("pgstore: change feed reconnected", "schema", s.n.schema)
 		s.resync()
 	}
+}
+
+// backoff returns the wait before a reconnection attempt, drawn at random
+// between half of delay and all of it, and the delay of the next attempt:
+// double this one, at most maxBackoff.
+func backoff(delay time.Duration) (wait, next time.Duration) {
+	return delay/2 + rand.N(delay/2+1), min(2*delay, maxBackoff)
 }
 
 func (s *Store) setDown(err error) {
@@ -185,9 +191,7 @@ func (s *Store) listen(ctx context.Context, conn *pgx.Conn, st *feedState) error
 			nextProbe = now.Add(s.probe)
 			if !st.probing {
 				st.probing = true
-				st.nonce++
-				nonce := st.nonce
-				s.wg.Go(func() { st.probes <- s.sendProbe(ctx, nonce) })
+				s.wg.Go(func() { st.probes <- s.sendProbe(ctx) })
 			}
 		}
 		wctx, cancel := context.WithDeadline(ctx, earliest(nextProbe, lastHeard.Add(2*s.probe)))
@@ -227,14 +231,14 @@ func earliest(a, b time.Time) time.Time {
 // sendProbe sends a probe notification from a pool connection and reads
 // the epoch. Any notification proves the feed alive; the probe makes sure
 // there is one every interval.
-func (s *Store) sendProbe(ctx context.Context, nonce int) probeResult {
+func (s *Store) sendProbe(ctx context.Context) probeResult {
 	ctx, cancel := context.WithTimeout(ctx, s.probe)
 	defer cancel()
 	var (
 		metaID *string
 		oid    uint32
 	)
-	if err := s.pool.QueryRow(ctx, s.sql.probe, s.probeCh, "p|"+strconv.Itoa(nonce)).Scan(nil, &metaID, &oid); err != nil {
+	if err := s.pool.QueryRow(ctx, s.sql.probe, s.probeCh, "p|").Scan(nil, &metaID, &oid); err != nil {
 		return probeResult{err: err}
 	}
 	id, err := readIdent(ctx, s.pool)
@@ -332,7 +336,7 @@ type payload struct {
 //
 //	w|<revision>|<commit time, µs since 1970>|<meta id>|<topics table oid>|<topic>|=<source id>
 //	w|...|<topic>|+       (the source id was too long: read it from the table)
-//	p|<nonce>             (a probe)
+//	p|                    (a probe, on the probing store's own channel)
 //	e                     (the topics table was emptied: the epoch changed)
 //
 // The source id comes last and may hold '|'. Anything else is an error;

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/statesync-go/statesync"
@@ -233,6 +234,20 @@ func TestOpenOptions(t *testing.T) {
 	if s, err := pgstore.Open(context.Background(), "postgres://u@127.0.0.1:1/db", &pgstore.Options{Schema: "x-y"}); err == nil {
 		s.Close()
 		t.Errorf("Open with Options.Schema %q succeeded; want an error", "x-y")
+	}
+	if s, err := pgstore.Open(context.Background(), "postgres://u@127.0.0.1:1/db", &pgstore.Options{ProbeInterval: 9 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "ProbeInterval") {
+		if s != nil {
+			s.Close()
+		}
+		t.Errorf("Open with Options.ProbeInterval 9ms: %v; want an error about ProbeInterval", err)
+	}
+}
+
+// The shortest probe interval, 10 ms, is accepted.
+func TestShortestProbeInterval(t *testing.T) {
+	s := open(t, pgtest.NewDatabase(t), &pgstore.Options{ProbeInterval: 10 * time.Millisecond})
+	if st := s.FeedStatus(); !st.Connected {
+		t.Errorf("FeedStatus = %s; want connected", statusString(st))
 	}
 }
 
