@@ -199,10 +199,14 @@ func TestInvalidWrites(t *testing.T) {
 		{Topic: "", Data: json.RawMessage(`1`)},
 		{Topic: "has space", Data: json.RawMessage(`1`)},
 		{Topic: "ok", Data: json.RawMessage(`1`), SourceID: "nul\x00"},
+		{Topic: "ok", Data: json.RawMessage(`1`), SourceID: "\x00first"},
 		{Topic: "ok", Data: json.RawMessage(`1`), SourceID: "bad\xff"},
 	} {
-		if _, err := s.Write(opContext(t), w); err == nil {
+		_, err := s.Write(opContext(t), w)
+		if err == nil {
 			t.Errorf("Write(%q, source id %q) succeeded; want an error", w.Topic, w.SourceID)
+		} else if w.SourceID != "" && !strings.Contains(err.Error(), "source id is not valid") {
+			t.Errorf("Write(%q, source id %q): %v; want the store's own refusal, before the database", w.Topic, w.SourceID, err)
 		}
 	}
 	if got := mustGet(t, s, "ok"); got.Revision != 0 {
