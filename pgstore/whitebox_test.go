@@ -138,6 +138,13 @@ func TestNames(t *testing.T) {
 	if got := channelName("statesync"); got != "statesync_statesync" {
 		t.Errorf("channelName = %q", got)
 	}
+	// The longest name kept as it is: 53 bytes, a 63-byte channel.
+	if fits := strings.Repeat("f", 53); channelName(fits) != "statesync_"+fits {
+		t.Errorf("channelName(53 bytes) = %q; want it kept", channelName(fits))
+	}
+	if over := strings.Repeat("f", 54); channelName(over) == "statesync_"+over || len(channelName(over)) > 63 {
+		t.Errorf("channelName(54 bytes) = %q; want a hashed name of at most 63 bytes", channelName(over))
+	}
 	long := strings.Repeat("s", 63)
 	if got := channelName(long); len(got) > 63 || got == channelName(long[:62]) {
 		t.Errorf("channelName(63 bytes) = %q; want at most 63 bytes, distinct", got)
