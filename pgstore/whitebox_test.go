@@ -71,6 +71,12 @@ func TestParseURL(t *testing.T) {
 	if want := (urlOptions{schema: "s1", probe: 250e6, feedURL: "postgres://h2/db"}); o != want {
 		t.Errorf("options = %+v; want %+v", o, want)
 	}
+	if _, o, err := parseURL("postgres://h/db?feed_probe=10ms"); err != nil || o.probe != minProbeInterval {
+		t.Errorf("parseURL with the shortest probe: %+v, %v; want it accepted", o, err)
+	}
+	if _, _, err := parseURL("postgres://h/db?feed_probe=9ms"); err == nil {
+		t.Errorf("parseURL with a probe under %v succeeded", minProbeInterval)
+	}
 	if want := "postgres://u:secret@h:5432/db?pool_max_conns=4&sslmode=disable"; got != want {
 		t.Errorf("pgx URL = %q; want %q", got, want)
 	}
@@ -149,7 +155,7 @@ func TestNames(t *testing.T) {
 	if got := channelName(long); len(got) > 63 || got == channelName(long[:62]) {
 		t.Errorf("channelName(63 bytes) = %q; want at most 63 bytes, distinct", got)
 	}
-	for _, s := range []string{"a", "_x", "s_1", strings.Repeat("a", 63)} {
+	for _, s := range []string{"a", "_x", "s_1", "z", "a09z", strings.Repeat("a", 63)} {
 		if err := checkSchema(s); err != nil {
 			t.Errorf("checkSchema(%q): %v", s, err)
 		}
