@@ -40,8 +40,12 @@ type historyLoss struct {
 var backends = []struct {
 	name string
 	make func(t testing.TB) backend
+	// crashable starts a server of the store of the test's own, and
+	// returns the backend on it and a function that crashes the server
+	// (no clean shutdown) and starts it again on the same data.
+	crashable func(t testing.TB) (backend, func(t testing.TB))
 }{
-	{"postgres", postgresBackend},
+	{"postgres", postgresBackend, postgresCrashable},
 }
 
 func forEachBackend(t *testing.T, f func(t *testing.T, b backend)) {

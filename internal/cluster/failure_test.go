@@ -19,7 +19,6 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
 	"github.com/statesync-go/statesync/internal/cluster"
-	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
 )
 
@@ -161,12 +160,19 @@ func testLoseHistory(t *testing.T, b backend, loss historyLoss) {
 	}
 }
 
-// The store's server is stopped as in a crash (pg_ctl -m immediate) and
+// The store's server crashes (PostgreSQL: pg_ctl -m immediate) and is
 // started again: no revision goes below an acknowledged one, the epoch is
 // the same, and the daemons carry on.
 func TestStoreCrash(t *testing.T) {
-	pg := pgtest.StartCluster(t)
-	b := postgresOn(t, pg.URL())
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			b, crash := be.crashable(t)
+			testStoreCrash(t, b, crash)
+		})
+	}
+}
+
+func testStoreCrash(t *testing.T, b backend, crash func(t testing.TB)) {
 	c := start(t, b)
 	ctx := context.Background()
 	acked := make(map[string]statesync.Snapshot)
@@ -174,12 +180,7 @@ func TestStoreCrash(t *testing.T) {
 		topic := fmt.Sprintf("crash-%02d", i)
 		acked[topic] = write(t, c.Nodes[i%3].Client, topic, i)
 	}
-	if err := pg.Stop("immediate"); err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.Start(); err != nil {
-		t.Fatal(err)
-	}
+	crash(t)
 	for topic, want := range acked {
 		for _, n := range c.Nodes {
 			var snap statesync.Snapshot

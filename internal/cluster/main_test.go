@@ -38,6 +38,21 @@ func postgresBackend(t testing.TB) backend {
 	return postgresOn(t, pgtest.NewDatabase(t))
 }
 
+// postgresCrashable is a PostgreSQL server of the test's own, crashed
+// with pg_ctl -m immediate and started again.
+func postgresCrashable(t testing.TB) (backend, func(testing.TB)) {
+	pg := pgtest.StartCluster(t)
+	return postgresOn(t, pg.URL()), func(t testing.TB) {
+		t.Helper()
+		if err := pg.Stop("immediate"); err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // postgresOn is the backend of the database at dbURL.
 func postgresOn(t testing.TB, dbURL string) backend {
 	t.Helper()
