@@ -1,5 +1,5 @@
-// Package redisstore is a [statesync.Store] in Redis (7 or later), on
-// go-redis v9, shared by every process that opens the same Redis with the
+// Package redisstore is a [statesync.Store] in Redis (6.2 or later; tested
+// with 7.0), on go-redis v9, shared by every process that opens the same Redis with the
 // same key prefix: several statesync daemons behind a load balancer keep
 // their streams in step through it.
 //
@@ -46,7 +46,7 @@
 //     (the commit time, µs since 1970). A deletion writes "null" at a new
 //     revision and keeps the hash, so deleted topics stay listed.
 //   - {prefix}:topics, a sorted set of every topic written (score 0),
-//     ranged in byte order (ZRANGEBYLEX) by [Store.List] and
+//     ranged in byte order (ZRANGE BYLEX) by [Store.List] and
 //     [Store.ListPrefix].
 //   - {prefix}:feed, the change stream: one entry per write.
 //   - {prefix}:seq, the number of the last entry appended to the stream.
@@ -54,7 +54,7 @@
 //     finds it missing; part of the epoch.
 //
 // The keys have no expiry. The role needs GET, SET, INCR, HGET, HINCRBY,
-// HSET, HMGET, ZADD, ZRANGEBYLEX, XADD, XREAD, XREVRANGE, EVAL, EVALSHA,
+// HSET, HMGET, ZADD, ZRANGE, XADD, XREAD, XREVRANGE, EVAL, EVALSHA,
 // WAIT (with the wait option) and INFO (without INFO, see Epoch), besides
 // what go-redis sends when it connects (HELLO, CLIENT SETNAME).
 //

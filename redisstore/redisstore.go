@@ -495,7 +495,7 @@ const listChunk = 512
 
 // ListPrefix implements [statesync.PrefixLister]: the written topics
 // starting with prefix, as [Store.List] returns them, read by a range of
-// the topics' index (ZRANGEBYLEX) and then the topics' revisions, a chunk
+// the topics' index (ZRANGE BYLEX) and then the topics' revisions, a chunk
 // of topics per round trip. It is not a snapshot: a topic written
 // meanwhile may be listed at its old or new revision.
 func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Record, error) {
@@ -512,7 +512,7 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Reco
 		}
 		lo, hi = "["+prefix, "("+end
 	}
-	topics, err := s.rdb.ZRangeByLex(ctx, s.k.index, &redis.ZRangeBy{Min: lo, Max: hi}).Result()
+	topics, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.k.index, Start: lo, Stop: hi, ByLex: true}).Result()
 	if err != nil {
 		return nil, s.opErr(op, err)
 	}
