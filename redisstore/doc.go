@@ -114,7 +114,9 @@
 //     which Redis 7 draws anew at every start of a primary, persistence or
 //     not, and at every failover (a promoted replica takes a new one).
 //
-// So the epoch changes whenever the store may have lost history, and also
+// Both are read by the same script as the data (each write, read and
+// probe), so a record's epoch is that of the server that served it. So
+// the epoch changes whenever the store may have lost history, and also
 // at every restart of Redis, since a restart may have lost the writes not
 // yet on disk (everything with persistence off, up to a second with
 // appendfsync everysec). The change is noticed by the next write's stream

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,54 +33,26 @@ type cursor struct {
 	epoch string // the epoch last seen; "" when unknown
 }
 
-// connectFeed (re)connects the feed's connection, reads the server's
-// replication id and where the stream ends now, so that no write committed
-// after it returns can be missed.
+// connectFeed (re)connects the feed's connection and reads where the
+// stream ends now and the epoch, so that no write committed after it
+// returns can be missed. ctx bounds it, and so does connectTimeout.
 func (s *Store) connectFeed(ctx context.Context) (cursor, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.connectTimeout())
 	defer cancel()
-	if err := s.readReplID(ctx); err != nil {
-		return cursor{}, err
-	}
 	res, err := cursorScript.Run(ctx, s.feedc, []string{s.k.stream, s.k.seq, s.k.epoch}, statesync.NewEpoch()).Slice()
 	if err != nil {
 		return cursor{}, err
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return cursor{}, fmt.Errorf("unexpected reply %v", res)
 	}
 	id, _ := res[0].(string)
 	seqS, _ := res[1].(string)
-	epochID, _ := res[2].(string)
 	seq, err := strconv.ParseUint(seqS, 10, 64)
 	if err != nil {
 		return cursor{}, fmt.Errorf("bad sequence number %q", seqS)
 	}
-	return cursor{id: id, seq: seq, epoch: s.epochOf(epochID)}, nil
-}
-
-// readReplID reads the server's replication id (INFO replication) into
-// s.replid. A server that refuses INFO (an ACL without it) leaves it empty:
-// restarts and failovers then go unnoticed unless they lose the keys.
-func (s *Store) readReplID(ctx context.Context) error {
-	info, err := s.feedc.Info(ctx, "replication").Result()
-	var rerr redis.Error
-	if err != nil && !errors.As(err, &rerr) {
-		return err
-	}
-	id := replIDOf(info)
-	s.replid.Store(&id)
-	return nil
-}
-
-// replIDOf returns the master_replid of an INFO reply ("" if none).
-func replIDOf(info string) string {
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(line, "master_replid:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
+	return cursor{id: id, seq: seq, epoch: epochOfReply(res[2], res[3])}, nil
 }
 
 // connectTimeout bounds a feed (re)connection and its first commands.
@@ -167,8 +138,16 @@ func (s *Store) follow(ctx context.Context, cur *cursor) error {
 	for {
 		if now := time.Now(); !now.Before(nextProbe) {
 			nextProbe = now.Add(s.probe)
-			c, err := s.connectFeed(ctx)
-			if err != nil {
+			pctx, cancel := context.WithTimeout(ctx, 2*s.probe)
+			c, err := s.connectFeed(pctx)
+			silent := pctx.Err() != nil
+			cancel()
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return ctx.Err()
+			case err != nil && silent:
+				return errSilent
+			case err != nil:
 				return err
 			}
 			s.setEpoch(cur, c.epoch)
@@ -203,7 +182,7 @@ func (s *Store) handle(cur *cursor, m redis.XMessage) {
 		s.log.Warn("redisstore: ignoring a stream entry that is not the store's", "prefix", s.k.prefix, "id", m.ID, "err", err)
 		return
 	}
-	epoch := s.epochOf(e.epochID)
+	epoch := epochOf(e.epochID, e.replid)
 	s.setEpoch(cur, epoch)
 	if e.seq != cur.seq+1 {
 		s.log.Warn("redisstore: the change stream skipped writes (trimmed past what the feed read, or reset); resyncing",
@@ -220,15 +199,16 @@ type entry struct {
 	topic   string
 	rev     statesync.Revision
 	epochID string
+	replid  string
 	micros  int64
 	seq     uint64
 	src     string
 }
 
 // decodeEntry decodes the fields of a stream entry, as the write script
-// appends them: topic, rev (decimal, > 0), epoch (the epoch id), us
-// (commit time, µs since 1970), seq (decimal, > 0) and src (the source id,
-// maybe empty). Anything else is an error; decodeEntry never panics.
+// appends them: topic, rev (decimal, > 0), epoch (the epoch id), repl (the
+// replication id, maybe empty), us (commit time, µs since 1970), seq
+// (decimal, > 0) and src (the source id, maybe empty). Anything else is an error; decodeEntry never panics.
 func decodeEntry(v map[string]any) (entry, error) {
 	str := func(k string) (string, bool) { s, ok := v[k].(string); return s, ok }
 	bad := func(why string) (entry, error) { return entry{}, fmt.Errorf("redisstore: bad stream entry (%s)", why) }
@@ -245,6 +225,9 @@ func decodeEntry(v map[string]any) (entry, error) {
 	e.rev = rev
 	if e.epochID, ok = str("epoch"); !ok || e.epochID == "" {
 		return bad("epoch")
+	}
+	if e.replid, ok = str("repl"); !ok {
+		return bad("replication id")
 	}
 	us, _ := str("us")
 	if e.micros, err = strconv.ParseInt(us, 10, 64); err != nil {

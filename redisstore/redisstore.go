@@ -97,8 +97,7 @@ type Store struct {
 	waitTimeout time.Duration
 	log         *slog.Logger
 
-	replid atomic.Pointer[string] // the server's replication id, read by the feed
-	feed   statesync.Feed
+	feed statesync.Feed
 
 	closed atomic.Bool
 	cancel context.CancelFunc // ends the feed
@@ -134,12 +133,24 @@ func newKeys(prefix string) keys {
 // topic returns the key of a topic's hash.
 func (k keys) topic(t string) string { return k.tag + "t:" + t }
 
+// replidLua defines replid(), which returns the server's replication id
+// (master_replid of INFO replication), or "" if INFO is refused.
+const replidLua = `
+local function replid()
+  local ok, info = pcall(redis.call, 'INFO', 'replication')
+  if ok and type(info) == 'string' then
+    return string.match(info, 'master_replid:(%w+)') or ''
+  end
+  return ''
+end
+`
+
 // writeScript commits one write. KEYS: the topic's hash, the index, the
 // stream, the epoch, the sequence. ARGV: topic, data, source id, "1" for a
 // conditional write, the expected revision (decimal), a new epoch id in
 // case there is none, the stream's MAXLEN. Revisions stay decimal strings
 // throughout: Lua numbers are doubles, exact only up to 2^53.
-var writeScript = redis.NewScript(`
+var writeScript = redis.NewScript(replidLua + `
 local epoch = redis.call('GET', KEYS[4])
 if not epoch then
   epoch = ARGV[6]
@@ -147,7 +158,7 @@ if not epoch then
 end
 local cur = redis.call('HGET', KEYS[1], 'rev')
 if ARGV[4] == '1' and (cur or '0') ~= ARGV[5] then
-  return {'conflict', cur or '0', epoch}
+  return {'conflict', cur or '0', epoch, replid()}
 end
 local t = redis.call('TIME')
 local now = t[1] .. string.format('%06d', tonumber(t[2]))
@@ -162,28 +173,30 @@ end
 redis.call('HSET', KEYS[1], 'rev', rev, 'data', ARGV[2], 'src', ARGV[3], 'us', now)
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 local seq = string.format('%d', redis.call('INCR', KEYS[5]))
+local rid = replid()
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*',
-  'topic', ARGV[1], 'rev', rev, 'epoch', epoch, 'us', now, 'seq', seq, 'src', ARGV[3])
-return {'ok', rev, epoch, now}
+  'topic', ARGV[1], 'rev', rev, 'epoch', epoch, 'repl', rid, 'us', now, 'seq', seq, 'src', ARGV[3])
+return {'ok', rev, epoch, rid, now}
 `)
 
-// getScript reads a topic and the epoch id, making one if there is none.
-// KEYS: the topic's hash, the epoch. ARGV: a new epoch id.
-var getScript = redis.NewScript(`
+// getScript reads a topic, the epoch id (making one if there is none) and
+// the replication id. KEYS: the topic's hash, the epoch. ARGV: a new epoch
+// id.
+var getScript = redis.NewScript(replidLua + `
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch)
 end
 local v = redis.call('HMGET', KEYS[1], 'rev', 'data', 'src', 'us')
-return {epoch, v[1], v[2], v[3], v[4]}
+return {epoch, replid(), v[1], v[2], v[3], v[4]}
 `)
 
 // cursorScript returns where the stream ends now: the id of its last entry
-// ("0-0" if empty or missing), the sequence number of the last write, and
-// the epoch id (made if missing). KEYS: the stream, the sequence, the
-// epoch. ARGV: a new epoch id.
-var cursorScript = redis.NewScript(`
+// ("0-0" if empty or missing), the sequence number of the last write, the
+// epoch id (made if missing) and the replication id. KEYS: the stream, the
+// sequence, the epoch. ARGV: a new epoch id.
+var cursorScript = redis.NewScript(replidLua + `
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
   epoch = ARGV[1]
@@ -194,7 +207,7 @@ local id = '0-0'
 if #last > 0 then
   id = last[1][1]
 end
-return {id, redis.call('GET', KEYS[2]) or '0', epoch}
+return {id, redis.call('GET', KEYS[2]) or '0', epoch, replid()}
 `)
 
 // Open connects to the Redis at url, starts the change feed (it returns
@@ -273,8 +286,6 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 
 	s := &Store{k: newKeys(o.Prefix), probe: o.ProbeInterval, maxLen: o.StreamMaxLen,
 		wait: o.WaitReplicas, waitTimeout: o.WaitTimeout, log: o.Logger}
-	empty := ""
-	s.replid.Store(&empty)
 	s.rdb = redis.NewClient(ropts)
 	s.feedc = redis.NewClient(fopts)
 	cur, err := s.connectFeed(ctx)
@@ -352,12 +363,12 @@ func (s *Store) Get(ctx context.Context, topic string) (statesync.Record, error)
 	if err != nil {
 		return statesync.Record{}, s.opErr(fmt.Sprintf("get %q", topic), err)
 	}
-	if len(res) != 5 {
+	if len(res) != 6 {
 		return statesync.Record{}, s.opErr(fmt.Sprintf("get %q", topic), fmt.Errorf("unexpected reply %v", res))
 	}
-	epochID, _ := res[0].(string)
-	rec := statesync.Record{Topic: topic, Epoch: s.epochOf(epochID), Data: null()}
-	revS, ok := res[1].(string)
+	rec := statesync.Record{Topic: topic, Epoch: epochOfReply(res[0], res[1]), Data: null()}
+	res = res[2:]
+	revS, ok := res[0].(string)
 	if !ok {
 		return rec, nil
 	}
@@ -366,10 +377,10 @@ func (s *Store) Get(ctx context.Context, topic string) (statesync.Record, error)
 		return statesync.Record{}, s.opErr(fmt.Sprintf("get %q", topic), fmt.Errorf("bad revision %q", revS))
 	}
 	rec.Revision = statesync.Revision(rev)
-	data, _ := res[2].(string)
+	data, _ := res[1].(string)
 	rec.Data = []byte(data)
-	rec.SourceID, _ = res[3].(string)
-	rec.Time = microTime(res[4])
+	rec.SourceID, _ = res[2].(string)
+	rec.Time = microTime(res[3])
 	return rec, nil
 }
 
@@ -426,23 +437,22 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 	if err != nil {
 		return statesync.Record{}, s.opErr(op, err)
 	}
-	if len(res) != 3 && len(res) != 4 {
+	if len(res) != 4 && len(res) != 5 {
 		return statesync.Record{}, s.opErr(op, fmt.Errorf("unexpected reply %v", res))
 	}
 	status, _ := res[0].(string)
 	revS, _ := res[1].(string)
-	epochID, _ := res[2].(string)
 	rev, err := strconv.ParseUint(revS, 10, 64)
 	if err != nil {
 		return statesync.Record{}, s.opErr(op, fmt.Errorf("bad revision %q", revS))
 	}
-	epoch := s.epochOf(epochID)
+	epoch := epochOfReply(res[2], res[3])
 	if status == "conflict" {
 		return statesync.Record{}, &statesync.ConflictError{Topic: w.Topic, Expected: w.IfRevision,
 			Current: statesync.Revision(rev), Epoch: epoch}
 	}
 	rec := statesync.Record{Topic: w.Topic, Revision: statesync.Revision(rev), Epoch: epoch, Data: data,
-		SourceID: w.SourceID, Time: microTime(res[3])}
+		SourceID: w.SourceID, Time: microTime(res[len(res)-1])}
 	if s.wait > 0 && acked < int64(s.wait) {
 		return rec, fmt.Errorf("%w: %s at revision %d: %d of %d replicas within %v", ErrNotReplicated, op, rev, acked, s.wait, s.waitTimeout)
 	}
@@ -516,11 +526,10 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Reco
 	if err != nil {
 		return nil, s.opErr(op, err)
 	}
-	epochID, err := s.epochID(ctx)
+	epoch, err := s.epoch(ctx)
 	if err != nil {
 		return nil, s.opErr(op, err)
 	}
-	epoch := s.epochOf(epochID)
 	out := make([]statesync.Record, 0, len(topics))
 	for chunk := range slices.Chunk(topics, listChunk) {
 		pipe := s.rdb.Pipeline()
@@ -549,14 +558,16 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Reco
 	return out, nil
 }
 
-// epochID reads the store's epoch id, making one if there is none.
-func (s *Store) epochID(ctx context.Context) (string, error) {
+// epoch reads the store's epoch, making its epoch id if there is none.
+func (s *Store) epoch(ctx context.Context) (string, error) {
 	res, err := getScript.Run(ctx, s.rdb, []string{s.k.tag + "invalid", s.k.epoch}, statesync.NewEpoch()).Slice()
 	if err != nil {
 		return "", err
 	}
-	id, _ := res[0].(string)
-	return id, nil
+	if len(res) < 2 {
+		return "", fmt.Errorf("unexpected reply %v", res)
+	}
+	return epochOfReply(res[0], res[1]), nil
 }
 
 // prefixEnd returns the least string greater than every string starting
@@ -593,12 +604,18 @@ func (s *Store) Watch(ctx context.Context, fn func(statesync.Record)) (func(), e
 	return s.feed.Watch(fn), nil
 }
 
-// epochOf returns the epoch of records read with the epoch id: a hash of
-// the id (new when the keys are lost) and of the server's replication id
-// (new when Redis restarts or fails over). It has the form of
-// [statesync.NewEpoch].
-func (s *Store) epochOf(epochID string) string { return epochOf(epochID, *s.replid.Load()) }
+// epochOfReply is epochOf of the epoch id and replication id of a script's
+// reply.
+func epochOfReply(epochID, replid any) string {
+	e, _ := epochID.(string)
+	r, _ := replid.(string)
+	return epochOf(e, r)
+}
 
+// epochOf returns the epoch of records read with the epoch id and the
+// replication id: a hash of the id (new when the keys are lost) and of the
+// server's replication id (new when Redis restarts or fails over). It has
+// the form of [statesync.NewEpoch].
 func epochOf(epochID, replid string) string {
 	h := sha256.New()
 	h.Write([]byte(epochID))

@@ -104,16 +104,12 @@ func TestPrefixEnd(t *testing.T) {
 	}
 }
 
-func TestReplIDOf(t *testing.T) {
-	info := "# Replication\r\nrole:master\r\nmaster_replid:abc123\r\nmaster_replid2:000\r\n"
-	if got := replIDOf(info); got != "abc123" {
-		t.Errorf("replIDOf = %q; want abc123", got)
+func TestEpochOfReply(t *testing.T) {
+	if got, want := epochOfReply("id", "repl"), epochOf("id", "repl"); got != want {
+		t.Errorf("epochOfReply = %q; want %q", got, want)
 	}
-	if got := replIDOf("role:master\r\n"); got != "" {
-		t.Errorf("replIDOf without master_replid = %q; want empty", got)
-	}
-	if got := replIDOf("master_replid2:x\nmaster_replid:y"); got != "y" {
-		t.Errorf("replIDOf = %q; want y", got)
+	if got, want := epochOfReply(nil, 3), epochOf("", ""); got != want {
+		t.Errorf("epochOfReply(nil, 3) = %q; want %q", got, want)
 	}
 }
 
@@ -161,12 +157,12 @@ func TestIsNull(t *testing.T) {
 }
 
 func validEntry() map[string]any {
-	return map[string]any{"topic": "a.b", "rev": "17", "epoch": "E", "us": "1700000000000000", "seq": "3", "src": "node"}
+	return map[string]any{"topic": "a.b", "rev": "17", "epoch": "E", "repl": "R", "us": "1700000000000000", "seq": "3", "src": "node"}
 }
 
 func TestDecodeEntry(t *testing.T) {
 	e, err := decodeEntry(validEntry())
-	want := entry{topic: "a.b", rev: 17, epochID: "E", micros: 1700000000000000, seq: 3, src: "node"}
+	want := entry{topic: "a.b", rev: 17, epochID: "E", replid: "R", micros: 1700000000000000, seq: 3, src: "node"}
 	if err != nil || e != want {
 		t.Fatalf("decodeEntry = %+v, %v; want %+v", e, err, want)
 	}
@@ -192,11 +188,19 @@ func TestDecodeEntry(t *testing.T) {
 			t.Errorf("decodeEntry without %s: no error", tt.field)
 		}
 	}
-	v := validEntry()
-	delete(v, "src")
-	if _, err := decodeEntry(v); err == nil || !strings.Contains(err.Error(), "source id") {
-		t.Errorf("decodeEntry without src: error %v", err)
+	for field, why := range map[string]string{"src": "source id", "repl": "replication id"} {
+		v := validEntry()
+		delete(v, field)
+		if _, err := decodeEntry(v); err == nil || !strings.Contains(err.Error(), "("+why+")") {
+			t.Errorf("decodeEntry without %s: error %v", field, err)
+		}
+		v = validEntry()
+		v[field] = ""
+		if _, err := decodeEntry(v); err != nil {
+			t.Errorf("decodeEntry with an empty %s: %v", field, err)
+		}
 	}
+	v := validEntry()
 	v = validEntry()
 	v["rev"] = 17
 	if _, err := decodeEntry(v); err == nil {
@@ -205,16 +209,16 @@ func TestDecodeEntry(t *testing.T) {
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	f.Add("a.b", "17", "E", "1700000000000000", "3", "node")
-	f.Add("", "0", "", "x", "0", "")
-	f.Add("a", "18446744073709551615", "e", "-1", "18446744073709551615", "|")
-	f.Fuzz(func(t *testing.T, topic, rev, epoch, us, seq, src string) {
-		e, err := decodeEntry(map[string]any{"topic": topic, "rev": rev, "epoch": epoch, "us": us, "seq": seq, "src": src})
+	f.Add("a.b", "17", "E", "R", "1700000000000000", "3", "node")
+	f.Add("", "0", "", "", "x", "0", "")
+	f.Add("a", "18446744073709551615", "e", "r", "-1", "18446744073709551615", "|")
+	f.Fuzz(func(t *testing.T, topic, rev, epoch, repl, us, seq, src string) {
+		e, err := decodeEntry(map[string]any{"topic": topic, "rev": rev, "epoch": epoch, "repl": repl, "us": us, "seq": seq, "src": src})
 		if err != nil {
 			return
 		}
-		if e.topic != topic || statesync.CheckTopic(topic) != nil || e.rev == 0 || e.seq == 0 || e.epochID != epoch || e.src != src {
-			t.Errorf("decodeEntry accepted %q %q %q %q %q %q as %+v", topic, rev, epoch, us, seq, src, e)
+		if e.topic != topic || statesync.CheckTopic(topic) != nil || e.rev == 0 || e.seq == 0 || e.epochID != epoch || e.replid != repl || e.src != src {
+			t.Errorf("decodeEntry accepted %q %q %q %q %q %q %q as %+v", topic, rev, epoch, repl, us, seq, src, e)
 		}
 		if e.rev.String() != rev {
 			t.Errorf("revision %q decoded as %d", rev, e.rev)
