@@ -28,7 +28,8 @@
 //     trimmed (default 10000, at least 100).
 //   - wait: after each write, wait (WAIT) until this many replicas have it
 //     (1-100); see Replication below.
-//   - wait_timeout: how long wait waits (default 1s, at least 1ms).
+//   - wait_timeout: how long wait waits (default 1s, at least 1ms); it
+//     must be shorter than go-redis's read_timeout (default 5s).
 //
 // The fields of [Options] do the same for Go callers and win over the URL.
 // The store never retries a command by itself (go-redis's max_retries is

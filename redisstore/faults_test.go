@@ -1,7 +1,11 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,15 +49,18 @@ func queryOf(u string) string {
 // newFaultRig returns two stores on a new prefix, B's change feed through
 // a proxy that cuts and stalls it; losing history deletes the prefix's
 // keys.
-func newFaultRig(t *testing.T) statesynctest.SharedStoreRig { return newFaultRigProbe(t, time.Second) }
+func newFaultRig(t *testing.T) statesynctest.SharedStoreRig {
+	return newFaultRigProbe(t, time.Second, nil)
+}
 
-// newFaultRigProbe is newFaultRig with B's probe interval (0: the default).
-func newFaultRigProbe(t *testing.T, probe time.Duration) statesynctest.SharedStoreRig {
+// newFaultRigProbe is newFaultRig with B's probe interval (0: the default)
+// and options.
+func newFaultRigProbe(t *testing.T, probe time.Duration, bOpts *redisstore.Options) statesynctest.SharedStoreRig {
 	u, prefix := redistest.NewPrefix(t)
 	p := newProxy(t, hostOf(t, u))
 	return statesynctest.SharedStoreRig{
 		A:         open(t, u, nil),
-		B:         open(t, feedVia(t, u, p, probe), nil),
+		B:         open(t, feedVia(t, u, p, probe), bOpts),
 		CutFeed:   p.Cut,
 		StallFeed: p.Stall,
 		LoseHistory: func() {
@@ -70,13 +77,15 @@ func TestFaultRig(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		fault func(r statesynctest.SharedStoreRig) (undo func())
+		log   string // what B logs
 	}{
-		{"Cut", func(r statesynctest.SharedStoreRig) func() { r.CutFeed(); return func() {} }},
-		{"Stall", func(r statesynctest.SharedStoreRig) func() { return r.StallFeed() }},
-		{"LoseHistory", func(r statesynctest.SharedStoreRig) func() { r.LoseHistory(); return func() {} }},
+		{"Cut", func(r statesynctest.SharedStoreRig) func() { r.CutFeed(); return func() {} }, "change feed lost"},
+		{"Stall", func(r statesynctest.SharedStoreRig) func() { return r.StallFeed() }, "change feed silent"},
+		{"LoseHistory", func(r statesynctest.SharedStoreRig) func() { r.LoseHistory(); return func() {} }, "epoch changed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newFaultRig(t)
+			var logs syncBuffer
+			r := newFaultRigProbe(t, time.Second, &redisstore.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			w := watch(t, r.B)
 			topic := newTopic("fault")
 			first := mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
@@ -101,6 +110,9 @@ func TestFaultRig(t *testing.T) {
 			if st := b.FeedStatus(); st.Resyncs < 1 || !st.Connected {
 				t.Errorf("B.FeedStatus() = %+v; want connected, Resyncs >= 1", st)
 			}
+			if out := logs.String(); !strings.Contains(out, tt.log) {
+				t.Errorf("B's log %q; want it to say %q", out, tt.log)
+			}
 		})
 	}
 }
@@ -110,7 +122,7 @@ func TestStallDetectedWithDefaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes 10 s")
 	}
-	r := newFaultRigProbe(t, 0)
+	r := newFaultRigProbe(t, 0, nil)
 	w := watch(t, r.B)
 	topic := newTopic("stall")
 	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
@@ -129,4 +141,22 @@ func TestStallDetectedWithDefaults(t *testing.T) {
 // The shared-store fault suite, on B's feed through a fault proxy.
 func TestSharedStoreFaults(t *testing.T) {
 	statesynctest.TestSharedStoreFaults(t, newFaultRig)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"time"
 
@@ -24,7 +25,7 @@ const feedBatch = 512
 
 // errSilent is why a feed that got no answer for two probe intervals is
 // dropped.
-var errSilent = errors.New("redisstore: change feed silent: no answer to XREAD for two probe intervals")
+var errSilent = errors.New("redisstore: change feed silent: a read got no answer in time")
 
 // cursor is where the feed is in the stream, and what it knows.
 type cursor struct {
@@ -70,8 +71,8 @@ func (s *Store) run(ctx context.Context, cur cursor) {
 		s.log.Warn("redisstore: change feed lost; reconnecting", "prefix", s.k.prefix, "err", err)
 		s.setDown(err)
 		for {
-			wait := delay/2 + rand.N(delay/2+1)
-			delay = min(2*delay, maxBackoff)
+			var wait time.Duration
+			wait, delay = backoff(delay)
 			select {
 			case <-ctx.Done():
 				return
@@ -95,6 +96,13 @@ func (s *Store) run(ctx context.Context, cur cursor) {
 		s.log.Info("redisstore: change feed reconnected", "prefix", s.k.prefix)
 		s.resync()
 	}
+}
+
+// backoff returns the wait before a reconnection attempt, drawn between
+// half and all of delay, and the delay of the next attempt: twice delay, at
+// most maxBackoff.
+func backoff(delay time.Duration) (wait, next time.Duration) {
+	return delay/2 + rand.N(delay/2+1), min(2*delay, maxBackoff)
 }
 
 func (s *Store) setDown(err error) {
@@ -140,7 +148,7 @@ func (s *Store) follow(ctx context.Context, cur *cursor) error {
 			nextProbe = now.Add(s.probe)
 			pctx, cancel := context.WithTimeout(ctx, 2*s.probe)
 			c, err := s.connectFeed(pctx)
-			silent := pctx.Err() != nil
+			silent := pctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)
 			cancel()
 			switch {
 			case err != nil && ctx.Err() != nil:
@@ -154,7 +162,7 @@ func (s *Store) follow(ctx context.Context, cur *cursor) error {
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*s.probe)
 		res, err := s.feedc.XRead(rctx, &redis.XReadArgs{Streams: []string{s.k.stream, cur.id}, Count: feedBatch, Block: s.probe}).Result()
-		silent := rctx.Err() != nil
+		silent := rctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)
 		cancel()
 		switch {
 		case errors.Is(err, redis.Nil):

@@ -75,8 +75,9 @@ type Options struct {
 	// many replicas acknowledged it, or return [ErrNotReplicated] after
 	// WaitTimeout. 0 means the URL's wait option, else no waiting.
 	WaitReplicas int
-	// WaitTimeout bounds the wait of WaitReplicas. 0 means the URL's
-	// wait_timeout option, else [DefaultWaitTimeout].
+	// WaitTimeout bounds the wait of WaitReplicas; with WaitReplicas it
+	// must be shorter than the URL's read_timeout (go-redis's default 5s).
+	// 0 means the URL's wait_timeout option, else [DefaultWaitTimeout].
 	WaitTimeout time.Duration
 	// Logger receives the feed's warnings (lost connection, resyncs). Nil
 	// means none.
@@ -274,9 +275,6 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	// A write is not idempotent: a retry after a lost reply could commit it
 	// twice, or report a conflict with itself. Callers retry, knowing.
 	ropts.MaxRetries = -1
-	if o.WaitReplicas > 0 && ropts.ReadTimeout >= 0 && ropts.ReadTimeout < o.WaitTimeout+time.Second {
-		ropts.ReadTimeout = o.WaitTimeout + time.Second // the reply of WAIT comes after up to WaitTimeout
-	}
 	ropts.ContextTimeoutEnabled = true
 	fopts.MaxRetries = -1
 	fopts.ContextTimeoutEnabled = true
@@ -287,6 +285,10 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	s := &Store{k: newKeys(o.Prefix), probe: o.ProbeInterval, maxLen: o.StreamMaxLen,
 		wait: o.WaitReplicas, waitTimeout: o.WaitTimeout, log: o.Logger}
 	s.rdb = redis.NewClient(ropts)
+	if rt := s.rdb.Options().ReadTimeout; o.WaitReplicas > 0 && rt > 0 && rt <= o.WaitTimeout {
+		_ = s.rdb.Close()
+		return nil, fmt.Errorf("redisstore: the read timeout (%v) must be longer than WaitTimeout (%v), which WAIT may take", rt, o.WaitTimeout)
+	}
 	s.feedc = redis.NewClient(fopts)
 	cur, err := s.connectFeed(ctx)
 	if err != nil {
