@@ -286,3 +286,33 @@ func TestForeignStreamEntry(t *testing.T) {
 		t.Errorf("watcher got %+v; want only the write, without data, in the store's epoch", w.recs)
 	}
 }
+
+// With wait=1 and a replica, a write returns once the replica has it.
+func TestWaitReplicaAcknowledges(t *testing.T) {
+	primary := redistest.StartServer(t, nil)
+	replica := redistest.StartServer(t, &redistest.ServerOptions{ReplicaOf: primary.Addr()})
+	s := open(t, withOpt(t, withOpt(t, primary.URL(), "wait", "1"), "wait_timeout", "2s"), nil)
+	poll.Until(t, "the replica in sync", func() bool {
+		var n int64
+		_ = redistest.Do(primary.URL(), func(ctx context.Context, c *redis.Client) error {
+			var err error
+			n, err = c.Wait(ctx, 1, 10*time.Millisecond).Result()
+			return err
+		})
+		return n == 1
+	})
+	rec := mustWrite(t, s, statesync.Write{Topic: "replicated", Data: json.RawMessage(`1`)})
+	admin(t, replica.URL(), func(ctx context.Context, c *redis.Client) error {
+		rev, err := c.HGet(ctx, "{statesync}:t:replicated", "rev").Result()
+		if err != nil || rev != rec.Revision.String() {
+			t.Errorf("the replica's revision = %q, %v right after the write; want %d", rev, err, rec.Revision)
+		}
+		return nil
+	})
+	// A replica is not enough for wait=2.
+	s2 := open(t, withOpt(t, withOpt(t, primary.URL(), "wait", "2"), "wait_timeout", "10ms"), nil)
+	if _, err := s2.Write(opContext(t), statesync.Write{Topic: "replicated", Data: json.RawMessage(`2`)}); !errors.Is(err, redisstore.ErrNotReplicated) ||
+		!strings.Contains(err.Error(), "1 of 2 replicas") {
+		t.Errorf("Write with wait=2 and one replica: error %v; want ErrNotReplicated, 1 of 2", err)
+	}
+}

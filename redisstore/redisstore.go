@@ -455,7 +455,7 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 	}
 	rec := statesync.Record{Topic: w.Topic, Revision: statesync.Revision(rev), Epoch: epoch, Data: data,
 		SourceID: w.SourceID, Time: microTime(res[len(res)-1])}
-	if s.wait > 0 && acked < int64(s.wait) {
+	if acked < int64(s.wait) { // (s.wait is 0 without WaitReplicas)
 		return rec, fmt.Errorf("%w: %s at revision %d: %d of %d replicas within %v", ErrNotReplicated, op, rev, acked, s.wait, s.waitTimeout)
 	}
 	return rec, nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -207,5 +208,34 @@ func TestRestartFails(t *testing.T) {
 	}
 	if err := srv.Restart(); err == nil || !strings.Contains(err.Error(), "redis-server exited") {
 		t.Errorf("Restart() with a bad setting = %v; want redis-server's exit", err)
+	}
+}
+
+// A replica follows its primary.
+func TestStartServerReplica(t *testing.T) {
+	primary := StartServer(t, nil)
+	replica := StartServer(t, &ServerOptions{ReplicaOf: primary.Addr()})
+	if err := Do(primary.URL(), func(ctx context.Context, c *redis.Client) error {
+		if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+			return err
+		}
+		n, err := c.Wait(ctx, 1, 30*time.Second).Result()
+		if err != nil || n != 1 {
+			t.Errorf("WAIT 1 = %d, %v; want 1 replica", n, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(filepath.Join(replica.Dir(), "redis.conf"))
+	if err != nil || !strings.Contains(string(conf), "replicaof 127.0.0.1 "+strings.TrimPrefix(primary.Addr(), "127.0.0.1:")+"\n") {
+		t.Errorf("replica's redis.conf = %q, %v", conf, err)
+	}
+}
+
+func TestStartServerBadReplicaOf(t *testing.T) {
+	r := &recorder{TB: t}
+	if s := StartServer(r, &ServerOptions{ReplicaOf: "nonsense"}); s != nil || !strings.Contains(r.failed, "ReplicaOf") {
+		t.Errorf("StartServer with a bad ReplicaOf = %v, failure %q; want a failure", s, r.failed)
 	}
 }

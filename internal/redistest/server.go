@@ -23,6 +23,9 @@ type ServerOptions struct {
 	// AppendFsync, if set, turns the append-only file on (appendonly yes)
 	// with this fsync policy: "always", "everysec" or "no".
 	AppendFsync string
+	// ReplicaOf, if set, is the host:port of a primary this server
+	// replicates (replicaof).
+	ReplicaOf string
 }
 
 // A Server is a redis-server process of a test's own, in a temporary
@@ -95,10 +98,17 @@ func freePort() (int, error) {
 }
 
 func (s *Server) configure(o ServerOptions) error {
-	conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsave \"\"\ndaemonize no\nlogfile %s\n",
+	conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsave \"\"\ndaemonize no\nlogfile %s\nrepl-diskless-sync-delay 0\n",
 		s.port, s.dir, filepath.Join(s.dir, "server.log"))
 	if o.AppendFsync != "" {
 		conf += "appendonly yes\nappendfsync " + o.AppendFsync + "\n"
+	}
+	if o.ReplicaOf != "" {
+		host, port, err := net.SplitHostPort(o.ReplicaOf)
+		if err != nil {
+			return fmt.Errorf("ReplicaOf: %w", err)
+		}
+		conf += "replicaof " + host + " " + port + "\n"
 	}
 	return os.WriteFile(filepath.Join(s.dir, "redis.conf"), []byte(conf), 0o600)
 }
