@@ -78,10 +78,11 @@ func TestFaultRig(t *testing.T) {
 		name  string
 		fault func(r statesynctest.SharedStoreRig) (undo func())
 		log   string // what B logs
+		not   string // what B does not log
 	}{
-		{"Cut", func(r statesynctest.SharedStoreRig) func() { r.CutFeed(); return func() {} }, "change feed lost"},
-		{"Stall", func(r statesynctest.SharedStoreRig) func() { return r.StallFeed() }, "change feed silent"},
-		{"LoseHistory", func(r statesynctest.SharedStoreRig) func() { r.LoseHistory(); return func() {} }, "epoch changed"},
+		{"Cut", func(r statesynctest.SharedStoreRig) func() { r.CutFeed(); return func() {} }, "change feed lost", "silent"},
+		{"Stall", func(r statesynctest.SharedStoreRig) func() { return r.StallFeed() }, "change feed silent", "epoch changed"},
+		{"LoseHistory", func(r statesynctest.SharedStoreRig) func() { r.LoseHistory(); return func() {} }, "epoch changed", "change feed lost"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs syncBuffer
@@ -110,8 +111,8 @@ func TestFaultRig(t *testing.T) {
 			if st := b.FeedStatus(); st.Resyncs < 1 || !st.Connected {
 				t.Errorf("B.FeedStatus() = %+v; want connected, Resyncs >= 1", st)
 			}
-			if out := logs.String(); !strings.Contains(out, tt.log) {
-				t.Errorf("B's log %q; want it to say %q", out, tt.log)
+			if out := logs.String(); !strings.Contains(out, tt.log) || strings.Contains(out, tt.not) {
+				t.Errorf("B's log %q; want it to say %q, not %q", out, tt.log, tt.not)
 			}
 		})
 	}
