@@ -201,7 +201,6 @@ func TestDecodeEntry(t *testing.T) {
 		}
 	}
 	v := validEntry()
-	v = validEntry()
 	v["rev"] = 17
 	if _, err := decodeEntry(v); err == nil {
 		t.Errorf("decodeEntry with a non-string revision: no error")
