@@ -566,7 +566,7 @@ func (s *Store) epoch(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if len(res) < 2 {
+	if len(res) != 6 {
 		return "", fmt.Errorf("unexpected reply %v", res)
 	}
 	return epochOfReply(res[0], res[1]), nil
