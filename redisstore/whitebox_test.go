@@ -67,7 +67,7 @@ func TestParseURLHidesPassword(t *testing.T) {
 }
 
 func TestCheckPrefix(t *testing.T) {
-	for _, p := range []string{"a", "A-z_0.9:x", strings.Repeat("p", 64)} {
+	for _, p := range []string{"a", "A", "0", "Z9", "A-z_0.9:x", strings.Repeat("p", 64)} {
 		if err := checkPrefix(p); err != nil {
 			t.Errorf("checkPrefix(%q) = %v; want nil", p, err)
 		}
