@@ -37,7 +37,7 @@ type Config struct {
 	Addr string
 	// Store is the URL of the store (STATESYNC_STORE): postgres://… or
 	// postgresql://… (a PostgreSQL database, which several daemons can
-	// share), bbolt:DIR (the bbolt file in DIR, as Data) or memory: (as
+	// share), redis://… or rediss://… (a Redis, likewise), bbolt:DIR (the bbolt file in DIR, as Data) or memory: (as
 	// Memory). Empty means Data, or Memory if set. Store with Memory is
 	// an error, and so is Store with an explicit --data
 	// (ParseFlags); Data is then ignored.
@@ -132,7 +132,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (STATESYNC_ADDR)")
-	fs.StringVar(&cfg.Store, "store", cfg.Store, "store URL: postgres://user:pass@host/db?sslmode=…&schema=…&pool_max_conns=… (a PostgreSQL database several daemons can share), bbolt:DIR or memory:; default: --data (STATESYNC_STORE)")
+	fs.StringVar(&cfg.Store, "store", cfg.Store, "store URL: postgres://user:pass@host/db?sslmode=…&schema=…&pool_max_conns=… (a PostgreSQL database several daemons can share), redis://:pass@host:6379/0?prefix=… (a Redis, likewise), bbolt:DIR or memory:; default: --data (STATESYNC_STORE)")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory of the durable store (STATESYNC_DATA)")
 	fs.BoolVar(&cfg.Memory, "memory", cfg.Memory, "keep state in memory only; nothing survives a restart (STATESYNC_MEMORY)")
 	fs.StringVar(&cfg.Tokens, "tokens", cfg.Tokens, "token file enabling bearer-token auth, see README (STATESYNC_TOKENS)")

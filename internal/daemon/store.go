@@ -27,6 +27,8 @@ var storeOpeners = map[string]storeOpener{
 	"memory":     openMemory,
 	"postgres":   openPostgres,
 	"postgresql": openPostgres,
+	"redis":      openRedis,
+	"rediss":     openRedis,
 }
 
 // storeScheme returns the scheme of a --store URL, lower-cased, if a store
@@ -64,7 +66,8 @@ func supportedStores() string {
 
 // redactURL returns raw for logs: its passwords, in the user information
 // or in a password or sslpassword query parameter, replaced by xxxxx, and
-// a URL in a feed_url parameter (pgstore's) redacted the same way.
+// a URL in a feed_url parameter (pgstore's and redisstore's) redacted the
+// same way.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {

@@ -97,7 +97,9 @@ func TestStoreFlag(t *testing.T) {
 		"postgres://db.example/x?sslpassword=secret":              "postgres://db.example/x?sslpassword=xxxxx",
 		"bbolt:/var/lib/statesync":                                "bbolt:/var/lib/statesync",
 		"postgres://pgbouncer.example/x?feed_url=postgres%3A%2F%2Fu%3Asecret%40db.example%2Fx%3Fpassword%3Dsecret": "postgres://pgbouncer.example/x?feed_url=postgres%3A%2F%2Fu%3Axxxxx%40db.example%2Fx%3Fpassword%3Dxxxxx",
-		"postgres://u:secret@h:bad/db": "(a malformed URL)",
+		"postgres://u:secret@h:bad/db":                                                   "(a malformed URL)",
+		"redis://:secret@cache:6379/0?prefix=app":                                        "redis://:xxxxx@cache:6379/0?prefix=app",
+		"rediss://u:secret@cache/0?feed_url=redis%3A%2F%2F%3Asecret%40direct%3A6379%2F0": "rediss://u:xxxxx@cache/0?feed_url=redis%3A%2F%2F%3Axxxxx%40direct%3A6379%2F0",
 	} {
 		if got := daemon.RedactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q; want %q", in, got, want)

@@ -1,0 +1,163 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/faultproxy"
+	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/redistest"
+	"github.com/statesync-go/statesync/redisstore"
+	"github.com/statesync-go/statesync/statesynctest"
+)
+
+// feedVia returns storeURL with its change feed going through p.
+func feedVia(t testing.TB, storeURL string, p *faultproxy.Proxy, probe time.Duration) string {
+	t.Helper()
+	u := withOpt(t, storeURL, "feed_url", withHost(t, redisOnly(t, storeURL), p.Addr()))
+	if probe > 0 {
+		u = withOpt(t, u, "feed_probe", probe.String())
+	}
+	return u
+}
+
+// redisOnly returns storeURL without its query options.
+func redisOnly(t testing.TB, storeURL string) string {
+	t.Helper()
+	u := withHost(t, storeURL, hostOf(t, storeURL))
+	if i := len(u) - len(queryOf(u)); i > 0 && queryOf(u) != "" {
+		return u[:i-1]
+	}
+	return u
+}
+
+func queryOf(u string) string {
+	for i := range len(u) {
+		if u[i] == '?' {
+			return u[i+1:]
+		}
+	}
+	return ""
+}
+
+// newFaultRig returns two stores on a new prefix, B's change feed through
+// a proxy that cuts and stalls it; losing history deletes the prefix's
+// keys.
+func newFaultRig(t *testing.T) statesynctest.SharedStoreRig {
+	return newFaultRigProbe(t, time.Second, nil)
+}
+
+// newFaultRigProbe is newFaultRig with B's probe interval (0: the default)
+// and options.
+func newFaultRigProbe(t *testing.T, probe time.Duration, bOpts *redisstore.Options) statesynctest.SharedStoreRig {
+	u, prefix := redistest.NewPrefix(t)
+	p := newProxy(t, hostOf(t, u))
+	return statesynctest.SharedStoreRig{
+		A:         open(t, u, nil),
+		B:         open(t, feedVia(t, u, p, probe), bOpts),
+		CutFeed:   p.Cut,
+		StallFeed: p.Stall,
+		LoseHistory: func() {
+			if err := redistest.DeletePrefix(redisOnly(t, u), prefix); err != nil {
+				t.Error(err)
+			}
+		},
+	}
+}
+
+// The rig's faults, checked at the level of the store: B's watchers get a
+// Resync, B's feed reconnects, and later writes through A reach them.
+func TestFaultRig(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		fault func(r statesynctest.SharedStoreRig) (undo func())
+		log   string // what B logs
+		not   string // what B does not log
+	}{
+		{"Cut", func(r statesynctest.SharedStoreRig) func() { r.CutFeed(); return func() {} }, "change feed lost", "silent"},
+		{"Stall", func(r statesynctest.SharedStoreRig) func() { return r.StallFeed() }, "change feed silent", "epoch changed"},
+		{"LoseHistory", func(r statesynctest.SharedStoreRig) func() { r.LoseHistory(); return func() {} }, "epoch changed", "change feed lost"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs syncBuffer
+			r := newFaultRigProbe(t, time.Second, &redisstore.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			w := watch(t, r.B)
+			topic := newTopic("fault")
+			first := mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+			waitSeen(t, w, first)
+			start := time.Now()
+			undo := tt.fault(r)
+			defer undo()
+			poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+			t.Logf("Resync after %v", time.Since(start).Round(time.Millisecond))
+			b := r.B.(*redisstore.Store)
+			if tt.name != "LoseHistory" {
+				poll.Until(t, "B's feed reconnected", func() bool { st := b.FeedStatus(); return st.Connected && st.Reconnects >= 1 })
+			}
+			later := mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+			waitSeen(t, w, later)
+			if got := mustGet(t, r.B, topic); got.Epoch != later.Epoch {
+				t.Errorf("B's epoch %q; A's %q", got.Epoch, later.Epoch)
+			}
+			if (later.Epoch != first.Epoch) != (tt.name == "LoseHistory") {
+				t.Errorf("epoch %q after the fault, %q before", later.Epoch, first.Epoch)
+			}
+			if st := b.FeedStatus(); st.Resyncs < 1 || !st.Connected {
+				t.Errorf("B.FeedStatus() = %+v; want connected, Resyncs >= 1", st)
+			}
+			if out := logs.String(); !strings.Contains(out, tt.log) || strings.Contains(out, tt.not) {
+				t.Errorf("B's log %q; want it to say %q, not %q", out, tt.log, tt.not)
+			}
+		})
+	}
+}
+
+// With the default probe interval, a silent feed is found within 15 s.
+func TestStallDetectedWithDefaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 10 s")
+	}
+	r := newFaultRigProbe(t, 0, nil)
+	w := watch(t, r.B)
+	topic := newTopic("stall")
+	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	resume := r.StallFeed()
+	defer resume()
+	start := time.Now()
+	poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+	d := time.Since(start)
+	t.Logf("silent feed found and resynced after %v", d.Round(time.Millisecond))
+	if d > 15*time.Second {
+		t.Errorf("silent feed found after %v; want within 15 s", d)
+	}
+	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
+}
+
+// The shared-store fault suite, on B's feed through a fault proxy.
+func TestSharedStoreFaults(t *testing.T) {
+	statesynctest.TestSharedStoreFaults(t, newFaultRig)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
