@@ -27,6 +27,9 @@ const DefaultBucket = "statesync"
 // DefaultProbeInterval is the default of [Options.ProbeInterval].
 const DefaultProbeInterval = 5 * time.Second
 
+// DefaultRequestTimeout is the default of [Options.RequestTimeout].
+const DefaultRequestTimeout = 5 * time.Second
+
 // minProbeInterval is the shortest probe interval accepted.
 const minProbeInterval = 10 * time.Millisecond
 
@@ -61,6 +64,12 @@ type Options struct {
 	FeedURL string
 	// Logger receives the feed's warnings. Nil means none.
 	Logger *slog.Logger
+	// RequestTimeout bounds each request to the servers (a read, a write,
+	// a look at the stream), within the context's deadline: a request
+	// whose answer is lost (a server that died with it) fails after it,
+	// and a write's outcome is then unknown. 0 means the URL's timeout
+	// option, else [DefaultRequestTimeout].
+	RequestTimeout time.Duration
 	// NATSOptions are added to the options of both connections (after
 	// those this package sets, so they win).
 	NATSOptions []nats.Option
@@ -82,6 +91,7 @@ type Store struct {
 	prefix  string // $KV.<bucket>.
 	reps    int
 	probe   time.Duration
+	timeout time.Duration // of one request
 	log     *slog.Logger
 
 	hist atomic.Pointer[history] // the bucket's history as last read
@@ -149,6 +159,12 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	if o.ProbeInterval < minProbeInterval {
 		return nil, fmt.Errorf("natsstore: ProbeInterval %v is shorter than %v", o.ProbeInterval, minProbeInterval)
 	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = cmpDur(uo.timeout, DefaultRequestTimeout)
+	}
+	if o.RequestTimeout < minProbeInterval {
+		return nil, fmt.Errorf("natsstore: RequestTimeout %v is shorter than %v", o.RequestTimeout, minProbeInterval)
+	}
 	if o.FeedURL == "" {
 		o.FeedURL = uo.feedURL
 	}
@@ -185,7 +201,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	feedOpt = append(feedOpt, o.NATSOptions...)
 
 	s := &Store{feedOpt: feedOpt, feedURL: feedServers, bucket: o.Bucket, stream: "KV_" + o.Bucket,
-		prefix: "$KV." + o.Bucket + ".", reps: o.Replicas, probe: o.ProbeInterval, log: o.Logger}
+		prefix: "$KV." + o.Bucket + ".", reps: o.Replicas, probe: o.ProbeInterval, timeout: o.RequestTimeout, log: o.Logger}
 	s.hist.Store(&history{})
 	if s.nc, err = connect(ctx, uo.servers, mainOpts); err != nil {
 		return nil, fmt.Errorf("natsstore: connect: %w", err)
@@ -220,6 +236,18 @@ func cmp(a, b string) string {
 		return a
 	}
 	return b
+}
+
+func cmpDur(a, b time.Duration) time.Duration {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+// reqContext bounds ctx by the store's request timeout.
+func (s *Store) reqContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 // connect connects to servers within ctx.
@@ -279,6 +307,8 @@ func firstSeq(now time.Time) uint64 { return uint64(max(now.UnixMicro(), 1)) }
 // ensureBucket creates the bucket's stream if it is missing, and reads its
 // history.
 func (s *Store) ensureBucket(ctx context.Context) error {
+	ctx, cancel := s.reqContext(ctx)
+	defer cancel()
 	st, err := s.js.CreateStream(ctx, s.streamConfig(time.Now()))
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		st, err = s.js.Stream(ctx, s.stream)
@@ -437,12 +467,12 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 	if w.Conditional {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(uint64(w.IfRevision)))
 	}
-	ack, err := s.js.PublishMsg(ctx, msg, opts...)
+	ack, err := s.publish(ctx, msg, opts)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		// No stream listens: the bucket is gone. Make it again (a new
 		// epoch) and write once more.
 		if err = s.ensureBucket(ctx); err == nil {
-			ack, err = s.js.PublishMsg(ctx, msg, opts...)
+			ack, err = s.publish(ctx, msg, opts)
 		}
 	}
 	if w.Conditional && isWrongLastSeq(err) {
@@ -453,6 +483,13 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 	}
 	return statesync.Record{Topic: w.Topic, Revision: statesync.Revision(ack.Sequence), Epoch: s.Epoch(), Data: data,
 		SourceID: w.SourceID, Time: time.Now()}, nil
+}
+
+// publish publishes msg to the stream within the request timeout.
+func (s *Store) publish(ctx context.Context, msg *nats.Msg, opts []jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ctx, cancel := s.reqContext(ctx)
+	defer cancel()
+	return s.js.PublishMsg(ctx, msg, opts...)
 }
 
 // isWrongLastSeq reports whether err is the stream's refusal of a
@@ -477,7 +514,9 @@ func (s *Store) conflict(ctx context.Context, w statesync.Write) error {
 // List implements [statesync.Store]: every written topic (deleted ones
 // included, their data is null) with its revision, epoch and time, sorted
 // by topic in byte order, without data or source id. It reads the last
-// message of every key with an ordered consumer of the stream's leader.
+// message of every key with an ordered consumer of the stream's leader
+// (a key-value watcher), and fails if the servers send nothing for the
+// request timeout.
 // Keys that are not topics of this package are left out.
 func (s *Store) List(ctx context.Context) ([]statesync.Record, error) {
 	if s.closed.Load() {
@@ -490,8 +529,13 @@ func (s *Store) List(ctx context.Context) ([]statesync.Record, error) {
 	defer func() { _ = w.Stop() }()
 	epoch := s.Epoch()
 	var out []statesync.Record
+	idle := time.NewTimer(s.timeout)
+	defer idle.Stop()
 	for {
+		idle.Reset(s.timeout)
 		select {
+		case <-idle.C:
+			return nil, s.opErr("list", fmt.Errorf("no answer within %v", s.timeout))
 		case e, ok := <-w.Updates():
 			if !ok {
 				return nil, s.opErr("list", errors.New("the listing ended early"))
@@ -554,11 +598,8 @@ func (s *Store) lastMsg(ctx context.Context, key string) (*rawMsg, error) {
 	req, _ := json.Marshal(struct {
 		LastBySubject string `json:"last_by_subj"`
 	}{s.prefix + key})
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := s.reqContext(ctx)
+	defer cancel()
 	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.stream, req)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return nil, errNoStream

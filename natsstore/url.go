@@ -16,6 +16,7 @@ const (
 	optBucket   = "bucket"
 	optReplicas = "replicas"
 	optProbe    = "feed_probe"
+	optTimeout  = "timeout"
 	optFeedURL  = "feed_url"
 	optCreds    = "creds"
 	optToken    = "token"
@@ -33,6 +34,7 @@ type urlOptions struct {
 	bucket   string
 	replicas int
 	probe    time.Duration
+	timeout  time.Duration
 	feedURL  string
 	creds    string
 	token    string
@@ -120,16 +122,21 @@ func parseURL(raw string) (urlOptions, error) {
 		}
 		o.replicas = n
 	}
-	probe, err := one(optProbe)
-	if err != nil {
-		return o, err
-	}
-	if probe != "" {
-		d, err := time.ParseDuration(probe)
-		if err != nil || d < minProbeInterval {
-			return o, fmt.Errorf("%w: %s=%q: want a duration of at least %v, such as 5s", errBadURL, optProbe, probe, minProbeInterval)
+	for _, f := range []struct {
+		key string
+		dst *time.Duration
+	}{{optProbe, &o.probe}, {optTimeout, &o.timeout}} {
+		v, err := one(f.key)
+		if err != nil {
+			return o, err
 		}
-		o.probe = d
+		if v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < minProbeInterval {
+				return o, fmt.Errorf("%w: %s=%q: want a duration of at least %v, such as 5s", errBadURL, f.key, v, minProbeInterval)
+			}
+			*f.dst = d
+		}
 	}
 	for _, f := range []struct {
 		key string

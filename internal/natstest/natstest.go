@@ -9,7 +9,6 @@ package natstest
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -87,7 +86,13 @@ func NewCluster(t testing.TB, n int) *Cluster {
 	}
 	c := &Cluster{t: t, name: "statesync-test"}
 	t.Cleanup(c.shutdownAll)
-	var seed string
+	// A JetStream cluster wants its routes configured from the start: the
+	// cluster ports are chosen first.
+	ports := freePorts(t, n)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
 	for i := range n {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i),
@@ -97,42 +102,34 @@ func NewCluster(t testing.TB, n int) *Cluster {
 			StoreDir:   t.TempDir(),
 			NoLog:      true,
 			NoSigs:     true,
-			Cluster:    server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: -1},
-		}
-		if seed != "" {
-			o.Routes = server.RoutesFromStr(seed)
+			Cluster:    server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: ports[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
 		}
 		s := start(t, o)
-		// Keep the ports it got, so that a restart listens where the
-		// others and the clients look for it.
+		// Keep the client port it got, so that a restart listens where
+		// the clients look for it.
 		o.Port = s.Addr().(*net.TCPAddr).Port
+		c.mu.Lock()
 		c.nodes = append(c.nodes, &node{opts: o, srv: s})
-		if seed == "" {
-			seed = "nats://" + s.ClusterAddr().String()
-		}
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	for _, nd := range c.nodes {
-		nd.opts.Cluster.Port = nd.srv.ClusterAddr().Port
-	}
-	// Every node routes to every other one, as a restarted node must.
-	for i, nd := range c.nodes {
-		nd.opts.Routes = c.routesExcept(i)
-	}
-	c.mu.Unlock()
 	c.WaitLeader()
 	return c
 }
 
-// routesExcept returns the cluster URLs of every node but i. c.mu is held.
-func (c *Cluster) routesExcept(i int) []*url.URL {
-	var urls []string
-	for j, nd := range c.nodes {
-		if j != i {
-			urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", nd.opts.Cluster.Port))
+// freePorts returns n TCP ports of 127.0.0.1 that were free a moment ago.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("natstest: %v", err)
 		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	return server.RoutesFromStr(strings.Join(urls, ","))
+	return ports
 }
 
 func (c *Cluster) shutdownAll() {
