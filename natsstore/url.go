@@ -108,7 +108,7 @@ func parseURL(raw string) (urlOptions, error) {
 	}
 	if o.bucket != "" {
 		if err := checkBucket(o.bucket); err != nil {
-			return o, err
+			return o, fmt.Errorf("%w: %w", errBadURL, err)
 		}
 	}
 	reps, err := one(optReplicas)
