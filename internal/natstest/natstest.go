@@ -29,7 +29,14 @@ const Account = "$G"
 // client URL (nats://127.0.0.1:port). It is shut down at t's cleanup.
 func NewServer(t testing.TB) string {
 	t.Helper()
-	s := start(t, &server.Options{
+	return NewServerWith(t, nil)
+}
+
+// NewServerWith is [NewServer] with the server's options changed by
+// configure (authentication, max_payload...) before it starts.
+func NewServerWith(t testing.TB, configure func(*server.Options)) string {
+	t.Helper()
+	o := &server.Options{
 		ServerName: "single",
 		Host:       "127.0.0.1",
 		Port:       -1,
@@ -37,7 +44,11 @@ func NewServer(t testing.TB) string {
 		StoreDir:   t.TempDir(),
 		NoLog:      true,
 		NoSigs:     true,
-	})
+	}
+	if configure != nil {
+		configure(o)
+	}
+	s := start(t, o)
 	t.Cleanup(func() { shutdown(s) })
 	return s.ClientURL()
 }
