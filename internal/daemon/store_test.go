@@ -98,6 +98,11 @@ func TestStoreFlag(t *testing.T) {
 		"bbolt:/var/lib/statesync":                                "bbolt:/var/lib/statesync",
 		"postgres://pgbouncer.example/x?feed_url=postgres%3A%2F%2Fu%3Asecret%40db.example%2Fx%3Fpassword%3Dsecret": "postgres://pgbouncer.example/x?feed_url=postgres%3A%2F%2Fu%3Axxxxx%40db.example%2Fx%3Fpassword%3Dxxxxx",
 		"postgres://u:secret@h:bad/db": "(a malformed URL)",
+		"nats://u:secret@h1:4222,u:secret@h2:4222?bucket=b&token=secret": "nats://u:xxxxx@h1:4222,u:xxxxx@h2:4222?bucket=b&token=xxxxx",
+		"tls://secret@h1:4222,h2?feed_url=nats%3A%2F%2Fsecret%40p%3A1":    "tls://xxxxx@h1:4222,h2?feed_url=nats%3A%2F%2Fxxxxx%40p%3A1",
+		"nats://h:4222":              "nats://h:4222",
+		"NATS://h?creds=%2Fa%2Fb":    "NATS://h?creds=%2Fa%2Fb",
+		"nats://h?token=secret&a=%z": "nats://h?(a malformed query)",
 	} {
 		if got := daemon.RedactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q; want %q", in, got, want)
