@@ -30,9 +30,7 @@ type ackedWrite struct {
 // once), no revision goes back (for a reader, and in the order of the
 // values), and the epoch stays.
 func TestClusterLeaderKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
+	skipSlow(t, "starts a cluster and waits for a leader election")
 	c := natstest.NewCluster(t, 3)
 	opts := &natsstore.Options{Replicas: 3, ProbeInterval: time.Second}
 	a, b := open(t, c.URL(), opts), open(t, c.URL(), opts)

@@ -127,3 +127,14 @@ func newProxy(t testing.TB, target string) *faultproxy.Proxy {
 
 // hostPort returns the host:port of a nats:// URL.
 func hostPort(url string) string { return strings.TrimPrefix(url, "nats://") }
+
+// quick is set by the gremlins build tag (quick_test.go).
+var quick bool
+
+// skipSlow skips a slow test in -short mode and in mutation testing.
+func skipSlow(t *testing.T, why string) {
+	t.Helper()
+	if testing.Short() || quick {
+		t.Skip(why)
+	}
+}
