@@ -155,7 +155,7 @@ func (s *Store) record(subject string, h nats.Header, seq uint64, ts time.Time) 
 		return statesync.Record{}, false
 	}
 	return statesync.Record{Topic: topic, Revision: statesync.Revision(seq), Epoch: s.Epoch(),
-		SourceID: h.Get(SourceHeader), Time: ts, DataOmitted: true}, true
+		SourceID: decodeSource(h.Get(SourceHeader)), Time: ts, DataOmitted: true}, true
 }
 
 // run is the feed goroutine: it watches f until it dies, falls silent or

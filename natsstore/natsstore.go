@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -34,7 +35,9 @@ const DefaultRequestTimeout = 5 * time.Second
 const minProbeInterval = 10 * time.Millisecond
 
 // SourceHeader is the message header holding a write's source id
-// ([statesync.Write.SourceID]); a write without one has no such header.
+// ([statesync.Write.SourceID]), query-escaped (url.QueryEscape), since a
+// header value cannot hold every string; a write without one has no such
+// header.
 const SourceHeader = "Statesync-Source"
 
 // headerRoom is what a write's message takes besides its value and source
@@ -124,17 +127,17 @@ type history struct {
 	firstSeq uint64
 }
 
-// Open connects to the NATS servers of url, creates the bucket if it is
+// Open connects to the NATS servers of rawURL, creates the bucket if it is
 // missing, starts the change feed (it returns once the feed's consumer
 // exists, so a watcher added after Open misses nothing) and returns the
 // store. See the package documentation for the URL. ctx bounds the
 // start-up only; the store lives until [Store.Close].
-func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
+func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
-	uo, err := parseURL(url)
+	uo, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
@@ -359,6 +362,12 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		s.cancel()
 		s.wg.Wait()
+		// A delivery of the last consumer may still be running on a
+		// goroutine of its connection: wait for it, and make any later
+		// one a no-op.
+		s.fmu.Lock()
+		s.gen++
+		s.fmu.Unlock()
 		s.nc.Close()
 	})
 	return nil
@@ -378,8 +387,8 @@ func (s *Store) Bucket() string { return s.bucket }
 func (s *Store) Epoch() string { return s.hist.Load().epoch }
 
 // MaxValue returns the largest value, in bytes, a write with a source id
-// of sourceIDLen bytes can store: the server's max_payload less the
-// message's header.
+// of sourceIDLen bytes (as encoded in the header: see [SourceHeader]) can
+// store: the server's max_payload less the message's header.
 func (s *Store) MaxValue(sourceIDLen int) int {
 	return int(s.nc.MaxPayload()) - headerRoom - len(SourceHeader) - sourceIDLen
 }
@@ -416,13 +425,25 @@ func (s *Store) Get(ctx context.Context, topic string) (statesync.Record, error)
 	rec := statesync.Record{Topic: topic, Epoch: s.Epoch(), Data: null()}
 	if m != nil {
 		rec.Revision = statesync.Revision(m.seq)
-		rec.SourceID = m.header.Get(SourceHeader)
+		rec.SourceID = decodeSource(m.header.Get(SourceHeader))
 		rec.Time = m.time
 		if len(m.data) > 0 && deleteOp(m.header) == "" {
 			rec.Data = m.data
 		}
 	}
 	return rec, nil
+}
+
+// encodeSource returns the header value of a source id.
+func encodeSource(id string) string { return url.QueryEscape(id) }
+
+// decodeSource returns the source id of a header value; a value that is
+// not query-escaped (written by something else) is taken as it is.
+func decodeSource(v string) string {
+	if id, err := url.QueryUnescape(v); err == nil {
+		return id
+	}
+	return v
 }
 
 // deleteOp returns the KV operation of a delete or purge marker ("DEL",
@@ -455,13 +476,14 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 	} else {
 		data = slices.Clone(data)
 	}
-	if limit := s.MaxValue(len(w.SourceID)); len(data) > limit {
-		return statesync.Record{}, fmt.Errorf("natsstore: write %q: %d bytes of data (with a %d-byte source id) exceed the %d bytes the NATS server's max_payload leaves",
-			w.Topic, len(data), len(w.SourceID), limit)
+	source := encodeSource(w.SourceID)
+	if limit := s.MaxValue(len(source)); len(data) > limit {
+		return statesync.Record{}, fmt.Errorf("natsstore: write %q: %d bytes of data (with a %d-byte encoded source id) exceed the %d bytes the NATS server's max_payload leaves",
+			w.Topic, len(data), len(source), limit)
 	}
 	msg := &nats.Msg{Subject: s.prefix + encodeKey(w.Topic), Data: data}
-	if w.SourceID != "" {
-		msg.Header = nats.Header{SourceHeader: []string{w.SourceID}}
+	if source != "" {
+		msg.Header = nats.Header{SourceHeader: []string{source}}
 	}
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(s.stream)}
 	if w.Conditional {

@@ -321,3 +321,32 @@ func TestAuth(t *testing.T) {
 		t.Error("a store with the token in the URL's user part does not see the write")
 	}
 }
+
+// Source ids that a header cannot hold as they are come back whole, from
+// Get and from the feed.
+func TestSourceIDs(t *testing.T) {
+	url := natstest.NewServer(t)
+	a, b := open(t, url, nil), open(t, url, nil)
+	w := watch(t, b)
+	for i, id := range []string{"x\r\nInjected: yes", " spaced ", "é/%+", strings.Repeat("s", 4096)} {
+		topic := newTopic("src")
+		rec := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`), SourceID: id})
+		if rec.SourceID != id {
+			t.Errorf("%d: Write record SourceID %q", i, rec.SourceID)
+		}
+		if got := mustGet(t, b, topic); got.SourceID != id {
+			t.Errorf("%d: Get SourceID %q; want %q", i, got.SourceID, id)
+		}
+		if got := waitSeen(t, w, rec); got.SourceID != id {
+			t.Errorf("%d: watched SourceID %q; want %q", i, got.SourceID, id)
+		}
+	}
+	// The encoded source id counts against max_payload.
+	limit := a.MaxValue(len("a%2Fb"))
+	if _, err := a.Write(opContext(t), statesync.Write{Topic: "t", Data: bytes.Repeat([]byte("1"), limit+1), SourceID: "a/b"}); err == nil {
+		t.Error("a write over MaxValue of the encoded source id succeeded")
+	}
+	if _, err := a.Write(opContext(t), statesync.Write{Topic: "t", Data: bytes.Repeat([]byte("1"), limit), SourceID: "a/b"}); err != nil {
+		t.Errorf("a write of MaxValue of the encoded source id: %v", err)
+	}
+}

@@ -286,3 +286,18 @@ func TestCheckBucket(t *testing.T) {
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func fmtWrap(err error) error { return fmt.Errorf("publish: %w", err) }
+
+func TestSourceEncoding(t *testing.T) {
+	for _, id := range []string{"", "node-a", "a b", "x\r\nY: z", "é/%+", " lead", "\x00\xff"} {
+		v := encodeSource(id)
+		if strings.ContainsAny(v, "\r\n ") {
+			t.Errorf("encodeSource(%q) = %q: not a header value", id, v)
+		}
+		if got := decodeSource(v); got != id {
+			t.Errorf("decodeSource(encodeSource(%q)) = %q", id, got)
+		}
+	}
+	if got := decodeSource("100%"); got != "100%" {
+		t.Errorf("decodeSource of a foreign value = %q; want it as is", got)
+	}
+}
