@@ -149,7 +149,9 @@ func TestBucketRecreated(t *testing.T) {
 		name string
 		f    func() statesync.Record
 	}{
-		{"Write", func() statesync.Record { return mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}) }},
+		{"Write", func() statesync.Record {
+			return mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+		}},
 		{"Get", func() statesync.Record { return mustGet(t, b, topic) }},
 	} {
 		deleteBucket(t, url, natsstore.DefaultBucket)
