@@ -202,7 +202,9 @@ func (c *Cluster) Shutdown(i int) {
 }
 
 // Restart starts server i again, on its ports and store directory, after
-// [Cluster.Shutdown]. Restarting a running server does nothing.
+// [Cluster.Shutdown], and waits until its JetStream is current with the
+// cluster (a request it gets before may go unanswered). Restarting a
+// running server does nothing.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	c.mu.Lock()
@@ -217,6 +219,7 @@ func (c *Cluster) Restart(i int) {
 	c.mu.Lock()
 	nd.srv = s
 	c.mu.Unlock()
+	poll.Until(c.t, fmt.Sprintf("natstest: restarted server n%d current with the cluster", i), s.JetStreamIsCurrent)
 }
 
 // StreamLeader returns the index of the server leading stream (of
