@@ -28,7 +28,8 @@ type ackedWrite struct {
 // through two stores: writes resume under the new leader, no acknowledged
 // write is lost (the values written form one chain, each value written
 // once), no revision goes back (for a reader, and in the order of the
-// values), and the epoch stays.
+// values, and in B's feed), the epoch stays, and B's feed reports the
+// last write.
 func TestClusterLeaderKilled(t *testing.T) {
 	skipSlow(t, "starts a cluster and waits for a leader election")
 	c := natstest.NewCluster(t, 3)
@@ -38,6 +39,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	leader := c.WaitStreamLeader(stream)
 	topic := newTopic("counter")
 	epoch := mustGet(t, a, topic).Epoch
+	w := watch(t, b)
 
 	const target, killAt, writers = 150, 40, 4
 	var (
@@ -158,4 +160,20 @@ func TestClusterLeaderKilled(t *testing.T) {
 	if final.Epoch != epoch {
 		t.Errorf("epoch %q after the leader change; %q before", final.Epoch, epoch)
 	}
+	// B's feed goes on past the leader change, and its revisions of the
+	// topic only go up.
+	waitSeen(t, w, final)
+	w.mu.Lock()
+	var last statesync.Revision
+	for _, r := range w.recs {
+		if r.Topic != topic {
+			continue
+		}
+		if r.Revision <= last {
+			t.Errorf("B's feed reported revision %d after %d", r.Revision, last)
+		}
+		last = r.Revision
+	}
+	w.mu.Unlock()
+	t.Logf("B's feed: %+v", b.FeedStatus())
 }

@@ -248,11 +248,29 @@ func (c *Cluster) MetaLeader() int {
 	return -1
 }
 
-// WaitLeader waits until the cluster has a JetStream meta leader (it can
-// create streams), and fails the test if that takes longer than [poll.Timeout].
+// WaitLeader waits until the cluster has a JetStream meta leader that
+// sees every running server online with JetStream (so that it can place
+// the replicas of a new stream on them), and fails the test if that takes
+// longer than [poll.Timeout].
 func (c *Cluster) WaitLeader() {
 	c.t.Helper()
-	poll.Until(c.t, "natstest: a JetStream meta leader", func() bool { return c.MetaLeader() >= 0 })
+	poll.UntilState(c.t, "natstest: a JetStream meta leader seeing every running server", func() (bool, string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		running := 0
+		for _, nd := range c.nodes {
+			if nd.srv != nil {
+				running++
+			}
+		}
+		for _, nd := range c.nodes {
+			if nd.srv != nil && nd.srv.JetStreamIsLeader() {
+				peers := nd.srv.JetStreamClusterPeers()
+				return len(peers) >= running, fmt.Sprintf("the leader sees %q of %d servers", peers, running)
+			}
+		}
+		return false, "no meta leader"
+	})
 }
 
 // WaitStreamLeader waits until some running server leads stream, and
