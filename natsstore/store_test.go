@@ -352,3 +352,29 @@ func TestSourceIDs(t *testing.T) {
 		t.Errorf("a write of MaxValue of the encoded source id: %v", err)
 	}
 }
+
+// With the servers' max_payload raised to 2 MiB, a value of the daemon's
+// default body limit (1 MiB) is written and read back, and so is the
+// largest value MaxValue allows.
+func TestOneMiBValue(t *testing.T) {
+	url := natstest.NewServerWith(t, func(o *server.Options) { o.MaxPayload = 2 << 20 })
+	a, b := open(t, url, nil), open(t, url, nil)
+	w := watch(t, b)
+	for _, n := range []int{1 << 20, a.MaxValue(len("node")), a.MaxValue(len("node")) + 1} {
+		data := bytes.Repeat([]byte("7"), n)
+		rec, err := a.Write(opContext(t), statesync.Write{Topic: "big", Data: data, SourceID: "node"})
+		if n > a.MaxValue(len("node")) {
+			if err == nil {
+				t.Errorf("a write of %d bytes, over MaxValue, succeeded", n)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("a write of %d bytes: %v", n, err)
+		}
+		if got := mustGet(t, b, "big"); got.Revision != rec.Revision || !bytes.Equal(got.Data, data) || got.SourceID != "node" {
+			t.Errorf("Get of a %d-byte value: revision %d (want %d), %d bytes, source %q", n, got.Revision, rec.Revision, len(got.Data), got.SourceID)
+		}
+		waitSeen(t, w, rec)
+	}
+}
