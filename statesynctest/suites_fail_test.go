@@ -35,12 +35,12 @@ func TestSuitesCatchBrokenBackends(t *testing.T) {
 		{"store-cas-ignored", []string{"ConditionalWrite", "ConcurrentCompareAndSet"}}, // lost updates
 		{"store-list-unsorted", []string{"List"}},
 		{"store-watch-stop-noop", []string{"WatchStop"}},
-		{"store-watch-before-commit", []string{"Watch"}},         // B-TRANS-08
+		{"store-watch-before-commit", []string{"Watch"}},              // B-TRANS-08
 		{"store-watch-drops", []string{"Watch", "ConcurrentWriters"}}, // a feed that loses writes, not claiming to skip superseded ones
-		{"sub-all-topics", []string{"SubscribedTopicOnly"}},      // B-TOPIC-01
-		{"sub-unsubscribe-noop", []string{"Unsubscribe"}},        // B-TRANS-02
-		{"prov-stale", []string{"LatestPut", "ConcurrentReads"}}, // B-TRANS-08
-		{"prov-shared-buffer", []string{"DataCopied"}},           // B-STORE-18
+		{"sub-all-topics", []string{"SubscribedTopicOnly"}},           // B-TOPIC-01
+		{"sub-unsubscribe-noop", []string{"Unsubscribe"}},             // B-TRANS-02
+		{"prov-stale", []string{"LatestPut", "ConcurrentReads"}},      // B-TRANS-08
+		{"prov-shared-buffer", []string{"DataCopied"}},                // B-STORE-18
 	}
 	for _, tt := range tests {
 		t.Run(tt.broken, func(t *testing.T) {
