@@ -119,12 +119,9 @@ var (
 	_ io.Closer              = (*Store)(nil)
 )
 
-// history identifies the bucket's stream: its epoch, and its first
-// sequence as configured.
+// history identifies the bucket's stream, by its epoch.
 type history struct {
-	epoch    string
-	created  time.Time
-	firstSeq uint64
+	epoch string
 }
 
 // Open connects to the NATS servers of rawURL, creates the bucket if it is
@@ -334,7 +331,7 @@ func (s *Store) ensureBucket(ctx context.Context) error {
 // setHistory records the bucket's history from its stream's info and
 // returns it.
 func (s *Store) setHistory(info *jetstream.StreamInfo) *history {
-	h := &history{epoch: epochOf(s.stream, info.Created), created: info.Created, firstSeq: info.Config.FirstSeq}
+	h := &history{epoch: epochOf(s.stream, info.Created)}
 	if old := s.hist.Load(); old.epoch == h.epoch {
 		return old
 	}
