@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,11 +33,15 @@ type feedConn struct {
 	down chan error // the connection's end (closed or lost), at most one
 }
 
-func (f *feedConn) close() {
-	if f.cc != nil {
-		f.cc.Stop()
-	}
+// close closes the connection, then stops the consumer on a goroutine of
+// wg: stopping an ordered consumer waits for a reset in progress (its
+// requests time out after 10 s on a stalled connection, and it retries
+// with backoff), which must not hold up the feed.
+func (f *feedConn) close(wg *sync.WaitGroup) {
 	f.nc.Close()
+	if f.cc != nil {
+		wg.Go(f.cc.Stop)
+	}
 }
 
 // startFeed connects the feed's connection and starts an ordered consumer
@@ -168,7 +173,7 @@ func (s *Store) run(ctx context.Context, f *feedConn) {
 	for {
 		if f != nil {
 			err := s.watch(ctx, f, known)
-			f.close()
+			f.close(&s.wg)
 			f = nil
 			if ctx.Err() != nil {
 				return
