@@ -96,6 +96,12 @@ func NewCluster(t testing.TB, n int) *Cluster {
 		t.Fatalf("natstest: NewCluster(%d): want at least one server", n)
 	}
 	c := &Cluster{t: t, name: "statesync-test"}
+	// The store directories first: cleanups run last-in first-out, and
+	// the servers must be down before their directories are removed.
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+	}
 	t.Cleanup(c.shutdownAll)
 	// A JetStream cluster wants its routes configured from the start: the
 	// cluster ports are chosen first.
@@ -110,7 +116,7 @@ func NewCluster(t testing.TB, n int) *Cluster {
 			Host:       "127.0.0.1",
 			Port:       -1,
 			JetStream:  true,
-			StoreDir:   t.TempDir(),
+			StoreDir:   dirs[i],
 			NoLog:      true,
 			NoSigs:     true,
 			Cluster:    server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: ports[i]},
@@ -203,8 +209,9 @@ func (c *Cluster) Shutdown(i int) {
 
 // Restart starts server i again, on its ports and store directory, after
 // [Cluster.Shutdown], and waits until its JetStream is current with the
-// cluster (a request it gets before may go unanswered). Restarting a
-// running server does nothing.
+// cluster. A request it gets in the next moments may still go unanswered
+// (clients time out and retry). Restarting a running server does
+// nothing.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	c.mu.Lock()

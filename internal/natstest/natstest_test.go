@@ -2,6 +2,7 @@ package natstest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/statesync-go/statesync/internal/natstest"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 func jsOf(t *testing.T, url string) jetstream.JetStream {
@@ -86,11 +88,16 @@ func TestCluster(t *testing.T) {
 	}
 	defer nc.Close()
 	js2, _ := jetstream.New(nc)
-	st, err := js2.Stream(ctx(t), "S")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := st.CachedInfo().State.Msgs; got != 1 {
-		t.Errorf("the stream holds %d messages; want 1", got)
-	}
+	// Right after a restart a request may still go unanswered (the
+	// routes' interest is being exchanged): ask until one is answered.
+	poll.UntilState(t, "the stream's state through the restarted node", func() (bool, string) {
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := js2.Stream(c, "S")
+		if err != nil {
+			return false, err.Error()
+		}
+		n := st.CachedInfo().State.Msgs
+		return n == 1, fmt.Sprintf("%d messages", n)
+	})
 }
