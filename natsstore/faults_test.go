@@ -3,6 +3,7 @@ package natsstore_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -80,10 +81,22 @@ func TestFaultRig(t *testing.T) {
 			start := time.Now()
 			undo := tt.fault(r)
 			defer undo()
+			// A write during the fault reaches B's feed once it is made
+			// again (it resumes after the last revision it delivered).
+			var during statesync.Record
+			if tt.name != "LoseHistory" {
+				during = mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`"during"`)})
+			}
 			poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
 			t.Logf("Resync after %v", time.Since(start).Round(time.Millisecond))
 			b := r.B.(*natsstore.Store)
 			poll.Until(t, "B's feed made again", func() bool { st := b.FeedStatus(); return st.Connected && st.Reconnects >= 1 })
+			if st := b.FeedStatus(); st.Reconnects > 100 || st.Resyncs != uint64(w.resyncs()) || st.Err != nil || st.Since.Before(start) {
+				t.Errorf("B's FeedStatus %+v; want a few reconnects since the fault and %d resyncs (its watcher's)", st, w.resyncs())
+			}
+			if tt.name != "LoseHistory" {
+				waitSeen(t, w, during)
+			}
 			var later statesync.Record
 			poll.Until(t, "A's writes in the new epoch", func() bool {
 				later = mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
@@ -94,6 +107,18 @@ func TestFaultRig(t *testing.T) {
 				t.Errorf("revision %d after the fault, %d before: it went back", later.Revision, first.Revision)
 			}
 			poll.Until(t, "B's epoch to be A's", func() bool { return mustGet(t, r.B, topic).Epoch == later.Epoch })
+			// No record is reported twice.
+			seen := map[statesync.Revision]bool{}
+			w.mu.Lock()
+			for _, rec := range w.recs {
+				if rec.Topic == topic {
+					if seen[rec.Revision] {
+						t.Errorf("revision %d reported twice", rec.Revision)
+					}
+					seen[rec.Revision] = true
+				}
+			}
+			w.mu.Unlock()
 		})
 	}
 }
@@ -120,4 +145,73 @@ func TestStallDetectedWithDefaults(t *testing.T) {
 // The shared-store fault suite, on B's feed through a fault proxy.
 func TestSharedStoreFaults(t *testing.T) {
 	statesynctest.TestSharedStoreFaults(t, newFaultRig)
+}
+
+// A feed whose consumer vanished on the server recovers by itself (the
+// ordered consumer is made again from where it was): writes made after
+// are reported.
+func TestConsumerDeleted(t *testing.T) {
+	url := natstest.NewServer(t)
+	a := open(t, url, nil)
+	b := open(t, url, &natsstore.Options{ProbeInterval: 50 * time.Millisecond})
+	w := watch(t, b)
+	topic := newTopic("deleted")
+	waitSeen(t, w, mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	js := jsClient(t, url)
+	st, err := js.Stream(opContext(t), "KV_"+natsstore.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	names := st.ConsumerNames(opContext(t))
+	for name := range names.Name() {
+		if err := js.DeleteConsumer(opContext(t), "KV_"+natsstore.DefaultBucket, name); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no consumer on the stream")
+	}
+	waitSeen(t, w, mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
+}
+
+// A feed that delivers nothing while the stream holds writes it has not
+// delivered, on a connection that still answers pings, is found silent by
+// its probe, made again (resuming after what it delivered) and resynced.
+func TestSilentConsumer(t *testing.T) {
+	url := natstest.NewServer(t)
+	a := open(t, url, nil)
+	b := open(t, url, &natsstore.Options{ProbeInterval: 50 * time.Millisecond})
+	w := watch(t, b)
+	topic := newTopic("silent")
+	waitSeen(t, w, mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	natsstore.Mute(b, true)
+	rec := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+	poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+	natsstore.Mute(b, false)
+	waitSeen(t, w, rec)
+	if st := b.FeedStatus(); st.Reconnects < 1 {
+		t.Errorf("B's FeedStatus %+v; want a reconnect", st)
+	}
+}
+
+// A feed that works is left alone: its probes pass, and it sends no
+// Resync and makes no new connection.
+func TestSteadyFeed(t *testing.T) {
+	url := natstest.NewServer(t)
+	a := open(t, url, &natsstore.Options{ProbeInterval: 20 * time.Millisecond})
+	w := watch(t, a)
+	topic := newTopic("steady")
+	for i := range 5 {
+		waitSeen(t, w, mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(strconv.Itoa(i))}))
+	}
+	start := natsstore.Probes(a)
+	poll.Until(t, "ten more probes", func() bool { return natsstore.Probes(a) >= start+10 })
+	if st := a.FeedStatus(); !st.Connected || st.Reconnects != 0 || st.Resyncs != 0 || st.Err != nil {
+		t.Errorf("FeedStatus %+v after probes of a working feed; want connected, no reconnect, no resync", st)
+	}
+	if n := w.resyncs(); n != 0 {
+		t.Errorf("%d Resync records from a working feed", n)
+	}
 }

@@ -134,7 +134,7 @@ func (s *Store) consume(ctx context.Context, f *feedConn, known *history) error 
 // delivered before.
 func (s *Store) deliver(gen uint64, m jetstream.Msg) {
 	md, err := m.Metadata()
-	if err != nil {
+	if err != nil || s.mute.Load() {
 		return
 	}
 	s.fmu.Lock()
@@ -279,5 +279,6 @@ func (s *Store) watch(ctx context.Context, f *feedConn, known *history) error {
 			return errSilent
 		}
 		held, was = info.State.LastSeq, seen
+		s.probes.Add(1)
 	}
 }

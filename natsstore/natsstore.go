@@ -109,6 +109,9 @@ type Store struct {
 	gen      uint64     // the current consumer's generation
 	lastSeen uint64     // the stream sequence last delivered (or skipped)
 
+	probes atomic.Uint64 // the feed's probes passed, for tests
+	mute   atomic.Bool   // tests: the feed's consumer delivers nothing
+
 	statusMu sync.Mutex // protects status
 	status   statesync.FeedStatus
 }

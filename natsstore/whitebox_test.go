@@ -17,6 +17,7 @@ func TestKeyEncoding(t *testing.T) {
 	for _, tt := range []struct{ topic, key string }{
 		{"abc", "abc"},
 		{"A-z_09", "A-z_09"},
+		{"AZaz09_-", "AZaz09_-"},
 		{"orders.eu:1", "orders=2Eeu=3A1"},
 		{"a b/c=d", "a=20b=2Fc=3Dd"},
 		{"é", "=C3=A9"},
