@@ -141,35 +141,8 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Bucket == "" {
-		o.Bucket = cmp(uo.bucket, DefaultBucket)
-	}
-	if err := checkBucket(o.Bucket); err != nil {
+	if o, err = resolveOptions(o, uo); err != nil {
 		return nil, err
-	}
-	if o.Replicas == 0 {
-		o.Replicas = max(uo.replicas, 1)
-	}
-	if o.Replicas < 1 || o.Replicas > maxReplicas {
-		return nil, fmt.Errorf("natsstore: Replicas %d: want 1 to %d", o.Replicas, maxReplicas)
-	}
-	if o.ProbeInterval == 0 {
-		o.ProbeInterval = uo.probe
-	}
-	if o.ProbeInterval == 0 {
-		o.ProbeInterval = DefaultProbeInterval
-	}
-	if o.ProbeInterval < minProbeInterval {
-		return nil, fmt.Errorf("natsstore: ProbeInterval %v is shorter than %v", o.ProbeInterval, minProbeInterval)
-	}
-	if o.RequestTimeout == 0 {
-		o.RequestTimeout = cmpDur(uo.timeout, DefaultRequestTimeout)
-	}
-	if o.RequestTimeout < minProbeInterval {
-		return nil, fmt.Errorf("natsstore: RequestTimeout %v is shorter than %v", o.RequestTimeout, minProbeInterval)
-	}
-	if o.FeedURL == "" {
-		o.FeedURL = uo.feedURL
 	}
 	feedServers := uo.servers
 	if o.FeedURL != "" {
@@ -232,6 +205,42 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 	s.wg.Add(1)
 	go s.run(runCtx, f)
 	return s, nil
+}
+
+// resolveOptions fills the zero fields of o from the URL's options uo and
+// the defaults, and checks them.
+func resolveOptions(o Options, uo urlOptions) (Options, error) {
+	if o.Bucket == "" {
+		o.Bucket = cmp(uo.bucket, DefaultBucket)
+	}
+	if err := checkBucket(o.Bucket); err != nil {
+		return o, err
+	}
+	if o.Replicas == 0 {
+		o.Replicas = max(uo.replicas, 1)
+	}
+	if o.Replicas < 1 || o.Replicas > maxReplicas {
+		return o, fmt.Errorf("natsstore: Replicas %d: want 1 to %d", o.Replicas, maxReplicas)
+	}
+	if o.ProbeInterval == 0 {
+		o.ProbeInterval = uo.probe
+	}
+	if o.ProbeInterval == 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+	if o.ProbeInterval < minProbeInterval {
+		return o, fmt.Errorf("natsstore: ProbeInterval %v is shorter than %v", o.ProbeInterval, minProbeInterval)
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = cmpDur(uo.timeout, DefaultRequestTimeout)
+	}
+	if o.RequestTimeout < minProbeInterval {
+		return o, fmt.Errorf("natsstore: RequestTimeout %v is shorter than %v", o.RequestTimeout, minProbeInterval)
+	}
+	if o.FeedURL == "" {
+		o.FeedURL = uo.feedURL
+	}
+	return o, nil
 }
 
 func cmp(a, b string) string {

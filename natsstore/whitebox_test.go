@@ -302,3 +302,27 @@ func TestSourceEncoding(t *testing.T) {
 		t.Errorf("decodeSource of a foreign value = %q; want it as is", got)
 	}
 }
+
+func TestResolveOptions(t *testing.T) {
+	o, err := resolveOptions(Options{}, urlOptions{})
+	if err != nil || o.Bucket != DefaultBucket || o.Replicas != 1 || o.ProbeInterval != DefaultProbeInterval ||
+		o.RequestTimeout != DefaultRequestTimeout || o.FeedURL != "" {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	uo := urlOptions{bucket: "u", replicas: 3, probe: time.Second, timeout: 2 * time.Second, feedURL: "nats://f"}
+	o, err = resolveOptions(Options{}, uo)
+	if err != nil || o.Bucket != "u" || o.Replicas != 3 || o.ProbeInterval != time.Second || o.RequestTimeout != 2*time.Second || o.FeedURL != "nats://f" {
+		t.Errorf("from the URL: %+v, %v", o, err)
+	}
+	o, err = resolveOptions(Options{Bucket: "o", Replicas: 5, ProbeInterval: minProbeInterval, RequestTimeout: minProbeInterval, FeedURL: "nats://g"}, uo)
+	if err != nil || o.Bucket != "o" || o.Replicas != 5 || o.ProbeInterval != minProbeInterval || o.RequestTimeout != minProbeInterval || o.FeedURL != "nats://g" {
+		t.Errorf("Options over the URL, at the boundaries: %+v, %v", o, err)
+	}
+	for _, bad := range []Options{
+		{Bucket: "a.b"}, {Replicas: -1}, {Replicas: 6}, {ProbeInterval: minProbeInterval - 1}, {RequestTimeout: minProbeInterval - 1},
+	} {
+		if o, err := resolveOptions(bad, urlOptions{}); err == nil {
+			t.Errorf("resolveOptions(%+v) = %+v, nil; want an error", bad, o)
+		}
+	}
+}
