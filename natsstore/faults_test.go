@@ -3,6 +3,7 @@ package natsstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -91,9 +92,11 @@ func TestFaultRig(t *testing.T) {
 			t.Logf("Resync after %v", time.Since(start).Round(time.Millisecond))
 			b := r.B.(*natsstore.Store)
 			poll.Until(t, "B's feed made again", func() bool { st := b.FeedStatus(); return st.Connected && st.Reconnects >= 1 })
-			if st := b.FeedStatus(); st.Reconnects > 100 || st.Resyncs != uint64(w.resyncs()) || st.Err != nil || st.Since.Before(start) {
-				t.Errorf("B's FeedStatus %+v; want a few reconnects since the fault and %d resyncs (its watcher's)", st, w.resyncs())
-			}
+			poll.UntilState(t, "B's FeedStatus to count its watcher's resyncs", func() (bool, string) {
+				st, n := b.FeedStatus(), w.resyncs()
+				ok := st.Connected && st.Reconnects <= 100 && st.Resyncs == uint64(n) && st.Err == nil && !st.Since.Before(start)
+				return ok, fmt.Sprintf("%+v; the watcher saw %d resyncs", st, n)
+			})
 			if tt.name != "LoseHistory" {
 				waitSeen(t, w, during)
 			}
