@@ -26,6 +26,17 @@ var (
 	errLost   = errors.New("natsstore: the bucket lost its history (a new stream)")
 )
 
+// connectTimeout bounds the making of a feed (its connection, the
+// stream's state, its consumer) with the given probe interval.
+func connectTimeout(probe time.Duration) time.Duration { return max(10*time.Second, 2*probe) }
+
+// backoff returns how long to wait before the next attempt to make a feed,
+// given the current delay: between half of it and all of it, at random;
+// and the delay after that one: twice as long, up to maxBackoff.
+func backoff(delay time.Duration) (wait, next time.Duration) {
+	return delay/2 + rand.N(delay/2+1), min(2*delay, maxBackoff)
+}
+
 // A feedConn is the feed's connection and the ordered consumer on it.
 type feedConn struct {
 	nc   *nats.Conn
@@ -50,13 +61,13 @@ func (f *feedConn) close(wg *sync.WaitGroup) {
 // is not the one of history known (nil at the start).
 // Once it returns, every write acknowledged afterwards will be delivered.
 func (s *Store) startFeed(ctx context.Context, known *history) (*feedConn, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(10*time.Second, 2*s.probe))
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout(s.probe))
 	defer cancel()
 	f := &feedConn{down: make(chan error, 1)}
 	opts := append([]nats.Option{
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			select {
-			case f.down <- cmpErr(err, errors.New("disconnected")):
+			case f.down <- fmt.Errorf("disconnected (%v)", err):
 			default:
 			}
 		}),
@@ -77,13 +88,6 @@ func (s *Store) startFeed(ctx context.Context, known *history) (*feedConn, error
 		return nil, err
 	}
 	return f, nil
-}
-
-func cmpErr(err, def error) error {
-	if err != nil {
-		return err
-	}
-	return def
 }
 
 // consume reads the stream's state through the store's connection and
@@ -180,8 +184,8 @@ func (s *Store) run(ctx context.Context, f *feedConn) {
 			}
 			s.log.Warn("natsstore: change feed lost; making a new one", "bucket", s.bucket, "err", err)
 			s.setDown(err)
-			wait := delay/2 + rand.N(delay/2+1)
-			delay = min(2*delay, maxBackoff)
+			var wait time.Duration
+			wait, delay = backoff(delay)
 			select {
 			case <-ctx.Done():
 				return
@@ -194,8 +198,8 @@ func (s *Store) run(ctx context.Context, f *feedConn) {
 				return
 			}
 			s.setDown(err)
-			wait := delay/2 + rand.N(delay/2+1)
-			delay = min(2*delay, maxBackoff)
+			var wait time.Duration
+			wait, delay = backoff(delay)
 			select {
 			case <-ctx.Done():
 				return
