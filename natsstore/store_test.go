@@ -194,6 +194,12 @@ func TestForeignBucket(t *testing.T) {
 	if _, err := kv.Put(opContext(t), "=zz", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := kv.Put(opContext(t), "empty", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, "empty"); got.Revision == 0 || string(got.Data) != "null" {
+		t.Errorf("Get of an empty value written by others = revision %d data %q; want null", got.Revision, got.Data)
+	}
 	if err := kv.Delete(opContext(t), "a=2Eb"); err != nil {
 		t.Fatal(err)
 	}
@@ -217,12 +223,12 @@ func TestForeignBucket(t *testing.T) {
 			t.Errorf("List record %+v", r)
 		}
 	}
-	if strings.Join(topics, ",") != "a.b,z" {
-		t.Errorf("List topics %q; want a.b and z", topics)
+	if strings.Join(topics, ",") != "a.b,empty,z" {
+		t.Errorf("List topics %q; want a.b, empty and z", topics)
 	}
 	w.mu.Lock()
 	for _, r := range w.recs {
-		if !r.Resync && r.Topic != "a.b" && r.Topic != "z" {
+		if !r.Resync && r.Topic != "a.b" && r.Topic != "z" && r.Topic != "empty" {
 			t.Errorf("the feed reported %+v", r)
 		}
 	}
