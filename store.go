@@ -83,6 +83,10 @@ type Store interface {
 	// stop is called; after stop returns, fn is not called again. fn must
 	// not block. Records of one topic may arrive out of order under
 	// concurrent writers; consumers are immune to that. A store whose feed
+	// reads a log that keeps only each topic's last revision (a NATS
+	// key-value bucket) may skip a revision that a later write of the same
+	// topic replaced before the feed read it, and report the later one
+	// (statesynctest.SupersedingStore). A store whose feed
 	// can miss changes (a connection to a server) calls fn with a
 	// Record.Resync record after any gap: once its feed is back (listening
 	// again, so that nothing falls between), when it finds the feed silent,

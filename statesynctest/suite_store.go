@@ -567,12 +567,47 @@ func topicRevs(topic string, revs ...statesync.Revision) []topicRev {
 	return out
 }
 
+// A SupersedingStore is a [statesync.Store] whose change feed may skip a
+// revision that a later write of the same topic replaced before the feed
+// read it, as a feed that reads a log keeping only the last revision of
+// each topic does (a NATS JetStream key-value bucket with history 1). It
+// then reports the later revision. Consumers lose nothing by it, since
+// they act on a topic's latest revision; where the suites wait for a
+// watcher to report a revision, they accept a later revision of the same
+// topic instead when FeedSkipsSuperseded returns true.
+type SupersedingStore interface {
+	statesync.Store
+	FeedSkipsSuperseded() bool
+}
+
+// skipsSuperseded reports whether s is a SupersedingStore that says so.
+func skipsSuperseded(s statesync.Store) bool {
+	ss, ok := s.(SupersedingStore)
+	return ok && ss.FeedSkipsSuperseded()
+}
+
+// seenOrSuperseded reports whether the watcher has seen topic at rev or,
+// if its store may skip superseded revisions, at a later revision.
+func (w *storeWatcher) seenOrSuperseded(topic string, rev statesync.Revision) bool {
+	if !skipsSuperseded(w.store) {
+		return w.seen(topic, rev)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.recs {
+		if r.Topic == topic && r.Revision >= rev {
+			return true
+		}
+	}
+	return false
+}
+
 func (w *storeWatcher) waitCommitted(t testing.TB, want []topicRev) bool {
 	t.Helper()
 	missing := func() []topicRev {
 		var m []topicRev
 		for _, tr := range want {
-			if !w.seen(tr.topic, tr.rev) {
+			if !w.seenOrSuperseded(tr.topic, tr.rev) {
 				m = append(m, tr)
 			}
 		}

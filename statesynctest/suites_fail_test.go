@@ -35,11 +35,12 @@ func TestSuitesCatchBrokenBackends(t *testing.T) {
 		{"store-cas-ignored", []string{"ConditionalWrite", "ConcurrentCompareAndSet"}}, // lost updates
 		{"store-list-unsorted", []string{"List"}},
 		{"store-watch-stop-noop", []string{"WatchStop"}},
-		{"store-watch-before-commit", []string{"Watch"}},         // B-TRANS-08
-		{"sub-all-topics", []string{"SubscribedTopicOnly"}},      // B-TOPIC-01
-		{"sub-unsubscribe-noop", []string{"Unsubscribe"}},        // B-TRANS-02
-		{"prov-stale", []string{"LatestPut", "ConcurrentReads"}}, // B-TRANS-08
-		{"prov-shared-buffer", []string{"DataCopied"}},           // B-STORE-18
+		{"store-watch-before-commit", []string{"Watch"}},              // B-TRANS-08
+		{"store-watch-drops", []string{"Watch", "ConcurrentWriters"}}, // a feed that loses writes, not claiming to skip superseded ones
+		{"sub-all-topics", []string{"SubscribedTopicOnly"}},           // B-TOPIC-01
+		{"sub-unsubscribe-noop", []string{"Unsubscribe"}},             // B-TRANS-02
+		{"prov-stale", []string{"LatestPut", "ConcurrentReads"}},      // B-TRANS-08
+		{"prov-shared-buffer", []string{"DataCopied"}},                // B-STORE-18
 	}
 	for _, tt := range tests {
 		t.Run(tt.broken, func(t *testing.T) {
@@ -151,6 +152,20 @@ func (s *brokenStore) List(ctx context.Context) ([]statesync.Record, error) {
 }
 
 func (s *brokenStore) Watch(ctx context.Context, fn func(statesync.Record)) (func(), error) {
+	if s.mode == "watch-drops" {
+		var n int
+		var mu sync.Mutex
+		inner := fn
+		fn = func(r statesync.Record) {
+			mu.Lock()
+			n++
+			drop := n%2 == 0
+			mu.Unlock()
+			if !drop {
+				inner(r)
+			}
+		}
+	}
 	stop, err := s.MemoryStore.Watch(ctx, fn)
 	if s.mode == "watch-stop-noop" && err == nil {
 		return func() {}, nil

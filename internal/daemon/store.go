@@ -27,6 +27,8 @@ var storeOpeners = map[string]storeOpener{
 	"memory":     openMemory,
 	"postgres":   openPostgres,
 	"postgresql": openPostgres,
+	"nats":       openNATS,
+	"tls":        openNATS,
 	"redis":      openRedis,
 	"rediss":     openRedis,
 }
@@ -35,6 +37,9 @@ var storeOpeners = map[string]storeOpener{
 // of storeOpeners serves it. Its errors never hold the URL, which may
 // hold a password.
 func storeScheme(raw string) (string, error) {
+	if s := natsScheme(raw); s != "" && storeOpeners[s] != nil {
+		return s, nil // several servers: not always a URL url.Parse takes
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
 		// url.Parse's error quotes the URL: not repeated here.
@@ -67,8 +72,11 @@ func supportedStores() string {
 // redactURL returns raw for logs: its passwords, in the user information
 // or in a password or sslpassword query parameter, replaced by xxxxx, and
 // a URL in a feed_url parameter (pgstore's and redisstore's) redacted the
-// same way.
+// same way; NATS URLs as redactNATS does.
 func redactURL(raw string) string {
+	if natsScheme(raw) != "" {
+		return redactNATS(raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(a malformed URL)"

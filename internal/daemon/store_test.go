@@ -100,6 +100,11 @@ func TestStoreFlag(t *testing.T) {
 		"postgres://u:secret@h:bad/db":                                                   "(a malformed URL)",
 		"redis://:secret@cache:6379/0?prefix=app":                                        "redis://:xxxxx@cache:6379/0?prefix=app",
 		"rediss://u:secret@cache/0?feed_url=redis%3A%2F%2F%3Asecret%40direct%3A6379%2F0": "rediss://u:xxxxx@cache/0?feed_url=redis%3A%2F%2F%3Axxxxx%40direct%3A6379%2F0",
+		"nats://u:secret@h1:4222,u:secret@h2:4222?bucket=b&token=secret": "nats://u:xxxxx@h1:4222,u:xxxxx@h2:4222?bucket=b&token=xxxxx",
+		"tls://secret@h1:4222,h2?feed_url=nats%3A%2F%2Fsecret%40p%3A1":   "tls://xxxxx@h1:4222,h2?feed_url=nats%3A%2F%2Fxxxxx%40p%3A1",
+		"nats://h:4222":              "nats://h:4222",
+		"NATS://h?creds=%2Fa%2Fb":    "NATS://h?creds=%2Fa%2Fb",
+		"nats://h?token=secret&a=%z": "nats://h?(a malformed query)",
 	} {
 		if got := daemon.RedactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q; want %q", in, got, want)
