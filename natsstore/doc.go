@@ -22,7 +22,7 @@
 //   - replicas: the replicas of a bucket this store creates, 1 to 5
 //     (default 1; 3 on a cluster, to survive the loss of a server);
 //   - feed_probe: the change feed's probe interval, a Go duration
-//     (default 5s, at least 10ms); see Liveness below;
+//     (default 2s, at least 10ms); see Liveness below;
 //   - timeout: how long one request to the servers may take (default
 //     5s); see Failures below;
 //   - feed_url: a server URL (query-escaped) for the change feed's own
@@ -110,12 +110,12 @@
 //
 // A connection can stay open yet deliver nothing (a stalled proxy or NAT, a
 // half-dead peer), and a consumer can vanish on the servers. Every probe
-// interval (feed_probe, 5 s by default) the feed sends a PING on its
+// interval (feed_probe, 2 s by default) the feed sends a PING on its
 // connection and waits up to one interval for the PONG, and reads the
 // stream's state through the store's other connection. The feed is
 // declared dead if the PONG does not come, or if during a whole interval
 // the stream held messages the consumer had not delivered and it
-// delivered none; a silent feed is so found within two intervals (10 s by
+// delivered none; a silent feed is so found within two intervals (4 s by
 // default) and made again, then resynced.
 //
 // # Epoch

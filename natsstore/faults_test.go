@@ -131,7 +131,7 @@ func TestFaultRig(t *testing.T) {
 
 // With the default probe interval, a silent feed is found within 15 s.
 func TestStallDetectedWithDefaults(t *testing.T) {
-	skipSlow(t, "takes 10 s")
+	skipSlow(t, "takes 4 s")
 	r := newFaultRigProbe(t, 0)
 	w := watch(t, r.B)
 	topic := newTopic("stall")

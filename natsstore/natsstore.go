@@ -26,7 +26,7 @@ import (
 const DefaultBucket = "statesync"
 
 // DefaultProbeInterval is the default of [Options.ProbeInterval].
-const DefaultProbeInterval = 5 * time.Second
+const DefaultProbeInterval = 2 * time.Second
 
 // DefaultRequestTimeout is the default of [Options.RequestTimeout].
 const DefaultRequestTimeout = 5 * time.Second

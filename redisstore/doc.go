@@ -21,7 +21,7 @@
 //   - prefix: the hash tag of the store's keys (default "statesync"); 1-64
 //     characters A-Z a-z 0-9 . _ : -.
 //   - feed_probe: how long one read of the change feed blocks, a Go
-//     duration (default 5s, at least 10ms); see Liveness below.
+//     duration (default 2s, at least 10ms); see Liveness below.
 //   - feed_url: a URL (query-escaped) for the change feed's own connection,
 //     for a store URL that goes through a proxy without blocking commands.
 //   - stream_maxlen: the approximate length at which the change stream is
@@ -97,9 +97,9 @@
 //
 // A connection can stay open yet deliver nothing (a stalled proxy or NAT, a
 // half-dead TCP peer). Each XREAD blocks at most one probe interval
-// (feed_probe, 5 s by default), after which a live server answers, if only
-// with "nothing"; a read not answered within two intervals (10 s by
-// default, so a silent feed is found within 15 s) declares the feed dead:
+// (feed_probe, 2 s by default), after which a live server answers, if only
+// with "nothing"; a read not answered within two intervals (4 s by
+// default) declares the feed dead:
 // it is closed, reconnected and resynced. Every interval the feed also
 // rereads the epoch (see below). A live feed thus costs one XREAD per
 // interval when nothing is written.

@@ -121,7 +121,7 @@ func TestFaultRig(t *testing.T) {
 // With the default probe interval, a silent feed is found within 15 s.
 func TestStallDetectedWithDefaults(t *testing.T) {
 	if testing.Short() {
-		t.Skip("takes 10 s")
+		t.Skip("takes 4 s")
 	}
 	r := newFaultRigProbe(t, 0, nil)
 	w := watch(t, r.B)

@@ -23,7 +23,7 @@ import (
 const DefaultPrefix = "statesync"
 
 // DefaultProbeInterval is the default of [Options.ProbeInterval].
-const DefaultProbeInterval = 5 * time.Second
+const DefaultProbeInterval = 2 * time.Second
 
 // DefaultStreamMaxLen is the default of [Options.StreamMaxLen].
 const DefaultStreamMaxLen = 10000

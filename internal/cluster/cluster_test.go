@@ -26,6 +26,9 @@ type backend struct {
 	cluster.Backend
 	// losses are the ways the store can be made to lose its history.
 	losses []historyLoss
+	// crashNewEpoch is set for a store whose epoch changes when its server
+	// restarts (Redis: a new replication id), even if it lost nothing.
+	crashNewEpoch bool
 }
 
 // A historyLoss makes a store lose its history. prepare is called while
@@ -46,6 +49,8 @@ var backends = []struct {
 	crashable func(t testing.TB) (backend, func(t testing.TB))
 }{
 	{"postgres", postgresBackend, postgresCrashable},
+	{"nats", natsBackend, natsCrashable},
+	{"redis", redisBackend, redisCrashable},
 }
 
 func forEachBackend(t *testing.T, f func(t *testing.T, b backend)) {
