@@ -27,6 +27,8 @@ var benchBackends = []struct {
 }{
 	{"bbolt", boltBackend, false},
 	{"postgres", postgresBackend, true},
+	{"nats", natsBackend, true},
+	{"redis", redisBackend, true},
 }
 
 // boltBackend is a bbolt file of its own: one daemon only.
