@@ -21,7 +21,7 @@ import (
 )
 
 // EnvURL names the environment variable holding the URL of the Redis
-// server for tests, e.g. redis://127.0.0.1:56379/0, as .ci/services sets it.
+// server for tests, a redis:// URL, as .ci/services sets it (on port 56379).
 const EnvURL = "STATESYNC_TEST_REDIS_URL"
 
 // EnvRequire names the environment variable that, when set (to anything
