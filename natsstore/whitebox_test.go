@@ -272,12 +272,12 @@ func TestRecord(t *testing.T) {
 }
 
 func TestCheckBucket(t *testing.T) {
-	for _, b := range []string{"a", "A-z_0", strings.Repeat("x", 64)} {
+	for _, b := range []string{"a", "A-z_0", "azAZ09", strings.Repeat("x", 64)} {
 		if err := checkBucket(b); err != nil {
 			t.Errorf("checkBucket(%q) = %v", b, err)
 		}
 	}
-	for _, b := range []string{"", "a.b", "a b", "a*", "a>", strings.Repeat("x", 65), "é"} {
+	for _, b := range []string{"", "a.b", "a b", "a*", "a>", strings.Repeat("x", 65), "é", "a@", "a[", "a`", "a{", "a/", "a:"} {
 		if err := checkBucket(b); err == nil {
 			t.Errorf("checkBucket(%q) = nil", b)
 		}
