@@ -124,8 +124,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			Help: "Connections closed on arrival for being over --max-conns or --max-conns-per-ip."},
 			func() float64 { return float64(ln.Refused()) }))
 	allowed, _ := cfg.allowedHosts() // checked by Validate
+	origins, _ := cfg.corsOrigins()  // likewise
 	s.srv = &http.Server{
-		Handler: hostGuard(mux, allowed),
+		Handler: hostGuard(cors(mux, origins), allowed),
 		// A header or body slower than this ends its request (a body with
 		// 408, from the API); event streams clear the deadline.
 		ReadHeaderTimeout: cfg.ReadTimeout,
