@@ -70,6 +70,11 @@ type Config struct {
 	// same-origin only. No credentials (cookies) are ever allowed: clients
 	// send their bearer token themselves.
 	CORSOrigins string
+	// TLSCert and TLSKey are the PEM files of the certificate (with its
+	// chain) and key to serve HTTPS and HTTP/2 with (STATESYNC_TLS_CERT,
+	// STATESYNC_TLS_KEY): both or neither. They are loaded again when
+	// either file changes and on SIGHUP.
+	TLSCert, TLSKey string
 	// Heartbeat is the interval of SSE heartbeat comments
 	// (STATESYNC_HEARTBEAT).
 	Heartbeat time.Duration
@@ -146,6 +151,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, "allow a non-loopback address without tokens, and any Host header unless --allowed-hosts is given (STATESYNC_INSECURE)")
 	fs.StringVar(&cfg.AllowedHosts, "allowed-hosts", cfg.AllowedHosts, "without tokens, comma-separated host names accepted in the Host header besides localhost, *.localhost, 127.0.0.1 and [::1]; others get 403 (a defence against DNS rebinding) (STATESYNC_ALLOWED_HOSTS)")
 	fs.StringVar(&cfg.CORSOrigins, "cors-origins", cfg.CORSOrigins, "comma-separated origins (scheme://host[:port]) whose pages may use the API and statesync.js cross-origin, or * for any (needs --tokens or --insecure); never with cookies (STATESYNC_CORS_ORIGINS)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (and chain) to serve HTTPS and HTTP/2 with, with --tls-key; reloaded when it changes and on SIGHUP (STATESYNC_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert (STATESYNC_TLS_KEY)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "SSE heartbeat interval (STATESYNC_HEARTBEAT)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", cfg.MaxBody, "largest request body in bytes (STATESYNC_MAX_BODY)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "time to read a request's header and body; a slower body gets 408 (STATESYNC_READ_TIMEOUT)")
@@ -227,6 +234,8 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	dur("STATESYNC_HEARTBEAT", &c.Heartbeat)
 	str("STATESYNC_ALLOWED_HOSTS", &c.AllowedHosts)
 	str("STATESYNC_CORS_ORIGINS", &c.CORSOrigins)
+	str("STATESYNC_TLS_CERT", &c.TLSCert)
+	str("STATESYNC_TLS_KEY", &c.TLSKey)
 	integer := func(name string, p *int) {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
@@ -280,6 +289,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("serve: shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
 	case c.Store != "" && c.Memory:
 		return errors.New("serve: give --store or --memory, not both (--memory is --store memory:)")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("serve: give --tls-cert and --tls-key together, or neither")
 	case c.Store == "" && !c.Memory && c.Data == "":
 		return errors.New("serve: give a data directory, or --memory")
 	}
