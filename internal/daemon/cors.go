@@ -123,6 +123,12 @@ func cors(next http.Handler, origins map[string]bool) http.Handler {
 			h.Set("Access-Control-Allow-Methods", corsAllowMethods)
 			h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
 			h.Set("Access-Control-Max-Age", corsMaxAge)
+			if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
+				// Chromium's Private Network Access: a page of a public
+				// origin asks before it reaches a daemon on a private or
+				// loopback address. The origin is one the operator listed.
+				h.Set("Access-Control-Allow-Private-Network", "true")
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}

@@ -80,6 +80,18 @@ func TestCORS(t *testing.T) {
 			}
 		}
 	})
+	t.Run("PrivateNetwork", func(t *testing.T) {
+		resp, _ := d.do(t, "OPTIONS", "/v1/events", "", "Origin", app,
+			"Access-Control-Request-Method", "GET", "Access-Control-Request-Private-Network", "true")
+		if got := header(resp, "Access-Control-Allow-Private-Network"); resp.StatusCode != http.StatusNoContent || got != "true" {
+			t.Errorf("private-network preflight = %d, Allow-Private-Network %q; want 204, true", resp.StatusCode, got)
+		}
+		resp, _ = d.do(t, "OPTIONS", "/v1/events", "", "Origin", "https://evil.example",
+			"Access-Control-Request-Method", "GET", "Access-Control-Request-Private-Network", "true")
+		if got := header(resp, "Access-Control-Allow-Private-Network"); got != "" {
+			t.Errorf("private-network preflight of a refused origin: Allow-Private-Network %q; want none", got)
+		}
+	})
 	t.Run("Allowed", func(t *testing.T) {
 		for _, path := range []string{"/v1/topics/t", "/statesync.js"} {
 			resp, _ := d.do(t, "GET", path, "", "Origin", app)

@@ -127,10 +127,12 @@ func TestTLSConfig(t *testing.T) {
 
 // TestTLS: over TLS the daemon speaks HTTP/2 (ALPN) and HTTP/1.1; event
 // streams work on both (on HTTP/1.1 they are hijacked, and their frames
-// must go through TLS); a certificate renewed in place is served to new
+// must go through TLS) and outlive --read-timeout; a certificate renewed in place is served to new
 // connections without a restart, and a broken renewal keeps the old one.
 func TestTLS(t *testing.T) {
 	cfg, dir := tlsConfig(t)
+	// Streams outlive the read deadlines, on HTTP/2 too.
+	cfg.ReadTimeout = 200 * time.Millisecond
 	first := writeCert(t, dir, 1)
 	for _, h1 := range []bool{false, true} {
 		name := map[bool]string{false: "HTTP/2", true: "HTTP/1.1"}[h1]
@@ -149,6 +151,7 @@ func TestTLS(t *testing.T) {
 					t.Fatalf("first frame %+v; want topic a at revision 0", got)
 				}
 			}
+			time.Sleep(5 * cfg.ReadTimeout) // past the read deadlines of the requests
 			put := decodeSnapshot(t, d.expect(t, http.StatusOK, "PUT", "/v1/topics/a", `{"x":1}`, "Content-Type", "application/json"))
 			for _, s := range streams {
 				if got := s.next(t).inv(t); got.Topic != "a" || got.Revision != put.Revision {
