@@ -15,6 +15,11 @@
 // connections are capped in total and per client address
 // ([Config.MaxConns], [Config.MaxConnsPerIP]; see internal/netlimit) and
 // event streams per token ([Config.MaxStreamsPerToken]).
+//
+// Web pages of the origins in [Config.CORSOrigins] may use the API and
+// statesync.js across origins; others get no CORS header. With
+// [Config.TLSCert] and [Config.TLSKey] the daemon serves HTTPS and HTTP/2,
+// and loads the pair again when the files change or on SIGHUP.
 package daemon
 
 import (

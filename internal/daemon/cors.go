@@ -87,7 +87,8 @@ func normalOrigin(o string) (string, error) {
 }
 
 // cors answers the preflight requests of the origins allowed and adds the
-// CORS headers to their responses; a request from another origin gets no
+// CORS headers to their responses, on the API (/v1/) and /statesync.js
+// only; a request from another origin gets no
 // CORS header, so that the browser keeps its response from the page. nil
 // origins means CORS is off. No Access-Control-Allow-Credentials is ever
 // sent: clients authenticate with a bearer token in Authorization (or
@@ -99,6 +100,11 @@ func cors(next http.Handler, origins map[string]bool) http.Handler {
 	}
 	anyOrigin := origins["*"]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/statesync.js" {
+			// The dashboard, /healthz and /metrics stay same-origin.
+			next.ServeHTTP(w, r)
+			return
+		}
 		h := w.Header()
 		if !anyOrigin {
 			h.Add("Vary", "Origin")

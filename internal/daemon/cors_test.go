@@ -117,6 +117,14 @@ func TestCORS(t *testing.T) {
 			t.Errorf("Origin HTTPS://Other.Example:443: Access-Control-Allow-Origin = %q; want the origin sent", got)
 		}
 	})
+	t.Run("SameOriginRoutes", func(t *testing.T) {
+		for _, path := range []string{"/metrics", "/healthz", "/"} {
+			resp, _ := d.do(t, "GET", path, "", "Origin", app)
+			if got := header(resp, "Access-Control-Allow-Origin"); got != "" {
+				t.Errorf("GET %s from %s: Access-Control-Allow-Origin %q; want none (only the API and the module are shared)", path, app, got)
+			}
+		}
+	})
 	t.Run("Refused", func(t *testing.T) {
 		for _, origin := range []string{"http://evil.localhost:3000", "http://app.localhost:3001", "https://app.localhost:3000",
 			"null", "http://app.localhost:3000.evil.example", "http://app.localhost:3000/"} {
