@@ -392,7 +392,7 @@ func (h *Handler) serveSnapshot(w http.ResponseWriter, r *http.Request, topic st
 	hdr := w.Header()
 	hdr.Set("ETag", tag)
 	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("Vary", "Accept-Encoding")
+	hdr.Add("Vary", "Accept-Encoding") // Add: a CORS middleware may have set Vary: Origin
 	if inm := r.Header.Get("If-None-Match"); inm != "" && noneMatch(inm, tag) {
 		h.stats.notModified.Add(1)
 		w.WriteHeader(http.StatusNotModified)

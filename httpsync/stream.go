@@ -3,6 +3,7 @@ package httpsync
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -467,8 +468,11 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	head.Write(sw.buf)
 	sw.buf = head.Bytes()
 	sw.ctx, sw.out = context.Background(), conn
-	if tc != nil {
-		sw.out = tc // net.Buffers writes with writev only to the connection itself
+	if tc != nil && !overTLS(conn) {
+		// net.Buffers writes with writev only to the connection itself;
+		// over TLS the frames must go through the *tls.Conn, never to the
+		// TCP connection under it.
+		sw.out = tc
 	}
 	for _, inv := range initial {
 		sw.frame(inv)
@@ -632,4 +636,20 @@ func tcpConn(c net.Conn) *net.TCPConn {
 		}
 	}
 	return nil
+}
+
+// overTLS reports whether c is, or wraps, a *tls.Conn: then tcpConn's
+// connection may take socket options, but not writes.
+func overTLS(c net.Conn) bool {
+	for range 8 {
+		switch x := c.(type) {
+		case *tls.Conn:
+			return true
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return false
+		}
+	}
+	return false
 }

@@ -42,5 +42,9 @@ func TestTCPConn(t *testing.T) {
 		if got := tcpConn(tt.c); got != tt.want {
 			t.Errorf("tcpConn(%s) = %p; want %p", tt.name, got, tt.want)
 		}
+		// A hijacked stream writes to the TCP connection only without TLS.
+		if got, want := overTLS(tt.c), tt.name == "TLS"; got != want {
+			t.Errorf("overTLS(%s) = %v; want %v", tt.name, got, want)
+		}
 	}
 }

@@ -227,8 +227,9 @@ func (s *server) waitStreams(t testing.TB, want int64) {
 
 // newBrowser starts a headless Chromium with a fresh profile and returns its
 // chromedp context; tabs are made with newTab. Cleanup closes the browser and
-// waits until chromedp has reaped it, so that no goroutine is left.
-func newBrowser(t *testing.T) context.Context {
+// waits until chromedp has reaped it, so that no goroutine is left. extra
+// options are added to the default flags.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("STATESYNC_REQUIRE_SERVICES") != "" {
@@ -236,7 +237,7 @@ func newBrowser(t *testing.T) context.Context {
 		}
 		t.Skipf("no Chromium (%v); apt-get install chromium to run the browser tests", err)
 	}
-	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(),
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
@@ -247,7 +248,8 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
-	)
+	}, extra...)
+	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	if err := chromedp.Do(ctx); err != nil {
 		cancel()

@@ -15,6 +15,11 @@
 // connections are capped in total and per client address
 // ([Config.MaxConns], [Config.MaxConnsPerIP]; see internal/netlimit) and
 // event streams per token ([Config.MaxStreamsPerToken]).
+//
+// Web pages of the origins in [Config.CORSOrigins] may use the API and
+// statesync.js across origins; others get no CORS header. With
+// [Config.TLSCert] and [Config.TLSKey] the daemon serves HTTPS and HTTP/2,
+// and loads the pair again when the files change or on SIGHUP.
 package daemon
 
 import (
@@ -63,6 +68,18 @@ type Config struct {
 	// daemon. With tokens any name is accepted; with Insecure and no
 	// AllowedHosts too.
 	AllowedHosts string
+	// CORSOrigins is a comma-separated list of the origins
+	// (scheme://host[:port]) whose web pages may use the API, the event
+	// stream and statesync.js from another origin, or "*" for any origin,
+	// which needs Tokens or Insecure (STATESYNC_CORS_ORIGINS). Empty means
+	// same-origin only. No credentials (cookies) are ever allowed: clients
+	// send their bearer token themselves.
+	CORSOrigins string
+	// TLSCert and TLSKey are the PEM files of the certificate (with its
+	// chain) and key to serve HTTPS and HTTP/2 with (STATESYNC_TLS_CERT,
+	// STATESYNC_TLS_KEY): both or neither. They are loaded again when
+	// either file changes and on SIGHUP.
+	TLSCert, TLSKey string
 	// Heartbeat is the interval of SSE heartbeat comments
 	// (STATESYNC_HEARTBEAT).
 	Heartbeat time.Duration
@@ -138,6 +155,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&cfg.Tokens, "tokens", cfg.Tokens, "token file enabling bearer-token auth, see README (STATESYNC_TOKENS)")
 	fs.BoolVar(&cfg.Insecure, "insecure", cfg.Insecure, "allow a non-loopback address without tokens, and any Host header unless --allowed-hosts is given (STATESYNC_INSECURE)")
 	fs.StringVar(&cfg.AllowedHosts, "allowed-hosts", cfg.AllowedHosts, "without tokens, comma-separated host names accepted in the Host header besides localhost, *.localhost, 127.0.0.1 and [::1]; others get 403 (a defence against DNS rebinding) (STATESYNC_ALLOWED_HOSTS)")
+	fs.StringVar(&cfg.CORSOrigins, "cors-origins", cfg.CORSOrigins, "comma-separated origins (scheme://host[:port]) whose pages may use the API and statesync.js cross-origin, or * for any (needs --tokens or --insecure); never with cookies (STATESYNC_CORS_ORIGINS)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (and chain) to serve HTTPS and HTTP/2 with, with --tls-key; reloaded when it changes and on SIGHUP (STATESYNC_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert (STATESYNC_TLS_KEY)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "SSE heartbeat interval (STATESYNC_HEARTBEAT)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", cfg.MaxBody, "largest request body in bytes (STATESYNC_MAX_BODY)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "time to read a request's header and body; a slower body gets 408 (STATESYNC_READ_TIMEOUT)")
@@ -218,6 +238,9 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	boolean("STATESYNC_INSECURE", &c.Insecure)
 	dur("STATESYNC_HEARTBEAT", &c.Heartbeat)
 	str("STATESYNC_ALLOWED_HOSTS", &c.AllowedHosts)
+	str("STATESYNC_CORS_ORIGINS", &c.CORSOrigins)
+	str("STATESYNC_TLS_CERT", &c.TLSCert)
+	str("STATESYNC_TLS_KEY", &c.TLSKey)
 	integer := func(name string, p *int) {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
@@ -271,6 +294,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("serve: shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
 	case c.Store != "" && c.Memory:
 		return errors.New("serve: give --store or --memory, not both (--memory is --store memory:)")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("serve: give --tls-cert and --tls-key together, or neither")
 	case c.Store == "" && !c.Memory && c.Data == "":
 		return errors.New("serve: give a data directory, or --memory")
 	}
@@ -283,6 +308,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if _, err := c.allowedHosts(); err != nil {
+		return err
+	}
+	if _, err := c.corsOrigins(); err != nil {
 		return err
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {

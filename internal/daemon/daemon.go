@@ -2,12 +2,16 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +36,7 @@ type Server struct {
 	store   statesync.Store
 	closeFn func() error // closes the store
 	served  chan error
+	certs   *certReloader // nil without TLS
 
 	stopLag func() // stops the Source.Watch measuring the feed lag
 }
@@ -60,6 +65,14 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
 		auth = tokens
+	}
+
+	if cfg.TLSCert != "" {
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return nil, err
+		}
+		s.certs = certs
 	}
 
 	store, closer, storeDesc, err := openStore(ctx, cfg, log)
@@ -124,8 +137,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			Help: "Connections closed on arrival for being over --max-conns or --max-conns-per-ip."},
 			func() float64 { return float64(ln.Refused()) }))
 	allowed, _ := cfg.allowedHosts() // checked by Validate
+	origins, _ := cfg.corsOrigins()  // likewise
 	s.srv = &http.Server{
-		Handler: hostGuard(mux, allowed),
+		Handler: hostGuard(cors(mux, origins), allowed),
 		// A header or body slower than this ends its request (a body with
 		// 408, from the API); event streams clear the deadline.
 		ReadHeaderTimeout: cfg.ReadTimeout,
@@ -133,14 +147,34 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	go func() { s.served <- s.srv.Serve(ln) }()
-	log.Info("statesync serving", slog.String("url", "http://"+ln.Addr().String()+"/"),
+	scheme := "http"
+	if s.certs != nil {
+		// ServeTLS offers HTTP/2 (ALPN h2) and HTTP/1.1. Event streams on
+		// HTTP/2 are served without hijacking (a stream of a shared
+		// connection cannot be taken over), the standard way.
+		scheme = "https"
+		s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.GetCertificate}
+		go func() { s.served <- s.srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { s.served <- s.srv.Serve(ln) }()
+	}
+	log.Info("statesync serving", slog.String("url", scheme+"://"+ln.Addr().String()+"/"),
 		slog.String("store", storeDesc), slog.Bool("auth", auth != nil), slog.Int("maxConns", maxConns))
 	return s, nil
 }
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// ReloadTLS loads the certificate and key files again (Run calls it on
+// SIGHUP); on error the previous certificate stays in service. Without
+// TLS it does nothing.
+func (s *Server) ReloadTLS() error {
+	if s.certs == nil {
+		return nil
+	}
+	return s.certs.Reload()
+}
 
 // Done returns a channel that receives the error of the HTTP server if it
 // stops on its own.
@@ -183,11 +217,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-	case err := <-s.served:
-		s.closeStore()
-		return fmt.Errorf("serve: %w", err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			if err := s.ReloadTLS(); err != nil {
+				s.log.Warn("SIGHUP: TLS certificate not reloaded; the previous one stays in service", slog.Any("error", err))
+			}
+		case err := <-s.served:
+			s.closeStore()
+			return fmt.Errorf("serve: %w", err)
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
