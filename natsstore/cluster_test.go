@@ -14,6 +14,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/natstest"
 	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/natsstore"
 )
 
@@ -37,9 +38,9 @@ func TestClusterLeaderKilled(t *testing.T) {
 	a, b := open(t, c.URL(), opts), open(t, c.URL(), opts)
 	stream := "KV_" + natsstore.DefaultBucket
 	leader := c.WaitStreamLeader(stream)
-	topic := newTopic("counter")
-	epoch := mustGet(t, a, topic).Epoch
-	w := watch(t, b)
+	topic := storetest.NewTopic("counter")
+	epoch := storetest.MustGet(t, a, topic).Epoch
+	w := storetest.Watch(t, b)
 
 	const target, killAt, writers = 150, 40, 4
 	var (
@@ -149,7 +150,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 				acked[i].value, acked[i].rev, acked[i-1].value, acked[i-1].rev)
 		}
 	}
-	final := mustGet(t, a, topic)
+	final := storetest.MustGet(t, a, topic)
 	got, _ := strconv.Atoi(string(final.Data))
 	if last := acked[len(acked)-1]; final.Revision < last.rev || got < last.value {
 		t.Errorf("final value %d at revision %d; the last acked was %d at %d", got, final.Revision, last.value, last.rev)
@@ -162,10 +163,9 @@ func TestClusterLeaderKilled(t *testing.T) {
 	}
 	// B's feed goes on past the leader change, and its revisions of the
 	// topic only go up.
-	waitSeen(t, w, final)
-	w.mu.Lock()
+	storetest.WaitSeen(t, w, final)
 	var last statesync.Revision
-	for _, r := range w.recs {
+	for _, r := range w.Records() {
 		if r.Topic != topic {
 			continue
 		}
@@ -174,6 +174,5 @@ func TestClusterLeaderKilled(t *testing.T) {
 		}
 		last = r.Revision
 	}
-	w.mu.Unlock()
 	t.Logf("B's feed: %+v", b.FeedStatus())
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/natstest"
 	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/natsstore"
 	"github.com/statesync-go/statesync/statesynctest"
 )
@@ -30,7 +31,7 @@ func deleteBucket(t testing.TB, url, bucket string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := js.DeleteStream(opContext(t), "KV_"+bucket); err != nil {
+	if err := js.DeleteStream(storetest.OpContext(t), "KV_"+bucket); err != nil {
 		t.Fatalf("deleting the bucket: %v", err)
 	}
 }
@@ -43,7 +44,7 @@ func newFaultRig(t *testing.T) statesynctest.SharedStoreRig { return newFaultRig
 // newFaultRigProbe is newFaultRig with B's probe interval (0: the default).
 func newFaultRigProbe(t *testing.T, probe time.Duration) statesynctest.SharedStoreRig {
 	url := natstest.NewServer(t)
-	p := newProxy(t, hostPort(url))
+	p := storetest.NewProxy(t, hostPort(url))
 	return statesynctest.SharedStoreRig{
 		A:         open(t, url, &natsstore.Options{ProbeInterval: time.Second}),
 		B:         open(t, url, &natsstore.Options{FeedURL: "nats://" + p.Addr(), ProbeInterval: probe}),
@@ -75,13 +76,13 @@ func TestFaultRig(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newFaultRig(t)
-			w := watch(t, r.B)
-			topic := newTopic("fault")
-			first := mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
-			waitSeen(t, w, first)
+			w := storetest.Watch(t, r.B)
+			topic := storetest.NewTopic("fault")
+			first := storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+			storetest.WaitSeen(t, w, first)
 			// The last write B's feed delivers before the fault, of a topic
 			// not written again: a feed made again must not deliver it twice.
-			waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic + ".anchor", Data: json.RawMessage(`1`)}))
+			storetest.WaitSeen(t, w, storetest.MustWrite(t, r.A, statesync.Write{Topic: topic + ".anchor", Data: json.RawMessage(`1`)}))
 			start := time.Now()
 			undo := tt.fault(r)
 			defer undo()
@@ -89,34 +90,33 @@ func TestFaultRig(t *testing.T) {
 			// again (it resumes after the last revision it delivered).
 			var during statesync.Record
 			if tt.name != "LoseHistory" {
-				during = mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`"during"`)})
+				during = storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`"during"`)})
 			}
-			poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+			poll.Until(t, "a Resync on B", func() bool { return w.Resyncs() >= 1 })
 			t.Logf("Resync after %v", time.Since(start).Round(time.Millisecond))
 			b := r.B.(*natsstore.Store)
 			poll.Until(t, "B's feed made again", func() bool { st := b.FeedStatus(); return st.Connected && st.Reconnects >= 1 })
 			poll.UntilState(t, "B's FeedStatus to count its watcher's resyncs", func() (bool, string) {
-				st, n := b.FeedStatus(), w.resyncs()
+				st, n := b.FeedStatus(), w.Resyncs()
 				ok := st.Connected && st.Reconnects <= 100 && st.Resyncs == uint64(n) && st.Err == nil && !st.Since.Before(start)
 				return ok, fmt.Sprintf("%+v; the watcher saw %d resyncs", st, n)
 			})
 			if tt.name != "LoseHistory" {
-				waitSeen(t, w, during)
+				storetest.WaitSeen(t, w, during)
 			}
 			var later statesync.Record
 			poll.Until(t, "A's writes in the new epoch", func() bool {
-				later = mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+				later = storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
 				return (later.Epoch != first.Epoch) == (tt.name == "LoseHistory")
 			})
-			waitSeen(t, w, later)
+			storetest.WaitSeen(t, w, later)
 			if later.Revision <= first.Revision {
 				t.Errorf("revision %d after the fault, %d before: it went back", later.Revision, first.Revision)
 			}
-			poll.Until(t, "B's epoch to be A's", func() bool { return mustGet(t, r.B, topic).Epoch == later.Epoch })
+			poll.Until(t, "B's epoch to be A's", func() bool { return storetest.MustGet(t, r.B, topic).Epoch == later.Epoch })
 			// No record is reported twice.
 			seen := map[statesync.Revision]bool{}
-			w.mu.Lock()
-			for _, rec := range w.recs {
+			for _, rec := range w.Records() {
 				if !rec.Resync {
 					if seen[rec.Revision] {
 						t.Errorf("%q revision %d reported twice", rec.Topic, rec.Revision)
@@ -124,7 +124,6 @@ func TestFaultRig(t *testing.T) {
 					seen[rec.Revision] = true
 				}
 			}
-			w.mu.Unlock()
 		})
 	}
 }
@@ -133,19 +132,19 @@ func TestFaultRig(t *testing.T) {
 func TestStallDetectedWithDefaults(t *testing.T) {
 	skipSlow(t, "takes 4 s")
 	r := newFaultRigProbe(t, 0)
-	w := watch(t, r.B)
-	topic := newTopic("stall")
-	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	w := storetest.Watch(t, r.B)
+	topic := storetest.NewTopic("stall")
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
 	resume := r.StallFeed()
 	defer resume()
 	start := time.Now()
-	poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+	poll.Until(t, "a Resync on B", func() bool { return w.Resyncs() >= 1 })
 	d := time.Since(start)
 	t.Logf("silent feed found and resynced after %v", d.Round(time.Millisecond))
 	if d > 15*time.Second {
 		t.Errorf("silent feed found after %v; want within 15 s", d)
 	}
-	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
 }
 
 // The shared-store fault suite, on B's feed through a fault proxy.
@@ -160,18 +159,18 @@ func TestConsumerDeleted(t *testing.T) {
 	url := natstest.NewServer(t)
 	a := open(t, url, nil)
 	b := open(t, url, &natsstore.Options{ProbeInterval: 50 * time.Millisecond})
-	w := watch(t, b)
-	topic := newTopic("deleted")
-	waitSeen(t, w, mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	w := storetest.Watch(t, b)
+	topic := storetest.NewTopic("deleted")
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
 	js := jsClient(t, url)
-	st, err := js.Stream(opContext(t), "KV_"+natsstore.DefaultBucket)
+	st, err := js.Stream(storetest.OpContext(t), "KV_"+natsstore.DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	names := st.ConsumerNames(opContext(t))
+	names := st.ConsumerNames(storetest.OpContext(t))
 	for name := range names.Name() {
-		if err := js.DeleteConsumer(opContext(t), "KV_"+natsstore.DefaultBucket, name); err != nil {
+		if err := js.DeleteConsumer(storetest.OpContext(t), "KV_"+natsstore.DefaultBucket, name); err != nil {
 			t.Fatal(err)
 		}
 		n++
@@ -179,7 +178,7 @@ func TestConsumerDeleted(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no consumer on the stream")
 	}
-	waitSeen(t, w, mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
 }
 
 // A feed that delivers nothing while the stream holds writes it has not
@@ -189,14 +188,14 @@ func TestSilentConsumer(t *testing.T) {
 	url := natstest.NewServer(t)
 	a := open(t, url, nil)
 	b := open(t, url, &natsstore.Options{ProbeInterval: 50 * time.Millisecond})
-	w := watch(t, b)
-	topic := newTopic("silent")
-	waitSeen(t, w, mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	w := storetest.Watch(t, b)
+	topic := storetest.NewTopic("silent")
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
 	natsstore.Mute(b, true)
-	rec := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
-	poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+	rec := storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+	poll.Until(t, "a Resync on B", func() bool { return w.Resyncs() >= 1 })
 	natsstore.Mute(b, false)
-	waitSeen(t, w, rec)
+	storetest.WaitSeen(t, w, rec)
 	if st := b.FeedStatus(); st.Reconnects < 1 {
 		t.Errorf("B's FeedStatus %+v; want a reconnect", st)
 	}
@@ -207,17 +206,17 @@ func TestSilentConsumer(t *testing.T) {
 func TestSteadyFeed(t *testing.T) {
 	url := natstest.NewServer(t)
 	a := open(t, url, &natsstore.Options{ProbeInterval: 20 * time.Millisecond})
-	w := watch(t, a)
-	topic := newTopic("steady")
+	w := storetest.Watch(t, a)
+	topic := storetest.NewTopic("steady")
 	for i := range 5 {
-		waitSeen(t, w, mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(strconv.Itoa(i))}))
+		storetest.WaitSeen(t, w, storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(strconv.Itoa(i))}))
 	}
 	start := natsstore.Probes(a)
 	poll.Until(t, "ten more probes", func() bool { return natsstore.Probes(a) >= start+10 })
 	if st := a.FeedStatus(); !st.Connected || st.Reconnects != 0 || st.Resyncs != 0 || st.Err != nil {
 		t.Errorf("FeedStatus %+v after probes of a working feed; want connected, no reconnect, no resync", st)
 	}
-	if n := w.resyncs(); n != 0 {
+	if n := w.Resyncs(); n != 0 {
 		t.Errorf("%d Resync records from a working feed", n)
 	}
 }

@@ -4,20 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/statesync-go/statesync"
-)
-
-// The feed's reconnection backoff: from minBackoff, doubling up to
-// maxBackoff, each wait drawn at random between half and all of it.
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	"github.com/statesync-go/statesync/internal/feedstatus"
 )
 
 // Why a feed is dropped and made again.
@@ -29,13 +22,6 @@ var (
 // connectTimeout bounds the making of a feed (its connection, the
 // stream's state, its consumer) with the given probe interval.
 func connectTimeout(probe time.Duration) time.Duration { return max(10*time.Second, 2*probe) }
-
-// backoff returns how long to wait before the next attempt to make a feed,
-// given the current delay: between half of it and all of it, at random;
-// and the delay after that one: twice as long, up to maxBackoff.
-func backoff(delay time.Duration) (wait, next time.Duration) {
-	return delay/2 + rand.N(delay/2+1), min(2*delay, maxBackoff)
-}
 
 // A feedConn is the feed's connection and the ordered consumer on it.
 type feedConn struct {
@@ -172,7 +158,7 @@ func (s *Store) record(subject string, h nats.Header, seq uint64, ts time.Time) 
 // sends a Resync.
 func (s *Store) run(ctx context.Context, f *feedConn) {
 	defer s.wg.Done()
-	delay := minBackoff
+	delay := feedstatus.MinBackoff
 	known := s.hist.Load()
 	for {
 		if f != nil {
@@ -183,9 +169,9 @@ func (s *Store) run(ctx context.Context, f *feedConn) {
 				return
 			}
 			s.log.Warn("natsstore: change feed lost; making a new one", "bucket", s.bucket, "err", err)
-			s.setDown(err)
+			s.status.Down(err)
 			var wait time.Duration
-			wait, delay = backoff(delay)
+			wait, delay = feedstatus.Backoff(delay)
 			select {
 			case <-ctx.Done():
 				return
@@ -197,9 +183,9 @@ func (s *Store) run(ctx context.Context, f *feedConn) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.setDown(err)
+			s.status.Down(err)
 			var wait time.Duration
-			wait, delay = backoff(delay)
+			wait, delay = feedstatus.Backoff(delay)
 			select {
 			case <-ctx.Done():
 				return
@@ -207,31 +193,11 @@ func (s *Store) run(ctx context.Context, f *feedConn) {
 			}
 			continue
 		}
-		f, delay, known = nf, minBackoff, s.hist.Load()
-		s.statusMu.Lock()
-		s.status.Connected, s.status.Since, s.status.Err = true, time.Now(), nil
-		s.status.Reconnects++
-		s.statusMu.Unlock()
+		f, delay, known = nf, feedstatus.MinBackoff, s.hist.Load()
+		s.status.Reconnected()
 		s.log.Info("natsstore: change feed made again", "bucket", s.bucket)
-		s.resync()
+		s.status.Resync(&s.feed)
 	}
-}
-
-func (s *Store) setDown(err error) {
-	s.statusMu.Lock()
-	defer s.statusMu.Unlock()
-	if s.status.Connected {
-		s.status.Connected, s.status.Since = false, time.Now()
-	}
-	s.status.Err = err
-}
-
-// resync tells the watchers they may have missed changes.
-func (s *Store) resync() {
-	s.statusMu.Lock()
-	s.status.Resyncs++
-	s.statusMu.Unlock()
-	s.feed.Publish(statesync.Record{Resync: true})
 }
 
 // watch returns when f's connection ends, when a probe finds the feed

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/feedstatus"
 )
 
 // DefaultBucket is the default of [Options.Bucket].
@@ -112,8 +113,7 @@ type Store struct {
 	probes atomic.Uint64 // the feed's probes passed, for tests
 	mute   atomic.Bool   // tests: the feed's consumer delivers nothing
 
-	statusMu sync.Mutex // protects status
-	status   statesync.FeedStatus
+	status feedstatus.Status // the change feed's state, for FeedStatus
 }
 
 var (
@@ -199,7 +199,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		s.nc.Close()
 		return nil, fmt.Errorf("natsstore: open: change feed: %w", err)
 	}
-	s.status = statesync.FeedStatus{Connected: true, Since: time.Now()}
+	s.status.Up()
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)
@@ -384,9 +384,7 @@ func (s *Store) Close() error {
 
 // FeedStatus implements [statesync.FeedReporter].
 func (s *Store) FeedStatus() statesync.FeedStatus {
-	s.statusMu.Lock()
-	defer s.statusMu.Unlock()
-	return s.status
+	return s.status.Status()
 }
 
 // Bucket returns the name of the store's bucket.

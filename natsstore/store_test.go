@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/natstest"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/natsstore"
 )
 
@@ -35,7 +36,7 @@ func jsClient(t testing.TB, url string) jetstream.JetStream {
 
 func streamInfo(t testing.TB, js jetstream.JetStream, name string) *jetstream.StreamInfo {
 	t.Helper()
-	st, err := js.Stream(opContext(t), name)
+	st, err := js.Stream(storetest.OpContext(t), name)
 	if err != nil {
 		t.Fatalf("stream %s: %v", name, err)
 	}
@@ -44,7 +45,7 @@ func streamInfo(t testing.TB, js jetstream.JetStream, name string) *jetstream.St
 
 func TestOpenErrors(t *testing.T) {
 	url := natstest.NewServer(t)
-	ctx := opContext(t)
+	ctx := storetest.OpContext(t)
 	for _, tt := range []struct {
 		name string
 		url  string
@@ -74,7 +75,7 @@ func TestOpenErrors(t *testing.T) {
 	t.Run("no server", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		p := newProxy(t, hostPort(url))
+		p := storetest.NewProxy(t, hostPort(url))
 		p.Block(true)
 		if s, err := natsstore.Open(ctx, "nats://"+p.Addr()+"?timeout=200ms", nil); err == nil {
 			_ = s.Close()
@@ -116,7 +117,7 @@ func TestBucketConfig(t *testing.T) {
 	if lo, hi := uint64(before.UnixMicro()), uint64(after.UnixMicro()); c.FirstSeq < lo || c.FirstSeq > hi {
 		t.Errorf("FirstSeq %d; want the time of Open in µs, %d to %d", c.FirstSeq, lo, hi)
 	}
-	rec := mustWrite(t, s, statesync.Write{Topic: "t", Data: json.RawMessage(`1`)})
+	rec := storetest.MustWrite(t, s, statesync.Write{Topic: "t", Data: json.RawMessage(`1`)})
 	if uint64(rec.Revision) != c.FirstSeq {
 		t.Errorf("first revision %d; want the first sequence %d", rec.Revision, c.FirstSeq)
 	}
@@ -131,7 +132,7 @@ func TestBucketConfig(t *testing.T) {
 	if s2.Bucket() != "other" {
 		t.Errorf("Bucket() = %q; want Options' other", s2.Bucket())
 	}
-	if got := mustGet(t, s2, "t"); got.Revision != 0 {
+	if got := storetest.MustGet(t, s2, "t"); got.Revision != 0 {
 		t.Errorf("another bucket has t at revision %d", got.Revision)
 	}
 }
@@ -143,16 +144,16 @@ func TestBucketRecreated(t *testing.T) {
 	url := natstest.NewServer(t)
 	a := open(t, url, nil)
 	b := open(t, url, nil)
-	topic := newTopic("re")
-	old := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	topic := storetest.NewTopic("re")
+	old := storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	for _, op := range []struct {
 		name string
 		f    func() statesync.Record
 	}{
 		{"Write", func() statesync.Record {
-			return mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+			return storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
 		}},
-		{"Get", func() statesync.Record { return mustGet(t, b, topic) }},
+		{"Get", func() statesync.Record { return storetest.MustGet(t, b, topic) }},
 	} {
 		deleteBucket(t, url, natsstore.DefaultBucket)
 		rec := op.f()
@@ -173,46 +174,46 @@ func TestBucketRecreated(t *testing.T) {
 func TestForeignBucket(t *testing.T) {
 	url := natstest.NewServer(t)
 	js := jsClient(t, url)
-	kv, err := js.CreateKeyValue(opContext(t), jetstream.KeyValueConfig{Bucket: "kv"})
+	kv, err := js.CreateKeyValue(storetest.OpContext(t), jetstream.KeyValueConfig{Bucket: "kv"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := open(t, url+"?bucket=kv", nil)
-	w := watch(t, s)
-	rec := mustWrite(t, s, statesync.Write{Topic: "a.b", Data: json.RawMessage(`{"x":1}`), SourceID: "me"})
-	got := mustGet(t, s, "a.b")
+	w := storetest.Watch(t, s)
+	rec := storetest.MustWrite(t, s, statesync.Write{Topic: "a.b", Data: json.RawMessage(`{"x":1}`), SourceID: "me"})
+	got := storetest.MustGet(t, s, "a.b")
 	if got.Revision != rec.Revision || string(got.Data) != `{"x":1}` || got.SourceID != "me" {
 		t.Errorf("Get = %+v", got)
 	}
-	if e, err := kv.Get(opContext(t), "a=2Eb"); err != nil || string(e.Value()) != `{"x":1}` {
+	if e, err := kv.Get(storetest.OpContext(t), "a=2Eb"); err != nil || string(e.Value()) != `{"x":1}` {
 		t.Errorf("kv.Get(a=2Eb) = %v, %v", e, err)
 	}
 	// Keys that are not topics are left out; a delete marker reads as null.
-	if _, err := kv.Put(opContext(t), "foreign.key", []byte("x")); err != nil {
+	if _, err := kv.Put(storetest.OpContext(t), "foreign.key", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(opContext(t), "=zz", []byte("x")); err != nil {
+	if _, err := kv.Put(storetest.OpContext(t), "=zz", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(opContext(t), "empty", nil); err != nil {
+	if _, err := kv.Put(storetest.OpContext(t), "empty", nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustGet(t, s, "empty"); got.Revision == 0 || string(got.Data) != "null" {
+	if got := storetest.MustGet(t, s, "empty"); got.Revision == 0 || string(got.Data) != "null" {
 		t.Errorf("Get of an empty value written by others = revision %d data %q; want null", got.Revision, got.Data)
 	}
-	if err := kv.Delete(opContext(t), "a=2Eb"); err != nil {
+	if err := kv.Delete(storetest.OpContext(t), "a=2Eb"); err != nil {
 		t.Fatal(err)
 	}
-	after := mustWrite(t, s, statesync.Write{Topic: "z", Data: json.RawMessage(`1`)})
-	waitSeen(t, w, after)
-	del := mustGet(t, s, "a.b")
+	after := storetest.MustWrite(t, s, statesync.Write{Topic: "z", Data: json.RawMessage(`1`)})
+	storetest.WaitSeen(t, w, after)
+	del := storetest.MustGet(t, s, "a.b")
 	if del.Revision <= rec.Revision || string(del.Data) != "null" {
 		t.Errorf("Get of a deleted key = revision %d data %s; want a later revision and null", del.Revision, del.Data)
 	}
-	if _, ok := w.find("a.b", del.Revision); !ok {
+	if _, ok := w.Find("a.b", del.Revision); !ok {
 		t.Error("the feed did not report the deletion")
 	}
-	list, err := s.List(opContext(t))
+	list, err := s.List(storetest.OpContext(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,13 +227,11 @@ func TestForeignBucket(t *testing.T) {
 	if strings.Join(topics, ",") != "a.b,empty,z" {
 		t.Errorf("List topics %q; want a.b, empty and z", topics)
 	}
-	w.mu.Lock()
-	for _, r := range w.recs {
+	for _, r := range w.Records() {
 		if !r.Resync && r.Topic != "a.b" && r.Topic != "z" && r.Topic != "empty" {
 			t.Errorf("the feed reported %+v", r)
 		}
 	}
-	w.mu.Unlock()
 }
 
 func TestWriteLimits(t *testing.T) {
@@ -246,28 +245,28 @@ func TestWriteLimits(t *testing.T) {
 		t.Errorf("MaxValue(10) = %d; want MaxValue(3)-7", s.MaxValue(10))
 	}
 	big := bytes.Repeat([]byte("1"), limit)
-	rec, err := s.Write(opContext(t), statesync.Write{Topic: "big", Data: big, SourceID: "abc"})
+	rec, err := s.Write(storetest.OpContext(t), statesync.Write{Topic: "big", Data: big, SourceID: "abc"})
 	if err != nil {
 		t.Fatalf("a write of MaxValue bytes: %v", err)
 	}
-	if got := mustGet(t, s, "big"); got.Revision != rec.Revision || !bytes.Equal(got.Data, big) {
+	if got := storetest.MustGet(t, s, "big"); got.Revision != rec.Revision || !bytes.Equal(got.Data, big) {
 		t.Errorf("Get of a %d-byte value: revision %d, %d bytes", limit, got.Revision, len(got.Data))
 	}
-	_, err = s.Write(opContext(t), statesync.Write{Topic: "big", Data: append(big, '1'), SourceID: "abc"})
+	_, err = s.Write(storetest.OpContext(t), statesync.Write{Topic: "big", Data: append(big, '1'), SourceID: "abc"})
 	if err == nil || !strings.Contains(err.Error(), "max_payload") {
 		t.Errorf("a write of MaxValue+1 bytes: %v; want an error about max_payload", err)
 	}
-	if _, err := s.Write(opContext(t), statesync.Write{Topic: "a b", Data: json.RawMessage(`1`)}); !errors.Is(err, statesync.ErrInvalidTopic) {
+	if _, err := s.Write(storetest.OpContext(t), statesync.Write{Topic: "a b", Data: json.RawMessage(`1`)}); !errors.Is(err, statesync.ErrInvalidTopic) {
 		t.Errorf("a write of an invalid topic: %v", err)
 	}
-	if got := mustGet(t, s, ""); got.Revision != 0 || string(got.Data) != "null" || got.Epoch != s.Epoch() {
+	if got := storetest.MustGet(t, s, ""); got.Revision != 0 || string(got.Data) != "null" || got.Epoch != s.Epoch() {
 		t.Errorf("Get(\"\") = %+v", got)
 	}
-	if got := mustGet(t, s, "a b/é"); got.Revision != 0 || string(got.Data) != "null" {
+	if got := storetest.MustGet(t, s, "a b/é"); got.Revision != 0 || string(got.Data) != "null" {
 		t.Errorf("Get of a topic no write can make = %+v", got)
 	}
 	// A conditional write on a topic never written, expecting a revision.
-	_, err = s.Write(opContext(t), statesync.Write{Topic: "new", Data: json.RawMessage(`1`), Conditional: true, IfRevision: 5})
+	_, err = s.Write(storetest.OpContext(t), statesync.Write{Topic: "new", Data: json.RawMessage(`1`), Conditional: true, IfRevision: 5})
 	var ce *statesync.ConflictError
 	if !errors.As(err, &ce) || ce.Current != 0 || ce.Expected != 5 || ce.Epoch != s.Epoch() || ce.Topic != "new" {
 		t.Errorf("conditional write on a topic never written: %v", err)
@@ -283,7 +282,7 @@ func TestClosed(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	ctx := opContext(t)
+	ctx := storetest.OpContext(t)
 	if _, err := s.Get(ctx, "t"); !errors.Is(err, statesync.ErrClosed) {
 		t.Errorf("Get: %v", err)
 	}
@@ -318,14 +317,14 @@ func TestCanceled(t *testing.T) {
 func TestAuth(t *testing.T) {
 	srv := natstest.NewServerWith(t, func(o *server.Options) { o.Authorization = "s3cret" })
 	u, _ := url.Parse(srv)
-	if s, err := natsstore.Open(opContext(t), srv+"?timeout=1s", nil); err == nil {
+	if s, err := natsstore.Open(storetest.OpContext(t), srv+"?timeout=1s", nil); err == nil {
 		_ = s.Close()
 		t.Fatal("Open without the token succeeded")
 	}
 	s := open(t, "nats://"+u.Host+"?token=s3cret", nil)
-	mustWrite(t, s, statesync.Write{Topic: "t", Data: json.RawMessage(`1`)})
+	storetest.MustWrite(t, s, statesync.Write{Topic: "t", Data: json.RawMessage(`1`)})
 	s2 := open(t, "nats://s3cret@"+u.Host, nil)
-	if got := mustGet(t, s2, "t"); got.Revision == 0 {
+	if got := storetest.MustGet(t, s2, "t"); got.Revision == 0 {
 		t.Error("a store with the token in the URL's user part does not see the write")
 	}
 }
@@ -335,26 +334,26 @@ func TestAuth(t *testing.T) {
 func TestSourceIDs(t *testing.T) {
 	url := natstest.NewServer(t)
 	a, b := open(t, url, nil), open(t, url, nil)
-	w := watch(t, b)
+	w := storetest.Watch(t, b)
 	for i, id := range []string{"x\r\nInjected: yes", " spaced ", "é/%+", strings.Repeat("s", 4096)} {
-		topic := newTopic("src")
-		rec := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`), SourceID: id})
+		topic := storetest.NewTopic("src")
+		rec := storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`), SourceID: id})
 		if rec.SourceID != id {
 			t.Errorf("%d: Write record SourceID %q", i, rec.SourceID)
 		}
-		if got := mustGet(t, b, topic); got.SourceID != id {
+		if got := storetest.MustGet(t, b, topic); got.SourceID != id {
 			t.Errorf("%d: Get SourceID %q; want %q", i, got.SourceID, id)
 		}
-		if got := waitSeen(t, w, rec); got.SourceID != id {
+		if got := storetest.WaitSeen(t, w, rec); got.SourceID != id {
 			t.Errorf("%d: watched SourceID %q; want %q", i, got.SourceID, id)
 		}
 	}
 	// The encoded source id counts against max_payload.
 	limit := a.MaxValue(len("a%2Fb"))
-	if _, err := a.Write(opContext(t), statesync.Write{Topic: "t", Data: bytes.Repeat([]byte("1"), limit+1), SourceID: "a/b"}); err == nil {
+	if _, err := a.Write(storetest.OpContext(t), statesync.Write{Topic: "t", Data: bytes.Repeat([]byte("1"), limit+1), SourceID: "a/b"}); err == nil {
 		t.Error("a write over MaxValue of the encoded source id succeeded")
 	}
-	if _, err := a.Write(opContext(t), statesync.Write{Topic: "t", Data: bytes.Repeat([]byte("1"), limit), SourceID: "a/b"}); err != nil {
+	if _, err := a.Write(storetest.OpContext(t), statesync.Write{Topic: "t", Data: bytes.Repeat([]byte("1"), limit), SourceID: "a/b"}); err != nil {
 		t.Errorf("a write of MaxValue of the encoded source id: %v", err)
 	}
 }
@@ -365,10 +364,10 @@ func TestSourceIDs(t *testing.T) {
 func TestOneMiBValue(t *testing.T) {
 	url := natstest.NewServerWith(t, func(o *server.Options) { o.MaxPayload = 2 << 20 })
 	a, b := open(t, url, nil), open(t, url, nil)
-	w := watch(t, b)
+	w := storetest.Watch(t, b)
 	for _, n := range []int{1 << 20, a.MaxValue(len("node")), a.MaxValue(len("node")) + 1} {
 		data := bytes.Repeat([]byte("7"), n)
-		rec, err := a.Write(opContext(t), statesync.Write{Topic: "big", Data: data, SourceID: "node"})
+		rec, err := a.Write(storetest.OpContext(t), statesync.Write{Topic: "big", Data: data, SourceID: "node"})
 		if n > a.MaxValue(len("node")) {
 			if err == nil {
 				t.Errorf("a write of %d bytes, over MaxValue, succeeded", n)
@@ -378,9 +377,9 @@ func TestOneMiBValue(t *testing.T) {
 		if err != nil {
 			t.Fatalf("a write of %d bytes: %v", n, err)
 		}
-		if got := mustGet(t, b, "big"); got.Revision != rec.Revision || !bytes.Equal(got.Data, data) || got.SourceID != "node" {
+		if got := storetest.MustGet(t, b, "big"); got.Revision != rec.Revision || !bytes.Equal(got.Data, data) || got.SourceID != "node" {
 			t.Errorf("Get of a %d-byte value: revision %d (want %d), %d bytes, source %q", n, got.Revision, rec.Revision, len(got.Data), got.SourceID)
 		}
-		waitSeen(t, w, rec)
+		storetest.WaitSeen(t, w, rec)
 	}
 }

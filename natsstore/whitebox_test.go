@@ -327,34 +327,6 @@ func TestResolveOptions(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for _, d := range []time.Duration{minBackoff, 100 * time.Millisecond, time.Second, maxBackoff} {
-		for range 200 {
-			wait, next := backoff(d)
-			if wait < d/2 || wait > d {
-				t.Fatalf("backoff(%v) waits %v; want %v to %v", d, wait, d/2, d)
-			}
-			if want := min(2*d, maxBackoff); next != want {
-				t.Fatalf("backoff(%v) next %v; want %v", d, next, want)
-			}
-		}
-	}
-	// The wait is drawn at random: over many draws both halves of the
-	// range come up.
-	var low, high bool
-	for range 1000 {
-		w, _ := backoff(time.Second)
-		low = low || w < 750*time.Millisecond
-		high = high || w > 750*time.Millisecond
-	}
-	if !low || !high {
-		t.Errorf("backoff(1s) waits only in one half of 0.5-1 s (low %v, high %v)", low, high)
-	}
-	if w, _ := backoff(2); w != 1 && w != 2 {
-		t.Errorf("backoff(2ns) = %v", w)
-	}
-}
-
 func TestConnectTimeout(t *testing.T) {
 	for probe, want := range map[time.Duration]time.Duration{
 		time.Second: 10 * time.Second, 5 * time.Second: 10 * time.Second, 6 * time.Second: 12 * time.Second,

@@ -4,16 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/pgtest"
+	"github.com/statesync-go/statesync/internal/storetest"
 )
 
 // BenchmarkWrite measures unconditional writes (each one statement with
@@ -21,72 +20,19 @@ import (
 // concurrent writers, each to a topic of its own, through one Store with
 // a pool of 16 connections.
 func BenchmarkWrite(b *testing.B) {
-	for _, writers := range []int{1, 8} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			s := open(b, withOpt(b, pgtest.NewDatabase(b), "pool_max_conns", "16"), nil)
-			data := json.RawMessage(`{"counter":12345,"name":"benchmark"}`)
-			b.ReportAllocs()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for range writers {
-				wg.Go(func() {
-					topic := newTopic("bench")
-					ctx := context.Background()
-					for next.Add(1) <= int64(b.N) {
-						if _, err := s.Write(ctx, statesync.Write{Topic: topic, Data: data}); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
-		})
-	}
+	storetest.BenchWrite(b, func(b *testing.B) statesync.Store {
+		return open(b, storetest.WithOpt(b, pgtest.NewDatabase(b), "pool_max_conns", "16"), nil)
+	})
 }
 
 // BenchmarkFeedLatency measures the time from a write's call on one store
 // to its record's arrival at a watcher of another store on the same schema
 // (commit, NOTIFY, delivery on the feed connection), one write at a time.
 func BenchmarkFeedLatency(b *testing.B) {
-	db := pgtest.NewDatabase(b)
-	a, c := open(b, db, nil), open(b, db, nil)
-	topic := newTopic("latency")
-	seen := make(chan statesync.Revision, 1)
-	stop, err := c.Watch(context.Background(), func(r statesync.Record) {
-		if r.Topic == topic {
-			select {
-			case seen <- r.Revision:
-			default:
-			}
-		}
+	storetest.BenchFeedLatency(b, func(b *testing.B) (a, c statesync.Store) {
+		db := pgtest.NewDatabase(b)
+		return open(b, db, nil), open(b, db, nil)
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer stop()
-	ctx := context.Background()
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for range b.N {
-		start := time.Now()
-		rec, err := a.Write(ctx, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for r := range seen {
-			if r == rec.Revision {
-				break
-			}
-		}
-		lat = append(lat, time.Since(start))
-	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
 
 // BenchmarkNotifyLimit finds the write rate at which NOTIFY becomes the
@@ -96,7 +42,7 @@ func BenchmarkFeedLatency(b *testing.B) {
 // without the NOTIFY, as writers are added (each on a topic of its own,
 // a pool of 64 connections).
 func BenchmarkNotifyLimit(b *testing.B) {
-	db := withOpt(b, pgtest.NewDatabase(b), "pool_max_conns", "64")
+	db := storetest.WithOpt(b, pgtest.NewDatabase(b), "pool_max_conns", "64")
 	s := open(b, db, nil)
 	pool, err := pgxpool.New(context.Background(), db)
 	if err != nil {
@@ -115,7 +61,7 @@ func BenchmarkNotifyLimit(b *testing.B) {
 				b.ResetTimer()
 				for range writers {
 					wg.Go(func() {
-						topic := newTopic("limit")
+						topic := storetest.NewTopic("limit")
 						ctx := context.Background()
 						for next.Add(1) <= int64(b.N) {
 							var err error

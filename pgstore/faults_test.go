@@ -10,6 +10,7 @@ import (
 	"github.com/statesync-go/statesync/internal/faultproxy"
 	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/pgstore"
 	"github.com/statesync-go/statesync/statesynctest"
 )
@@ -44,7 +45,7 @@ func newFaultRigProbe(t *testing.T, probe time.Duration) statesynctest.SharedSto
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, u.Host)
+	p := storetest.NewProxy(t, u.Host)
 	return statesynctest.SharedStoreRig{
 		A:           open(t, db, nil),
 		B:           open(t, feedVia(t, db, p, probe), nil),
@@ -67,22 +68,22 @@ func TestFaultRig(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newFaultRig(t)
-			w := watch(t, r.B)
-			topic := newTopic("fault")
-			first := mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
-			waitSeen(t, w, first)
+			w := storetest.Watch(t, r.B)
+			topic := storetest.NewTopic("fault")
+			first := storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+			storetest.WaitSeen(t, w, first)
 			start := time.Now()
 			undo := tt.fault(r)
 			defer undo()
-			poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+			poll.Until(t, "a Resync on B", func() bool { return w.Resyncs() >= 1 })
 			t.Logf("Resync after %v", time.Since(start).Round(time.Millisecond))
 			b := r.B.(*pgstore.Store)
 			if tt.name != "LoseHistory" {
 				poll.Until(t, "B's feed reconnected", func() bool { st := b.FeedStatus(); return st.Connected && st.Reconnects >= 1 })
 			}
-			later := mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
-			waitSeen(t, w, later)
-			if got := mustGet(t, r.B, topic); got.Epoch != later.Epoch {
+			later := storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+			storetest.WaitSeen(t, w, later)
+			if got := storetest.MustGet(t, r.B, topic); got.Epoch != later.Epoch {
 				t.Errorf("B's epoch %q; A's %q", got.Epoch, later.Epoch)
 			}
 			if (later.Epoch != first.Epoch) != (tt.name == "LoseHistory") {
@@ -98,19 +99,19 @@ func TestStallDetectedWithDefaults(t *testing.T) {
 		t.Skip("takes 10 s")
 	}
 	r := newFaultRigProbe(t, 0)
-	w := watch(t, r.B)
-	topic := newTopic("stall")
-	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	w := storetest.Watch(t, r.B)
+	topic := storetest.NewTopic("stall")
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
 	resume := r.StallFeed()
 	defer resume()
 	start := time.Now()
-	poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+	poll.Until(t, "a Resync on B", func() bool { return w.Resyncs() >= 1 })
 	d := time.Since(start)
 	t.Logf("silent feed found and resynced after %v", d.Round(time.Millisecond))
 	if d > 15*time.Second {
 		t.Errorf("silent feed found after %v; want within 15 s", d)
 	}
-	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
 }
 
 // The shared-store fault suite, on B's feed through a fault proxy.

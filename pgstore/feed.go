@@ -6,20 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/statesync-go/statesync"
-)
-
-// The feed's reconnection backoff: from minBackoff, doubling up to
-// maxBackoff, each wait drawn at random between half and all of it.
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	"github.com/statesync-go/statesync/internal/feedstatus"
 )
 
 // errSilent is why a feed that heard nothing for two probe intervals is
@@ -88,7 +81,7 @@ func closeConn(conn *pgx.Conn) {
 // fails or falls silent, reconnects with backoff and sends a Resync.
 func (s *Store) run(ctx context.Context, conn *pgx.Conn, st *feedState) {
 	defer s.wg.Done()
-	delay := minBackoff
+	delay := feedstatus.MinBackoff
 	lastErr := "" // the last reconnection error logged
 	for {
 		if conn != nil {
@@ -99,10 +92,10 @@ func (s *Store) run(ctx context.Context, conn *pgx.Conn, st *feedState) {
 				return
 			}
 			s.log.Warn("pgstore: change feed lost; reconnecting", "schema", s.n.schema, "err", err)
-			s.setDown(err)
+			s.status.Down(err)
 		}
 		var wait time.Duration
-		wait, delay = backoff(delay)
+		wait, delay = feedstatus.Backoff(delay)
 		select {
 		case <-ctx.Done():
 			return
@@ -117,43 +110,16 @@ func (s *Store) run(ctx context.Context, conn *pgx.Conn, st *feedState) {
 				s.log.Warn("pgstore: change feed cannot reconnect; retrying", "schema", s.n.schema, "err", err)
 			}
 			lastErr = err.Error()
-			s.setDown(err)
+			s.status.Down(err)
 			continue
 		}
 		lastErr = ""
-		conn, delay = c, minBackoff
+		conn, delay = c, feedstatus.MinBackoff
 		st.known = epoch
-		s.statusMu.Lock()
-		s.status.Connected, s.status.Since, s.status.Err = true, time.Now(), nil
-		s.status.Reconnects++
-		s.statusMu.Unlock()
+		s.status.Reconnected()
 		s.log.Info("pgstore: change feed reconnected", "schema", s.n.schema)
-		s.resync()
+		s.status.Resync(&s.feed)
 	}
-}
-
-// backoff returns the wait before a reconnection attempt, drawn at random
-// between half of delay and all of it, and the delay of the next attempt:
-// double this one, at most maxBackoff.
-func backoff(delay time.Duration) (wait, next time.Duration) {
-	return delay/2 + rand.N(delay/2+1), min(2*delay, maxBackoff)
-}
-
-func (s *Store) setDown(err error) {
-	s.statusMu.Lock()
-	defer s.statusMu.Unlock()
-	if s.status.Connected {
-		s.status.Connected, s.status.Since = false, time.Now()
-	}
-	s.status.Err = err
-}
-
-// resync tells the watchers they may have missed changes.
-func (s *Store) resync() {
-	s.statusMu.Lock()
-	s.status.Resyncs++
-	s.statusMu.Unlock()
-	s.feed.Publish(statesync.Record{Resync: true})
 }
 
 // setEpoch records the epoch the feed sees now, and sends a Resync if it
@@ -166,7 +132,7 @@ func (s *Store) setEpoch(st *feedState, epoch string) {
 	st.known = epoch
 	if was != "" {
 		s.log.Warn("pgstore: the store's epoch changed (it lost history); resyncing", "schema", s.n.schema, "epoch", epoch)
-		s.resync()
+		s.status.Resync(&s.feed)
 	}
 }
 
@@ -285,7 +251,7 @@ func (s *Store) handle(ctx context.Context, st *feedState, payload string) {
 	case kindLostHistory:
 		st.known = ""
 		s.log.Warn("pgstore: the topics table was emptied; resyncing", "schema", s.n.schema)
-		s.resync()
+		s.status.Resync(&s.feed)
 	case kindWrite:
 		rec := statesync.Record{Topic: p.topic, Revision: p.revision, Epoch: epochOf(p.metaID, p.oid, *s.ident.Load()),
 			SourceID: p.sourceID, Time: time.UnixMicro(p.micros), DataOmitted: true}

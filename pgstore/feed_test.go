@@ -13,6 +13,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/pgstore"
 )
 
@@ -24,29 +25,20 @@ func terminateFeeds(t *testing.T, db string) {
 		pgstore.FeedApplicationName+"' AND datname = current_database()")
 }
 
-// waitSeen waits until r has the record of rec's write.
-func waitSeen(t *testing.T, r *recorder, rec statesync.Record) {
-	t.Helper()
-	poll.Until(t, "the watcher to see "+rec.Topic+" at "+rec.Revision.String(), func() bool {
-		_, ok := r.find(rec.Topic, rec.Revision)
-		return ok
-	})
-}
-
 // A feed connection killed by the server is made again; the watchers get
 // a Resync once it listens, and the writes after it.
 func TestFeedReconnect(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	a, b := open(t, db, nil), open(t, db, nil)
-	w := watch(t, a)
-	topic := newTopic("reconnect")
-	waitSeen(t, w, mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
-	epoch := mustGet(t, a, topic).Epoch
+	w := storetest.Watch(t, a)
+	topic := storetest.NewTopic("reconnect")
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	epoch := storetest.MustGet(t, a, topic).Epoch
 
 	terminateFeeds(t, db)
 	poll.UntilState(t, "a's feed to reconnect and resync", func() (bool, string) {
 		st := a.FeedStatus()
-		return st.Connected && st.Reconnects >= 1 && w.resyncs() >= 1, "" +
+		return st.Connected && st.Reconnects >= 1 && w.Resyncs() >= 1, "" +
 			"status " + statusString(st)
 	})
 	// One termination: one reconnection and one resync (the default probe
@@ -54,12 +46,12 @@ func TestFeedReconnect(t *testing.T) {
 	if st := a.FeedStatus(); st.Reconnects != 1 || st.Resyncs != 1 || st.Err != nil {
 		t.Errorf("FeedStatus after reconnect = %s; want 1 reconnect, 1 resync and no error", statusString(st))
 	}
-	rec := mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
-	waitSeen(t, w, rec)
+	rec := storetest.MustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+	storetest.WaitSeen(t, w, rec)
 	if rec.Epoch != epoch {
 		t.Errorf("epoch after a feed reconnect = %q; want %q (nothing was lost)", rec.Epoch, epoch)
 	}
-	if got, _ := w.find(topic, rec.Revision); got.Epoch != epoch {
+	if got, _ := w.Find(topic, rec.Revision); got.Epoch != epoch {
 		t.Errorf("watched epoch after a feed reconnect = %q; want %q", got.Epoch, epoch)
 	}
 }
@@ -82,35 +74,35 @@ func errString(err error) string {
 // watchers get a Resync.
 func TestEpoch(t *testing.T) {
 	const probe = 100 * time.Millisecond
-	setUp := func(t *testing.T) (db string, a, b *pgstore.Store, wa, wb *recorder, before statesync.Record) {
+	setUp := func(t *testing.T) (db string, a, b *pgstore.Store, wa, wb *storetest.Recorder, before statesync.Record) {
 		db = pgtest.NewDatabase(t)
 		a, b = open(t, db, &pgstore.Options{ProbeInterval: probe}), open(t, db, &pgstore.Options{ProbeInterval: probe})
-		wa, wb = watch(t, a), watch(t, b)
-		before = mustWrite(t, a, statesync.Write{Topic: newTopic("before"), Data: json.RawMessage(`1`)})
-		waitSeen(t, wb, before)
-		if e := mustGet(t, b, "x").Epoch; e != before.Epoch {
+		wa, wb = storetest.Watch(t, a), storetest.Watch(t, b)
+		before = storetest.MustWrite(t, a, statesync.Write{Topic: storetest.NewTopic("before"), Data: json.RawMessage(`1`)})
+		storetest.WaitSeen(t, wb, before)
+		if e := storetest.MustGet(t, b, "x").Epoch; e != before.Epoch {
 			t.Fatalf("b's epoch %q; a's %q: want one epoch", e, before.Epoch)
 		}
 		return
 	}
-	lost := func(t *testing.T, a, b *pgstore.Store, wa, wb *recorder, before statesync.Record) {
+	lost := func(t *testing.T, a, b *pgstore.Store, wa, wb *storetest.Recorder, before statesync.Record) {
 		t.Helper()
 		for i, s := range []*pgstore.Store{a, b} {
-			w := []*recorder{wa, wb}[i]
+			w := []*storetest.Recorder{wa, wb}[i]
 			poll.Until(t, "a Resync and a new epoch", func() bool {
-				rec, err := s.Get(opContext(t), before.Topic)
-				return err == nil && rec.Epoch != before.Epoch && w.resyncs() >= 1
+				rec, err := s.Get(storetest.OpContext(t), before.Topic)
+				return err == nil && rec.Epoch != before.Epoch && w.Resyncs() >= 1
 			})
 		}
-		after := mustWrite(t, b, statesync.Write{Topic: before.Topic, Data: json.RawMessage(`2`)})
+		after := storetest.MustWrite(t, b, statesync.Write{Topic: before.Topic, Data: json.RawMessage(`2`)})
 		if after.Epoch == before.Epoch {
 			t.Errorf("write after the loss: epoch %q, the old one", after.Epoch)
 		}
-		waitSeen(t, wa, after)
-		if got, _ := wa.find(after.Topic, after.Revision); got.Epoch != after.Epoch {
+		storetest.WaitSeen(t, wa, after)
+		if got, _ := wa.Find(after.Topic, after.Revision); got.Epoch != after.Epoch {
 			t.Errorf("watched epoch %q; want the new %q", got.Epoch, after.Epoch)
 		}
-		if e := mustGet(t, a, "x").Epoch; e != after.Epoch {
+		if e := storetest.MustGet(t, a, "x").Epoch; e != after.Epoch {
 			t.Errorf("a's epoch %q, b's %q: want one epoch", e, after.Epoch)
 		}
 	}
@@ -118,19 +110,19 @@ func TestEpoch(t *testing.T) {
 	t.Run("Stable", func(t *testing.T) {
 		db, a, _, wa, _, before := setUp(t)
 		c := open(t, db, nil)
-		if e := mustGet(t, c, "x").Epoch; e != before.Epoch {
+		if e := storetest.MustGet(t, c, "x").Epoch; e != before.Epoch {
 			t.Errorf("a third store's epoch %q; want %q", e, before.Epoch)
 		}
 		c.Close()
 		terminateFeeds(t, db)
 		poll.Until(t, "a's feed to reconnect", func() bool { return a.FeedStatus().Reconnects >= 1 && a.FeedStatus().Connected })
-		if e := mustGet(t, a, "x").Epoch; e != before.Epoch {
+		if e := storetest.MustGet(t, a, "x").Epoch; e != before.Epoch {
 			t.Errorf("epoch after a reconnect %q; want %q", e, before.Epoch)
 		}
 		// An empty DELETE loses nothing.
 		admin(t, db, "DELETE FROM statesync.topics WHERE topic = 'none'")
-		rec := mustWrite(t, a, statesync.Write{Topic: before.Topic, Data: json.RawMessage(`3`)})
-		waitSeen(t, wa, rec)
+		rec := storetest.MustWrite(t, a, statesync.Write{Topic: before.Topic, Data: json.RawMessage(`3`)})
+		storetest.WaitSeen(t, wa, rec)
 		if rec.Epoch != before.Epoch {
 			t.Errorf("epoch after a DELETE of no row %q; want %q", rec.Epoch, before.Epoch)
 		}
@@ -155,7 +147,7 @@ func TestEpoch(t *testing.T) {
 		admin(t, db,
 			"CREATE TABLE public.topics_copy AS SELECT * FROM statesync.topics",
 			"CREATE TABLE public.meta_copy AS SELECT * FROM statesync.meta")
-		mustWrite(t, a, statesync.Write{Topic: before.Topic, Data: json.RawMessage(`"lost"`)})
+		storetest.MustWrite(t, a, statesync.Write{Topic: before.Topic, Data: json.RawMessage(`"lost"`)})
 		// The restore of a dump: the schema is dropped and made again (here
 		// by Open), then the old rows are loaded, meta row included.
 		admin(t, db, "DROP SCHEMA statesync CASCADE")
@@ -164,7 +156,7 @@ func TestEpoch(t *testing.T) {
 			"DELETE FROM statesync.meta",
 			"INSERT INTO statesync.meta SELECT * FROM public.meta_copy",
 			"INSERT INTO statesync.topics SELECT * FROM public.topics_copy")
-		if got := mustGet(t, a, before.Topic); got.Revision != before.Revision {
+		if got := storetest.MustGet(t, a, before.Topic); got.Revision != before.Revision {
 			t.Fatalf("restored revision %d; want %d", got.Revision, before.Revision)
 		}
 		lost(t, a, b, wa, wb, before)
@@ -181,11 +173,11 @@ func TestProbeSilentFeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, u.Host)
+	p := storetest.NewProxy(t, u.Host)
 	a, b := open(t, feedVia(t, db, p, probe), nil), open(t, db, nil)
-	w := watch(t, a)
-	topic := newTopic("silent")
-	waitSeen(t, w, mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	w := storetest.Watch(t, a)
+	topic := storetest.NewTopic("silent")
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
 
 	p.Pause(true)
 	paused := time.Now()
@@ -196,16 +188,16 @@ func TestProbeSilentFeed(t *testing.T) {
 	if st := a.FeedStatus(); st.Err == nil {
 		t.Errorf("FeedStatus of a dead feed has no Err")
 	}
-	missed := mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+	missed := storetest.MustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
 	p.Pause(false)
 	poll.Until(t, "the feed to reconnect and resync", func() bool {
 		st := a.FeedStatus()
-		return st.Connected && st.Reconnects >= 1 && w.resyncs() >= 1
+		return st.Connected && st.Reconnects >= 1 && w.Resyncs() >= 1
 	})
-	if _, ok := w.find(topic, missed.Revision); ok {
+	if _, ok := w.Find(topic, missed.Revision); ok {
 		t.Logf("the write made during the stall was delivered after all")
 	}
-	waitSeen(t, w, mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`3`)}))
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(`3`)}))
 
 	// A stalled feed does not hold up Close.
 	p.Pause(true)
@@ -229,7 +221,7 @@ func TestProbesStayOwn(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	a := open(t, db, &pgstore.Options{ProbeInterval: probe})
 	b := open(t, db, &pgstore.Options{ProbeInterval: probe})
-	ctx := opContext(t)
+	ctx := storetest.OpContext(t)
 	conn, err := pgx.Connect(ctx, db)
 	if err != nil {
 		t.Fatal(err)
@@ -238,8 +230,8 @@ func TestProbesStayOwn(t *testing.T) {
 	if _, err := conn.Exec(ctx, `LISTEN statesync_statesync`); err != nil {
 		t.Fatal(err)
 	}
-	topic := newTopic("own")
-	mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	topic := storetest.NewTopic("own")
+	storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	var heard []string
 	deadline := time.Now().Add(20 * probe)
 	for {

@@ -16,6 +16,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/pgstore"
 )
 
@@ -52,13 +53,13 @@ func TestForeignNotifications(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	sink := &logSink{}
 	s := open(t, db, &pgstore.Options{Logger: slog.New(sink)})
-	w := watch(t, s)
+	w := storetest.Watch(t, s)
 	admin(t, db,
 		"NOTIFY statesync_statesync, 'hello'",
 		"NOTIFY statesync_statesync, 'w|1|2|3|4|not a topic|='",
 		"NOTIFY statesync_statesync, 'w|99|2|3|4|forged|=x'",
 		"NOTIFY statesync_statesync")
-	waitSeen(t, w, mustWrite(t, s, statesync.Write{Topic: newTopic("after"), Data: json.RawMessage(`1`)}))
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, s, statesync.Write{Topic: storetest.NewTopic("after"), Data: json.RawMessage(`1`)}))
 	if !sink.has("not the store's") {
 		t.Errorf("no warning logged for bad notifications; log: %q", sink.msgs)
 	}
@@ -75,7 +76,7 @@ func TestKeywordDSN(t *testing.T) {
 	}
 	dsn := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable", u.Hostname(), u.Port(), u.User.Username(), strings.TrimPrefix(u.Path, "/"))
 	s := open(t, dsn, nil)
-	mustWrite(t, s, statesync.Write{Topic: "dsn", Data: json.RawMessage(`1`)})
+	storetest.MustWrite(t, s, statesync.Write{Topic: "dsn", Data: json.RawMessage(`1`)})
 }
 
 // A role that may not read the server's control data (as on some managed
@@ -98,27 +99,27 @@ func TestRestrictedRole(t *testing.T) {
 		"REVOKE EXECUTE ON FUNCTION pg_control_system(), pg_control_checkpoint(), pg_walfile_name(pg_lsn) FROM PUBLIC")
 	ru := mustParse(t, db)
 	ru.User = url.User(role)
-	conn, err := pgx.Connect(opContext(t), ru.String())
+	conn, err := pgx.Connect(storetest.OpContext(t), ru.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var x string
-	err = conn.QueryRow(opContext(t), "SELECT system_identifier::text FROM pg_control_system()").Scan(&x)
+	err = conn.QueryRow(storetest.OpContext(t), "SELECT system_identifier::text FROM pg_control_system()").Scan(&x)
 	conn.Close(context.Background())
 	if err == nil {
 		t.Fatal("the role can still call pg_control_system(); the test would not test the fallback")
 	}
 	a, bs := open(t, ru.String(), nil), open(t, ru.String(), nil)
-	w := watch(t, bs)
-	r1 := mustWrite(t, a, statesync.Write{Topic: "t", Data: json.RawMessage(`1`)})
-	waitSeen(t, w, r1)
-	if got, _ := w.find("t", r1.Revision); got.Epoch != r1.Epoch || mustGet(t, bs, "t").Epoch != r1.Epoch {
-		t.Errorf("epochs differ between the stores of a restricted role: %q, %q, %q", r1.Epoch, got.Epoch, mustGet(t, bs, "t").Epoch)
+	w := storetest.Watch(t, bs)
+	r1 := storetest.MustWrite(t, a, statesync.Write{Topic: "t", Data: json.RawMessage(`1`)})
+	storetest.WaitSeen(t, w, r1)
+	if got, _ := w.Find("t", r1.Revision); got.Epoch != r1.Epoch || storetest.MustGet(t, bs, "t").Epoch != r1.Epoch {
+		t.Errorf("epochs differ between the stores of a restricted role: %q, %q, %q", r1.Epoch, got.Epoch, storetest.MustGet(t, bs, "t").Epoch)
 	}
 	admin(t, db, "TRUNCATE statesync.topics")
 	poll.Until(t, "a new epoch and a Resync after TRUNCATE", func() bool {
-		rec, err := a.Get(opContext(t), "t")
-		return err == nil && rec.Epoch != r1.Epoch && w.resyncs() >= 1
+		rec, err := a.Get(storetest.OpContext(t), "t")
+		return err == nil && rec.Epoch != r1.Epoch && w.Resyncs() >= 1
 	})
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/feedstatus"
 )
 
 // DefaultSchema is the default of [Options.Schema].
@@ -84,8 +85,7 @@ type Store struct {
 	wg     sync.WaitGroup     // the feed and its probes
 	once   sync.Once          // Close
 
-	statusMu sync.Mutex // protects status
-	status   statesync.FeedStatus
+	status feedstatus.Status // the change feed's state, for FeedStatus
 }
 
 var (
@@ -209,7 +209,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		s.pool.Close()
 		return nil, fmt.Errorf("pgstore: open: change feed: %w", err)
 	}
-	s.status = statesync.FeedStatus{Connected: true, Since: time.Now()}
+	s.status.Up()
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)
@@ -241,9 +241,7 @@ func (s *Store) Close() error {
 
 // FeedStatus implements [statesync.FeedReporter].
 func (s *Store) FeedStatus() statesync.FeedStatus {
-	s.statusMu.Lock()
-	defer s.statusMu.Unlock()
-	return s.status
+	return s.status.Status()
 }
 
 // Schema returns the name of the store's schema.

@@ -15,6 +15,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/pgtest"
 	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/pgstore"
 )
 
@@ -28,7 +29,7 @@ func TestConcurrentOpen(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			stores[i], errs[i] = pgstore.Open(context.Background(), withOpt(t, db, "schema", "multi"), nil)
+			stores[i], errs[i] = pgstore.Open(context.Background(), storetest.WithOpt(t, db, "schema", "multi"), nil)
 		})
 	}
 	wg.Wait()
@@ -42,11 +43,11 @@ func TestConcurrentOpen(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	ctx := opContext(t)
-	again := open(t, withOpt(t, db, "schema", "multi"), nil)
-	want := mustGet(t, again, "never").Epoch
+	ctx := storetest.OpContext(t)
+	again := open(t, storetest.WithOpt(t, db, "schema", "multi"), nil)
+	want := storetest.MustGet(t, again, "never").Epoch
 	for i, s := range stores {
-		if e := mustGet(t, s, "never").Epoch; e != want {
+		if e := storetest.MustGet(t, s, "never").Epoch; e != want {
 			t.Errorf("store %d: epoch %q; want %q, the same for every store on one schema", i, e, want)
 		}
 	}
@@ -74,28 +75,10 @@ func TestNewerSchemaRefused(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	open(t, db, nil).Close()
 	admin(t, db, "INSERT INTO statesync.schema_migrations (version) VALUES (99)")
-	_, err := pgstore.Open(opContext(t), db, nil)
+	_, err := pgstore.Open(storetest.OpContext(t), db, nil)
 	if !errors.Is(err, pgstore.ErrUnsupportedSchema) {
 		t.Errorf("Open on a schema at version 99: error %v; want ErrUnsupportedSchema", err)
 	}
-}
-
-func mustGet(t testing.TB, s statesync.Store, topic string) statesync.Record {
-	t.Helper()
-	rec, err := s.Get(opContext(t), topic)
-	if err != nil {
-		t.Fatalf("Get(%q): %v", topic, err)
-	}
-	return rec
-}
-
-func mustWrite(t testing.TB, s statesync.Store, w statesync.Write) statesync.Record {
-	t.Helper()
-	rec, err := s.Write(opContext(t), w)
-	if err != nil {
-		t.Fatalf("Write(%q): %v", w.Topic, err)
-	}
-	return rec
 }
 
 // Data is kept as the exact bytes written: key order, whitespace, \u0000
@@ -111,13 +94,13 @@ func TestExactBytes(t *testing.T) {
 		`  null  `,
 		string(big),
 	} {
-		topic := newTopic(fmt.Sprint("bytes", i))
-		rec := mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(data)})
+		topic := storetest.NewTopic(fmt.Sprint("bytes", i))
+		rec := storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(data)})
 		want := data
 		if strings.TrimSpace(data) == "null" {
 			want = "null"
 		}
-		if got := mustGet(t, s, topic); string(got.Data) != want || got.Revision != rec.Revision {
+		if got := storetest.MustGet(t, s, topic); string(got.Data) != want || got.Revision != rec.Revision {
 			t.Errorf("Get(%q) = %d bytes at revision %d; want the %d bytes written (%.40q) at revision %d",
 				topic, len(got.Data), got.Revision, len(want), want, rec.Revision)
 		}
@@ -131,10 +114,10 @@ func TestExactBytes(t *testing.T) {
 // the topic has, in the store's epoch.
 func TestConflictFields(t *testing.T) {
 	s := open(t, pgtest.NewDatabase(t), nil)
-	topic := newTopic("cas")
-	r1 := mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	topic := storetest.NewTopic("cas")
+	r1 := storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	for _, expected := range []statesync.Revision{0, r1.Revision - 1, r1.Revision + 1, statesync.MaxRevision} {
-		_, err := s.Write(opContext(t), statesync.Write{Topic: topic, Data: json.RawMessage(`2`), Conditional: true, IfRevision: expected})
+		_, err := s.Write(storetest.OpContext(t), statesync.Write{Topic: topic, Data: json.RawMessage(`2`), Conditional: true, IfRevision: expected})
 		var ce *statesync.ConflictError
 		if !errors.As(err, &ce) {
 			t.Fatalf("Write(IfRevision %d): error %v; want a *ConflictError", expected, err)
@@ -144,7 +127,7 @@ func TestConflictFields(t *testing.T) {
 			t.Errorf("Write(IfRevision %d): %+v; want %+v", expected, *ce, want)
 		}
 	}
-	if got := mustGet(t, s, topic); got.Revision != r1.Revision || string(got.Data) != "1" {
+	if got := storetest.MustGet(t, s, topic); got.Revision != r1.Revision || string(got.Data) != "1" {
 		t.Errorf("Get after rejected writes = %d %s; want %d 1", got.Revision, got.Data, r1.Revision)
 	}
 }
@@ -153,12 +136,12 @@ func TestConflictFields(t *testing.T) {
 // table was emptied does not go back; later ones go up by at least one.
 func TestRevisionsFromClock(t *testing.T) {
 	s := open(t, pgtest.NewDatabase(t), nil)
-	topic := newTopic("clock")
-	r1 := mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	topic := storetest.NewTopic("clock")
+	r1 := storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	if r1.Revision < statesync.Revision(r1.Time.UnixMicro()) || r1.Revision > statesync.Revision(r1.Time.UnixMicro()+1e6) {
 		t.Errorf("first revision %d; want about the commit time in µs, %d", r1.Revision, r1.Time.UnixMicro())
 	}
-	r2 := mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+	r2 := storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
 	if r2.Revision <= r1.Revision {
 		t.Errorf("second revision %d; want > %d", r2.Revision, r1.Revision)
 	}
@@ -170,18 +153,18 @@ func TestRevisionsFromClock(t *testing.T) {
 func TestPayloadSize(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	a, b := open(t, db, nil), open(t, db, nil)
-	w := watch(t, b)
-	topic := newTopic(strings.Repeat("t", statesync.MaxTopicLen-13))
+	w := storetest.Watch(t, b)
+	topic := storetest.NewTopic(strings.Repeat("t", statesync.MaxTopicLen-13))
 	for _, sid := range []string{
 		strings.Repeat("€", 4096/3), // 4,095 bytes: inline
 		strings.Repeat("|=+", 4000), // 12,000 bytes: read back
 		"a|b=c",
 	} {
-		rec := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`{}`), SourceID: sid})
+		rec := storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`{}`), SourceID: sid})
 		var got statesync.Record
 		poll.Until(t, "the write reported to b's watcher", func() bool {
 			var ok bool
-			got, ok = w.find(topic, rec.Revision)
+			got, ok = w.Find(topic, rec.Revision)
 			return ok
 		})
 		if got.SourceID != sid || got.Epoch != rec.Epoch || !got.DataOmitted || !got.Time.Equal(rec.Time) {
@@ -202,19 +185,19 @@ func TestInvalidWrites(t *testing.T) {
 		{Topic: "ok", Data: json.RawMessage(`1`), SourceID: "\x00first"},
 		{Topic: "ok", Data: json.RawMessage(`1`), SourceID: "bad\xff"},
 	} {
-		_, err := s.Write(opContext(t), w)
+		_, err := s.Write(storetest.OpContext(t), w)
 		if err == nil {
 			t.Errorf("Write(%q, source id %q) succeeded; want an error", w.Topic, w.SourceID)
 		} else if w.SourceID != "" && !strings.Contains(err.Error(), "source id is not valid") {
 			t.Errorf("Write(%q, source id %q): %v; want the store's own refusal, before the database", w.Topic, w.SourceID, err)
 		}
 	}
-	if got := mustGet(t, s, "ok"); got.Revision != 0 {
+	if got := storetest.MustGet(t, s, "ok"); got.Revision != 0 {
 		t.Errorf("Get(ok).Revision = %d after failed writes; want 0", got.Revision)
 	}
-	epoch := mustGet(t, s, "ok").Epoch
+	epoch := storetest.MustGet(t, s, "ok").Epoch
 	for _, topic := range []string{"", "nul\x00", "bad\xff", "has space"} {
-		if got := mustGet(t, s, topic); got.Topic != topic || got.Revision != 0 || string(got.Data) != "null" || got.Epoch != epoch {
+		if got := storetest.MustGet(t, s, topic); got.Topic != topic || got.Revision != 0 || string(got.Data) != "null" || got.Epoch != epoch {
 			t.Errorf("Get(%q) = %+v; want a never-written record in epoch %q", topic, got, epoch)
 		}
 	}
@@ -259,26 +242,24 @@ func TestShortestProbeInterval(t *testing.T) {
 // and change feeds.
 func TestSchemasIndependent(t *testing.T) {
 	db := pgtest.NewDatabase(t)
-	a, b := open(t, withOpt(t, db, "schema", "one"), nil), open(t, db, &pgstore.Options{Schema: "two"})
+	a, b := open(t, storetest.WithOpt(t, db, "schema", "one"), nil), open(t, db, &pgstore.Options{Schema: "two"})
 	if a.Schema() != "one" || b.Schema() != "two" {
 		t.Fatalf("schemas %q, %q; want one, two", a.Schema(), b.Schema())
 	}
-	wb := watch(t, b)
-	topic := newTopic("schema")
-	mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
-	mark := mustWrite(t, b, statesync.Write{Topic: topic + "x", Data: json.RawMessage(`1`)})
-	poll.Until(t, "b's own write reported", func() bool { _, ok := wb.find(mark.Topic, mark.Revision); return ok })
-	wb.mu.Lock()
-	defer wb.mu.Unlock()
-	for _, r := range wb.recs {
+	wb := storetest.Watch(t, b)
+	topic := storetest.NewTopic("schema")
+	storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	mark := storetest.MustWrite(t, b, statesync.Write{Topic: topic + "x", Data: json.RawMessage(`1`)})
+	poll.Until(t, "b's own write reported", func() bool { _, ok := wb.Find(mark.Topic, mark.Revision); return ok })
+	for _, r := range wb.Records() {
 		if r.Topic == topic {
 			t.Errorf("b's watcher saw %q, written in schema one", topic)
 		}
 	}
-	if got := mustGet(t, b, topic); got.Revision != 0 {
+	if got := storetest.MustGet(t, b, topic); got.Revision != 0 {
 		t.Errorf("b.Get(%q).Revision = %d; want 0", topic, got.Revision)
 	}
-	if ea, eb := mustGet(t, a, "x").Epoch, mustGet(t, b, "x").Epoch; ea == eb {
+	if ea, eb := storetest.MustGet(t, a, "x").Epoch, storetest.MustGet(t, b, "x").Epoch; ea == eb {
 		t.Errorf("both schemas have epoch %q; want their own", ea)
 	}
 }
@@ -288,7 +269,7 @@ func TestListPrefix(t *testing.T) {
 	s := open(t, pgtest.NewDatabase(t), nil)
 	topics := []string{"B.x", "a.b", "a.c", "a-", "a:x", "a_b", "aXb", "ab", "a.b.c", "b"}
 	for _, topic := range topics {
-		mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+		storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	}
 	for _, tt := range []struct {
 		prefix string
@@ -303,7 +284,7 @@ func TestListPrefix(t *testing.T) {
 		{"z", nil},
 		{"é", nil},
 	} {
-		list, err := s.ListPrefix(opContext(t), tt.prefix)
+		list, err := s.ListPrefix(storetest.OpContext(t), tt.prefix)
 		if err != nil {
 			t.Fatalf("ListPrefix(%q): %v", tt.prefix, err)
 		}

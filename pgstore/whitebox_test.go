@@ -4,7 +4,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/statesync-go/statesync"
 )
@@ -168,31 +167,5 @@ func TestNames(t *testing.T) {
 	e := epochOf("m", 1, ident{"s", "t"})
 	if len(e) != len(statesync.NewEpoch()) || e == epochOf("m", 2, ident{"s", "t"}) || e == epochOf("m", 1, ident{"s", "u"}) || e != epochOf("m", 1, ident{"s", "t"}) {
 		t.Errorf("epochOf is not a 16-character function of its inputs: %q", e)
-	}
-}
-
-// backoff waits between half the delay and all of it, reaching both
-// ends, and doubles the delay up to maxBackoff.
-func TestBackoff(t *testing.T) {
-	const d = 4 * time.Nanosecond
-	seen := map[time.Duration]bool{}
-	for range 1000 {
-		wait, next := backoff(d)
-		if wait < d/2 || wait > d {
-			t.Fatalf("backoff(%v) waits %v; want between %v and %v", d, wait, d/2, d)
-		}
-		if next != 2*d {
-			t.Fatalf("backoff(%v) next delay %v; want %v", d, next, 2*d)
-		}
-		seen[wait] = true
-	}
-	if !seen[d/2] || !seen[d] {
-		t.Errorf("backoff(%v) waits %v over 1000 draws; want both ends", d, seen)
-	}
-	if _, next := backoff(maxBackoff); next != maxBackoff {
-		t.Errorf("backoff(maxBackoff) next delay %v; want maxBackoff", next)
-	}
-	if _, next := backoff(maxBackoff/2 + 1); next != maxBackoff {
-		t.Errorf("backoff(just over half of maxBackoff) next delay %v; want maxBackoff", next)
 	}
 }

@@ -1,17 +1,11 @@
 package redisstore_test
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/redistest"
+	"github.com/statesync-go/statesync/internal/storetest"
 )
 
 // BenchmarkWrite measures unconditional writes (each one Lua script, with
@@ -20,31 +14,10 @@ import (
 // of STATESYNC_TEST_REDIS_URL (as configured: .ci/services runs it without
 // persistence).
 func BenchmarkWrite(b *testing.B) {
-	for _, writers := range []int{1, 8} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			u, _ := redistest.NewPrefix(b)
-			s := open(b, withOpt(b, u, "pool_size", "16"), nil)
-			data := json.RawMessage(`{"counter":12345,"name":"benchmark"}`)
-			b.ReportAllocs()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for range writers {
-				wg.Go(func() {
-					topic := newTopic("bench")
-					ctx := context.Background()
-					for next.Add(1) <= int64(b.N) {
-						if _, err := s.Write(ctx, statesync.Write{Topic: topic, Data: data}); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
-		})
-	}
+	storetest.BenchWrite(b, func(b *testing.B) statesync.Store {
+		u, _ := redistest.NewPrefix(b)
+		return open(b, storetest.WithOpt(b, u, "pool_size", "16"), nil)
+	})
 }
 
 // BenchmarkFeedLatency measures the time from a write's call on one store
@@ -52,40 +25,8 @@ func BenchmarkWrite(b *testing.B) {
 // prefix (the script, XREAD's wake-up, delivery on the feed connection),
 // one write at a time.
 func BenchmarkFeedLatency(b *testing.B) {
-	u, _ := redistest.NewPrefix(b)
-	a, c := open(b, u, nil), open(b, u, nil)
-	topic := newTopic("latency")
-	seen := make(chan statesync.Revision, 1)
-	stop, err := c.Watch(context.Background(), func(r statesync.Record) {
-		if r.Topic == topic {
-			select {
-			case seen <- r.Revision:
-			default:
-			}
-		}
+	storetest.BenchFeedLatency(b, func(b *testing.B) (a, c statesync.Store) {
+		u, _ := redistest.NewPrefix(b)
+		return open(b, u, nil), open(b, u, nil)
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer stop()
-	ctx := context.Background()
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for range b.N {
-		start := time.Now()
-		rec, err := a.Write(ctx, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for r := range seen {
-			if r == rec.Revision {
-				break
-			}
-		}
-		lat = append(lat, time.Since(start))
-	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }

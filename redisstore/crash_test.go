@@ -12,6 +12,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/internal/redistest"
+	"github.com/statesync-go/statesync/internal/storetest"
 )
 
 // With appendfsync always, a Redis killed with SIGKILL in the middle of
@@ -22,9 +23,9 @@ import (
 // replication id at each start).
 func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	srv := redistest.StartServer(t, &redistest.ServerOptions{AppendFsync: "always"})
-	u := withOpt(t, srv.URL(), "feed_probe", "200ms")
+	u := storetest.WithOpt(t, srv.URL(), "feed_probe", "200ms")
 	s := open(t, u, nil)
-	w := watch(t, s)
+	w := storetest.Watch(t, s)
 	const writers = 4
 	acked := make([]statesync.Record, writers) // the last acknowledged write of each writer's topic
 	var (
@@ -53,7 +54,7 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	wg.Wait()
 	before := acked[0].Epoch
-	resyncs := w.resyncs()
+	resyncs := w.Resyncs()
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 		if a.Revision == 0 {
 			t.Fatalf("writer %d had no acknowledged write", i)
 		}
-		got := mustGet(t, s, a.Topic)
+		got := storetest.MustGet(t, s, a.Topic)
 		if got.Revision < a.Revision {
 			t.Errorf("Get(%q) after the crash = revision %d; want at least the acknowledged %d", a.Topic, got.Revision, a.Revision)
 		}
@@ -72,10 +73,10 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	poll.Until(t, "the feed reconnected and resynced", func() bool {
 		st := s.FeedStatus()
-		return st.Connected && st.Reconnects >= 1 && w.resyncs() > resyncs
+		return st.Connected && st.Reconnects >= 1 && w.Resyncs() > resyncs
 	})
-	later := mustWrite(t, s, statesync.Write{Topic: acked[0].Topic, Data: json.RawMessage(`"after"`)})
-	waitSeen(t, w, later)
+	later := storetest.MustWrite(t, s, statesync.Write{Topic: acked[0].Topic, Data: json.RawMessage(`"after"`)})
+	storetest.WaitSeen(t, w, later)
 	if later.Epoch == before {
 		t.Errorf("epoch %q after the restart; want a new one (new replication id)", later.Epoch)
 	}
@@ -89,10 +90,10 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 // a topic not written again.
 func TestFlushAllNewEpoch(t *testing.T) {
 	srv := redistest.StartServer(t, nil)
-	u := withOpt(t, srv.URL(), "feed_probe", "200ms")
+	u := storetest.WithOpt(t, srv.URL(), "feed_probe", "200ms")
 	a, b := open(t, u, nil), open(t, u, nil)
 	srcA, srcB := newSource(t, a), newSource(t, b)
-	ctx := opContext(t)
+	ctx := storetest.OpContext(t)
 	kept, gone := "flush.kept", "flush.gone"
 	old, err := srcA.Put(ctx, kept, json.RawMessage(`"old"`))
 	if err != nil {
@@ -148,13 +149,13 @@ func newSource(t testing.TB, s statesync.Store) *statesync.Source {
 func TestRevisionAbove2To53(t *testing.T) {
 	u, prefix := redistest.NewPrefix(t)
 	s := open(t, u, nil)
-	topic := newTopic("big")
-	mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	topic := storetest.NewTopic("big")
+	storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	const big = 1<<53 + 1 // 9007199254740993
 	admin(t, u, func(ctx context.Context, c *redis.Client) error {
 		return c.HSet(ctx, "{"+prefix+"}:t:"+topic, "rev", fmt.Sprint(uint64(big))).Err()
 	})
-	ctx := opContext(t)
+	ctx := storetest.OpContext(t)
 	_, err := s.Write(ctx, statesync.Write{Topic: topic, Data: json.RawMessage(`2`), IfRevision: big - 1, Conditional: true})
 	var ce *statesync.ConflictError
 	if !asConflict(err, &ce) || ce.Current != big {
@@ -167,7 +168,7 @@ func TestRevisionAbove2To53(t *testing.T) {
 	if rec.Revision != big+1 {
 		t.Errorf("Write(IfRevision %d).Revision = %d; want %d", uint64(big), rec.Revision, uint64(big+1))
 	}
-	if got := mustGet(t, s, topic); got.Revision != big+1 || string(got.Data) != "3" {
+	if got := storetest.MustGet(t, s, topic); got.Revision != big+1 || string(got.Data) != "3" {
 		t.Errorf("Get(%q) = revision %d, data %s; want %d, 3", topic, got.Revision, got.Data, uint64(big+1))
 	}
 	_, err = s.Write(ctx, statesync.Write{Topic: topic, Data: json.RawMessage(`4`), IfRevision: big, Conditional: true})

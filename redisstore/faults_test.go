@@ -13,6 +13,7 @@ import (
 	"github.com/statesync-go/statesync/internal/faultproxy"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/internal/redistest"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/redisstore"
 	"github.com/statesync-go/statesync/statesynctest"
 )
@@ -20,9 +21,9 @@ import (
 // feedVia returns storeURL with its change feed going through p.
 func feedVia(t testing.TB, storeURL string, p *faultproxy.Proxy, probe time.Duration) string {
 	t.Helper()
-	u := withOpt(t, storeURL, "feed_url", withHost(t, redisOnly(t, storeURL), p.Addr()))
+	u := storetest.WithOpt(t, storeURL, "feed_url", withHost(t, redisOnly(t, storeURL), p.Addr()))
 	if probe > 0 {
-		u = withOpt(t, u, "feed_probe", probe.String())
+		u = storetest.WithOpt(t, u, "feed_probe", probe.String())
 	}
 	return u
 }
@@ -57,7 +58,7 @@ func newFaultRig(t *testing.T) statesynctest.SharedStoreRig {
 // and options.
 func newFaultRigProbe(t *testing.T, probe time.Duration, bOpts *redisstore.Options) statesynctest.SharedStoreRig {
 	u, prefix := redistest.NewPrefix(t)
-	p := newProxy(t, hostOf(t, u))
+	p := storetest.NewProxy(t, hostOf(t, u))
 	return statesynctest.SharedStoreRig{
 		A:         open(t, u, nil),
 		B:         open(t, feedVia(t, u, p, probe), bOpts),
@@ -87,22 +88,22 @@ func TestFaultRig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs syncBuffer
 			r := newFaultRigProbe(t, time.Second, &redisstore.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-			w := watch(t, r.B)
-			topic := newTopic("fault")
-			first := mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
-			waitSeen(t, w, first)
+			w := storetest.Watch(t, r.B)
+			topic := storetest.NewTopic("fault")
+			first := storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+			storetest.WaitSeen(t, w, first)
 			start := time.Now()
 			undo := tt.fault(r)
 			defer undo()
-			poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+			poll.Until(t, "a Resync on B", func() bool { return w.Resyncs() >= 1 })
 			t.Logf("Resync after %v", time.Since(start).Round(time.Millisecond))
 			b := r.B.(*redisstore.Store)
 			if tt.name != "LoseHistory" {
 				poll.Until(t, "B's feed reconnected", func() bool { st := b.FeedStatus(); return st.Connected && st.Reconnects >= 1 })
 			}
-			later := mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
-			waitSeen(t, w, later)
-			if got := mustGet(t, r.B, topic); got.Epoch != later.Epoch {
+			later := storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+			storetest.WaitSeen(t, w, later)
+			if got := storetest.MustGet(t, r.B, topic); got.Epoch != later.Epoch {
 				t.Errorf("B's epoch %q; A's %q", got.Epoch, later.Epoch)
 			}
 			if (later.Epoch != first.Epoch) != (tt.name == "LoseHistory") {
@@ -124,19 +125,19 @@ func TestStallDetectedWithDefaults(t *testing.T) {
 		t.Skip("takes 4 s")
 	}
 	r := newFaultRigProbe(t, 0, nil)
-	w := watch(t, r.B)
-	topic := newTopic("stall")
-	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
+	w := storetest.Watch(t, r.B)
+	topic := storetest.NewTopic("stall")
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)}))
 	resume := r.StallFeed()
 	defer resume()
 	start := time.Now()
-	poll.Until(t, "a Resync on B", func() bool { return w.resyncs() >= 1 })
+	poll.Until(t, "a Resync on B", func() bool { return w.Resyncs() >= 1 })
 	d := time.Since(start)
 	t.Logf("silent feed found and resynced after %v", d.Round(time.Millisecond))
 	if d > 15*time.Second {
 		t.Errorf("silent feed found after %v; want within 15 s", d)
 	}
-	waitSeen(t, w, mustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, r.A, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
 }
 
 // The shared-store fault suite, on B's feed through a fault proxy.

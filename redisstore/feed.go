@@ -4,20 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/statesync-go/statesync"
-)
-
-// The feed's reconnection backoff: from minBackoff, doubling up to
-// maxBackoff, each wait drawn at random between half and all of it.
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	"github.com/statesync-go/statesync/internal/feedstatus"
 )
 
 // feedBatch is how many stream entries one XREAD returns at most.
@@ -62,17 +55,17 @@ func (s *Store) connectTimeout() time.Duration { return max(10*time.Second, 2*s.
 // run is the feed goroutine: it reads the stream, and when the connection
 // fails or falls silent, reconnects with backoff and sends a Resync.
 func (s *Store) run(ctx context.Context, cur cursor) {
-	delay := minBackoff
+	delay := feedstatus.MinBackoff
 	for {
 		err := s.follow(ctx, &cur)
 		if ctx.Err() != nil {
 			return
 		}
 		s.log.Warn("redisstore: change feed lost; reconnecting", "prefix", s.k.prefix, "err", err)
-		s.setDown(err)
+		s.status.Down(err)
 		for {
 			var wait time.Duration
-			wait, delay = backoff(delay)
+			wait, delay = feedstatus.Backoff(delay)
 			select {
 			case <-ctx.Done():
 				return
@@ -86,40 +79,13 @@ func (s *Store) run(ctx context.Context, cur cursor) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.setDown(err)
+			s.status.Down(err)
 		}
-		delay = minBackoff
-		s.statusMu.Lock()
-		s.status.Connected, s.status.Since, s.status.Err = true, time.Now(), nil
-		s.status.Reconnects++
-		s.statusMu.Unlock()
+		delay = feedstatus.MinBackoff
+		s.status.Reconnected()
 		s.log.Info("redisstore: change feed reconnected", "prefix", s.k.prefix)
-		s.resync()
+		s.status.Resync(&s.feed)
 	}
-}
-
-// backoff returns the wait before a reconnection attempt, drawn between
-// half and all of delay, and the delay of the next attempt: twice delay, at
-// most maxBackoff.
-func backoff(delay time.Duration) (wait, next time.Duration) {
-	return delay/2 + rand.N(delay/2+1), min(2*delay, maxBackoff)
-}
-
-func (s *Store) setDown(err error) {
-	s.statusMu.Lock()
-	defer s.statusMu.Unlock()
-	if s.status.Connected {
-		s.status.Connected, s.status.Since = false, time.Now()
-	}
-	s.status.Err = err
-}
-
-// resync tells the watchers they may have missed changes.
-func (s *Store) resync() {
-	s.statusMu.Lock()
-	s.status.Resyncs++
-	s.statusMu.Unlock()
-	s.feed.Publish(statesync.Record{Resync: true})
 }
 
 // setEpoch records the epoch the feed sees now, and sends a Resync if it
@@ -132,7 +98,7 @@ func (s *Store) setEpoch(cur *cursor, epoch string) {
 	cur.epoch = epoch
 	if was != "" {
 		s.log.Warn("redisstore: the store's epoch changed (it lost history); resyncing", "prefix", s.k.prefix, "epoch", epoch)
-		s.resync()
+		s.status.Resync(&s.feed)
 	}
 }
 
@@ -195,7 +161,7 @@ func (s *Store) handle(cur *cursor, m redis.XMessage) {
 	if e.seq != cur.seq+1 {
 		s.log.Warn("redisstore: the change stream skipped writes (trimmed past what the feed read, or reset); resyncing",
 			"prefix", s.k.prefix, "after", cur.seq, "next", e.seq)
-		s.resync()
+		s.status.Resync(&s.feed)
 	}
 	cur.seq = e.seq
 	s.feed.Publish(statesync.Record{Topic: e.topic, Revision: e.rev, Epoch: epoch, SourceID: e.src,

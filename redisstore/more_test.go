@@ -14,6 +14,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/internal/redistest"
+	"github.com/statesync-go/statesync/internal/storetest"
 	"github.com/statesync-go/statesync/redisstore"
 )
 
@@ -40,9 +41,9 @@ func TestStreamTrimmedResyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	topic := newTopic("trim")
+	topic := storetest.NewTopic("trim")
 	for i := range 1000 {
-		mustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(fmt.Sprint(i))})
+		storetest.MustWrite(t, b, statesync.Write{Topic: topic, Data: json.RawMessage(fmt.Sprint(i))})
 	}
 	var n int64
 	admin(t, u, func(ctx context.Context, c *redis.Client) error {
@@ -54,7 +55,7 @@ func TestStreamTrimmedResyncs(t *testing.T) {
 		t.Fatalf("stream length %d after 1000 writes with StreamMaxLen 100; want it trimmed", n)
 	}
 	close(gate)
-	last := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`"last"`)})
+	last := storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`"last"`)})
 	poll.Until(t, "B's watcher sees the last write", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -84,25 +85,25 @@ func TestStreamTrimmedResyncs(t *testing.T) {
 // committed but returns ErrNotReplicated, with its record.
 func TestWaitReplicas(t *testing.T) {
 	u, _ := redistest.NewPrefix(t)
-	s := open(t, withOpt(t, withOpt(t, u, "wait", "1"), "wait_timeout", "10ms"), nil)
-	topic := newTopic("wait")
-	rec, err := s.Write(opContext(t), statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	s := open(t, storetest.WithOpt(t, storetest.WithOpt(t, u, "wait", "1"), "wait_timeout", "10ms"), nil)
+	topic := storetest.NewTopic("wait")
+	rec, err := s.Write(storetest.OpContext(t), statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	if !errors.Is(err, redisstore.ErrNotReplicated) {
 		t.Fatalf("Write with wait=1 and no replica: error %v; want ErrNotReplicated", err)
 	}
 	if !strings.Contains(err.Error(), "0 of 1 replicas") {
 		t.Errorf("error %q; want it to say 0 of 1 replicas", err)
 	}
-	if got := mustGet(t, s, topic); rec.Revision == 0 || got.Revision != rec.Revision || string(got.Data) != "1" {
+	if got := storetest.MustGet(t, s, topic); rec.Revision == 0 || got.Revision != rec.Revision || string(got.Data) != "1" {
 		t.Errorf("Get(%q) = revision %d, data %s after the unreplicated write; want its revision %d and data 1", topic, got.Revision, got.Data, rec.Revision)
 	}
 	// The script is sent again when the server lost it.
 	admin(t, u, func(ctx context.Context, c *redis.Client) error { return c.ScriptFlush(ctx).Err() })
-	rec2, err := s.Write(opContext(t), statesync.Write{Topic: topic, Data: json.RawMessage(`2`), IfRevision: rec.Revision, Conditional: true})
+	rec2, err := s.Write(storetest.OpContext(t), statesync.Write{Topic: topic, Data: json.RawMessage(`2`), IfRevision: rec.Revision, Conditional: true})
 	if !errors.Is(err, redisstore.ErrNotReplicated) || rec2.Revision <= rec.Revision {
 		t.Errorf("Write after SCRIPT FLUSH = revision %d, error %v; want more than %d and ErrNotReplicated", rec2.Revision, err, rec.Revision)
 	}
-	_, err = s.Write(opContext(t), statesync.Write{Topic: topic, Data: json.RawMessage(`3`), IfRevision: rec.Revision, Conditional: true})
+	_, err = s.Write(storetest.OpContext(t), statesync.Write{Topic: topic, Data: json.RawMessage(`3`), IfRevision: rec.Revision, Conditional: true})
 	var ce *statesync.ConflictError
 	if !errors.As(err, &ce) || ce.Current != rec2.Revision {
 		t.Errorf("stale Write with wait=1: error %v; want a conflict at %d", err, rec2.Revision)
@@ -113,14 +114,14 @@ func TestWaitReplicas(t *testing.T) {
 func TestScriptFlush(t *testing.T) {
 	u, _ := redistest.NewPrefix(t)
 	s := open(t, u, nil)
-	topic := newTopic("flush")
-	r1 := mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+	topic := storetest.NewTopic("flush")
+	r1 := storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	admin(t, u, func(ctx context.Context, c *redis.Client) error { return c.ScriptFlush(ctx).Err() })
-	r2 := mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
+	r2 := storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)})
 	if r2.Revision <= r1.Revision {
 		t.Errorf("revision %d after SCRIPT FLUSH; want more than %d", r2.Revision, r1.Revision)
 	}
-	if got := mustGet(t, s, topic); got.Revision != r2.Revision {
+	if got := storetest.MustGet(t, s, topic); got.Revision != r2.Revision {
 		t.Errorf("Get(%q).Revision = %d; want %d", topic, got.Revision, r2.Revision)
 	}
 }
@@ -129,7 +130,7 @@ func TestScriptFlush(t *testing.T) {
 // it comes back by itself.
 func TestFeedStatusDown(t *testing.T) {
 	u, _ := redistest.NewPrefix(t)
-	p := newProxy(t, hostOf(t, u))
+	p := storetest.NewProxy(t, hostOf(t, u))
 	s := open(t, feedVia(t, u, p, 50*time.Millisecond), nil)
 	if st := s.FeedStatus(); !st.Connected || st.Err != nil || st.Since.IsZero() {
 		t.Errorf("FeedStatus() after Open = %+v; want connected", st)
@@ -143,7 +144,7 @@ func TestFeedStatusDown(t *testing.T) {
 
 // Open's errors: bad URLs and options, a server that does not answer.
 func TestOpenErrors(t *testing.T) {
-	ctx := opContext(t)
+	ctx := storetest.OpContext(t)
 	for _, tt := range []struct {
 		name, url string
 		opts      *redisstore.Options
@@ -207,31 +208,31 @@ func TestPrefixesAndRecords(t *testing.T) {
 	u, _ := redistest.NewPrefix(t)
 	v, _ := redistest.NewPrefix(t)
 	a, b := open(t, u, nil), open(t, v, nil)
-	topic := newTopic("iso")
+	topic := storetest.NewTopic("iso")
 	start := time.Now().Add(-time.Minute)
-	rec := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`{"x":1}`), SourceID: "node-a"})
+	rec := storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(`{"x":1}`), SourceID: "node-a"})
 	if rec.SourceID != "node-a" || rec.Time.Before(start) || rec.Time.After(time.Now().Add(time.Minute)) {
 		t.Errorf("Write() = %+v; want SourceID node-a and the commit time", rec)
 	}
-	got := mustGet(t, a, topic)
+	got := storetest.MustGet(t, a, topic)
 	if got.SourceID != "node-a" || !got.Time.Equal(rec.Time) || string(got.Data) != `{"x":1}` {
 		t.Errorf("Get() = %+v; want the written record %+v", got, rec)
 	}
-	if other := mustGet(t, b, topic); other.Revision != 0 || other.Epoch == rec.Epoch {
+	if other := storetest.MustGet(t, b, topic); other.Revision != 0 || other.Epoch == rec.Epoch {
 		t.Errorf("other prefix: Get(%q) = revision %d, epoch %q; want 0 and another epoch than %q", topic, other.Revision, other.Epoch, rec.Epoch)
 	}
-	list, err := a.List(opContext(t))
+	list, err := a.List(storetest.OpContext(t))
 	if err != nil || len(list) != 1 || list[0].SourceID != "node-a" || !list[0].Time.Equal(rec.Time) || list[0].Data != nil {
 		t.Errorf("List() = %+v, %v; want one record with source id and time, without data", list, err)
 	}
-	if bad := mustGet(t, a, "bad topic"); bad.Revision != 0 || string(bad.Data) != "null" || bad.Epoch != rec.Epoch {
+	if bad := storetest.MustGet(t, a, "bad topic"); bad.Revision != 0 || string(bad.Data) != "null" || bad.Epoch != rec.Epoch {
 		t.Errorf("Get(invalid topic) = %+v; want never written, in the store's epoch", bad)
 	}
-	if _, err := a.Write(opContext(t), statesync.Write{Topic: "bad topic"}); !errors.Is(err, statesync.ErrInvalidTopic) {
+	if _, err := a.Write(storetest.OpContext(t), statesync.Write{Topic: "bad topic"}); !errors.Is(err, statesync.ErrInvalidTopic) {
 		t.Errorf("Write(invalid topic) error = %v; want ErrInvalidTopic", err)
 	}
-	del := mustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(" null ")})
-	if string(del.Data) != "null" || string(mustGet(t, a, topic).Data) != "null" {
+	del := storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(" null ")})
+	if string(del.Data) != "null" || string(storetest.MustGet(t, a, topic).Data) != "null" {
 		t.Errorf("a write of null = %s; want null", del.Data)
 	}
 }
@@ -241,7 +242,7 @@ func TestListPrefix(t *testing.T) {
 	u, _ := redistest.NewPrefix(t)
 	s := open(t, u, nil)
 	for _, topic := range []string{"a", "a.b", "a.c", "ab", "b", "a-"} {
-		mustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
+		storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})
 	}
 	for _, tt := range []struct {
 		prefix string
@@ -256,7 +257,7 @@ func TestListPrefix(t *testing.T) {
 		{"a b", nil},
 		{"{", nil},
 	} {
-		list, err := s.ListPrefix(opContext(t), tt.prefix)
+		list, err := s.ListPrefix(storetest.OpContext(t), tt.prefix)
 		if err != nil {
 			t.Fatalf("ListPrefix(%q): %v", tt.prefix, err)
 		}
@@ -274,16 +275,14 @@ func TestListPrefix(t *testing.T) {
 func TestForeignStreamEntry(t *testing.T) {
 	u, prefix := redistest.NewPrefix(t)
 	s := open(t, u, nil)
-	w := watch(t, s)
+	w := storetest.Watch(t, s)
 	admin(t, u, func(ctx context.Context, c *redis.Client) error {
 		return c.XAdd(ctx, &redis.XAddArgs{Stream: "{" + prefix + "}:feed", Values: []string{"hello", "world"}}).Err()
 	})
-	rec := mustWrite(t, s, statesync.Write{Topic: newTopic("after"), Data: json.RawMessage(`1`)})
-	waitSeen(t, w, rec)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.recs) != 1 || w.recs[0].Resync || !w.recs[0].DataOmitted || w.recs[0].Epoch != rec.Epoch {
-		t.Errorf("watcher got %+v; want only the write, without data, in the store's epoch", w.recs)
+	rec := storetest.MustWrite(t, s, statesync.Write{Topic: storetest.NewTopic("after"), Data: json.RawMessage(`1`)})
+	storetest.WaitSeen(t, w, rec)
+	if recs := w.Records(); len(recs) != 1 || recs[0].Resync || !recs[0].DataOmitted || recs[0].Epoch != rec.Epoch {
+		t.Errorf("watcher got %+v; want only the write, without data, in the store's epoch", recs)
 	}
 }
 
@@ -291,7 +290,7 @@ func TestForeignStreamEntry(t *testing.T) {
 func TestWaitReplicaAcknowledges(t *testing.T) {
 	primary := redistest.StartServer(t, nil)
 	replica := redistest.StartServer(t, &redistest.ServerOptions{ReplicaOf: primary.Addr()})
-	s := open(t, withOpt(t, withOpt(t, primary.URL(), "wait", "1"), "wait_timeout", "2s"), nil)
+	s := open(t, storetest.WithOpt(t, storetest.WithOpt(t, primary.URL(), "wait", "1"), "wait_timeout", "2s"), nil)
 	poll.Until(t, "the replica in sync", func() bool {
 		var n int64
 		_ = redistest.Do(primary.URL(), func(ctx context.Context, c *redis.Client) error {
@@ -301,7 +300,7 @@ func TestWaitReplicaAcknowledges(t *testing.T) {
 		})
 		return n == 1
 	})
-	rec := mustWrite(t, s, statesync.Write{Topic: "replicated", Data: json.RawMessage(`1`)})
+	rec := storetest.MustWrite(t, s, statesync.Write{Topic: "replicated", Data: json.RawMessage(`1`)})
 	admin(t, replica.URL(), func(ctx context.Context, c *redis.Client) error {
 		rev, err := c.HGet(ctx, "{statesync}:t:replicated", "rev").Result()
 		if err != nil || rev != rec.Revision.String() {
@@ -310,8 +309,8 @@ func TestWaitReplicaAcknowledges(t *testing.T) {
 		return nil
 	})
 	// A replica is not enough for wait=2.
-	s2 := open(t, withOpt(t, withOpt(t, primary.URL(), "wait", "2"), "wait_timeout", "10ms"), nil)
-	if _, err := s2.Write(opContext(t), statesync.Write{Topic: "replicated", Data: json.RawMessage(`2`)}); !errors.Is(err, redisstore.ErrNotReplicated) ||
+	s2 := open(t, storetest.WithOpt(t, storetest.WithOpt(t, primary.URL(), "wait", "2"), "wait_timeout", "10ms"), nil)
+	if _, err := s2.Write(storetest.OpContext(t), statesync.Write{Topic: "replicated", Data: json.RawMessage(`2`)}); !errors.Is(err, redisstore.ErrNotReplicated) ||
 		!strings.Contains(err.Error(), "1 of 2 replicas") {
 		t.Errorf("Write with wait=2 and one replica: error %v; want ErrNotReplicated, 1 of 2", err)
 	}

@@ -8,22 +8,6 @@ import (
 	"github.com/statesync-go/statesync/internal/redistest"
 )
 
-func TestBackoff(t *testing.T) {
-	for _, tt := range []struct{ delay, next time.Duration }{
-		{minBackoff, 2 * minBackoff},
-		{time.Second, maxBackoff},
-		{maxBackoff, maxBackoff},
-		{3 * time.Second, maxBackoff},
-	} {
-		for range 50 {
-			wait, next := backoff(tt.delay)
-			if wait < tt.delay/2 || wait > tt.delay || next != tt.next {
-				t.Fatalf("backoff(%v) = %v, %v; want a wait in [%v, %v] and next %v", tt.delay, wait, next, tt.delay/2, tt.delay, tt.next)
-			}
-		}
-	}
-}
-
 func TestConnectTimeout(t *testing.T) {
 	for probe, want := range map[time.Duration]time.Duration{
 		time.Second:      10 * time.Second,

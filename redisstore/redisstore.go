@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/feedstatus"
 )
 
 // DefaultPrefix is the default of [Options.Prefix].
@@ -105,8 +106,7 @@ type Store struct {
 	wg     sync.WaitGroup     // the feed
 	once   sync.Once          // Close
 
-	statusMu sync.Mutex // protects status
-	status   statesync.FeedStatus
+	status feedstatus.Status // the change feed's state, for FeedStatus
 }
 
 var (
@@ -296,7 +296,7 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 		_ = s.rdb.Close()
 		return nil, fmt.Errorf("redisstore: open: change feed: %w", err)
 	}
-	s.status = statesync.FeedStatus{Connected: true, Since: time.Now()}
+	s.status.Up()
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Go(func() { s.run(runCtx, cur) })
@@ -331,9 +331,7 @@ func (s *Store) Close() error {
 
 // FeedStatus implements [statesync.FeedReporter].
 func (s *Store) FeedStatus() statesync.FeedStatus {
-	s.statusMu.Lock()
-	defer s.statusMu.Unlock()
-	return s.status
+	return s.status.Status()
 }
 
 // Prefix returns the store's key prefix (the hash tag of its keys).

@@ -33,6 +33,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
 	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/svc"
 	"github.com/statesync-go/statesync/web"
 )
 
@@ -232,10 +233,7 @@ func (s *server) waitStreams(t testing.TB, want int64) {
 func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("STATESYNC_REQUIRE_SERVICES") != "" {
-			t.Fatalf("STATESYNC_REQUIRE_SERVICES is set but Chromium is missing: %v (.ci/services installs it)", err)
-		}
-		t.Skipf("no Chromium (%v); apt-get install chromium to run the browser tests", err)
+		svc.Missing(t, "Chromium is missing: %v (.ci/services installs it; apt-get install chromium to run the browser tests)", err)
 	}
 	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),

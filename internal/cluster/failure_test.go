@@ -22,6 +22,7 @@ import (
 	"github.com/statesync-go/statesync/httpsync"
 	"github.com/statesync-go/statesync/internal/cluster"
 	"github.com/statesync-go/statesync/internal/poll"
+	"github.com/statesync-go/statesync/internal/svc"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -36,10 +37,7 @@ type browserFollower struct {
 func newBrowserFollower(t *testing.T, daemonURL, topic string) *browserFollower {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("STATESYNC_REQUIRE_SERVICES") != "" {
-			t.Fatalf("STATESYNC_REQUIRE_SERVICES is set but Chromium is missing: %v (.ci/services installs it)", err)
-		}
-		t.Skipf("no Chromium (%v)", err)
+		svc.Missing(t, "Chromium is missing: %v (.ci/services installs it)", err)
 	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),

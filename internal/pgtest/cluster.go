@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/statesync-go/statesync/internal/svc"
 )
 
 // A Cluster is a PostgreSQL server of a test's own, in a temporary
@@ -51,14 +53,14 @@ func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
 	bindir := findBinDir()
 	if bindir == "" {
-		missing(t, "the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+		svc.Missing(t, "the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
 		return nil
 	}
 	c := &Cluster{bindir: bindir}
 	if os.Geteuid() == 0 {
 		cred, err := lookupCredential("postgres")
 		if err != nil {
-			missing(t, "running as root, PostgreSQL needs the user postgres: %v", err)
+			svc.Missing(t, "running as root, PostgreSQL needs the user postgres: %v", err)
 			return nil
 		}
 		c.cred = cred
@@ -248,13 +250,13 @@ func (c *Cluster) Stop(mode string) error {
 // Program returns the path of one of PostgreSQL's programs (pg_dump,
 // pg_restore, psql, …) from the directory of the installed server
 // binaries. When they are not installed it skips t, or fails it if
-// [EnvRequire] is set.
+// [svc.EnvRequire] is set.
 func Program(t testing.TB, name string) string {
 	t.Helper()
 	dir := findBinDir()
 	path := filepath.Join(dir, name)
 	if dir == "" || !isExecutable(path) {
-		missing(t, "the PostgreSQL program %s is not installed", name)
+		svc.Missing(t, "the PostgreSQL program %s is not installed", name)
 	}
 	return path
 }

@@ -12,11 +12,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/statesync-go/statesync/internal/svc"
 )
 
 // EnvURL names the environment variable holding the URL of the PostgreSQL
@@ -24,32 +24,14 @@ import (
 // a postgres:// URL on the server that .ci/services starts (port 55432).
 const EnvURL = "STATESYNC_TEST_POSTGRES_URL"
 
-// EnvRequire names the environment variable that, when set (to anything
-// but the empty string), makes a missing service a failure, not a skip.
-const EnvRequire = "STATESYNC_REQUIRE_SERVICES"
-
 // opTimeout bounds each statement the helpers run.
 const opTimeout = 30 * time.Second
 
-// missing skips t, or fails it when services are required.
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv(EnvRequire) != "" {
-		t.Fatalf(EnvRequire+" is set but "+format, args...)
-		return
-	}
-	t.Skipf(format, args...)
-}
-
 // URL returns the URL of the test server (the value of [EnvURL]). When it
-// is unset it skips t, or fails it if [EnvRequire] is set.
+// is unset it skips t, or fails it if [svc.EnvRequire] is set.
 func URL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(EnvURL)
-	if u == "" {
-		missing(t, "%s is not set (.ci/services starts a server and sets it)", EnvURL)
-	}
-	return u
+	return svc.URL(t, EnvURL)
 }
 
 // NewDatabase creates a database with a new random name on the test server

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/statesync-go/statesync/internal/svc"
 )
 
 // recorder is a testing.TB that records Skipf, and Fatalf unless
@@ -28,38 +29,6 @@ func (r *recorder) Fatalf(format string, args ...any) {
 		r.TB.Fatalf(format, args...)
 	}
 	r.failed = fmt.Sprintf(format, args...)
-}
-
-func TestURL(t *testing.T) {
-	const u = "postgres://x@127.0.0.1:1/db"
-	for _, tc := range []struct {
-		name, url, require string
-		want               string
-		skip, fail         bool
-	}{
-		{name: "Set", url: u, want: u},
-		{name: "SetRequired", url: u, require: "1", want: u},
-		{name: "Unset", skip: true},
-		{name: "UnsetRequired", require: "1", fail: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(EnvURL, tc.url)
-			t.Setenv(EnvRequire, tc.require)
-			r := &recorder{TB: t}
-			if got := URL(r); got != tc.want {
-				t.Errorf("URL() = %q; want %q", got, tc.want)
-			}
-			if (r.skipped != "") != tc.skip {
-				t.Errorf("skipped: %q; want skipped %v", r.skipped, tc.skip)
-			}
-			if (r.failed != "") != tc.fail {
-				t.Errorf("failed: %q; want failed %v", r.failed, tc.fail)
-			}
-			if msg := r.skipped + r.failed; msg != "" && !strings.Contains(msg, EnvURL) {
-				t.Errorf("message %q does not name %s", msg, EnvURL)
-			}
-		})
-	}
 }
 
 func connect(t *testing.T, url string) *pgx.Conn {
@@ -183,7 +152,7 @@ func TestCluster(t *testing.T) {
 // Program finds the client programs next to the server's, and skips (or
 // fails, when services are required) for one that is not there.
 func TestProgram(t *testing.T) {
-	t.Setenv(EnvRequire, "")
+	t.Setenv(svc.EnvRequire, "")
 	rec := &recorder{TB: t}
 	if got := Program(rec, "no-such-program"); rec.skipped == "" {
 		t.Errorf("Program of a missing program returned %q without skipping", got)

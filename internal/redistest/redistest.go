@@ -13,43 +13,25 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/statesync-go/statesync/internal/svc"
 )
 
 // EnvURL names the environment variable holding the URL of the Redis
 // server for tests, a redis:// URL, as .ci/services sets it (on port 56379).
 const EnvURL = "STATESYNC_TEST_REDIS_URL"
 
-// EnvRequire names the environment variable that, when set (to anything
-// but the empty string), makes a missing service a failure, not a skip.
-const EnvRequire = "STATESYNC_REQUIRE_SERVICES"
-
 // opTimeout bounds each command the helpers run.
 const opTimeout = 30 * time.Second
 
-// missing skips t, or fails it when services are required.
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv(EnvRequire) != "" {
-		t.Fatalf(EnvRequire+" is set but "+format, args...)
-		return
-	}
-	t.Skipf(format, args...)
-}
-
 // URL returns the URL of the test server (the value of [EnvURL]). When it
-// is unset it skips t, or fails it if [EnvRequire] is set.
+// is unset it skips t, or fails it if [svc.EnvRequire] is set.
 func URL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(EnvURL)
-	if u == "" {
-		missing(t, "%s is not set (.ci/services starts a server and sets it)", EnvURL)
-	}
-	return u
+	return svc.URL(t, EnvURL)
 }
 
 // NewPrefix returns a new random key prefix on the test server (see [URL])

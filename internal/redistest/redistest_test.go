@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/statesync-go/statesync/internal/svc"
 )
 
 // recorder is a testing.TB that records Skipf and Fatalf instead of
@@ -28,38 +29,6 @@ func (r *recorder) Fatalf(format string, args ...any) {
 	r.failed = fmt.Sprintf(format, args...)
 }
 
-func TestURL(t *testing.T) {
-	const u = "redis://127.0.0.1:1/0"
-	for _, tc := range []struct {
-		name, url, require string
-		want               string
-		skip, fail         bool
-	}{
-		{name: "Set", url: u, want: u},
-		{name: "SetRequired", url: u, require: "1", want: u},
-		{name: "Unset", skip: true},
-		{name: "UnsetRequired", require: "1", fail: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(EnvURL, tc.url)
-			t.Setenv(EnvRequire, tc.require)
-			r := &recorder{TB: t}
-			if got := URL(r); got != tc.want {
-				t.Errorf("URL() = %q; want %q", got, tc.want)
-			}
-			if (r.skipped != "") != tc.skip {
-				t.Errorf("skipped: %q; want skipped %v", r.skipped, tc.skip)
-			}
-			if (r.failed != "") != tc.fail {
-				t.Errorf("failed: %q; want failed %v", r.failed, tc.fail)
-			}
-			if msg := r.skipped + r.failed; msg != "" && !strings.Contains(msg, EnvURL) {
-				t.Errorf("message %q does not name %s", msg, EnvURL)
-			}
-		})
-	}
-}
-
 func TestNewPrefixBadURL(t *testing.T) {
 	for _, bad := range []string{"postgres://x/y", "%zz"} {
 		t.Setenv(EnvURL, bad)
@@ -69,7 +38,7 @@ func TestNewPrefixBadURL(t *testing.T) {
 		}
 	}
 	t.Setenv(EnvURL, "")
-	t.Setenv(EnvRequire, "")
+	t.Setenv(svc.EnvRequire, "")
 	r := &recorder{TB: t}
 	if u, p := NewPrefix(r); u != "" || p != "" || r.skipped == "" {
 		t.Errorf("NewPrefix without a server = %q, %q, skip %q; want a skip", u, p, r.skipped)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/statesync-go/statesync/internal/svc"
 )
 
 // ServerOptions configures a [Server]. The zero value (or nil) is a server
@@ -60,7 +61,7 @@ func StartServer(t testing.TB, opts *ServerOptions) *Server {
 	bin, err := osexec.LookPath("redis-server")
 	if err != nil {
 		if _, err2 := os.Stat("/usr/bin/redis-server"); err2 != nil {
-			missing(t, "redis-server is not installed")
+			svc.Missing(t, "redis-server is not installed")
 			return nil
 		}
 		bin = "/usr/bin/redis-server"
