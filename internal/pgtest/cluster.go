@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ type Cluster struct {
 	bindir string
 	dir    string // the temporary directory: data/, the log, the socket
 	port   int
-	cred   *syscall.Credential // whom the server runs as; nil: this process's user
+	cred   *credential // whom the server runs as; nil: this process's user
 
 	mu      sync.Mutex // serializes Start and Stop
 	running bool
@@ -84,7 +83,7 @@ func StartCluster(t testing.TB) *Cluster {
 	})
 	c.dir = dir
 	if c.cred != nil {
-		if err := os.Chown(dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+		if err := os.Chown(dir, int(c.cred.uid), int(c.cred.gid)); err != nil {
 			t.Fatalf("pgtest: %v", err)
 		}
 	}
@@ -144,7 +143,11 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
-func lookupCredential(name string) (*syscall.Credential, error) {
+// A credential is a user and group to run the server's binaries as
+// (Unix only: see runAs).
+type credential struct{ uid, gid uint32 }
+
+func lookupCredential(name string) (*credential, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		return nil, err
@@ -157,7 +160,7 @@ func lookupCredential(name string) (*syscall.Credential, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+	return &credential{uid: uint32(uid), gid: uint32(gid)}, nil
 }
 
 func freePort() (int, error) {
@@ -187,7 +190,7 @@ func (c *Cluster) run(name string, args ...string) ([]byte, error) {
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
 	if c.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+		runAs(cmd, c.cred)
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
