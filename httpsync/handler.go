@@ -126,8 +126,9 @@ type Handler struct {
 
 	tokenStreams tokenStreams // streams open per token
 
-	mu      sync.RWMutex // protects streams and byTopic
+	mu      sync.RWMutex // protects streams, byTopic and regrant
 	streams map[*stream]struct{}
+	regrant func(Grants) Grants // the latest Regrant's; nil before
 	byTopic map[string]map[*stream]struct{}
 	drain   sync.Once
 

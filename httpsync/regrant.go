@@ -1,0 +1,102 @@
+package httpsync
+
+import (
+	"crypto/sha256"
+	"maps"
+	"slices"
+)
+
+// Regrant applies new grants to the open event streams, as a daemon does
+// when it loads its token file again. fn returns the Grants that now hold
+// for a stream authenticated with g, or nil if its token no longer exists
+// ([Tokens.Regrant] is such a function for a new [Tokens]). A stream whose
+// token is gone, or whose new grants no longer let it read every topic it
+// follows, is closed: its client reconnects and is then refused (401, or
+// refused frames for the topics it lost) like any new request. The other
+// streams stay open under their new grants. Streams that open while
+// Regrant runs, authenticated against the old grants, get fn too: fn
+// stays in force for every stream registered later, so it must accept
+// the grants it returns itself (return them unchanged).
+//
+// Regrant returns the number of streams it closed. Requests other than
+// streams are not affected: each one is authenticated anew.
+func (h *Handler) Regrant(fn func(g Grants) Grants) (closed int) {
+	h.mu.Lock()
+	h.regrant = fn
+	streams := slices.Collect(maps.Keys(h.streams))
+	h.mu.Unlock()
+	for _, st := range streams {
+		if !h.regrantStream(st, fn) {
+			closed++
+		}
+	}
+	return closed
+}
+
+// regrantStream gives st the grants fn maps its grants to, or revokes st
+// if they do not cover its topics. It reports whether st stays open.
+func (h *Handler) regrantStream(st *stream, fn func(Grants) Grants) bool {
+	st.grantMu.Lock()
+	defer st.grantMu.Unlock()
+	if st.grants == nil { // a stream of a handler without Auth
+		return true
+	}
+	g := fn(st.grants)
+	ok := g != nil
+	for name := range st.topics { // fixed once the stream is registered
+		if !ok {
+			break
+		}
+		ok = g.CanRead(name)
+	}
+	if !ok {
+		st.revoke()
+		return false
+	}
+	st.grants = g
+	// The stream now counts against its token's new grants.
+	if owner, isToken := g.(*TokenGrants); isToken && st.owner != nil && owner != st.owner {
+		h.tokenStreams.move(st.owner, owner)
+		st.owner = owner
+	}
+	return true
+}
+
+// revoke ends the stream: its goroutine writes a comment saying why and
+// returns. It is idempotent.
+func (st *stream) revoke() {
+	st.revokeOnce.Do(func() { close(st.revoked) })
+}
+
+// revokedComment ends a revoked stream: a comment, which clients ignore,
+// for people reading the stream with curl.
+const revokedComment = ": the token's grants changed: reconnect\n\n"
+
+// move moves the count of one stream from one token to another, without
+// a cap: the stream is already open.
+func (ts *tokenStreams) move(from, to *TokenGrants) {
+	ts.release(from)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.n == nil {
+		ts.n = map[*TokenGrants]int{}
+	}
+	ts.n[to]++
+}
+
+// Regrant returns the grants in t of the token whose grants in another
+// Tokens are old (a [*TokenGrants]), or nil if t does not hold that token
+// or old is not a *TokenGrants. With it, [Handler.Regrant] moves the
+// streams open with the tokens of an old token file onto a new one.
+func (t *Tokens) Regrant(old Grants) Grants {
+	tg, ok := old.(*TokenGrants)
+	if !ok || tg == nil {
+		return nil
+	}
+	for i := range t.entries {
+		if t.entries[i].sum == tg.sum && tg.sum != ([sha256.Size]byte{}) {
+			return t.entries[i].grants
+		}
+	}
+	return nil
+}
