@@ -20,6 +20,13 @@
 // statesync.js across origins; others get no CORS header. With
 // [Config.TLSCert] and [Config.TLSKey] the daemon serves HTTPS and HTTP/2,
 // and loads the pair again when the files change or on SIGHUP.
+//
+// SIGHUP also loads the token file again: new requests use the new
+// tokens, and event streams whose token was removed or lost a grant on one
+// of their topics are closed ([Server.ReloadTokens]). /livez tells that the
+// process answers, /readyz that its store answers and its change feed is
+// up, /healthz (kept as it was) that the feed is up; /metrics may require
+// [Config.MetricsToken]; [Config.AccessLog] logs every request.
 package daemon
 
 import (
