@@ -95,8 +95,8 @@ type Config struct {
 	MetricsToken, MetricsTokenFile string
 	// AccessLog turns on the access log, one line per request (an event
 	// stream's when it ends): "-" for the daemon's own log (stderr), or
-	// the path of a file to append to; empty means off
-	// (STATESYNC_ACCESS_LOG).
+	// the path of a file to append to, opened again on SIGHUP; empty means
+	// off (STATESYNC_ACCESS_LOG).
 	AccessLog string
 	// Heartbeat is the interval of SSE heartbeat comments
 	// (STATESYNC_HEARTBEAT).

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,7 +39,7 @@ type Server struct {
 	certs   *certReloader // nil without TLS
 	auth    *tokenAuth    // nil without tokens
 	ready   readyCheck
-	logFile io.Closer // the access log's file, or nil
+	logFile *reopenFile // the access log's file, or nil
 
 	stopLag func() // stops the Source.Watch measuring the feed lag
 }

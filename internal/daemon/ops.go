@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -70,13 +69,19 @@ func (s *Server) ReloadTokens() error {
 }
 
 // reload is what SIGHUP does: reload the TLS certificate and the token
-// file, each keeping its previous state on error.
+// file, and reopen the access log file, each keeping its previous state on
+// error.
 func (s *Server) reload() {
 	if err := s.ReloadTLS(); err != nil {
 		s.log.Warn("SIGHUP: TLS certificate not reloaded; the previous one stays in service", slog.Any("error", err))
 	}
 	if err := s.ReloadTokens(); err != nil {
 		s.log.Warn("SIGHUP: token file not reloaded; the previous tokens stay in service", slog.Any("error", err))
+	}
+	if s.logFile != nil {
+		if err := s.logFile.Reopen(); err != nil {
+			s.log.Warn("SIGHUP: access log not reopened; still writing to the previous file", slog.Any("error", err))
+		}
 	}
 }
 
@@ -231,19 +236,65 @@ func (c *accessConn) Close() error {
 
 // openAccessLog returns the logger of c.AccessLog: nil if off, the daemon's
 // own logger for "-", else a logger of the daemon's format appending to
-// the file, with its closer.
-func (c Config) openAccessLog(log *slog.Logger) (*slog.Logger, io.Closer, error) {
+// the file, and the file, which reload opens again (after logrotate moved
+// it) and Shutdown closes.
+func (c Config) openAccessLog(log *slog.Logger) (*slog.Logger, *reopenFile, error) {
 	switch c.AccessLog {
 	case "":
 		return nil, nil, nil
 	case "-":
 		return log, nil, nil
 	}
-	f, err := os.OpenFile(c.AccessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
+	f := &reopenFile{path: c.AccessLog}
+	if err := f.Reopen(); err != nil {
 		return nil, nil, fmt.Errorf("serve: access-log: %w", err)
 	}
 	cc := c
 	cc.LogLevel = "info"
 	return cc.NewLogger(f), f, nil
+}
+
+// reopenFile is a file opened for appending that Reopen opens again by
+// its name, as logrotate expects on SIGHUP. It is safe for concurrent use.
+type reopenFile struct {
+	path string
+	mu   sync.Mutex // protects f
+	f    *os.File
+}
+
+func (r *reopenFile) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return 0, os.ErrClosed
+	}
+	return r.f.Write(b)
+}
+
+// Reopen opens the file by its name again; on error the current one stays.
+func (r *reopenFile) Reopen() error {
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	old := r.f
+	r.f = f
+	r.mu.Unlock()
+	if old != nil {
+		return old.Close()
+	}
+	return nil
+}
+
+// Close closes the file; later writes fail.
+func (r *reopenFile) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return nil
+	}
+	err := r.f.Close()
+	r.f = nil
+	return err
 }

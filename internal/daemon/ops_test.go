@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -363,6 +364,8 @@ func TestSIGHUP(t *testing.T) {
 	first := writeCert(t, dir, 1)
 	cfg.Tokens = filepath.Join(dir, "tokens.json")
 	writeTokens(t, cfg.Tokens, `{"tokens":[{"name":"a","token":"a-secret","read":["*"],"write":["*"]},{"name":"b","token":"b-secret","read":["*"]}]}`)
+	cfg.AccessLog = filepath.Join(dir, "access.log")
+	cfg.LogFormat = "json"
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -405,6 +408,10 @@ func TestSIGHUP(t *testing.T) {
 		_ = os.Chtimes(f, st.ModTime(), st.ModTime())
 	}
 	writeTokens(t, cfg.Tokens, `{"tokens":[{"name":"a","token":"a-secret","read":["*"],"write":["*"]}]}`)
+	// logrotate moves the access log away, then sends SIGHUP.
+	if err := os.Rename(cfg.AccessLog, cfg.AccessLog+".1"); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -419,6 +426,15 @@ func TestSIGHUP(t *testing.T) {
 		t.Errorf("kept HTTP/2 stream after SIGHUP got %+v; want x at %v", inv, w.Revision)
 	}
 	d.expect(t, http.StatusUnauthorized, "GET", "/v1/topics/x", "", "Authorization", "Bearer b-secret")
+	poll.Until(t, "the access log reopened on SIGHUP gets the new lines", func() bool {
+		_, err := os.Stat(cfg.AccessLog)
+		return err == nil && len(readAccessLog(t, cfg.AccessLog)) > 0
+	})
+	if !slices.ContainsFunc(readAccessLog(t, cfg.AccessLog), func(r accessRecord) bool {
+		return r.Path == "/v1/topics/x" && r.Method == "PUT" && r.Token == "a"
+	}) {
+		t.Errorf("the reopened access log lacks the PUT after SIGHUP: %+v", readAccessLog(t, cfg.AccessLog))
+	}
 	kept.close()
 	d.hc.CloseIdleConnections()
 }
