@@ -68,6 +68,16 @@ func (st *stream) revoke() {
 	st.revokeOnce.Do(func() { close(st.revoked) })
 }
 
+// isRevoked reports whether revoke was called.
+func (st *stream) isRevoked() bool {
+	select {
+	case <-st.revoked:
+		return true
+	default:
+		return false
+	}
+}
+
 // revokedComment ends a revoked stream: a comment, which clients ignore,
 // for people reading the stream with curl.
 const revokedComment = ": the token's grants changed: reconnect\n\n"

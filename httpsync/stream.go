@@ -543,6 +543,12 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 			sw.buf = append(sw.buf, ": heartbeat\n\n"...)
 			h.stats.heartbeats.Add(1)
 		case <-st.wake:
+			if st.isRevoked() {
+				// Both were ready: no frame for a token that lost them.
+				sw.buf = append(sw.buf, revokedComment...)
+				sw.flush()
+				return
+			}
 			var dups uint64
 			batch, dups = st.take(batch[:0])
 			if dups > 0 {
