@@ -233,17 +233,49 @@ comp statesync serve --tls-cert ''
 	}
 }
 
-// TestCompletionZsh: the zsh script loads in zsh with compinit. Skipped
-// where zsh is not installed (CI does not need it).
+// TestCompletionZsh: the zsh script registers itself with compinit and
+// offers commands, flags, -o's formats, files and topic names (compadd and
+// _files are stubbed to print what they are given; zsh filters by the
+// prefix itself). Skipped where zsh is not installed (CI does not need it).
 func TestCompletionZsh(t *testing.T) {
 	zsh, err := exec.LookPath("zsh")
 	if err != nil {
 		t.Skip("zsh is not installed")
 	}
 	script := completionScript(t, "zsh")
-	out, err := exec.Command(zsh, "-f", "-c", `autoload -U compinit && compinit -u && source "$1" && print -r -- ${_comps[statesync]}`, "zsh", script).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "_statesync" {
-		t.Errorf("zsh: %v, %q; want _statesync registered", err, out)
+	const prelude = `autoload -U compinit && compinit -u -d "$2"
+source "$1"
+print -r -- ${_comps[statesync]}
+compadd() { [[ $1 == -- ]] && shift; print -r -- "$*"; }
+_files() { print -r -- FILES; }
+statesync() { [[ "$*" == "topics -o name" ]] && printf 'cart:alice\nsettings\n'; }
+comp() { words=("$@"); CURRENT=$#; PREFIX=${words[CURRENT]}; _statesync; }
+comp statesync se
+comp statesync serve --met
+comp statesync get -o ''
+comp statesync get ''
+comp statesync completion ''
+comp statesync serve --tls-cert ''
+`
+	out, err := exec.Command(zsh, "-f", "-c", prelude, "zsh", script, filepath.Join(t.TempDir(), "zcompdump")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("zsh: %v\n%s", err, out)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	want := []string{"_statesync", strings.Join(commands, " "), "", "json table name", "cart:alice settings", "bash zsh", "FILES"}
+	if len(got) != len(want) {
+		t.Fatalf("zsh completion printed\n%s\nwant %d lines", out, len(want))
+	}
+	for i, w := range want {
+		if i == 2 {
+			if !strings.Contains(got[i], "--metrics-token --metrics-token-file") || !strings.Contains(got[i], "--access-log") {
+				t.Errorf("zsh completion of serve's flags = %q; want every flag of serve", got[i])
+			}
+			continue
+		}
+		if got[i] != w {
+			t.Errorf("zsh completion line %d = %q; want %q", i, got[i], w)
+		}
 	}
 }
 
