@@ -79,11 +79,19 @@ func TestRegrant(t *testing.T) {
 	}
 	// A stream authenticated with the old tokens that registers after
 	// Regrant is mapped too: here, the old worker grants read cache:a,
-	// the new ones do not, so the stream ends at once.
+	// the new ones do not, so it is refused before any frame (503: trying
+	// again meets the new tokens).
 	old := mustTokens(t)
 	auth.cur.Store(old)
-	late := s.openStream(t, "/v1/events?topic=cache:a", "Authorization", "Bearer worker-secret")
-	untilEnd(t, late)
+	resp, err = s.hc.Do(mustRequest(t, s.ts.URL+"/v1/events?topic=cache:a", "Authorization", "Bearer worker-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(string(body), "cache:a") {
+		t.Errorf("stream authenticated with the old tokens after Regrant = %d %s; want 503 and no frame", resp.StatusCode, body)
+	}
 }
 
 // untilEnd returns the frames of st until it ends, failing the test if it

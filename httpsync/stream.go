@@ -420,6 +420,12 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 			h.unregister(st)
 		}
 	}()
+	if st.isRevoked() {
+		// Authenticated with tokens replaced meanwhile (Regrant), which do
+		// not cover it: nothing is sent; trying again asks the new ones.
+		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "the server's tokens changed while the stream opened: reconnect")
+		return
+	}
 
 	// Registered first, read second: a write in between is both pending
 	// and in the initial frame, and sent once.
