@@ -12,7 +12,9 @@ import (
 
 // swapTokens is an Authenticator whose Tokens the test replaces, as the
 // daemon does on SIGHUP.
-type swapTokens struct{ cur atomic.Pointer[httpsync.Tokens] }
+type swapTokens struct {
+	cur atomic.Pointer[httpsync.Tokens]
+}
 
 func (a *swapTokens) Authenticate(r *http.Request) (httpsync.Grants, error) {
 	return a.cur.Load().Authenticate(r)
