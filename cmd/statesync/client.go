@@ -119,6 +119,9 @@ func (m *Main) runGet(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := out.err(); err != nil {
+		return err
+	}
 	c, err := cf.client(nil)
 	if err != nil {
 		return err
@@ -222,6 +225,9 @@ func (m *Main) runTopics(ctx context.Context, args []string) error {
 	out := m.addOutputFlag(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := out.err(); err != nil {
 		return err
 	}
 	if len(pos) != 0 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"unicode"
@@ -56,20 +57,31 @@ func loopbackHost(host string) bool {
 // (aligned columns, for people) or name (topic names only, one a line).
 // Its default is table when stdout is a terminal, json otherwise
 // (STATESYNC_OUTPUT overrides that default).
-type outputFlag struct{ format string }
+type outputFlag struct {
+	format string
+	envErr error // a bad STATESYNC_OUTPUT, reported unless -o is given
+	set    bool  // -o was given
+}
 
 var outputFormats = []string{"json", "table", "name"}
 
 func (o *outputFlag) String() string { return o.format }
 
 func (o *outputFlag) Set(s string) error {
-	for _, f := range outputFormats {
-		if s == f {
-			o.format = s
-			return nil
-		}
+	if !slices.Contains(outputFormats, s) {
+		return fmt.Errorf("want %s", strings.Join(outputFormats, ", "))
 	}
-	return fmt.Errorf("want %s", strings.Join(outputFormats, ", "))
+	o.format, o.set = s, true
+	return nil
+}
+
+// err returns the error of a bad STATESYNC_OUTPUT that -o did not
+// override.
+func (o *outputFlag) err() error {
+	if o.set {
+		return nil
+	}
+	return o.envErr
 }
 
 // addOutputFlag adds -o to fs.
@@ -79,7 +91,11 @@ func (m *Main) addOutputFlag(fs *flag.FlagSet) *outputFlag {
 		o.format = "table"
 	}
 	if v := m.Getenv("STATESYNC_OUTPUT"); v != "" {
-		_ = o.Set(v) // an unknown value keeps the default; -o says why
+		if slices.Contains(outputFormats, v) {
+			o.format = v
+		} else {
+			o.envErr = fmt.Errorf("STATESYNC_OUTPUT=%q: want %s", v, strings.Join(outputFormats, ", "))
+		}
 	}
 	fs.Var(o, "o", "output format: json (one JSON line each), table or name; default table on a terminal, else json (STATESYNC_OUTPUT)")
 	return o

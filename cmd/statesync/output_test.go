@@ -118,6 +118,10 @@ func TestOutputFormats(t *testing.T) {
 	if code, _, stderr := cli(t, env, "", "get", "-o", "yaml", "settings"); code != 2 || !strings.Contains(stderr, "json, table, name") {
 		t.Errorf("get -o yaml = exit %d, stderr %q; want 2 and the formats", code, stderr)
 	}
+	if code, _, stderr := cli(t, append(env, "STATESYNC_OUTPUT", "yaml"), "", "topics"); code != 1 || !strings.Contains(stderr, "STATESYNC_OUTPUT") {
+		t.Errorf("topics with STATESYNC_OUTPUT=yaml = exit %d, stderr %q; want 1 naming the variable", code, stderr)
+	}
+	mustCLI(t, append(env, "STATESYNC_OUTPUT", "yaml"), "", "topics", "-o", "name") // -o wins
 }
 
 // TestIsTerminal: pipes, files and buffers are not terminals.

@@ -189,6 +189,15 @@ func TestMetricsToken(t *testing.T) {
 			t.Errorf("Start with metrics token file %q: no error", content)
 		}
 	}
+	cfg.MetricsTokenFile = ""
+	cfg.MetricsToken = "two words"
+	if s, err := daemon.Start(cfg, nil); err == nil || !strings.Contains(err.Error(), "white space") {
+		if s != nil {
+			_ = s.Shutdown(t.Context())
+		}
+		t.Errorf("Start with a metrics token holding a space = %v; want an error", err)
+	}
+	cfg.MetricsToken = ""
 	cfg.MetricsTokenFile = filepath.Join(dir, "missing")
 	if _, err := daemon.Start(cfg, nil); err == nil {
 		t.Errorf("Start with a missing metrics token file: no error")
