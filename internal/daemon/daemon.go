@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,7 +40,11 @@ type Server struct {
 	certs   *certReloader // nil without TLS
 	auth    *tokenAuth    // nil without tokens
 	ready   readyCheck
-	logFile *reopenFile // the access log's file, or nil
+	// Token file reloads: streams closed by them, and whether the last
+	// one loaded (1) or failed (0).
+	revoked  atomic.Uint64
+	reloadOK atomic.Int32
+	logFile  *reopenFile // the access log's file, or nil
 
 	stopLag func() // stops the Source.Watch measuring the feed lag
 }
@@ -123,6 +128,16 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		Help:    "Time from a change's commit in the store to its invalidation in this daemon (the store's clock against this host's).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}})
 	reg.MustRegister(lag)
+	if s.auth != nil {
+		s.reloadOK.Store(1)
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "statesync_streams_revoked_total",
+				Help: "Event streams closed by token file reloads (SIGHUP) for a token removed or a grant lost."},
+				func() float64 { return float64(s.revoked.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "statesync_tokens_last_reload_successful",
+				Help: "1 if the last load of the token file (at start or on SIGHUP) succeeded, 0 if it failed and the previous tokens stay in service."},
+				func() float64 { return float64(s.reloadOK.Load()) }))
+	}
 	s.stopLag = func() {}
 	if stop, err := src.Watch(context.Background(), func(inv statesync.Invalidation) {
 		if inv.TimestampMs > 0 {

@@ -60,10 +60,13 @@ func (s *Server) ReloadTokens() error {
 	}
 	t, err := loadTokens(s.cfg.Tokens)
 	if err != nil {
+		s.reloadOK.Store(0)
 		return fmt.Errorf("serve: %w", err)
 	}
 	s.auth.cur.Store(t)
 	closed := s.api.Regrant(t.Regrant)
+	s.revoked.Add(uint64(closed))
+	s.reloadOK.Store(1)
 	s.log.Info("token file reloaded", slog.String("file", s.cfg.Tokens), slog.Int("tokens", t.Len()), slog.Int("streamsClosed", closed))
 	return nil
 }

@@ -335,6 +335,10 @@ func TestReloadTokens(t *testing.T) {
 	if inv := kept.next(t).inv(t); inv.Revision != w.Revision {
 		t.Errorf("kept stream after the reload got %+v; want pub:a at %v", inv, w.Revision)
 	}
+	if m := d.metrics(t); m["statesync_streams_revoked_total"] != 2 || m["statesync_tokens_last_reload_successful"] != 1 {
+		t.Errorf("metrics after the reload: revoked %v, last reload %v; want 2 and 1",
+			m["statesync_streams_revoked_total"], m["statesync_tokens_last_reload_successful"])
+	}
 	d.expect(t, http.StatusUnauthorized, "GET", "/v1/topics/pub:a", "", "Authorization", "Bearer gone-secret")
 	d.expect(t, http.StatusForbidden, "GET", "/v1/topics/pub:b", "", "Authorization", "Bearer reader-secret")
 	d.expect(t, http.StatusOK, "GET", "/v1/topics/pub:b", "", "Authorization", "Bearer new-secret")
@@ -351,6 +355,9 @@ func TestReloadTokens(t *testing.T) {
 			t.Errorf("ReloadTokens of %q: no error", broken)
 		}
 		d.expect(t, http.StatusOK, "GET", "/v1/topics/pub:a", "", "Authorization", "Bearer new-secret")
+	}
+	if m := d.metrics(t); m["statesync_tokens_last_reload_successful"] != 0 {
+		t.Errorf("statesync_tokens_last_reload_successful after a broken file = %v; want 0", m["statesync_tokens_last_reload_successful"])
 	}
 	w = decodeSnapshot(t, d.expect(t, http.StatusOK, "PUT", "/v1/topics/pub:a", `2`, admin...))
 	if inv := kept.next(t).inv(t); inv.Revision != w.Revision {
