@@ -158,9 +158,9 @@ func (a *reloadable) Authenticate(r *http.Request) (httpsync.Grants, error) {
 	return a.cur.Load().Authenticate(r)
 }
 
-// Reloading a token file (on SIGHUP, say): new requests use the new tokens
-// as soon as they are stored, and Regrant moves the open event streams
-// onto them, closing those whose token is gone or lost a grant.
+// Reloading a token file (on SIGHUP, say): Regrant moves the open event
+// streams onto the new tokens, closing those whose token is gone or lost a
+// grant; then the Authenticator gives the new tokens to new requests.
 func ExampleHandler_Regrant() {
 	src, _ := statesync.NewSource(statesync.NewMemoryStore(nil), nil)
 	defer src.Close()
@@ -176,7 +176,7 @@ func ExampleHandler_Regrant() {
 		log.Print(err) // keep the previous tokens
 		return
 	}
-	auth.cur.Store(next)
 	fmt.Println("streams closed:", api.Regrant(next.Regrant))
+	auth.cur.Store(next)
 	// Output: streams closed: 0
 }

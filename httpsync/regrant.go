@@ -13,20 +13,27 @@ import (
 // token is gone, or whose new grants no longer let it read every topic it
 // follows, is closed: its client reconnects and is then refused (401, or
 // refused frames for the topics it lost) like any new request. The other
-// streams stay open under their new grants. Streams that open while
-// Regrant runs, authenticated against the old grants, get fn too: fn
-// stays in force for every stream registered later, so it must accept
-// the grants it returns itself (return them unchanged).
+// streams stay open under their new grants.
+//
+// Call Regrant before the Authenticator starts returning the new grants:
+// fn stays in force for every stream that registers later, so a stream
+// authenticated with the old grants while the change is under way is
+// mapped too (one that cannot be is refused with 503, before any frame).
+// fn must therefore accept the grants it returns and return them
+// unchanged, as [Tokens.Regrant] does. Calls may overlap; a stream keeps
+// the grants of the latest.
 //
 // Regrant returns the number of streams it closed. Requests other than
 // streams are not affected: each one is authenticated anew.
 func (h *Handler) Regrant(fn func(g Grants) Grants) (closed int) {
 	h.mu.Lock()
 	h.regrant = fn
+	h.regrantGen++
+	gen := h.regrantGen
 	streams := slices.Collect(maps.Keys(h.streams))
 	h.mu.Unlock()
 	for _, st := range streams {
-		if !h.regrantStream(st, fn) {
+		if !h.regrantStream(st, fn, gen) {
 			closed++
 		}
 	}
@@ -35,12 +42,20 @@ func (h *Handler) Regrant(fn func(g Grants) Grants) (closed int) {
 
 // regrantStream gives st the grants fn maps its grants to, or revokes st
 // if they do not cover its topics. It reports whether st stays open.
-func (h *Handler) regrantStream(st *stream, fn func(Grants) Grants) bool {
+//
+// gen is the Regrant's generation: a stream already given the grants of a
+// later Regrant (two that overlap, or one and a stream's registration)
+// keeps them.
+func (h *Handler) regrantStream(st *stream, fn func(Grants) Grants, gen uint64) bool {
 	st.grantMu.Lock()
 	defer st.grantMu.Unlock()
 	if st.grants == nil { // a stream of a handler without Auth
 		return true
 	}
+	if gen <= st.grantGen {
+		return !st.isRevoked()
+	}
+	st.grantGen = gen
 	g := fn(st.grants)
 	ok := g != nil
 	for name := range st.topics { // fixed once the stream is registered

@@ -48,10 +48,10 @@ func TestRegrant(t *testing.T) {
 	next := parseTokens(t, `{"tokens":[
 		{"name":"admin","token":"admin-secret","read":["*"],"write":["*"]},
 		{"name":"worker","token":"worker-secret","read":["settings"]}]}`)
-	auth.cur.Store(next)
 	if n := s.h.Regrant(next.Regrant); n != 1 {
 		t.Errorf("Regrant closed %d streams; want 1 (the worker's, which lost cache:a)", n)
 	}
+	auth.cur.Store(next)
 	var comments []string
 	for _, f := range untilEnd(t, narrowed) {
 		if f.event != "" {

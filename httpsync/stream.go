@@ -26,6 +26,9 @@ type stream struct {
 	grantMu sync.Mutex
 	owner   *TokenGrants // the token it counts against (nil: none)
 	grants  Grants       // the request's; nil without Auth (Handler.Regrant replaces them)
+	// grantGen is the generation of the Regrant that gave grants (0:
+	// the request's own).
+	grantGen uint64
 	// revoked is closed by revoke: the stream's grants no longer cover it
 	// (Handler.Regrant).
 	revoked    chan struct{}
@@ -296,12 +299,12 @@ func (h *Handler) stopFanout() {
 
 func (h *Handler) register(st *stream) (ok bool) {
 	h.mu.Lock()
-	regrant := h.regrant
+	regrant, gen := h.regrant, h.regrantGen
 	defer func() {
 		h.mu.Unlock()
 		if regrant != nil && ok {
 			// st may have been authenticated before the latest Regrant.
-			h.regrantStream(st, regrant)
+			h.regrantStream(st, regrant, gen)
 		}
 	}()
 	if h.closed.Load() {

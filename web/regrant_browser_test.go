@@ -45,10 +45,10 @@ func TestRegrantInBrowser(t *testing.T) {
 	s.waitStreams(t, 1)
 
 	next := parse(`{"tokens":[{"name":"page","token":"tok","read":["a"],"write":["*"]}]}`)
-	auth.cur.Store(next)
 	if n := s.handler().Regrant(next.Regrant); n != 1 {
 		t.Errorf("Regrant closed %d streams; want the page's 1", n)
 	}
+	auth.cur.Store(next)
 	type jsReport struct{ Name, Phase, Message string }
 	waitFor(t, p, "the follower of b reports the refusal", `T.errors`, func(errs []jsReport) bool {
 		for _, e := range errs {

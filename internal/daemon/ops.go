@@ -63,8 +63,10 @@ func (s *Server) ReloadTokens() error {
 		s.reloadOK.Store(0)
 		return fmt.Errorf("serve: %w", err)
 	}
-	s.auth.cur.Store(t)
+	// Regrant first: a stream authenticated with the old tokens that
+	// registers meanwhile is mapped onto the new ones too.
 	closed := s.api.Regrant(t.Regrant)
+	s.auth.cur.Store(t)
 	s.revoked.Add(uint64(closed))
 	s.reloadOK.Store(1)
 	s.log.Info("token file reloaded", slog.String("file", s.cfg.Tokens), slog.Int("tokens", t.Len()), slog.Int("streamsClosed", closed))
