@@ -58,12 +58,14 @@ func (h *Handler) regrantStream(st *stream, fn func(Grants) Grants, gen uint64) 
 	st.grantGen = gen
 	g := fn(st.grants)
 	ok := g != nil
-	for name := range st.topics { // fixed once the stream is registered
+	st.mu.Lock()
+	for name := range st.topics {
 		if !ok {
 			break
 		}
 		ok = g.CanRead(name)
 	}
+	st.mu.Unlock()
 	if !ok {
 		st.revoke()
 		return false
@@ -75,6 +77,14 @@ func (h *Handler) regrantStream(st *stream, fn func(Grants) Grants, gen uint64) 
 		st.owner = owner
 	}
 	return true
+}
+
+// currentGrants returns the stream's grants: the request's, or those of
+// the latest Regrant; nil without Auth.
+func (st *stream) currentGrants() Grants {
+	st.grantMu.Lock()
+	defer st.grantMu.Unlock()
+	return st.grants
 }
 
 // revoke ends the stream: its goroutine writes a comment saying why and

@@ -52,7 +52,7 @@ func TestRegrantGenerations(t *testing.T) {
 	if !h.regrantStream(st, t2.Regrant, slow) || st.isRevoked() {
 		t.Errorf("the overtaken Regrant closed the stream; want it kept under the latest grants")
 	}
-	if st.grants != want {
-		t.Errorf("stream grants = %p; want t3's %p", st.grants, want)
+	if g := st.currentGrants(); g != want {
+		t.Errorf("stream grants = %p; want t3's %p", g, want)
 	}
 }

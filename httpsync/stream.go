@@ -22,7 +22,8 @@ import (
 // a revision waiting to be sent is replaced by a newer one, never queued.
 type stream struct {
 	wake chan struct{} // capacity 1: "something is pending"
-	// grantMu protects owner and grants once the stream is registered.
+	// grantMu protects owner, grants and grantGen once the stream is
+	// registered; it is taken before mu, never after.
 	grantMu sync.Mutex
 	owner   *TokenGrants // the token it counts against (nil: none)
 	grants  Grants       // the request's; nil without Auth (Handler.Regrant replaces them)
