@@ -126,10 +126,12 @@ type Handler struct {
 
 	tokenStreams tokenStreams // streams open per token
 
-	mu      sync.RWMutex // protects streams and byTopic
-	streams map[*stream]struct{}
-	byTopic map[string]map[*stream]struct{}
-	drain   sync.Once
+	mu         sync.RWMutex // protects streams, byTopic, regrant and regrantGen
+	streams    map[*stream]struct{}
+	regrant    func(Grants) Grants // the latest Regrant's; nil before
+	regrantGen uint64              // the number of Regrant calls
+	byTopic    map[string]map[*stream]struct{}
+	drain      sync.Once
 
 	// frames holds the newest inline frame of each topic sent inline
 	// (topic -> *sharedFrame), shared by the streams.

@@ -58,6 +58,13 @@ type proc struct {
 // kills it if it still runs.
 func startProc(t *testing.T, bin, dir string) *proc {
 	t.Helper()
+	return startProcArgs(t, bin, "--data", dir)
+}
+
+// startProcArgs starts `statesync serve` on a free loopback port with the
+// flags args, as startProc does.
+func startProcArgs(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "STATESYNC_") {
@@ -72,7 +79,7 @@ func startProc(t *testing.T, bin, dir string) *proc {
 			stderr: &lockedBuffer{},
 			exited: make(chan struct{}),
 		}
-		p.cmd = exec.Command(bin, "serve", "--addr", addr, "--data", dir, "--shutdown-timeout", "5s")
+		p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--shutdown-timeout", "5s"}, args...)...)
 		p.cmd.Env = env
 		p.cmd.Stderr = p.stderr
 		if err := p.cmd.Start(); err != nil {
