@@ -110,6 +110,8 @@ type Store struct {
 	// called by the committer with each group before it commits it.
 	beforeCommit func(writes []*pendingWrite)
 
+	commits, committed atomic.Uint64 // transactions of the committer, and the writes they held
+
 	feed statesync.Feed // the watchers
 }
 
@@ -120,6 +122,7 @@ const (
 	maxGroupWrites = 1024
 	maxGroupBytes  = 4 << 20
 	queueSize      = 1024
+	maxLinger      = time.Millisecond
 )
 
 // A pendingWrite is a Write handed to the committer. The committer sets
@@ -395,13 +398,22 @@ func (pw *pendingWrite) record() statesync.Record {
 	return rec
 }
 
-// commitLoop is the committer: it takes the writes queued, as many as are
-// waiting (within the group limits), commits them in one transaction and
-// wakes their callers, until Close closes the queue. A single writer's
-// write is committed at once: groups form only from the writes that queue
-// while the previous transaction commits.
+// commitLoop is the committer: it takes the writes queued (within the
+// group limits), commits them in one transaction and wakes their callers,
+// until Close closes the queue. Groups form from the writes that queue
+// while the previous transaction commits; and when fewer writes are
+// queued than the last group held, the committer lingers a little for the
+// others (their writers, woken by the last commit, are usually about to
+// write again), at most half the last commit's duration and maxLinger. A
+// lone writer's write is therefore committed at once, never held back.
 func (s *Store) commitLoop() {
-	var carry *pendingWrite // taken from the queue, too big for the last group
+	var (
+		carry  *pendingWrite // taken from the queue, too big for the last group
+		expect int           // writes in the last group
+		linger time.Duration // how long to wait for them
+		timer  = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
 	for {
 		first := carry
 		carry = nil
@@ -413,27 +425,51 @@ func (s *Store) commitLoop() {
 		}
 		g := &group{writes: []*pendingWrite{first}, published: make(chan struct{})}
 		size := len(first.data)
+		var wait <-chan time.Time // the linger timer, once started
+		lingered := false
 	fill:
 		for len(g.writes) < maxGroupWrites {
+			var pw *pendingWrite
+			var ok bool
 			select {
-			case pw, ok := <-s.queue:
-				if !ok {
-					break fill // Close waits for every queued write, so none is lost
-				}
-				if size+len(pw.data) > maxGroupBytes {
-					carry = pw
+			case pw, ok = <-s.queue:
+			default:
+				if len(g.writes) >= expect || lingered {
 					break fill
 				}
-				size += len(pw.data)
-				g.writes = append(g.writes, pw)
-			default:
-				break fill
+				if wait == nil {
+					timer.Reset(linger)
+					wait = timer.C
+				}
+				select {
+				case pw, ok = <-s.queue:
+				case <-wait:
+					lingered, wait = true, nil
+					continue
+				}
 			}
+			if !ok {
+				break // Close waits for every queued write, so none is lost
+			}
+			if size+len(pw.data) > maxGroupBytes {
+				carry = pw
+				break
+			}
+			size += len(pw.data)
+			g.writes = append(g.writes, pw)
+		}
+		if wait != nil {
+			timer.Stop()
 		}
 		if s.beforeCommit != nil {
 			s.beforeCommit(g.writes)
 		}
+		start := time.Now()
 		s.commit(g)
+		linger = min(time.Since(start)/2, maxLinger)
+		expect = len(g.writes)
+		s.commits.Add(1)
+		s.committed.Add(uint64(len(g.writes)))
 		for _, pw := range g.writes {
 			pw.grp = g
 			close(pw.done)
