@@ -80,6 +80,10 @@ type Config struct {
 	// STATESYNC_TLS_KEY): both or neither. They are loaded again when
 	// either file changes and on SIGHUP.
 	TLSCert, TLSKey string
+	// Pprof is a loopback address (127.0.0.1, [::1] or localhost, with a
+	// port) on which to serve net/http/pprof, on a listener of its own;
+	// empty means off (STATESYNC_PPROF).
+	Pprof string
 	// Heartbeat is the interval of SSE heartbeat comments
 	// (STATESYNC_HEARTBEAT).
 	Heartbeat time.Duration
@@ -158,6 +162,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&cfg.CORSOrigins, "cors-origins", cfg.CORSOrigins, "comma-separated origins (scheme://host[:port]) whose pages may use the API and statesync.js cross-origin, or * for any (needs --tokens or --insecure); never with cookies (STATESYNC_CORS_ORIGINS)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (and chain) to serve HTTPS and HTTP/2 with, with --tls-key; reloaded when it changes and on SIGHUP (STATESYNC_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert (STATESYNC_TLS_KEY)")
+	fs.StringVar(&cfg.Pprof, "pprof", cfg.Pprof, "loopback address (host:port) to serve net/http/pprof on, apart from --addr; off by default (STATESYNC_PPROF)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "SSE heartbeat interval (STATESYNC_HEARTBEAT)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", cfg.MaxBody, "largest request body in bytes (STATESYNC_MAX_BODY)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "time to read a request's header and body; a slower body gets 408 (STATESYNC_READ_TIMEOUT)")
@@ -241,6 +246,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	str("STATESYNC_CORS_ORIGINS", &c.CORSOrigins)
 	str("STATESYNC_TLS_CERT", &c.TLSCert)
 	str("STATESYNC_TLS_KEY", &c.TLSKey)
+	str("STATESYNC_PPROF", &c.Pprof)
 	integer := func(name string, p *int) {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
@@ -303,6 +309,9 @@ func (c Config) Validate() error {
 		if _, err := storeScheme(c.Store); err != nil {
 			return err
 		}
+	}
+	if err := c.checkPprof(); err != nil {
+		return err
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

@@ -37,6 +37,7 @@ type Server struct {
 	closeFn func() error // closes the store
 	served  chan error
 	certs   *certReloader // nil without TLS
+	pprof   *pprofServer  // nil without --pprof
 
 	stopLag func() // stops the Source.Watch measuring the feed lag
 }
@@ -127,6 +128,14 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.closeStore()
 		return nil, fmt.Errorf("serve: %w", err)
 	}
+	if cfg.Pprof != "" {
+		if s.pprof, err = startPprof(cfg.Pprof, log); err != nil {
+			_ = inner.Close()
+			_ = s.api.Close()
+			s.closeStore()
+			return nil, err
+		}
+	}
 	maxConns, perIP := cfg.connCaps()
 	ln := netlimit.NewListener(inner, maxConns, perIP)
 	s.ln = ln
@@ -166,6 +175,15 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// PprofAddr returns the address of the --pprof listener, or nil without
+// one.
+func (s *Server) PprofAddr() net.Addr {
+	if s.pprof == nil {
+		return nil
+	}
+	return s.pprof.Addr()
+}
+
 // ReloadTLS loads the certificate and key files again (Run calls it on
 // SIGHUP); on error the previous certificate stays in service. Without
 // TLS it does nothing.
@@ -193,6 +211,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 		_ = s.srv.Close()
 	}
+	s.pprof.stop()
 	s.closeStore()
 	s.log.Info("statesync stopped")
 	return errors.Join(errs...)
@@ -229,6 +248,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				s.log.Warn("SIGHUP: TLS certificate not reloaded; the previous one stays in service", slog.Any("error", err))
 			}
 		case err := <-s.served:
+			s.pprof.stop()
 			s.closeStore()
 			return fmt.Errorf("serve: %w", err)
 		}
