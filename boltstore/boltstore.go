@@ -369,12 +369,7 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 
 	g := pw.grp
 	if g.writes[0] == pw {
-		for _, x := range g.writes {
-			if x.err == nil {
-				s.feed.Publish(x.record())
-			}
-		}
-		close(g.published)
+		s.publish(g)
 	} else {
 		<-g.published
 	}
@@ -386,6 +381,18 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 		return statesync.Record{}, fmt.Errorf("boltstore: write %q: %w", w.Topic, closedErr(pw.err))
 	}
 	return pw.record(), nil
+}
+
+// publish reports the committed records of g to the watchers, in commit
+// order, then releases the other callers of the group, even if a watcher
+// panics.
+func (s *Store) publish(g *group) {
+	defer close(g.published)
+	for _, pw := range g.writes {
+		if pw.err == nil {
+			s.feed.Publish(pw.record())
+		}
+	}
 }
 
 // record returns the committed record of pw, whose data is in pw.buf: the

@@ -22,9 +22,11 @@
 // Concurrent writes share transactions, and so their fsyncs: one
 // goroutine of the Store commits the writes, taking at once every write
 // that queued while it committed the previous group (up to 1024 writes or
-// 4 MiB of data). A lone writer's write is committed immediately, never
-// held back to wait for others, so grouping costs it nothing; with 8 or
-// 16 writers, a group holds several writes for the price of one fsync.
+// 4 MiB of data). When fewer writes wait than the last group held, it
+// lingers for the others, at most half the last commit's duration and
+// 1 ms; a lone writer's write (its last group held one write) is committed
+// at once, so grouping costs it nothing. With 8 or 16 writers a group
+// holds about that many writes for the price of one fsync.
 // Within a group the writes are applied in order and each on its own: a
 // write whose condition fails (a [statesync.ConflictError]) or that fails
 // otherwise is left out and the others commit; a conditional write sees

@@ -67,9 +67,10 @@ func (g *grouper) lastGroup() []statesync.Write {
 // result is what one Write returned, and whether its watchers had seen its
 // record by then.
 type result struct {
-	rec     statesync.Record
-	err     error
-	watched bool
+	rec      statesync.Record
+	err      error
+	watched  bool
+	panicked any // what Write panicked with (a watcher's panic)
 }
 
 // writeGroup commits ws as one group, in order, through concurrent calls
@@ -87,6 +88,7 @@ func (g *grouper) writeGroup(fail func(string, ...any), ws []statesync.Write, se
 	out := make([]result, len(ws))
 	for i, w := range ws {
 		wg.Go(func() {
+			defer func() { out[i].panicked = recover() }()
 			rec, err := g.s.Write(ctx, w)
 			out[i] = result{rec: rec, err: err, watched: err == nil && seen != nil && seen(rec)}
 		})
@@ -326,4 +328,31 @@ func TestGroupCommitModel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestGroupCommitWatcherPanics: a watcher that panics on the first record
+// of a group makes the Write that reports the group panic (as a watcher's
+// panic always did), and the other Writes of the group still return, and
+// Close too.
+func TestGroupCommitWatcherPanics(t *testing.T) {
+	g := openGrouped(t, t.TempDir(), true)
+	// Not stopped: statesync.Feed leaves a watcher that panicked
+	// read-locked, so its stop would wait for ever.
+	if _, err := g.s.Watch(context.Background(), func(r statesync.Record) {
+		if r.Topic == "boom" {
+			panic("watcher panic")
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res := g.writeGroup(t.Fatalf, []statesync.Write{put("boom", "1"), put("other", "2")}, nil)
+	if res[0].panicked != "watcher panic" {
+		t.Errorf("Write(boom) panicked with %v; want the watcher's panic", res[0].panicked)
+	}
+	if res[1].panicked != nil || res[1].err != nil || res[1].rec.Revision != 1 {
+		t.Errorf("Write(other) in the same group = %v, %v, panic %v; want revision 1", res[1].rec.Revision, res[1].err, res[1].panicked)
+	}
+	if err := g.s.Close(); err != nil {
+		t.Errorf("Close() = %v", err)
+	}
 }
