@@ -409,14 +409,15 @@ func (pw *pendingWrite) record() statesync.Record {
 // group limits), commits them in one transaction and wakes their callers,
 // until Close closes the queue. Groups form from the writes that queue
 // while the previous transaction commits; and when fewer writes are
-// queued than the last group held, the committer lingers a little for the
-// others (their writers, woken by the last commit, are usually about to
-// write again), at most half the last commit's duration and maxLinger. A
-// lone writer's write is therefore committed at once, never held back.
+// queued than were in progress at the end of the last commit, the
+// committer lingers a little for the others (their writers, woken by the
+// last commit, are usually about to write again), at most half the last
+// commit's duration and maxLinger. A lone writer's write is therefore
+// committed at once, never held back.
 func (s *Store) commitLoop() {
 	var (
 		carry  *pendingWrite // taken from the queue, too big for the last group
-		expect int           // writes in the last group
+		expect int           // writes in progress at the end of the last commit
 		linger time.Duration // how long to wait for them
 		timer  = time.NewTimer(time.Hour)
 	)
@@ -474,7 +475,15 @@ func (s *Store) commitLoop() {
 		start := time.Now()
 		s.commit(g)
 		linger = min(time.Since(start)/2, maxLinger)
-		expect = len(g.writes)
+		// The writes in progress now (this group's, and those queued or
+		// about to be) are the writers likely to write again soon: the
+		// next group waits a little for that many. Counting the last
+		// group's writes instead would settle, with writers that take a
+		// while to come back (over HTTP), into two groups of half the
+		// writers taking turns.
+		s.writesMu.Lock()
+		expect = s.writes
+		s.writesMu.Unlock()
 		s.commits.Add(1)
 		s.committed.Add(uint64(len(g.writes)))
 		for _, pw := range g.writes {
