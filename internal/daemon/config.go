@@ -98,6 +98,10 @@ type Config struct {
 	// the path of a file to append to, opened again on SIGHUP; empty means
 	// off (STATESYNC_ACCESS_LOG).
 	AccessLog string
+	// Pprof is a loopback address (127.0.0.1, [::1] or localhost, with a
+	// port) on which to serve net/http/pprof, on a listener of its own;
+	// empty means off (STATESYNC_PPROF).
+	Pprof string
 	// Heartbeat is the interval of SSE heartbeat comments
 	// (STATESYNC_HEARTBEAT).
 	Heartbeat time.Duration
@@ -179,6 +183,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&cfg.MetricsToken, "metrics-token", cfg.MetricsToken, "bearer token that /metrics requires; prefer the variable or --metrics-token-file, which stay out of the process list (STATESYNC_METRICS_TOKEN)")
 	fs.StringVar(&cfg.MetricsTokenFile, "metrics-token-file", cfg.MetricsTokenFile, "file whose first line is the token /metrics requires (STATESYNC_METRICS_TOKEN_FILE)")
 	fs.StringVar(&cfg.AccessLog, "access-log", cfg.AccessLog, "log one line per request (method, path, status, bytes, duration, remote, token name): - for the daemon's log on stderr, or a file to append to; off if empty (STATESYNC_ACCESS_LOG)")
+	fs.StringVar(&cfg.Pprof, "pprof", cfg.Pprof, "loopback address (host:port) to serve net/http/pprof on, apart from --addr; off by default (STATESYNC_PPROF)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "SSE heartbeat interval (STATESYNC_HEARTBEAT)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", cfg.MaxBody, "largest request body in bytes (STATESYNC_MAX_BODY)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "time to read a request's header and body; a slower body gets 408 (STATESYNC_READ_TIMEOUT)")
@@ -284,6 +289,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	str("STATESYNC_METRICS_TOKEN", &c.MetricsToken)
 	str("STATESYNC_METRICS_TOKEN_FILE", &c.MetricsTokenFile)
 	str("STATESYNC_ACCESS_LOG", &c.AccessLog)
+	str("STATESYNC_PPROF", &c.Pprof)
 	integer := func(name string, p *int) {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
@@ -346,6 +352,9 @@ func (c Config) Validate() error {
 		if _, err := storeScheme(c.Store); err != nil {
 			return err
 		}
+	}
+	if err := c.checkPprof(); err != nil {
+		return err
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

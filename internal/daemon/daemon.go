@@ -44,7 +44,8 @@ type Server struct {
 	// one loaded (1) or failed (0).
 	revoked  atomic.Uint64
 	reloadOK atomic.Int32
-	logFile  *reopenFile // the access log's file, or nil
+	logFile  *reopenFile  // the access log's file, or nil
+	pprof    *pprofServer // nil without --pprof
 
 	stopLag func() // stops the Source.Watch measuring the feed lag
 }
@@ -165,6 +166,14 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.closeStore()
 		return nil, fmt.Errorf("serve: %w", err)
 	}
+	if cfg.Pprof != "" {
+		if s.pprof, err = startPprof(cfg.Pprof, log); err != nil {
+			_ = inner.Close()
+			_ = s.api.Close()
+			s.closeStore()
+			return nil, err
+		}
+	}
 	maxConns, perIP := cfg.connCaps()
 	ln := netlimit.NewListener(inner, maxConns, perIP)
 	s.ln = ln
@@ -208,6 +217,15 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// PprofAddr returns the address of the --pprof listener, or nil without
+// one.
+func (s *Server) PprofAddr() net.Addr {
+	if s.pprof == nil {
+		return nil
+	}
+	return s.pprof.Addr()
+}
+
 // ReloadTLS loads the certificate and key files again (Run calls it on
 // SIGHUP); on error the previous certificate stays in service. Without
 // TLS it does nothing.
@@ -235,6 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 		_ = s.srv.Close()
 	}
+	s.pprof.stop()
 	s.closeStore()
 	s.log.Info("statesync stopped")
 	return errors.Join(errs...)
@@ -276,6 +295,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case <-hup:
 			s.reload()
 		case err := <-s.served:
+			s.pprof.stop()
 			s.closeStore()
 			return fmt.Errorf("serve: %w", err)
 		}
