@@ -93,13 +93,15 @@ func TestPrefixEnd(t *testing.T) {
 		{"0", "1", true},
 		{"9", ":", true},
 		{"x.A0", "x.A1", true},
-		{"a b", "", false},
-		{"a{", "", false},
-		{"é", "", false},
-		{"/", "", false},
-		{"@", "", false},
-		{"[", "", false},
-		{"`", "", false},
+		{"a b", "a c", true},
+		{"a{", "a|", true},
+		{"a*", "a+", true},
+		{"[", "\\", true},
+		{"caf\u00e9", "caf\xc3\xaa", true},
+		{"a\xbf", "a\xc0", true}, // byte order: not valid UTF-8, no matter
+		{"a\xff\xff", "b", true},
+		{"\xff", "", false},
+		{"", "", false},
 	} {
 		end, ok := prefixEnd(tt.in)
 		if end != tt.end || ok != tt.ok {
@@ -176,7 +178,7 @@ func TestDecodeEntry(t *testing.T) {
 		t.Errorf("decodeEntry with an empty source id = %+v, %v", e, err)
 	}
 	for _, tt := range []struct{ field, value, why string }{
-		{"topic", "", "topic"}, {"topic", "a b", "topic"},
+		{"topic", "", "topic"}, {"topic", "a\nb", "topic"}, {"topic", "..", "topic"},
 		{"rev", "", "revision"}, {"rev", "0", "revision"}, {"rev", "01", "revision"}, {"rev", "-1", "revision"},
 		{"epoch", "", "epoch"},
 		{"us", "", "time"}, {"us", "x", "time"},
