@@ -288,7 +288,7 @@ func TestWriteRejected(t *testing.T) {
 		want  error
 		topic string
 	}{
-		{"invalid topic", context.Background(), statesync.Write{Topic: "no spaces", Data: json.RawMessage(`1`)}, statesync.ErrInvalidTopic, "no spaces"},
+		{"invalid topic", context.Background(), statesync.Write{Topic: "no\ttabs", Data: json.RawMessage(`1`)}, statesync.ErrInvalidTopic, "no\ttabs"},
 		{"empty topic", context.Background(), statesync.Write{Topic: "", Data: json.RawMessage(`1`)}, statesync.ErrInvalidTopic, ""},
 		{"too large", context.Background(), statesync.Write{Topic: "big", Data: json.RawMessage(`"123456789"`)}, boltstore.ErrTooLarge, "big"},
 		{"cancelled", cancelled, statesync.Write{Topic: "c", Data: json.RawMessage(`1`)}, context.Canceled, "c"},
