@@ -173,6 +173,13 @@ func checkName(t testing.TB, s *namesServer, c *httpsync.Client, name string) {
 		if got, err := one.Snapshot(ctx, name); err != nil || got.Revision != put.Revision {
 			t.Fatalf("Snapshot(%q) with a grant %q = %+v, %v; want it at %d", name, grantPattern(name, prefix), got, err, put.Revision)
 		}
+		if list, err := one.Topics(ctx); err != nil || !slices.ContainsFunc(list, func(ti statesync.TopicInfo) bool { return ti.Topic == name }) {
+			t.Fatalf("Topics() with a grant %q = %+v, %v; want %q among them", grantPattern(name, prefix), list, err, name)
+		} else if i := slices.IndexFunc(list, func(ti statesync.TopicInfo) bool {
+			return ti.Topic != name && (!prefix || !strings.HasPrefix(ti.Topic, name))
+		}); i >= 0 {
+			t.Fatalf("Topics() with a grant %q lists %q, outside the grant", grantPattern(name, prefix), list[i].Topic)
+		}
 		if len(name) < statesync.MaxTopicLen {
 			other := name + "x"
 			_, err := one.Snapshot(ctx, other)
