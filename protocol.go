@@ -133,10 +133,10 @@ func CheckTopic(name string) error {
 	case name == "." || name == "..":
 		return fmt.Errorf("%w: %q is not a valid URL path segment", ErrInvalidTopic, name)
 	}
-	if err := checkTopicChars(name); err != nil {
+	switch space, err := checkTopicChars(name); {
+	case err != nil:
 		return err
-	}
-	if strings.TrimFunc(name, isJSSpace) == "" {
+	case space:
 		return fmt.Errorf("%w: %q is only white space", ErrInvalidTopic, name)
 	}
 	return nil
@@ -151,28 +151,34 @@ func CheckTopicPrefix(prefix string) error {
 	if len(prefix) > MaxTopicLen {
 		return fmt.Errorf("%w: prefix of %d bytes, more than %d", ErrInvalidTopic, len(prefix), MaxTopicLen)
 	}
-	return checkTopicChars(prefix)
+	_, err := checkTopicChars(prefix)
+	return err
 }
 
 // checkTopicChars returns an error wrapping ErrInvalidTopic if s is not
-// valid UTF-8 or holds a character that no topic holds.
-func checkTopicChars(s string) error {
+// valid UTF-8 or holds a character that no topic holds, and otherwise
+// whether s is only white space (as JavaScript's String.trim counts it).
+// One pass, byte by byte over printable ASCII.
+func checkTopicChars(s string) (space bool, err error) {
+	space = true
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= 0x20 && c < 0x7f { // printable ASCII: the common case
+			space = space && c == ' '
 			i++
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == utf8.RuneError && n <= 1:
-			return fmt.Errorf("%w: invalid UTF-8 at byte %d of %q", ErrInvalidTopic, i, truncate([]byte(s), 64))
+			return false, fmt.Errorf("%w: invalid UTF-8 at byte %d of %q", ErrInvalidTopic, i, truncate([]byte(s), 64))
 		case refusedRune(r):
-			return fmt.Errorf("%w: character %U at byte %d of %q", ErrInvalidTopic, r, i, truncate([]byte(s), 64))
+			return false, fmt.Errorf("%w: character %U at byte %d of %q", ErrInvalidTopic, r, i, truncate([]byte(s), 64))
 		}
+		space = space && isJSSpace(r)
 		i += n
 	}
-	return nil
+	return space, nil
 }
 
 // refusedRune reports whether r may not appear in a topic name.

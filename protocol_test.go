@@ -3,6 +3,7 @@ package statesync_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -371,5 +372,18 @@ func TestDecodeInvalidUTF8(t *testing.T) {
 		if err != nil || back != inv {
 			t.Errorf("round trip of %+v = %+v, %v", inv, back, err)
 		}
+	}
+}
+
+// BenchmarkCheckTopic: the rule is checked on every request and frame.
+func BenchmarkCheckTopic(b *testing.B) {
+	for _, name := range []string{"settings", "room:42:members", "café/設定", strings.Repeat("a", statesync.MaxTopicLen)} {
+		b.Run(fmt.Sprintf("%dB", len(name)), func(b *testing.B) {
+			for b.Loop() {
+				if statesync.CheckTopic(name) != nil {
+					b.Fatal("invalid")
+				}
+			}
+		})
 	}
 }
