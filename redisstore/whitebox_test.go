@@ -261,3 +261,23 @@ func FuzzParseURL(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPrefixEnd: every member starting with the prefix lies in the range
+// [prefix, end) that ListPrefix reads (Redis compares members as bytes).
+func FuzzPrefixEnd(f *testing.F) {
+	f.Add("caf\u00e9", "caf\u00e9 cr\u00e8me")
+	f.Add("a\xff", "a\xff\xff")
+	f.Add("caf\xc3", "caf\u00e9")
+	f.Fuzz(func(t *testing.T, prefix, member string) {
+		if !strings.HasPrefix(member, prefix) {
+			return
+		}
+		end, ok := prefixEnd(prefix)
+		if ok && member >= end {
+			t.Fatalf("prefixEnd(%q) = %q: member %q is past it", prefix, end, member)
+		}
+		if !ok && prefix != strings.Repeat("\xff", len(prefix)) {
+			t.Fatalf("prefixEnd(%q) has no end", prefix)
+		}
+	})
+}
