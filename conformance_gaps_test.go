@@ -16,14 +16,21 @@ import (
 )
 
 // B-PROTO-16: NewConsumer rejects a topic that is not a valid name with
-// ErrInvalidTopic, and a nil Subscriber, Provider or Applier with
+// ErrInvalidTopic (one that is empty after trimming, as the TypeScript core
+// refuses, and the others CheckTopic refuses) but takes " test" and "a b",
+// as the TypeScript core does; it rejects a nil Subscriber, Provider or Applier with
 // ErrMissingDependency, before any I/O.
 func TestConformanceNewConsumerValidates(t *testing.T) {
 	sub, prov, app := &engSub{}, &engProvider{}, &engApplier{}
-	for _, topic := range []string{"", "   ", " test", "test ", "a b", strings.Repeat("a", statesync.MaxTopicLen+1)} {
+	for _, topic := range []string{"", "   ", "\u00a0\t", "a\nb", "..", "\xff", strings.Repeat("a", statesync.MaxTopicLen+1)} {
 		c, err := statesync.NewConsumer(topic, sub, prov, app, nil)
 		if !errors.Is(err, statesync.ErrInvalidTopic) || c != nil {
 			t.Errorf("NewConsumer(%q) = %v, %v; want nil, ErrInvalidTopic", topic, c, err)
+		}
+	}
+	for _, topic := range []string{" test", "test ", "a b", "settings/ui", "café"} {
+		if _, err := statesync.NewConsumer(topic, sub, prov, app, nil); err != nil {
+			t.Errorf("NewConsumer(%q) = %v; want a consumer", topic, err)
 		}
 	}
 	for _, tc := range []struct {

@@ -28,6 +28,11 @@
 // that sees another epoch refreshes and applies whatever the revision, so a
 // store that restarts or is restored from a backup does not strand it.
 //
+// A topic name is any UTF-8 string of 1 to [MaxTopicLen] bytes without
+// control characters ("settings/ui", "my topic", "café"); [CheckTopic]
+// states the rule exactly. Names are compared as bytes, without Unicode
+// normalisation, and every transport and store carries them unchanged.
+//
 // # Guarantees
 //
 // For each [Consumer]:

@@ -35,3 +35,28 @@ func Example() {
 	// revision 0: null
 	// revision 1: {"theme":"dark"}
 }
+
+// Topic names are what users write: any UTF-8 of 1 to 256 bytes without
+// control characters. CheckTopic says why a name is refused;
+// CheckTopicPrefix whether a prefix may begin a name.
+func ExampleCheckTopic() {
+	for _, name := range []string{"settings/ui", "my topic", "café", "cart:42", "a*", "", "..", "line\nbreak", " "} {
+		if err := statesync.CheckTopic(name); err != nil {
+			fmt.Printf("%q: %v\n", name, err)
+		} else {
+			fmt.Printf("%q: valid\n", name)
+		}
+	}
+	fmt.Println(statesync.CheckTopicPrefix(" "), statesync.CheckTopicPrefix("caf"))
+	// Output:
+	// "settings/ui": valid
+	// "my topic": valid
+	// "café": valid
+	// "cart:42": valid
+	// "a*": valid
+	// "": statesync: invalid topic: empty
+	// "..": statesync: invalid topic: ".." is not a valid URL path segment
+	// "line\nbreak": statesync: invalid topic: character U+000A at byte 4 of "line\nbreak"
+	// " ": statesync: invalid topic: " " is only white space
+	// <nil> <nil>
+}

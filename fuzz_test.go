@@ -319,3 +319,58 @@ func FuzzInvalidateRaw(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSourceTopicRoundTrip: a Source over the MemoryStore keeps any valid
+// topic name under exactly its name, lists it by each of its prefixes,
+// and emits its invalidation under it; an invalid name is refused
+// (docs/PROTOCOL.md "Topic names").
+func FuzzSourceTopicRoundTrip(f *testing.F) {
+	for _, s := range []string{"settings", "my topic", "café", "cafe\u0301", "a\x00", "\xff", "..", "%_*[", "\U0010FFFF"} {
+		f.Add(s)
+	}
+	src, err := statesync.NewSource(statesync.NewMemoryStore(nil), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { src.Close() })
+	var mu sync.Mutex
+	last := map[string]statesync.Revision{}
+	stop, err := src.Watch(context.Background(), func(inv statesync.Invalidation) {
+		mu.Lock()
+		last[inv.Topic] = inv.Revision
+		mu.Unlock()
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(stop)
+	f.Fuzz(func(t *testing.T, name string) {
+		ctx := context.Background()
+		snap, err := src.Put(ctx, name, json.RawMessage(`1`))
+		if statesync.CheckTopic(name) != nil {
+			if !errors.Is(err, statesync.ErrInvalidTopic) {
+				t.Fatalf("Put(%q) = %v; want ErrInvalidTopic", name, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Put(%q): %v", name, err)
+		}
+		if got, err := src.Snapshot(ctx, name); err != nil || got.Revision != snap.Revision {
+			t.Fatalf("Snapshot(%q) = %+v, %v; want revision %d", name, got, err, snap.Revision)
+		}
+		mu.Lock()
+		emitted := last[name]
+		mu.Unlock()
+		if emitted != snap.Revision {
+			t.Fatalf("invalidation of %q at %d; want %d", name, emitted, snap.Revision)
+		}
+		for _, k := range []int{0, 1, len(name) / 2, len(name)} {
+			prefix := name[:min(k, len(name))]
+			list, err := src.ListPrefix(ctx, prefix)
+			if err != nil || !slices.ContainsFunc(list, func(ti statesync.TopicInfo) bool { return ti.Topic == name }) {
+				t.Fatalf("ListPrefix(%q) = %d topics, %v; want %q among them", prefix, len(list), err, name)
+			}
+		}
+	})
+}

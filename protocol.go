@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // An Invalidation tells consumers that topic has changed and now stands at
@@ -98,41 +100,96 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // MaxTopicLen is the longest valid topic name, in bytes.
-const MaxTopicLen = 200
+const MaxTopicLen = 256
 
-// validTopic reports whether name is a valid topic.
-func validTopic(name string) bool {
-	if len(name) == 0 || len(name) > MaxTopicLen || !isAlnum(name[0]) {
-		return false
-	}
-	for i := 1; i < len(name); i++ {
-		c := name[i]
-		if !isAlnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-// CheckTopic returns nil if name is a valid topic, 1 to [MaxTopicLen] bytes
-// of A–Z, a–z, 0–9 and ". _ : -" starting with a letter or digit, and
-// otherwise an error wrapping [ErrInvalidTopic] that says why.
+// CheckTopic returns nil if name is a valid topic, and otherwise an error
+// wrapping [ErrInvalidTopic] that says why. A valid topic name is any
+// string of 1 to [MaxTopicLen] bytes of valid UTF-8 ("settings/ui",
+// "my topic", "café", "cart:42", "a*b", "100%" are all valid) except:
+//
+//   - control characters: C0 (U+0000–U+001F), DEL (U+007F) and C1
+//     (U+0080–U+009F);
+//   - the line and paragraph separators U+2028 and U+2029, which end lines
+//     in JavaScript and in many log viewers;
+//   - the bidirectional embedding, override and isolate controls
+//     U+202A–U+202E and U+2066–U+2069, which make a name display as
+//     another ("Trojan Source");
+//   - a name made only of white space (as JavaScript's String.trim
+//     counts it), which the TypeScript clients refuse;
+//   - the names "." and "..", which URL parsers (browsers, curl, Go's
+//     [net/http.ServeMux]) remove from a path even when escaped as %2E.
+//
+// Other format characters (zero-width joiner, soft hyphen, U+FEFF) are
+// allowed. Names are compared as bytes: no case folding, no trimming and no
+// Unicode normalisation, so "café" written with U+00E9 and with "e" and
+// U+0301 are two topics. Transports escape names as they need (see
+// docs/PROTOCOL.md); a name holds no character that needs it in JSON.
 func CheckTopic(name string) error {
-	if validTopic(name) {
-		return nil
-	}
 	switch {
 	case name == "":
 		return fmt.Errorf("%w: empty", ErrInvalidTopic)
 	case len(name) > MaxTopicLen:
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidTopic, len(name), MaxTopicLen)
+	case name == "." || name == "..":
+		return fmt.Errorf("%w: %q is not a valid URL path segment", ErrInvalidTopic, name)
 	}
-	return fmt.Errorf("%w: %q (use 1-%d bytes of A-Z a-z 0-9 . _ : -, starting with a letter or digit)", ErrInvalidTopic, truncate([]byte(name), 64), MaxTopicLen)
+	switch space, err := checkTopicChars(name); {
+	case err != nil:
+		return err
+	case space:
+		return fmt.Errorf("%w: %q is only white space", ErrInvalidTopic, name)
+	}
+	return nil
 }
 
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+// CheckTopicPrefix returns nil if prefix may begin a valid topic name: at
+// most [MaxTopicLen] bytes of valid UTF-8 without the characters
+// [CheckTopic] refuses; the empty prefix, which every topic begins with,
+// is valid. Otherwise it returns an error wrapping [ErrInvalidTopic]: no
+// valid topic starts with prefix.
+func CheckTopicPrefix(prefix string) error {
+	if len(prefix) > MaxTopicLen {
+		return fmt.Errorf("%w: prefix of %d bytes, more than %d", ErrInvalidTopic, len(prefix), MaxTopicLen)
+	}
+	_, err := checkTopicChars(prefix)
+	return err
 }
+
+// checkTopicChars returns an error wrapping ErrInvalidTopic if s is not
+// valid UTF-8 or holds a character that no topic holds, and otherwise
+// whether s is only white space (as JavaScript's String.trim counts it).
+// One pass, byte by byte over printable ASCII.
+func checkTopicChars(s string) (space bool, err error) {
+	space = true
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f { // printable ASCII: the common case
+			space = space && c == ' '
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			return false, fmt.Errorf("%w: invalid UTF-8 at byte %d of %q", ErrInvalidTopic, i, truncate([]byte(s), 64))
+		case refusedRune(r):
+			return false, fmt.Errorf("%w: character %U at byte %d of %q", ErrInvalidTopic, r, i, truncate([]byte(s), 64))
+		}
+		space = space && isJSSpace(r)
+		i += n
+	}
+	return space, nil
+}
+
+// refusedRune reports whether r may not appear in a topic name.
+func refusedRune(r rune) bool {
+	return r < 0x20 || r >= 0x7f && r <= 0x9f || // C0, DEL, C1
+		r == 0x2028 || r == 0x2029 || // line and paragraph separators
+		r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 // bidi embeddings, overrides, isolates
+}
+
+// isJSSpace reports whether JavaScript's String.prototype.trim removes r.
+func isJSSpace(r rune) bool { return unicode.IsSpace(r) || r == 0xfeff }
 
 // rawInvalidation holds the fields of an invalidation payload before their
 // types are checked.

@@ -378,7 +378,7 @@ func TestSourceInvalidTopic(t *testing.T) {
 	src, _ := srcNew(t, nil)
 	w := srcWatch(t, src)
 	ctx := context.Background()
-	for _, topic := range []string{"", "has space", "-dash", "a/b", strings.Repeat("a", statesync.MaxTopicLen+1)} {
+	for _, topic := range []string{"", " ", "a\x00b", "a\nb", "..", "caf\xc3", "\u202etxt", strings.Repeat("a", statesync.MaxTopicLen+1)} {
 		short := topic[:min(len(topic), 20)]
 		fnCalled := false
 		ops := map[string]error{}

@@ -288,7 +288,7 @@ func TestWriteRejected(t *testing.T) {
 		want  error
 		topic string
 	}{
-		{"invalid topic", context.Background(), statesync.Write{Topic: "no spaces", Data: json.RawMessage(`1`)}, statesync.ErrInvalidTopic, "no spaces"},
+		{"invalid topic", context.Background(), statesync.Write{Topic: "no\ttabs", Data: json.RawMessage(`1`)}, statesync.ErrInvalidTopic, "no\ttabs"},
 		{"empty topic", context.Background(), statesync.Write{Topic: "", Data: json.RawMessage(`1`)}, statesync.ErrInvalidTopic, ""},
 		{"too large", context.Background(), statesync.Write{Topic: "big", Data: json.RawMessage(`"123456789"`)}, boltstore.ErrTooLarge, "big"},
 		{"cancelled", cancelled, statesync.Write{Topic: "c", Data: json.RawMessage(`1`)}, context.Canceled, "c"},
@@ -905,3 +905,48 @@ func TestCorruptRecord(t *testing.T) {
 
 // B-REV-12 through the public API is in the white-box test
 // TestRevisionOverflow, which needs a record at MaxRevision.
+
+// FuzzTopicRoundTrip: any valid topic name is stored under exactly its
+// name, and ListPrefix finds it by each of its prefixes, in byte order
+// with the others (docs/PROTOCOL.md "Topic names"); an invalid one is
+// refused.
+func FuzzTopicRoundTrip(f *testing.F) {
+	for _, s := range []string{"settings", "my topic", "café", "cafe\u0301", "a\x00", "\xff", "..", "%_*[", "\U0010FFFF"} {
+		f.Add(s)
+	}
+	s, _ := newStore(f, &boltstore.Options{NoSync: true})
+	f.Fuzz(func(t *testing.T, name string) {
+		ctx := context.Background()
+		rec, err := s.Write(ctx, statesync.Write{Topic: name, Data: json.RawMessage(`1`)})
+		if statesync.CheckTopic(name) != nil {
+			if !errors.Is(err, statesync.ErrInvalidTopic) {
+				t.Fatalf("Write(%q) = %v; want ErrInvalidTopic", name, err)
+			}
+			return
+		}
+		if err != nil || rec.Topic != name {
+			t.Fatalf("Write(%q) = %+v, %v", name, rec, err)
+		}
+		if got, err := s.Get(ctx, name); err != nil || got.Topic != name || got.Revision != rec.Revision {
+			t.Fatalf("Get(%q) = %+v, %v; want revision %d", name, got, err, rec.Revision)
+		}
+		for _, k := range []int{0, 1, len(name) / 2, len(name) - 1, len(name)} {
+			prefix := name[:max(0, min(k, len(name)))]
+			list, err := s.ListPrefix(ctx, prefix)
+			if err != nil {
+				t.Fatalf("ListPrefix(%q): %v", prefix, err)
+			}
+			if !slices.ContainsFunc(list, func(r statesync.Record) bool { return r.Topic == name }) {
+				t.Fatalf("ListPrefix(%q) misses %q", prefix, name)
+			}
+			if !slices.IsSortedFunc(list, func(a, b statesync.Record) int { return strings.Compare(a.Topic, b.Topic) }) {
+				t.Fatalf("ListPrefix(%q) is not in byte order", prefix)
+			}
+			for _, r := range list {
+				if !strings.HasPrefix(r.Topic, prefix) {
+					t.Fatalf("ListPrefix(%q) lists %q", prefix, r.Topic)
+				}
+			}
+		}
+	})
+}

@@ -81,7 +81,13 @@ type tokenEntry struct {
 // those matching one of its write patterns (writing does not imply reading:
 // the response to a write-only token's PATCH carries no data).
 // A pattern is a topic name, or a prefix followed by "*" that matches every
-// topic starting with it; "*" alone matches every topic. Unknown fields,
+// topic starting with it; "*" alone matches every topic. Since a topic
+// name may hold '*' and '\', a pattern writes them escaped: `\*` stands for
+// a '*' of the name and `\\` for a '\' (in the JSON file, "a\\*" is the
+// topic "a*", and "a\\**" every topic starting with "a*"); a '*' that is
+// neither escaped nor last, and any other backslash, are errors. Names are
+// compared as bytes: "café" in NFC and in NFD are different topics, and a
+// pattern grants only the one it spells. Unknown fields,
 // empty or repeated tokens and malformed patterns are errors, so that a
 // typo never silently widens or narrows access.
 type TokenFile struct {
@@ -261,23 +267,58 @@ type patterns struct {
 func parsePatterns(list []string) (patterns, error) {
 	p := patterns{exact: map[string]bool{}}
 	for _, s := range list {
+		name, prefix, err := parsePattern(s)
 		switch {
-		case s == "*":
+		case err != nil:
+			return patterns{}, fmt.Errorf("bad pattern %q: %w", s, err)
+		case prefix && name == "":
 			p.all = true
-		case strings.HasSuffix(s, "*"):
-			prefix := s[:len(s)-1]
-			if strings.Contains(prefix, "*") || statesync.CheckTopic(prefix) != nil {
-				return patterns{}, fmt.Errorf("bad pattern %q: use a topic name, a topic prefix followed by *, or *", s)
-			}
-			p.prefixes = append(p.prefixes, prefix)
+		case prefix:
+			p.prefixes = append(p.prefixes, name)
 		default:
-			if statesync.CheckTopic(s) != nil {
-				return patterns{}, fmt.Errorf("bad pattern %q: use a topic name, a topic prefix followed by *, or *", s)
-			}
-			p.exact[s] = true
+			p.exact[name] = true
 		}
 	}
 	return p, nil
+}
+
+// errPattern says how to write a pattern.
+var errPattern = errors.New(`use a topic name, a topic prefix followed by *, or *; write a * of the name as \* and a \ as \\`)
+
+// parsePattern reads a grant pattern (see [TokenFile]): the topic name or
+// prefix it stands for, and whether it is a prefix (it ends with an
+// unescaped '*'). In a pattern, "\*" stands for a '*' of the name and
+// "\\" for a '\'; any other backslash, and a '*' that is neither escaped
+// nor last, is an error, so that what may look like a glob is never read
+// as a name.
+func parsePattern(s string) (name string, prefix bool, err error) {
+	if !strings.ContainsAny(s, `*\`) {
+		if statesync.CheckTopic(s) != nil {
+			return "", false, errPattern
+		}
+		return s, false, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && i+1 < len(s) && (s[i+1] == '*' || s[i+1] == '\\'):
+			b.WriteByte(s[i+1])
+			i++
+		case c == '\\':
+			return "", false, errPattern
+		case c == '*' && i == len(s)-1:
+			prefix = true
+		case c == '*':
+			return "", false, errPattern
+		default:
+			b.WriteByte(c)
+		}
+	}
+	name = b.String()
+	if prefix && statesync.CheckTopicPrefix(name) != nil || !prefix && statesync.CheckTopic(name) != nil {
+		return "", false, errPattern
+	}
+	return name, prefix, nil
 }
 
 func (p patterns) match(topic string) bool {

@@ -91,7 +91,7 @@ func TestAuthEveryEndpoint(t *testing.T) {
 		{"write-only", req{"GET", "/v1/topics/inbox", ""}, 403},
 		{"write-only", req{"GET", "/v1/events?topic=inbox", ""}, 200}, // refused frame, then the end
 		{"admin-secret", req{"DELETE", "/v1/topics/secret", ""}, 200},
-		{"admin-secret", req{"GET", "/v1/topics/bad%20topic", ""}, 400}, // topic checked before grants
+		{"admin-secret", req{"GET", "/v1/topics/bad%0Atopic", ""}, 400}, // topic checked before grants
 	}
 	for _, tc := range cases {
 		var resp *http.Response
@@ -169,7 +169,12 @@ func TestParseTokens(t *testing.T) {
 		"inner star":    `{"tokens":[{"token":"a","read":["a*b"]}]}`,
 		"double star":   `{"tokens":[{"token":"a","read":["a**"]}]}`,
 		"leading star":  `{"tokens":[{"token":"a","read":["*a"]}]}`,
-		"bad topic":     `{"tokens":[{"token":"a","write":["bad topic"]}]}`,
+		"bad topic":     `{"tokens":[{"token":"a","write":["bad\ttopic"]}]}`,
+		"dot dot":       `{"tokens":[{"token":"a","write":[".."]}]}`,
+		"lone \\":       `{"tokens":[{"token":"a","read":["a\\"]}]}`,
+		"\\x":           `{"tokens":[{"token":"a","read":["a\\x"]}]}`,
+		"escaped end":   `{"tokens":[{"token":"a","read":["a\\**b"]}]}`,
+		"bad prefix":    `{"tokens":[{"token":"a","read":["a\n*"]}]}`,
 		"empty pattern": `{"tokens":[{"token":"a","write":[""]}]}`,
 		"not JSON":      `tokens: a`,
 		"trailing":      `{"tokens":[]} {}`,
@@ -212,6 +217,37 @@ func TestParseTokens(t *testing.T) {
 		}
 		if _, err := toks.Authenticate(r); !errors.Is(err, want) {
 			t.Errorf("Authenticate(Authorization %q) = %v; want %v", hdr, err, want)
+		}
+	}
+}
+
+// Grant patterns and topic names that hold '*' or '\' (docs/PROTOCOL.md
+// "Topic names"): `\*` and `\\` in a pattern stand for the characters,
+// an unescaped final '*' for any continuation; names are bytes, so a grant
+// of "café" in NFC does not grant it in NFD.
+func TestGrantPatterns(t *testing.T) {
+	file := `{"tokens":[{"token":"t","read":["a*", "lit\\*", "pre\\**", "back\\\\slash", "caf\u00e9", "my topic/*", "\\\\*"]}]}`
+	toks, err := httpsync.ParseTokens(strings.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/v1/topics", nil)
+	r.Header.Set("Authorization", "Bearer t")
+	g, err := toks.Authenticate(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]bool{
+		"a": true, "a*": true, "ab": true, "a*b": true, // a*: a prefix
+		"lit*": true, "lit": false, "lit*x": false, "litx": false, // lit\*: the name "lit*"
+		"pre*": true, "pre*x": true, "pre": false, "prex": false, // pre\**: names starting with "pre*"
+		`back\slash`: true, "backslash": false, // back\\slash: one backslash
+		"café": true, "cafe\u0301": false, "CAFÉ": false, // bytes, no normalisation or case folding
+		"my topic/": true, "my topic/ui": true, "my topic": false,
+		`\`: true, `\x`: true, "x": false, // \\*: names starting with a backslash
+	} {
+		if got := g.CanRead(topic); got != want {
+			t.Errorf("CanRead(%q) = %v; want %v", topic, got, want)
 		}
 	}
 }

@@ -506,7 +506,7 @@ func (c *Client) fetch(ctx context.Context, topic string, m minRev) (statesync.S
 	}
 	c.mu.Unlock()
 
-	path := "/v1/topics/" + topic
+	path := topicPath(topic)
 	if m.ok {
 		q := url.Values{"minRevision": {m.rev.String()}}
 		if m.epoch != "" {
@@ -651,7 +651,7 @@ func (c *Client) write(ctx context.Context, method, topic string, data json.RawM
 	if c.opts.SourceID != "" {
 		hdr["X-Source-Id"] = c.opts.SourceID
 	}
-	resp, done, err := c.request(ctx, method, "/v1/topics/"+topic, body, hdr)
+	resp, done, err := c.request(ctx, method, topicPath(topic), body, hdr)
 	if err != nil {
 		return statesync.Snapshot{}, err
 	}
@@ -705,3 +705,10 @@ func (c *Client) wrote(topic, epoch string, rev statesync.Revision) {
 	}
 	c.mu.Unlock()
 }
+
+// topicPath returns the path of topic's resource, /v1/topics/{topic}, the
+// topic escaped as one path segment: '/', '%', '?', '#', space and every
+// byte outside ASCII as %XX, so that the handler reads back the exact
+// name. (A valid topic is never "." or "..", which no escaping carries
+// through URL parsers.)
+func topicPath(topic string) string { return "/v1/topics/" + url.PathEscape(topic) }

@@ -119,7 +119,7 @@ func TestClientSnapshot(t *testing.T) {
 	if snap, err := c.Snapshot(ctx, "never"); err != nil || snap.Revision != 0 || string(snap.Data) != "null" {
 		t.Errorf("Snapshot(never written) = %+v, %v; want null at 0", snap, err)
 	}
-	if _, err := c.Snapshot(ctx, "bad topic"); !errors.Is(err, statesync.ErrInvalidTopic) {
+	if _, err := c.Snapshot(ctx, "bad\ntopic"); !errors.Is(err, statesync.ErrInvalidTopic) {
 		t.Errorf("Snapshot(bad topic) = %v; want ErrInvalidTopic", err)
 	}
 }
@@ -210,7 +210,7 @@ func TestClientWrites(t *testing.T) {
 	if _, err := c.Put(ctx, "t", json.RawMessage(`{nope`)); !errors.Is(err, statesync.ErrInvalidPayload) {
 		t.Errorf("Put of invalid JSON = %v; want ErrInvalidPayload", err)
 	}
-	if _, err := c.Put(ctx, "bad topic", json.RawMessage(`1`)); !errors.Is(err, statesync.ErrInvalidTopic) {
+	if _, err := c.Put(ctx, "bad\ntopic", json.RawMessage(`1`)); !errors.Is(err, statesync.ErrInvalidTopic) {
 		t.Errorf("Put to a bad topic = %v; want ErrInvalidTopic", err)
 	}
 	if s.h.Stats().Writes != writes || s.h.Stats().Errors[400] != 0 {

@@ -35,6 +35,16 @@
 //	GET    /v1/events?topic=a&topic=b[&inline=N]
 //	                            text/event-stream, see below.
 //
+// A topic name is any UTF-8 without control characters
+// ([statesync.CheckTopic]), so {topic} is one escaped path segment: the
+// [Client] escapes it with [net/url.PathEscape] ("settings/ui" is
+// /v1/topics/settings%2Fui, "my topic" my%20topic, "100%" 100%25), and the
+// handler takes the decoded path after /v1/topics/ as the name (an
+// unescaped '/' is part of it, but dot segments of an unescaped path are
+// removed by URL parsers and by [net/http.ServeMux]: escape '/'). In the
+// query, topic=… is form-encoded ([net/url.QueryEscape]: '+' is %2B, a
+// space '+'). In frames, lists and errors a name is a JSON string.
+//
 // Writes take an optional If-Match header naming the revision the topic
 // must be at, "<revision>" or the ETag form "<epoch>.<revision>" (quoted,
 // one tag; "*" means no condition). Another revision or epoch is refused

@@ -206,6 +206,7 @@ func FuzzSSEReader(f *testing.F) {
 func FuzzParseTokens(f *testing.F) {
 	f.Add([]byte(`{"tokens":[{"token":"a","read":["x","c:*"],"write":["*"]}]}`))
 	f.Add([]byte(`{"tokens":[{"token":"a"},{"token":"b","read":["*"]}]}`))
+	f.Add([]byte(`{"tokens":[{"token":"a","read":["a\\\\*","caf\u00e9/*","\\\\\\\\*"]}]}`))
 	f.Fuzz(func(t *testing.T, file []byte) {
 		toks, err := ParseTokens(bytes.NewReader(file))
 		if err != nil {
@@ -225,9 +226,12 @@ func FuzzParseTokens(f *testing.F) {
 				t.Fatalf("token %q of the file: %v", spec.Token, err)
 			}
 			for _, p := range spec.Read {
-				topic := strings.TrimSuffix(p, "*")
-				if topic == "" {
-					topic = "any"
+				topic, prefix, err := parsePattern(p)
+				if err != nil {
+					t.Fatalf("ParseTokens accepted pattern %q, which parsePattern refuses: %v", p, err)
+				}
+				if prefix {
+					topic += "any"
 				}
 				if !g.CanRead(topic) {
 					t.Fatalf("token %q cannot read %q despite pattern %q", spec.Token, topic, p)
@@ -254,6 +258,48 @@ func FuzzAppendQuoted(f *testing.F) {
 		want, _ := json.Marshal(s)
 		if got := appendQuoted([]byte("x"), s); string(got) != "x"+string(want) {
 			t.Fatalf("appendQuoted(%q) = %s; want x%s", s, got, want)
+		}
+	})
+}
+
+// escapePattern is the pattern of topic (of every topic starting with it,
+// if prefix): '*' and '\' escaped with '\'.
+func escapePattern(topic string, prefix bool) string {
+	p := strings.NewReplacer(`\`, `\\`, `*`, `\*`).Replace(topic)
+	if prefix {
+		p += "*"
+	}
+	return p
+}
+
+// FuzzParsePattern: a grant pattern stands for one name, written one way
+// (escaping is a bijection), and every valid topic, '*' and '\' included,
+// can be granted alone or as a prefix.
+func FuzzParsePattern(f *testing.F) {
+	for _, s := range []string{"settings", "cache:*", "*", `a\*`, `a\**`, `\\`, `\\*`, `a*b`, `a\b`, `\`, "**", "café/*", "a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if name, prefix, err := parsePattern(s); err == nil {
+			if back := escapePattern(name, prefix); back != s {
+				t.Fatalf("parsePattern(%q) = %q, %v; written back as %q", s, name, prefix, back)
+			}
+			if !prefix && statesync.CheckTopic(name) != nil {
+				t.Fatalf("parsePattern(%q) = invalid topic %q", s, name)
+			}
+		}
+		if statesync.CheckTopic(s) != nil {
+			return
+		}
+		for _, prefix := range []bool{false, true} {
+			name, gotPrefix, err := parsePattern(escapePattern(s, prefix))
+			if err != nil || name != s || gotPrefix != prefix {
+				t.Fatalf("parsePattern(%q) = %q, %v, %v; want %q, %v", escapePattern(s, prefix), name, gotPrefix, err, s, prefix)
+			}
+			ps, err := parsePatterns([]string{escapePattern(s, prefix)})
+			if err != nil || !ps.match(s) || ps.match(s+"x") != prefix {
+				t.Fatalf("pattern %q: match(%q) = %v, match(%q) = %v; want true, %v", escapePattern(s, prefix), s, ps.match(s), s+"x", ps.match(s+"x"), prefix)
+			}
 		}
 	})
 }

@@ -297,19 +297,19 @@ func TestList(t *testing.T) {
 func TestErrorStatuses(t *testing.T) {
 	s := newTestServer(t, &httpsync.HandlerOptions{MaxBody: 64})
 	s.put(t, "t", `{"a":1}`)
-	long := strings.Repeat("x", 201)
+	long := strings.Repeat("x", statesync.MaxTopicLen+1)
 	cases := []struct {
 		method, path, body string
 		hdr                []string
 		status             int
 		code               string
 	}{
-		{"GET", "/v1/topics/bad%20topic", "", nil, 400, "invalid_topic"},
+		{"GET", "/v1/topics/bad%0Atopic", "", nil, 400, "invalid_topic"},
 		{"GET", "/v1/topics/" + long, "", nil, 400, "invalid_topic"},
 		{"GET", "/v1/topics/", "", nil, 400, "invalid_topic"},
-		{"GET", "/v1/topics/_x", "", nil, 400, "invalid_topic"},
-		{"GET", "/v1/topics/a/b", "", nil, 400, "invalid_topic"},
-		{"PUT", "/v1/topics/bad%2Ftopic", `1`, nil, 400, "invalid_topic"},
+		{"GET", "/v1/topics/%2E%2E", "", nil, 400, "invalid_topic"},
+		{"GET", "/v1/topics/a%E2%80%AEb", "", nil, 400, "invalid_topic"},
+		{"PUT", "/v1/topics/bad%FFtopic", `1`, nil, 400, "invalid_topic"},
 		{"PUT", "/v1/topics/t", `{"a":`, nil, 400, "invalid_json"},
 		{"PUT", "/v1/topics/t", ``, nil, 400, "invalid_json"},
 		{"PATCH", "/v1/topics/t", `nope`, []string{"Content-Type", "application/merge-patch+json"}, 400, "invalid_json"},

@@ -88,7 +88,7 @@ func TestRefusalDoesNotReadTheBody(t *testing.T) {
 		{stalledHead("PUT", "/v1/topics/x", "Authorization", "Bearer wrong"), 401},
 		{stalledHead("PUT", "/v1/topics/settings?access_token=admin-secret"), 401},
 		{stalledHead("PATCH", "/v1/topics/secret", "Authorization", "Bearer worker-secret"), 403},
-		{stalledHead("PUT", "/v1/topics/bad%20topic", "Authorization", "Bearer admin-secret"), 400},
+		{stalledHead("PUT", "/v1/topics/bad%0Atopic", "Authorization", "Bearer admin-secret"), 400},
 		{stalledHead("POST", "/v1/topics/x"), 405},
 		{stalledHead("POST", "/v1/topics"), 405},
 		{stalledHead("PUT", "/v1/nothing"), 404},

@@ -60,9 +60,11 @@
 //
 // Each topic is one key. Topics that are not valid keys are encoded
 // reversibly: the characters A-Z a-z 0-9 _ - stand for themselves, every
-// other byte (the topic characters . and :, and anything else) is written
-// =XX in upper-case hexadecimal, so "orders.eu:1" is stored under the key
-// "orders=2Eeu=3A1". Keys written by something else than this package
+// other byte (. : / space * > = and the bytes of non-ASCII characters:
+// topic names are any UTF-8, see [statesync.CheckTopic]) is written =XX in
+// upper-case hexadecimal, so "orders.eu:1" is stored under the key
+// "orders=2Eeu=3A1" and "café" under "caf=C3=A9": no key holds a NATS
+// wildcard or token separator, whatever the topic. Keys written by something else than this package
 // are ignored by List and by the change feed.
 //
 // # Writes and revisions

@@ -256,7 +256,7 @@ func TestWriteLimits(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "max_payload") {
 		t.Errorf("a write of MaxValue+1 bytes: %v; want an error about max_payload", err)
 	}
-	if _, err := s.Write(storetest.OpContext(t), statesync.Write{Topic: "a b", Data: json.RawMessage(`1`)}); !errors.Is(err, statesync.ErrInvalidTopic) {
+	if _, err := s.Write(storetest.OpContext(t), statesync.Write{Topic: "a\nb", Data: json.RawMessage(`1`)}); !errors.Is(err, statesync.ErrInvalidTopic) {
 		t.Errorf("a write of an invalid topic: %v", err)
 	}
 	if got := storetest.MustGet(t, s, ""); got.Revision != 0 || string(got.Data) != "null" || got.Epoch != s.Epoch() {

@@ -44,7 +44,11 @@
 //     reorders keys and refuses \u0000); a deletion writes "null" at a new
 //     revision and keeps the row, so deleted topics stay listed. Topics are
 //     ordered and ranged in byte order (the "C" collation), as in the other
-//     stores.
+//     stores, whatever characters they hold (topic names are any UTF-8
+//     without control characters: see [statesync.CheckTopic]; prefix
+//     listings are ranges, never LIKE patterns, so '%' and '_' are plain
+//     characters). The database must use the UTF8 encoding for topics
+//     outside ASCII.
 //
 // The role needs CREATE on the database the first time (or a schema made
 // for it beforehand), then SELECT, INSERT and UPDATE on the tables.

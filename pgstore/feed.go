@@ -298,15 +298,18 @@ type payload struct {
 }
 
 // decodePayload decodes a notification of the store's channel. There are
-// three kinds, fields separated by '|':
+// four kinds, fields separated by '|':
 //
 //	w|<revision>|<commit time, µs since 1970>|<meta id>|<topics table oid>|<topic>|=<source id>
 //	w|...|<topic>|+       (the source id was too long: read it from the table)
+//	t|<revision>|<time>|<meta id>|<oid>|<topic length in bytes>|<topic>|=<source id> (or +)
 //	p|                    (a probe, on the probing store's own channel)
 //	e                     (the topics table was emptied: the epoch changed)
 //
-// The source id comes last and may hold '|'. Anything else is an error;
-// decodePayload never panics.
+// A write of a topic holding '|' is sent as kind t, its topic preceded by
+// its length; others as kind w, which is what versions before topics could
+// hold '|' send and read. The source id comes last and may hold '|'.
+// Anything else is an error; decodePayload never panics.
 func decodePayload(s string) (payload, error) {
 	bad := func(why string) (payload, error) {
 		return payload{}, fmt.Errorf("pgstore: bad notification payload (%s): %.80q", why, s)
@@ -316,12 +319,22 @@ func decodePayload(s string) (payload, error) {
 		return payload{kind: kindLostHistory}, nil
 	case strings.HasPrefix(s, "p|"):
 		return payload{kind: kindProbe}, nil
-	case !strings.HasPrefix(s, "w|"):
+	case !strings.HasPrefix(s, "w|") && !strings.HasPrefix(s, "t|"):
 		return bad("unknown kind")
 	}
 	f := strings.SplitN(s[2:], "|", 6)
 	if len(f) != 6 {
 		return bad("too few fields")
+	}
+	if s[0] == 't' { // f[4] is the topic's length, f[5] the topic, '|' and the source
+		n, err := strconv.Atoi(f[4])
+		if err != nil || n < 1 || n >= len(f[5]) || f[5][n] != '|' || strconv.Itoa(n) != f[4] {
+			return bad("topic length")
+		}
+		f[4], f[5] = f[5][:n], f[5][n+1:]
+		if !strings.Contains(f[4], "|") {
+			return bad("kind t of a topic without '|'")
+		}
 	}
 	var p payload
 	p.kind = kindWrite

@@ -97,7 +97,7 @@ var (
 
 // queries are the statements of one schema.
 type queries struct {
-	get, write, writeNew, writeIf, current, list, listRange, lookupSource, probe, meta, ensureMeta string
+	get, write, writeNew, writeIf, current, list, listRange, listFrom, lookupSource, probe, meta, ensureMeta string
 }
 
 func newQueries(n names) queries {
@@ -106,8 +106,10 @@ func newQueries(n names) queries {
 	// The notification of a write: see decodePayload.
 	tail := `
 SELECT w.revision, w.updated_at, w.tableoid, m.id,
-	pg_notify($4::text, 'w|' || w.revision || '|' || (extract(epoch FROM w.updated_at) * 1000000)::bigint || '|' ||
-		coalesce(m.id, '') || '|' || w.tableoid::bigint || '|' || $1::text || '|' || $5::text)
+	pg_notify($4::text, CASE WHEN strpos($1::text, '|') = 0 THEN 'w|' ELSE 't|' END ||
+		w.revision || '|' || (extract(epoch FROM w.updated_at) * 1000000)::bigint || '|' ||
+		coalesce(m.id, '') || '|' || w.tableoid::bigint || '|' ||
+		CASE WHEN strpos($1::text, '|') = 0 THEN '' ELSE octet_length($1::text) || '|' END || $1::text || '|' || $5::text)
 FROM w LEFT JOIN ` + meta + ` AS m(id) ON true`
 	usNow := "floor(extract(epoch FROM c.ts) * 1000000)::bigint"
 	returning := " RETURNING t.revision, t.updated_at, t.tableoid)"
@@ -127,6 +129,7 @@ FROM w LEFT JOIN ` + meta + ` AS m(id) ON true`
 		current:      "SELECT (SELECT revision FROM " + n.topics + " WHERE topic = $1), " + meta + ", " + oid,
 		list:         "SELECT t.topic, t.revision, t.source_id, t.updated_at, t.tableoid, m.id FROM " + n.topics + " AS t LEFT JOIN " + meta + " AS m(id) ON true ORDER BY t.topic",
 		listRange:    "SELECT t.topic, t.revision, t.source_id, t.updated_at, t.tableoid, m.id FROM " + n.topics + " AS t LEFT JOIN " + meta + " AS m(id) ON true WHERE t.topic >= $1 AND t.topic < $2 ORDER BY t.topic",
+		listFrom:     "SELECT t.topic, t.revision, t.source_id, t.updated_at, t.tableoid, m.id FROM " + n.topics + " AS t LEFT JOIN " + meta + " AS m(id) ON true WHERE t.topic >= $1 ORDER BY t.topic",
 		lookupSource: "SELECT source_id FROM " + n.topics + " WHERE topic = $1 AND revision = $2",
 		probe:        "SELECT pg_notify($1, $2), " + meta + ", " + oid,
 		meta:         "SELECT " + meta + ", " + oid,
@@ -411,13 +414,19 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Reco
 	}
 	op := "list"
 	q, args := s.sql.list, []any(nil)
+	trimmed := false
 	if prefix != "" {
 		op = fmt.Sprintf("list %q", prefix)
-		end, ok := prefixEnd(prefix)
-		if !ok {
+		lo, hi, trim, ok := prefixRange(prefix)
+		switch {
+		case !ok:
 			return nil, ctx.Err() // no topic can start with prefix
+		case hi == "":
+			q, args = s.sql.listFrom, []any{lo}
+		default:
+			q, args = s.sql.listRange, []any{lo, hi}
 		}
-		q, args = s.sql.listRange, []any{prefix, end}
+		trimmed = trim
 	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
@@ -442,6 +451,9 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Reco
 			}
 			epochs[oid] = e
 		}
+		if trimmed && !strings.HasPrefix(topic, prefix) {
+			return nil
+		}
 		out = append(out, statesync.Record{Topic: topic, Revision: statesync.Revision(rev), Epoch: e, SourceID: source, Time: updated})
 		return nil
 	})
@@ -451,18 +463,32 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Reco
 	return out, nil
 }
 
-// prefixEnd returns the least string greater than every string starting
-// with prefix, for a range scan in byte order. ok is false if prefix holds
-// a byte that no topic holds (see [statesync.CheckTopic]): then no topic
-// starts with it. Topic bytes are ASCII below '{', so the end is too.
-func prefixEnd(prefix string) (end string, ok bool) {
-	for i := 0; i < len(prefix); i++ {
-		c := prefix[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			return "", false
+// prefixRange returns the range [lo, hi) of text, in code point order
+// (byte order of UTF-8, the order of COLLATE "C"), holding every topic
+// starting with prefix; hi is "" if the range has no end. Both are valid
+// UTF-8 without NUL, as PostgreSQL text must be. A prefix ending inside a
+// character gives the range of the prefix without that partial character
+// (trimmed is then true, and the caller filters the rows); ok is false if
+// no topic starts with prefix ([statesync.CheckTopicPrefix]).
+func prefixRange(prefix string) (lo, hi string, trimmed, ok bool) {
+	lo = prefix
+	for k := 0; k < utf8.UTFMax-1 && lo != "" && !utf8.ValidString(lo); k++ {
+		lo = lo[:len(lo)-1]
+	}
+	if statesync.CheckTopicPrefix(lo) != nil {
+		return "", "", false, false
+	}
+	for end := lo; end != ""; {
+		r, n := utf8.DecodeLastRuneInString(end)
+		end = end[:len(end)-n]
+		switch {
+		case r == 0xd7ff:
+			return lo, end + "\ue000", lo != prefix, true // no surrogates in UTF-8
+		case r < utf8.MaxRune:
+			return lo, end + string(r+1), lo != prefix, true
 		}
 	}
-	return prefix[:len(prefix)-1] + string(prefix[len(prefix)-1]+1), true
+	return lo, "", lo != prefix, true
 }
 
 // Watch implements [statesync.Store]. fn is called by the change feed's

@@ -180,7 +180,7 @@ func TestInvalidWrites(t *testing.T) {
 	s := open(t, pgtest.NewDatabase(t), nil)
 	for _, w := range []statesync.Write{
 		{Topic: "", Data: json.RawMessage(`1`)},
-		{Topic: "has space", Data: json.RawMessage(`1`)},
+		{Topic: "has\ttab", Data: json.RawMessage(`1`)},
 		{Topic: "ok", Data: json.RawMessage(`1`), SourceID: "nul\x00"},
 		{Topic: "ok", Data: json.RawMessage(`1`), SourceID: "\x00first"},
 		{Topic: "ok", Data: json.RawMessage(`1`), SourceID: "bad\xff"},
@@ -196,7 +196,7 @@ func TestInvalidWrites(t *testing.T) {
 		t.Errorf("Get(ok).Revision = %d after failed writes; want 0", got.Revision)
 	}
 	epoch := storetest.MustGet(t, s, "ok").Epoch
-	for _, topic := range []string{"", "nul\x00", "bad\xff", "has space"} {
+	for _, topic := range []string{"", "nul\x00", "bad\xff", "has\ttab", ".."} {
 		if got := storetest.MustGet(t, s, topic); got.Topic != topic || got.Revision != 0 || string(got.Data) != "null" || got.Epoch != epoch {
 			t.Errorf("Get(%q) = %+v; want a never-written record in epoch %q", topic, got, epoch)
 		}

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/statesync-go/statesync"
 )
@@ -29,7 +30,18 @@ func TestDecodePayload(t *testing.T) {
 		{"w|18446744073709551616|5|m|1|a|=", payload{}, false},
 		{"w|1|x|m|1|a|=", payload{}, false},
 		{"w|1|5|m|4294967296|a|=", payload{}, false},
-		{"w|1|5|m|1|bad topic|=", payload{}, false},
+		{"w|1|5|m|1|bad\ntopic|=", payload{}, false},
+		{"w|1|5|m|1|my topic/caf\u00e9|=s", payload{kind: kindWrite, revision: 1, micros: 5, metaID: "m", oid: 1, topic: "my topic/caf\u00e9", sourceID: "s"}, true},
+		// A topic holding '|' comes with its length: kind t.
+		{"t|1|5|m|1|7|a|=evil|=s", payload{kind: kindWrite, revision: 1, micros: 5, metaID: "m", oid: 1, topic: "a|=evil", sourceID: "s"}, true},
+		{"t|1|5|m|1|3|a||+", payload{}, false}, // no separator after the topic
+		{"t|1|5|m|1|2|a||+", payload{kind: kindWrite, revision: 1, micros: 5, metaID: "m", oid: 1, topic: "a|", longSource: true}, true},
+		{"t|1|5|m|1|1|a|=s", payload{}, false},        // kind t of a topic without '|'
+		{"t|1|5|m|1|07|a|=evil|=s", payload{}, false}, // a length not canonical
+		{"t|1|5|m|1|8|a|=evil|=s", payload{}, false},  // a length one too long
+		{"t|1|5|m|1|99|a|=evil|=s", payload{}, false}, // a length past the end
+		{"t|1|5|m|1|-1|a|=evil|=s", payload{}, false},
+		{"t|1|5|m|1|0||=s", payload{}, false},
 		{"w|1|5|m|1|a|x", payload{}, false},
 		{"w|1|5|m|1|a", payload{}, false},
 		{"e|", payload{}, false},
@@ -45,7 +57,7 @@ func TestDecodePayload(t *testing.T) {
 // anyone with access to the database; decoding never panics, and what it
 // accepts is a valid record.
 func FuzzDecodePayload(f *testing.F) {
-	for _, s := range []string{"w|17|1700000000000000|meta|16384|a.b|=node-1", "w|1|5|m|1|a|+", "p|x", "e", "w||||||", "w|1|5|m|1|a|=\xff"} {
+	for _, s := range []string{"w|17|1700000000000000|meta|16384|a.b|=node-1", "w|1|5|m|1|a|+", "p|x", "e", "w||||||", "w|1|5|m|1|a|=\xff", "t|1|5|m|1|3|a|b|=s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -126,17 +138,49 @@ func FuzzParseURL(f *testing.F) {
 	})
 }
 
-func TestPrefixEnd(t *testing.T) {
-	for in, want := range map[string]string{"a": "b", "a.": "a/", "z": "{", "Z9": "Z:", "a_": "a`", "x-": "x."} {
-		if got, ok := prefixEnd(in); !ok || got != want {
-			t.Errorf("prefixEnd(%q) = %q, %v; want %q", in, got, ok, want)
+// The range of a prefix is the code point successor of its last
+// character, valid UTF-8 as PostgreSQL text must be.
+func TestPrefixRange(t *testing.T) {
+	for _, tt := range []struct{ in, lo, hi string }{
+		{"a", "a", "b"}, {"a.", "a.", "a/"}, {"z", "z", "{"}, {"a b", "a b", "a c"}, {"%", "%", "&"}, {"a_", "a_", "a`"},
+		{"caf\u00e9", "caf\u00e9", "caf\u00ea"}, {"~", "~", "\x7f"},
+		{"a\u00bf", "a\u00bf", "a\u00c0"}, {"\ud7ff", "\ud7ff", "\ue000"}, {"a\U0010ffff", "a\U0010ffff", "b"},
+		{"\U0010ffff", "\U0010ffff", ""}, {"\U0010ffff\U0010ffff", "\U0010ffff\U0010ffff", ""},
+	} {
+		lo, hi, trimmed, ok := prefixRange(tt.in)
+		if lo != tt.lo || hi != tt.hi || trimmed || !ok {
+			t.Errorf("prefixRange(%q) = %q, %q, %v, %v; want %q, %q, false, true", tt.in, lo, hi, trimmed, ok, tt.lo, tt.hi)
 		}
 	}
-	for _, in := range []string{"%", "a b", "é", "a\x00"} {
-		if _, ok := prefixEnd(in); ok {
-			t.Errorf("prefixEnd(%q) ok; want no topic to match", in)
+	// A prefix cut inside a character scans the range of what precedes it.
+	if lo, hi, trimmed, ok := prefixRange("caf\xc3"); lo != "caf" || hi != "cag" || !trimmed || !ok {
+		t.Errorf("prefixRange(%q) = %q, %q, %v, %v; want \"caf\", \"cag\", true, true", "caf\xc3", lo, hi, trimmed, ok)
+	}
+	for _, in := range []string{"a\x00", "a\nb", "\xff\xff\xff\xffa", "a\u2028"} {
+		if _, _, _, ok := prefixRange(in); ok {
+			t.Errorf("prefixRange(%q) ok; want no topic to match", in)
 		}
 	}
+}
+
+// FuzzPrefixRange: every valid topic starting with the prefix is in the
+// range, and both ends are text PostgreSQL takes.
+func FuzzPrefixRange(f *testing.F) {
+	f.Add("caf\u00e9", "caf\u00e9 cr\u00e8me")
+	f.Add("\ud7ff", "\ud7ffx")
+	f.Add("caf\xc3", "caf\u00e9")
+	f.Fuzz(func(t *testing.T, prefix, topic string) {
+		lo, hi, _, ok := prefixRange(prefix)
+		if ok && (!utf8.ValidString(lo) || !utf8.ValidString(hi) || strings.ContainsRune(lo+hi, 0)) {
+			t.Fatalf("prefixRange(%q) = %q, %q: not PostgreSQL text", prefix, lo, hi)
+		}
+		if statesync.CheckTopic(topic) != nil || !strings.HasPrefix(topic, prefix) {
+			return
+		}
+		if !ok || topic < lo || hi != "" && topic >= hi {
+			t.Fatalf("prefixRange(%q) = %q, %q, %v: misses topic %q", prefix, lo, hi, ok, topic)
+		}
+	})
 }
 
 func TestNames(t *testing.T) {

@@ -42,7 +42,9 @@
 // hash to one slot and one script may touch them all, as Redis Cluster
 // requires (this package connects to one server, not to a cluster):
 //
-//   - {prefix}:t:TOPIC, a hash per topic ever written: rev (the revision,
+//   - {prefix}:t:TOPIC, a hash per topic ever written (TOPIC is the topic
+//     name as is, any UTF-8: braces in it do not change the hash tag, which
+//     is the first {…} of the key, and no command takes it as a pattern): rev (the revision,
 //     decimal), data (the exact bytes written), src (the source id), us
 //     (the commit time, µs since 1970). A deletion writes "null" at a new
 //     revision and keeps the hash, so deleted topics stay listed.

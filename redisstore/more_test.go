@@ -225,10 +225,10 @@ func TestPrefixesAndRecords(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].SourceID != "node-a" || !list[0].Time.Equal(rec.Time) || list[0].Data != nil {
 		t.Errorf("List() = %+v, %v; want one record with source id and time, without data", list, err)
 	}
-	if bad := storetest.MustGet(t, a, "bad topic"); bad.Revision != 0 || string(bad.Data) != "null" || bad.Epoch != rec.Epoch {
+	if bad := storetest.MustGet(t, a, "bad\ttopic"); bad.Revision != 0 || string(bad.Data) != "null" || bad.Epoch != rec.Epoch {
 		t.Errorf("Get(invalid topic) = %+v; want never written, in the store's epoch", bad)
 	}
-	if _, err := a.Write(storetest.OpContext(t), statesync.Write{Topic: "bad topic"}); !errors.Is(err, statesync.ErrInvalidTopic) {
+	if _, err := a.Write(storetest.OpContext(t), statesync.Write{Topic: "bad\ttopic"}); !errors.Is(err, statesync.ErrInvalidTopic) {
 		t.Errorf("Write(invalid topic) error = %v; want ErrInvalidTopic", err)
 	}
 	del := storetest.MustWrite(t, a, statesync.Write{Topic: topic, Data: json.RawMessage(" null ")})

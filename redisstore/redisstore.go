@@ -516,11 +516,10 @@ func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Reco
 	lo, hi := "-", "+"
 	if prefix != "" {
 		op = fmt.Sprintf("list %q", prefix)
-		end, ok := prefixEnd(prefix)
-		if !ok {
-			return nil, ctx.Err() // no topic can start with prefix
+		lo = "[" + prefix // any bytes: the range is exact
+		if end, ok := prefixEnd(prefix); ok {
+			hi = "(" + end
 		}
-		lo, hi = "["+prefix, "("+end
 	}
 	topics, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.k.index, Start: lo, Stop: hi, ByLex: true}).Result()
 	if err != nil {
@@ -571,17 +570,21 @@ func (s *Store) epoch(ctx context.Context) (string, error) {
 }
 
 // prefixEnd returns the least string greater than every string starting
-// with prefix, for a range in byte order. ok is false if prefix holds a
-// byte that no topic holds (see [statesync.CheckTopic]): then no topic
-// starts with it. Topic bytes are ASCII below '{', so the end is too.
+// with prefix, for a range in byte order (Redis compares members as
+// bytes): prefix without its trailing 0xFF bytes, its last byte plus one.
+// ok is false if there is none (prefix is only 0xFF bytes, which no topic
+// holds, being UTF-8: see [statesync.CheckTopic]).
 func prefixEnd(prefix string) (end string, ok bool) {
-	for i := 0; i < len(prefix); i++ {
-		c := prefix[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			return "", false
-		}
+	n := len(prefix)
+	for n > 0 && prefix[n-1] == 0xff {
+		n--
 	}
-	return prefix[:len(prefix)-1] + string(prefix[len(prefix)-1]+1), true
+	if n == 0 {
+		return "", false
+	}
+	b := []byte(prefix[:n])
+	b[n-1]++
+	return string(b), true
 }
 
 // Watch implements [statesync.Store]. fn is called by the change feed's

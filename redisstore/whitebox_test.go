@@ -93,13 +93,15 @@ func TestPrefixEnd(t *testing.T) {
 		{"0", "1", true},
 		{"9", ":", true},
 		{"x.A0", "x.A1", true},
-		{"a b", "", false},
-		{"a{", "", false},
-		{"é", "", false},
-		{"/", "", false},
-		{"@", "", false},
-		{"[", "", false},
-		{"`", "", false},
+		{"a b", "a c", true},
+		{"a{", "a|", true},
+		{"a*", "a+", true},
+		{"[", "\\", true},
+		{"caf\u00e9", "caf\xc3\xaa", true},
+		{"a\xbf", "a\xc0", true}, // byte order: not valid UTF-8, no matter
+		{"a\xff\xff", "b", true},
+		{"\xff", "", false},
+		{"", "", false},
 	} {
 		end, ok := prefixEnd(tt.in)
 		if end != tt.end || ok != tt.ok {
@@ -176,7 +178,7 @@ func TestDecodeEntry(t *testing.T) {
 		t.Errorf("decodeEntry with an empty source id = %+v, %v", e, err)
 	}
 	for _, tt := range []struct{ field, value, why string }{
-		{"topic", "", "topic"}, {"topic", "a b", "topic"},
+		{"topic", "", "topic"}, {"topic", "a\nb", "topic"}, {"topic", "..", "topic"},
 		{"rev", "", "revision"}, {"rev", "0", "revision"}, {"rev", "01", "revision"}, {"rev", "-1", "revision"},
 		{"epoch", "", "epoch"},
 		{"us", "", "time"}, {"us", "x", "time"},
@@ -256,6 +258,26 @@ func FuzzParseURL(f *testing.F) {
 		}
 		if out2, o2, err := parseURL(out); err == nil && (out2 != out || o2 != (urlOptions{})) {
 			t.Errorf("parseURL(%q) = %q, which parses as %q, %+v", in, out, out2, o2)
+		}
+	})
+}
+
+// FuzzPrefixEnd: every member starting with the prefix lies in the range
+// [prefix, end) that ListPrefix reads (Redis compares members as bytes).
+func FuzzPrefixEnd(f *testing.F) {
+	f.Add("caf\u00e9", "caf\u00e9 cr\u00e8me")
+	f.Add("a\xff", "a\xff\xff")
+	f.Add("caf\xc3", "caf\u00e9")
+	f.Fuzz(func(t *testing.T, prefix, member string) {
+		if !strings.HasPrefix(member, prefix) {
+			return
+		}
+		end, ok := prefixEnd(prefix)
+		if ok && member >= end {
+			t.Fatalf("prefixEnd(%q) = %q: member %q is past it", prefix, end, member)
+		}
+		if !ok && prefix != strings.Repeat("\xff", len(prefix)) {
+			t.Fatalf("prefixEnd(%q) has no end", prefix)
 		}
 	})
 }

@@ -58,6 +58,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) statesync.Store) {
 		{"ConditionalWrite", testStoreConditionalWrite},
 		{"CanceledContext", testStoreCanceledContext},
 		{"List", testStoreList},
+		{"TopicNames", testStoreTopicNames},
 		{"Watch", testStoreWatch},
 		{"WatchStop", testStoreWatchStop},
 		{"ConcurrentWriters", testStoreConcurrentWriters},
@@ -952,4 +953,107 @@ func testSharedList(t *testing.T, a, b statesync.Store) {
 		}
 	}
 	t.Errorf("b.List() does not include %q, written through a", topic)
+}
+
+// awkwardTopics returns topic names under base that break naive key
+// schemes: URL, glob, LIKE and key-hash-tag characters, separators,
+// non-ASCII (two normalisations of one word: distinct topics), and a name
+// of exactly [statesync.MaxTopicLen] bytes.
+func awkwardTopics(base string) []string {
+	names := []string{
+		" space", "/slash", "/a/../b", "%2F", "%", "%_", "_", "*", "a*", "?", "[x]", "{tag}", ">", "|=evil|=x", "|",
+		"=2E", ".", "caf\u00e9", "cafe\u0301", "\u65e5\u672c", "\U0001F642", "\\", "\\*", "\"", "'", "+", "#frag", "&a=b",
+		"\u00a0nbsp", "zw\u200dj", "\U0010FFFF", "\ufeff", "<b>",
+	}
+	out := make([]string, 0, len(names)+1)
+	for _, n := range names {
+		out = append(out, base+n)
+	}
+	long := base + "~" + strings.Repeat("\u00e9", (statesync.MaxTopicLen-len(base)-1)/2)
+	long += strings.Repeat("x", statesync.MaxTopicLen-len(long))
+	return append(out, long)
+}
+
+// Topic names are any UTF-8 without control characters (docs/PROTOCOL.md):
+// each is stored and read back under exactly its own name, listed in byte
+// order, found by ListPrefix for every prefix it starts with (also
+// prefixes holding '%', '_', '*', '[' or ending inside a character), and
+// reported by Watch under its name.
+func testStoreTopicNames(t *testing.T, s statesync.Store) {
+	ctx := opContext(t)
+	base := newTopic(t, "names")
+	topics := awkwardTopics(base)
+	w := newStoreWatcherOf(t, s, &storeWatcher{store: s, topics: map[string]bool{}, prefix: base})
+	want := map[string]statesync.Revision{}
+	for _, topic := range topics {
+		if err := statesync.CheckTopic(topic); err != nil {
+			t.Fatalf("statesynctest: %v", err)
+		}
+		data, _ := json.Marshal(topic)
+		want[topic] = mustWrite(t, ctx, s, statesync.Write{Topic: topic, Data: data, SourceID: "src|" + topic}).Revision
+	}
+	for _, topic := range topics {
+		got := mustGet(t, ctx, s, topic)
+		data, _ := json.Marshal(topic)
+		if got.Topic != topic || got.Revision != want[topic] || !jsonEqual(got.Data, data) || got.SourceID != "src|"+topic {
+			t.Errorf("Get(%q) = {%q, %d, %s, source %q}; want {%q, %d, %s, source %q}", topic, got.Topic, got.Revision, got.Data, got.SourceID,
+				topic, want[topic], data, "src|"+topic)
+		}
+	}
+	sorted := slices.Clone(topics)
+	slices.Sort(sorted) // byte order
+	under := func(list []statesync.Record, prefix string) []string {
+		var names []string
+		for _, r := range list {
+			if strings.HasPrefix(r.Topic, prefix) {
+				names = append(names, r.Topic)
+			}
+		}
+		return names
+	}
+	list, err := s.List(ctx)
+	if err != nil {
+		t.Fatalf("List() error: %v", err)
+	}
+	if got := under(list, base); !slices.Equal(got, sorted) {
+		t.Errorf("List() topics under %q = %q; want %q", base, got, sorted)
+	}
+	if pl, ok := s.(statesync.PrefixLister); ok {
+		for _, p := range []string{"", "%", "%_", "_", "*", "a*", "[", "{", "|", "\\", "caf", "caf\u00e9", "caf\xc3", "cafe", "\U0010FFFF", "~", ".", "/a/.."} {
+			prefix := base + p
+			var wantNames []string
+			for _, n := range sorted {
+				if strings.HasPrefix(n, prefix) {
+					wantNames = append(wantNames, n)
+				}
+			}
+			got, err := pl.ListPrefix(ctx, prefix)
+			if err != nil {
+				t.Errorf("ListPrefix(%q) error: %v", prefix, err)
+				continue
+			}
+			var names []string
+			for _, r := range got {
+				names = append(names, r.Topic)
+			}
+			if !slices.Equal(names, wantNames) {
+				t.Errorf("ListPrefix(%q) = %q; want %q", prefix, names, wantNames)
+			}
+		}
+	}
+	eventually(t, waitTimeout, "Watch to report every topic under its name", func() (bool, string) {
+		seen := map[string]statesync.Revision{}
+		for _, r := range w.records() {
+			seen[r.Topic] = max(seen[r.Topic], r.Revision)
+		}
+		for _, topic := range topics {
+			if seen[topic] != want[topic] {
+				return false, fmt.Sprintf("topic %q at revision %d; want %d", topic, seen[topic], want[topic])
+			}
+		}
+		if len(seen) != len(topics) {
+			return false, fmt.Sprintf("%d topics seen; want %d", len(seen), len(topics))
+		}
+		return true, ""
+	})
 }

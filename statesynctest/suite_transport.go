@@ -476,7 +476,7 @@ func testProvDataCopied(t *testing.T, prov statesync.Provider, put func(string, 
 // Invalid topic names are refused.
 func testProvInvalidTopic(t *testing.T, prov statesync.Provider, put func(string, json.RawMessage) statesync.Snapshot) {
 	ctx := opContext(t)
-	for _, topic := range []string{"", "has space", "-leading-dash", "slash/topic"} {
+	for _, topic := range []string{"", " ", "new\nline", "..", "bad\xff"} {
 		if s, err := prov.Snapshot(ctx, topic); err == nil {
 			t.Errorf("Snapshot(%q) = %+v, nil; want an error for an invalid topic", topic, s)
 		}

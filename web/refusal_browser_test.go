@@ -50,7 +50,7 @@ func TestRefusedTopic(t *testing.T) {
 	}{
 		{"subscriber(secret).subscribe()", `T.clients.c.subscriber("secret").subscribe(() => {})`, http.StatusForbidden, httpsync.CodeForbidden},
 		{"follow(secret)", `T.clients.c.follow("secret", () => {})`, http.StatusForbidden, httpsync.CodeForbidden},
-		{"subscriber(bad name).subscribe()", `T.clients.c.subscriber("b ad").subscribe(() => {})`, http.StatusBadRequest, httpsync.CodeInvalidTopic},
+		{"subscriber(bad name).subscribe()", `T.clients.c.subscriber("b\nad").subscribe(() => {})`, http.StatusBadRequest, httpsync.CodeInvalidTopic},
 	} {
 		var a jsAttempt
 		p.eval(t, `return await T.attempt(() => `+tc.call+`);`, &a)

@@ -410,9 +410,10 @@ func TestClientErrors(t *testing.T) {
 		{[]string{"put", "demo", "-"}, "not json", "not valid JSON"},
 		{[]string{"put", "demo", "@/nonexistent/data.json"}, "", "/nonexistent/data.json"},
 		{[]string{"patch", "demo", "{"}, "", "not valid JSON"},
-		{[]string{"get", "bad topic"}, "", "topic"},
-		{[]string{"put", "bad!", "1"}, "", "topic"},
-		{[]string{"watch", "ok", "bad!"}, "", "topic"},
+		{[]string{"get", "bad\ttopic"}, "", "topic"},
+		{[]string{"get", ".."}, "", "topic"},
+		{[]string{"put", "bad\x7f", "1"}, "", "topic"},
+		{[]string{"watch", "ok", "bad\n"}, "", "topic"},
 	}
 	for _, tt := range tests {
 		// The server address is dead: these must fail before connecting.

@@ -73,7 +73,7 @@ func TestWatchInterruptedIsSuccess(t *testing.T) {
 // TestErrorPrefixOnce: an error of the root package, which starts with
 // "statesync: " already, is printed with the prefix once (issue 9, item 13).
 func TestErrorPrefixOnce(t *testing.T) {
-	code, _, stderr := cli(t, []string{"STATESYNC_SERVER", "http://127.0.0.1:1"}, "", "get", "bad topic")
+	code, _, stderr := cli(t, []string{"STATESYNC_SERVER", "http://127.0.0.1:1"}, "", "get", "bad\ttopic")
 	if code != 1 || !strings.HasPrefix(stderr, "statesync: invalid topic") {
 		t.Errorf("get of a bad topic: exit %d, stderr %q; want exit 1 and %q first", code, stderr, "statesync: invalid topic")
 	}

@@ -251,8 +251,8 @@ func TestNullAsEmpty(t *testing.T) {
 	if err != nil || len(m) != 0 {
 		t.Fatalf("Read() = %v, %v; want empty map, nil", m, err)
 	}
-	if _, err := koanfsync.New(c, "bad topic!", nil); !errors.Is(err, statesync.ErrInvalidTopic) {
-		t.Fatalf("New(%q) = %v; want ErrInvalidTopic", "bad topic!", err)
+	if _, err := koanfsync.New(c, "bad\ntopic", nil); !errors.Is(err, statesync.ErrInvalidTopic) {
+		t.Fatalf("New(%q) = %v; want ErrInvalidTopic", "bad\ntopic", err)
 	}
 }
 

@@ -241,7 +241,7 @@ func TestBridgeBoundMethods(t *testing.T) {
 		if err != nil || snap.Revision != 2 {
 			t.Errorf("DecodeSnapshot(%s) = %+v, %v; want revision 2", raw, snap, err)
 		}
-		if _, err := b.Put("bad topic!", json.RawMessage(`1`)); err == nil {
+		if _, err := b.Put("bad\ntopic", json.RawMessage(`1`)); err == nil {
 			t.Errorf("Put(bad topic) = nil error; want an error")
 		}
 		if _, err := b.Patch("settings", json.RawMessage(`{`)); err == nil {
