@@ -552,6 +552,9 @@ type Window[T any] struct {
 	onApply   func(Applied[T])
 	stopped   bool
 	lateApply int // applies begun after Stop returned
+	running   int // applies in progress
+	inHook    int // OnApply calls in progress (a Stop from there does not wait)
+	runAtStop int // Stop calls from outside the applier that returned while an apply ran
 }
 
 // NewWindow creates and registers window id (not started). It fails the
@@ -629,21 +632,38 @@ func (w *Window[T]) apply(ctx context.Context, s statesync.Snapshot) error {
 	if w.stopped {
 		w.lateApply++
 	}
+	w.running++
 	w.applied = append(w.applied, a)
 	hook := w.onApply
+	if hook != nil {
+		w.inHook++
+	}
 	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.running--
+		if hook != nil {
+			w.inHook--
+		}
+		w.mu.Unlock()
+	}()
 	if hook != nil {
 		hook(a)
 	}
 	return nil
 }
 
-// Stop stops the window's consumer and remembers that it did, so that an
-// apply begun afterwards is reported by Close. It is idempotent.
+// Stop stops the window's consumer and remembers that it did, so that Close
+// reports an apply begun afterwards, and an apply still running when a Stop
+// called from outside the applier returned (the engine's Stop waits for
+// it). It is idempotent.
 func (w *Window[T]) Stop() {
 	w.Consumer.Stop()
 	w.mu.Lock()
 	w.stopped = true
+	if w.running > 0 && w.inHook == 0 {
+		w.runAtStop++
+	}
 	w.mu.Unlock()
 }
 
@@ -829,15 +849,20 @@ func (b *Bus[T]) Close() {
 
 // CheckWindow checks the history of w: [CheckApplied], each applied
 // snapshot's data equals the store's at its epoch and revision (unless w
-// has an interceptor), and nothing was applied after Stop returned.
+// has an interceptor), and, as Stop guarantees (B-LIFE-15), no apply began
+// after Stop returned and none was running when a Stop called from outside
+// the applier returned.
 func (b *Bus[T]) CheckWindow(w *Window[T]) error {
 	applied := w.Applied()
 	w.mu.Lock()
-	late := w.lateApply
+	late, runAtStop := w.lateApply, w.runAtStop
 	w.mu.Unlock()
 	var errs []error
 	if late > 0 {
 		errs = append(errs, fmt.Errorf("e2e: window %s applied %d snapshot(s) after Stop returned", w.ID, late))
+	}
+	if runAtStop > 0 {
+		errs = append(errs, fmt.Errorf("e2e: window %s: Stop returned %d time(s) while the applier ran", w.ID, runAtStop))
 	}
 	if err := CheckApplied(applied); err != nil {
 		errs = append(errs, fmt.Errorf("e2e: window %s: %w", w.ID, err))
