@@ -803,7 +803,7 @@ func (c *Consumer) callbackDone() {
 }
 
 // callApplier calls app.Apply, turning a panic into an error. Its frame
-// marks a goroutine as running an applier (see insideApplier).
+// marks a goroutine as running an applier (see insideCallback).
 //
 //go:noinline
 func callApplier(app Applier, ctx context.Context, snap Snapshot) (err error) {

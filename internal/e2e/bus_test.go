@@ -160,6 +160,9 @@ type Bus[T any] struct {
 	topic string
 	chaos *statesynctest.Chaos
 	sem   chan struct{} // the provider mutex, nil without contention
+	// inHook counts the OnApply calls in progress, on every window: a
+	// window's Stop called from one (from inside an applier) does not wait.
+	inHook atomic.Int64
 
 	mu       sync.Mutex // protects the fields below
 	rng      *rand.Rand
@@ -553,8 +556,7 @@ type Window[T any] struct {
 	stopped   bool
 	lateApply int // applies begun after Stop returned
 	running   int // applies in progress
-	inHook    int // OnApply calls in progress (a Stop from there does not wait)
-	runAtStop int // Stop calls from outside the applier that returned while an apply ran
+	runAtStop int // Stop calls from outside any applier that returned while an apply ran
 }
 
 // NewWindow creates and registers window id (not started). It fails the
@@ -635,33 +637,29 @@ func (w *Window[T]) apply(ctx context.Context, s statesync.Snapshot) error {
 	w.running++
 	w.applied = append(w.applied, a)
 	hook := w.onApply
-	if hook != nil {
-		w.inHook++
-	}
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
 		w.running--
-		if hook != nil {
-			w.inHook--
-		}
 		w.mu.Unlock()
 	}()
 	if hook != nil {
+		w.bus.inHook.Add(1)
+		defer w.bus.inHook.Add(-1)
 		hook(a)
 	}
 	return nil
 }
 
 // Stop stops the window's consumer and remembers that it did, so that Close
-// reports an apply begun afterwards, and an apply still running when a Stop
-// called from outside the applier returned (the engine's Stop waits for
-// it). It is idempotent.
+// reports an apply begun afterwards, and an apply still running when Stop
+// returned, unless Stop was called while an OnApply ran (possibly from
+// inside it, where the engine's Stop does not wait). It is idempotent.
 func (w *Window[T]) Stop() {
 	w.Consumer.Stop()
 	w.mu.Lock()
 	w.stopped = true
-	if w.running > 0 && w.inHook == 0 {
+	if w.running > 0 && w.bus.inHook.Load() == 0 {
 		w.runAtStop++
 	}
 	w.mu.Unlock()
