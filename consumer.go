@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +24,9 @@ type ConsumerOptions struct {
 
 	// OnError is called once for each error the consumer reports, on the
 	// goroutine that detected it and with no engine lock held, so it may call
-	// Stop, Refresh or Revision. A panic in OnError is recovered and logged.
+	// Stop, Refresh or Revision; it is not called once Stop has begun, and
+	// Stop waits for a call in progress (unless called from inside it).
+	// A panic in OnError is recovered and logged.
 	// Every report is also logged (at error level, scheduled retries at
 	// warn), whether or not OnError is set. Reports
 	// of scheduled retries (WillRetry) are the exception: the refresh they
@@ -121,6 +125,14 @@ type Consumer struct {
 	regressed   Revision      // revision at which a regression was last reported (0: none)
 	// retryReported is closed once the last retry report has been delivered.
 	retryReported chan struct{}
+	// callbacks counts the applier and OnError calls in progress, begun
+	// before Stop; callbacksDone, if a Stop waits, is closed when it drops to 0.
+	callbacks     int
+	callbacksDone chan struct{}
+
+	// gateHook, if set (by the tests), runs between the revision gate and
+	// the applier call, with no lock held.
+	gateHook func()
 
 	wantMu sync.Mutex  // protects want
 	want   minRevision // the newest invalidation that asked for a refresh
@@ -320,44 +332,67 @@ func callUnsubscribe(unsub func()) {
 
 // Stop stops the consumer: pending throttled refreshes are cancelled, the
 // subscription is removed, and the context given to the provider and
-// applier is cancelled. Once Stop returns, no provider or applier call
-// begins, no revision is adopted and nothing more is reported; a call
-// already running finishes on its own goroutine and its result is dropped.
-// Use [Consumer.Wait] to wait for it.
+// applier is cancelled. If an applier or OnError call is in progress, Stop
+// then waits for it to return. So once Stop returns, the applier and
+// OnError are not running and are never called again, and no revision is
+// adopted. A provider call in progress is not waited for: it may return
+// (or, if its refresh had begun just before Stop, even begin) afterwards,
+// with the cancelled context, and its result is dropped. [Consumer.Wait]
+// waits for every goroutine of the consumer.
 //
-// Stop is idempotent, does not block on the provider or applier, and may be
-// called from any callback.
+// Stop is idempotent (every call waits as above) and may be called from
+// any callback. Called from inside an applier or OnError call (of this
+// Consumer or any other, on the goroutine running it), Stop does not wait:
+// it cannot wait for the call it is part of, and waiting for another
+// consumer's could deadlock; an applier call of this Consumer under way on
+// another goroutine may then still run (or, having passed the revision
+// gate, begin). Stop must not be called while holding something the
+// applier or OnError waits for.
 func (c *Consumer) Stop() {
 	c.mu.Lock()
-	if c.isStopped() {
-		c.mu.Unlock()
-		return
+	first := !c.isStopped()
+	var unsub func()
+	var wake []waiter
+	if first {
+		c.lifecycle.Store(stateStopped)
+		unsub = c.unsubscribe
+		c.unsubscribe = nil
+		c.queued = false
+		// Callers waiting in Start, Refresh or Offer learn of the Stop now, not
+		// when a provider that ignores its ctx returns.
+		wake = c.waiters
+		c.waiters = nil
+		if c.slotFree != nil {
+			close(c.slotFree)
+			c.slotFree = nil
+		}
 	}
-	c.lifecycle.Store(stateStopped)
-	unsub := c.unsubscribe
-	c.unsubscribe = nil
-	c.queued = false
-	// Callers waiting in Start, Refresh or Offer learn of the Stop now, not
-	// when a provider that ignores its ctx returns.
-	wake := c.waiters
-	c.waiters = nil
-	if c.slotFree != nil {
-		close(c.slotFree)
-		c.slotFree = nil
+	// No applier or OnError call begins from now on: wait for those that did.
+	var done chan struct{}
+	if c.callbacks > 0 {
+		if c.callbacksDone == nil {
+			c.callbacksDone = make(chan struct{})
+		}
+		done = c.callbacksDone
 	}
 	c.mu.Unlock()
 
-	c.cancel()
-	if s := c.sched.Swap(nil); s != nil {
-		s.dispose()
+	if first {
+		c.cancel()
+		if s := c.sched.Swap(nil); s != nil {
+			s.dispose()
+		}
+		if unsub != nil {
+			callUnsubscribe(unsub)
+		}
+		for _, w := range wake {
+			w.ch <- ErrStopped
+		}
+		c.debug("stopped")
 	}
-	if unsub != nil {
-		callUnsubscribe(unsub)
+	if done != nil && !insideCallback() {
+		<-done
 	}
-	for _, w := range wake {
-		w.ch <- ErrStopped
-	}
-	c.debug("stopped")
 }
 
 // Wait blocks until every goroutine the consumer started has returned, or
@@ -649,19 +684,23 @@ func (c *Consumer) offer(ctx context.Context, snap Snapshot) *Error {
 		}
 		return c.regressedError(snap.Revision, cur.rev)
 	}
+	c.callbacks++ // a Stop from now on waits for this applier call
 	c.mu.Unlock()
-
-	if err := c.apply(ctx, snap); err != nil {
-		if c.isStopped() {
-			return nil
-		}
-		return c.applyError(err, cur.rev, snap.Revision)
+	if c.gateHook != nil {
+		c.gateHook()
 	}
 
+	err := callApplier(c.app, ctx, snap)
+
 	c.mu.Lock()
+	c.callbackDone()
 	if c.isStopped() { // stopped during the apply: keep the old revision
 		c.mu.Unlock()
 		return nil
+	}
+	if err != nil {
+		c.mu.Unlock()
+		return c.applyError(err, cur.rev, snap.Revision)
 	}
 	if now := c.state.Load(); now != cur && c.gate(now, snap) != gateApply {
 		// The applier offered a newer snapshot while applying this one
@@ -734,13 +773,73 @@ func (c *Consumer) gate(cur *applied, snap Snapshot) gateResult {
 	return gateRegressed
 }
 
-func (c *Consumer) apply(ctx context.Context, snap Snapshot) (err error) {
+// enterCallback counts a callback call about to begin, unless the consumer
+// is stopped: a Stop waits for the calls counted.
+func (c *Consumer) enterCallback() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isStopped() {
+		return false
+	}
+	c.callbacks++
+	return true
+}
+
+// exitCallback counts a callback call out.
+func (c *Consumer) exitCallback() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.callbackDone()
+}
+
+// callbackDone counts a callback call out and wakes the Stop calls waiting
+// for the last. The caller holds mu.
+func (c *Consumer) callbackDone() {
+	c.callbacks--
+	if c.callbacks == 0 && c.callbacksDone != nil {
+		close(c.callbacksDone)
+		c.callbacksDone = nil
+	}
+}
+
+// callApplier calls app.Apply, turning a panic into an error. Its frame
+// marks a goroutine as running an applier (see insideCallback).
+//
+//go:noinline
+func callApplier(app Applier, ctx context.Context, snap Snapshot) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r}
 		}
 	}()
-	return c.app.Apply(ctx, snap)
+	return app.Apply(ctx, snap)
+}
+
+// insideCallback reports whether the calling goroutine is running an
+// applier or an OnError callback (of any Consumer): whether callApplier or
+// callOnErrorFunc is on its stack. Only Stop asks, and only when such a call
+// is in progress.
+func insideCallback() bool {
+	applier := reflect.ValueOf(callApplier).Pointer()
+	onError := reflect.ValueOf(callOnErrorFunc).Pointer()
+	pcs := make([]uintptr, 64)
+	for {
+		n := runtime.Callers(2, pcs)
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Func != nil && (f.Func.Entry() == applier || f.Func.Entry() == onError) {
+				return true
+			}
+			if !more {
+				break
+			}
+		}
+		if n < len(pcs) {
+			return false
+		}
+		pcs = make([]uintptr, 2*len(pcs)) // a deeper stack: look again, whole
+	}
 }
 
 // Offer applies snap as if a refresh had fetched it: it is validated against
@@ -940,16 +1039,30 @@ func (c *Consumer) report(e *Error) {
 	c.callOnError(e)
 }
 
+// callOnError calls OnError with e unless the consumer is stopped; a Stop
+// that begins meanwhile waits for the call, as for an applier call.
 func (c *Consumer) callOnError(e *Error) {
 	if c.opts.OnError == nil {
 		return
 	}
-	defer func() {
-		if r := recover(); r != nil && c.log != nil {
-			c.log.LogAttrs(context.Background(), slog.LevelError, "onError callback threw", slog.Any("error", &PanicError{Value: r}))
-		}
-	}()
-	c.opts.OnError(e)
+	if !c.enterCallback() {
+		return
+	}
+	defer c.exitCallback()
+	if r := callOnErrorFunc(c.opts.OnError, e); r != nil && c.log != nil {
+		c.log.LogAttrs(context.Background(), slog.LevelError, "onError callback threw", slog.Any("error", &PanicError{Value: r}))
+	}
+}
+
+// callOnErrorFunc calls f with e and returns what it panicked with, if
+// anything. Its frame marks a goroutine as running a callback (see
+// insideCallback).
+//
+//go:noinline
+func callOnErrorFunc(f func(*Error), e *Error) (panicked any) {
+	defer func() { panicked = recover() }()
+	f(e)
+	return nil
 }
 
 // attrs returns the context of e as log attributes (topic is on the logger).

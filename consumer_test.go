@@ -856,9 +856,11 @@ func TestEngineStopDuringApply(t *testing.T) {
 		e.prov.set(2, `"v2"`)
 		e.sub.send(engInv(2))
 		<-entered
-		e.c.Stop()
-		close(release)
+		stopped := make(chan struct{})
+		go func() { e.c.Stop(); close(stopped) }() // waits for the applier
 		synctest.Wait()
+		close(release)
+		<-stopped
 		if got := e.c.Revision(); got != 1 {
 			t.Errorf("Revision() = %v; want 1 (not advanced after Stop)", got)
 		}

@@ -43,7 +43,9 @@
 //     invalidations arrive;
 //   - no change is missed: Start subscribes before it pulls, and a request
 //     that arrives during a refresh causes one more;
-//   - once [Consumer.Stop] returns, nothing more is applied or reported;
+//   - once [Consumer.Stop] returns, the applier and OnError are not running
+//     and are never called again (Stop waits for a call in progress, unless
+//     called from inside one);
 //   - each failure is an [*Error] whose [Phase] says where it happened,
 //     reported once to [ConsumerOptions.OnError] and the logger.
 //

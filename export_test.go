@@ -21,3 +21,8 @@ func SourceStates(src *Source) int {
 	src.cache.Range(func(_, _ any) bool { n++; return true })
 	return n
 }
+
+// SetGateHook makes c call hook after an applier call has passed the
+// revision gate and before it begins, with no lock held. Call it before
+// the consumer starts.
+func SetGateHook(c *Consumer, hook func()) { c.gateHook = hook }

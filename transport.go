@@ -61,7 +61,9 @@ type SnapshotPeeker interface {
 // An Applier applies a snapshot to the consumer's state. The engine calls it
 // at most once at a time per [Consumer], never while holding an engine lock,
 // and only with a snapshot newer than the one applied last (or the first, or
-// one from another epoch).
+// one from another epoch). [Consumer.Stop] cancels ctx and waits for the
+// call to return, so Apply should return soon after ctx ends and must not
+// wait for a goroutine that may be calling Stop.
 type Applier interface {
 	Apply(ctx context.Context, s Snapshot) error
 }

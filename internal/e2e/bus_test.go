@@ -160,6 +160,9 @@ type Bus[T any] struct {
 	topic string
 	chaos *statesynctest.Chaos
 	sem   chan struct{} // the provider mutex, nil without contention
+	// inHook counts the OnApply calls in progress, on every window: a
+	// window's Stop called from one (from inside an applier) does not wait.
+	inHook atomic.Int64
 
 	mu       sync.Mutex // protects the fields below
 	rng      *rand.Rand
@@ -552,6 +555,8 @@ type Window[T any] struct {
 	onApply   func(Applied[T])
 	stopped   bool
 	lateApply int // applies begun after Stop returned
+	running   int // applies in progress
+	runAtStop int // Stop calls from outside any applier that returned while an apply ran
 }
 
 // NewWindow creates and registers window id (not started). It fails the
@@ -629,21 +634,34 @@ func (w *Window[T]) apply(ctx context.Context, s statesync.Snapshot) error {
 	if w.stopped {
 		w.lateApply++
 	}
+	w.running++
 	w.applied = append(w.applied, a)
 	hook := w.onApply
 	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.running--
+		w.mu.Unlock()
+	}()
 	if hook != nil {
+		w.bus.inHook.Add(1)
+		defer w.bus.inHook.Add(-1)
 		hook(a)
 	}
 	return nil
 }
 
-// Stop stops the window's consumer and remembers that it did, so that an
-// apply begun afterwards is reported by Close. It is idempotent.
+// Stop stops the window's consumer and remembers that it did, so that Close
+// reports an apply begun afterwards, and an apply still running when Stop
+// returned, unless Stop was called while an OnApply ran (possibly from
+// inside it, where the engine's Stop does not wait). It is idempotent.
 func (w *Window[T]) Stop() {
 	w.Consumer.Stop()
 	w.mu.Lock()
 	w.stopped = true
+	if w.running > 0 && w.bus.inHook.Load() == 0 {
+		w.runAtStop++
+	}
 	w.mu.Unlock()
 }
 
@@ -829,15 +847,20 @@ func (b *Bus[T]) Close() {
 
 // CheckWindow checks the history of w: [CheckApplied], each applied
 // snapshot's data equals the store's at its epoch and revision (unless w
-// has an interceptor), and nothing was applied after Stop returned.
+// has an interceptor), and, as Stop guarantees (B-LIFE-15), no apply began
+// after Stop returned and none was running when a Stop called from outside
+// the applier returned.
 func (b *Bus[T]) CheckWindow(w *Window[T]) error {
 	applied := w.Applied()
 	w.mu.Lock()
-	late := w.lateApply
+	late, runAtStop := w.lateApply, w.runAtStop
 	w.mu.Unlock()
 	var errs []error
 	if late > 0 {
 		errs = append(errs, fmt.Errorf("e2e: window %s applied %d snapshot(s) after Stop returned", w.ID, late))
+	}
+	if runAtStop > 0 {
+		errs = append(errs, fmt.Errorf("e2e: window %s: Stop returned %d time(s) while the applier ran", w.ID, runAtStop))
 	}
 	if err := CheckApplied(applied); err != nil {
 		errs = append(errs, fmt.Errorf("e2e: window %s: %w", w.ID, err))
