@@ -1,0 +1,67 @@
+package httpsync
+
+import (
+	"testing"
+
+	"github.com/statesync-go/statesync"
+)
+
+// Prefix streams are registered under their prefixes and unregistered
+// when they end, leaving no trace in the tables the fan-out goroutine
+// reads; a handler without prefix streams matches no prefix at all.
+func TestPrefixRegistration(t *testing.T) {
+	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	h := NewHandler(src, nil)
+	defer h.Close()
+	newStream := func(prefixes ...string) *stream {
+		return &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{}, prefixes: prefixes, grants: allGrants{}, maxTopics: 10}
+	}
+	a, b := newStream("a:", "a:b:"), newStream("a:", "")
+	for _, st := range []*stream{a, b} {
+		if !h.register(st) {
+			t.Fatal("register refused on an open handler")
+		}
+	}
+	h.mu.RLock()
+	got := h.prefixStreams("a:b:1", nil, nil)
+	none := h.prefixStreams("z", nil, nil)
+	lens := len(h.prefixLens)
+	h.mu.RUnlock()
+	if len(got) != 2 || len(none) != 1 || none[0] != b || lens != 3 {
+		t.Fatalf("prefixStreams(a:b:1) = %d streams, (z) = %v, %d lengths; want both streams (each once), b only, 3 lengths", len(got), none, lens)
+	}
+	h.unregister(a)
+	h.unregister(b)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if len(h.byPrefix) != 0 || len(h.prefixLens) != 0 || len(h.fanSeen) != 0 {
+		t.Fatalf("after the streams ended: byPrefix %v, prefixLens %v, fanSeen %v; want all empty", h.byPrefix, h.prefixLens, h.fanSeen)
+	}
+}
+
+// A prefix stream takes a topic in on its first invalidation if its
+// grants allow it, and marks itself overflowed, without taking it in,
+// beyond its cap.
+func TestNotifyPrefixed(t *testing.T) {
+	st := &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{}, prefixes: []string{"c:"}, maxTopics: 2, inline: -1,
+		grants: grantsOf(func(topic string) bool { return topic != "c:secret" })}
+	for i, topic := range []string{"c:secret", "c:1", "c:2", "c:1", "c:3"} {
+		st.notifyPrefixed(statesync.Invalidation{Topic: topic, Revision: statesync.Revision(i + 1), Epoch: "e"}, 0)
+	}
+	if _, ok := st.topics["c:secret"]; ok || len(st.topics) != 2 || st.overflowed() != "c:" {
+		t.Fatalf("topics %v, overflow %q; want c:1 and c:2, overflowed on c:", st.topics, st.overflowed())
+	}
+	batch, _ := st.take(nil)
+	if len(batch) != 2 || batch[0].Topic != "c:1" || batch[0].Revision != 4 || batch[1].Topic != "c:2" {
+		t.Fatalf("pending %+v; want c:1 at 4, c:2 at 3", batch)
+	}
+}
+
+type grantsOf func(string) bool
+
+func (f grantsOf) CanRead(topic string) bool { return f(topic) }
+func (f grantsOf) CanWrite(string) bool      { return false }
