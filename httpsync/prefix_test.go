@@ -1,12 +1,15 @@
 package httpsync_test
 
 import (
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
@@ -22,6 +25,11 @@ const prefixTokens = `{"tokens": [
 
 func newPrefixServer(t *testing.T, opts *httpsync.HandlerOptions) *testServer {
 	t.Helper()
+	return newPrefixServerOn(t, nil, opts)
+}
+
+func newPrefixServerOn(t *testing.T, ln net.Listener, opts *httpsync.HandlerOptions) *testServer {
+	t.Helper()
 	toks, err := httpsync.ParseTokens(strings.NewReader(prefixTokens))
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +39,7 @@ func newPrefixServer(t *testing.T, opts *httpsync.HandlerOptions) *testServer {
 		o = *opts
 	}
 	o.Auth = toks
-	return newTestServer(t, &o)
+	return newTestServerOn(t, ln, testEpoch, &o)
 }
 
 func bearer(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
@@ -257,5 +265,84 @@ func TestEventsPrefixHostile(t *testing.T) {
 	want := s.put(t, "a:1", `1`)
 	if inv := decodeInv(t, st.nextEvent(t)); inv.Topic != "a:1" || inv.Revision != want.Revision {
 		t.Fatalf("frame %+v; want a:1 at %d", inv, want.Revision)
+	}
+}
+
+// The Go client's SubscribePrefix: the current revision of each topic
+// under the prefix the token may read, then the first write of a topic
+// created after it returned; never a topic outside the grants. With
+// Inline, Snapshot answers from the stream. It reconnects after the
+// server ends the stream, and the handler gets the current revisions
+// again.
+func TestClientSubscribePrefix(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &connTracker{Listener: inner}
+	s := newPrefixServerOn(t, ln, nil)
+	s.put(t, "cart:alice:1", `{"n":1}`)
+	s.put(t, "cart:bob:1", `1`)
+	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Token: "alice-secret", Inline: 1024})
+	got := make(chan statesync.Invalidation, 100)
+	var stop func()
+	stop, err = c.SubscribePrefix(t.Context(), "cart:", handlerFunc(func(inv statesync.Invalidation) { got <- inv }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	next := func() statesync.Invalidation {
+		t.Helper()
+		select {
+		case inv := <-got:
+			if !strings.HasPrefix(inv.Topic, "cart:alice:") {
+				t.Fatalf("got %+v: outside alice's grants", inv)
+			}
+			return inv
+		case <-time.After(20 * time.Second):
+			t.Fatal("no invalidation within 20 s")
+		}
+		return statesync.Invalidation{}
+	}
+	if inv := next(); inv.Topic != "cart:alice:1" {
+		t.Fatalf("first invalidation %+v; want cart:alice:1", inv)
+	}
+	s.put(t, "cart:bob:2", `1`)
+	want := s.put(t, "cart:alice:2", `{"n":2}`)
+	if inv := next(); inv.Topic != "cart:alice:2" || inv.Revision != want.Revision {
+		t.Fatalf("invalidation %+v; want cart:alice:2 at %d", inv, want.Revision)
+	}
+	if snap, ok := c.PeekSnapshot("cart:alice:2"); !ok || string(snap.Data) != `{"n":2}` {
+		t.Fatalf("PeekSnapshot = %+v, %v; want the inline snapshot", snap, ok)
+	}
+	// The server closes every stream (a restart): the client reconnects
+	// and gets the current revisions again.
+	ln.closeAll() // hijacked streams too
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		seen[next().Topic] = true
+	}
+	stop()
+	stop() // idempotent
+}
+
+// SubscribePrefix fails at once for a prefix that breaks the topic rules,
+// and with the server's refusal for one over MaxPrefixTopics.
+func TestClientSubscribePrefixRefused(t *testing.T) {
+	s := newPrefixServer(t, &httpsync.HandlerOptions{MaxPrefixTopics: 1})
+	s.put(t, "a:1", `1`)
+	s.put(t, "a:2", `1`)
+	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Token: "admin-secret"})
+	h := handlerFunc(func(statesync.Invalidation) {})
+	if _, err := c.SubscribePrefix(t.Context(), "a\n", h); !errors.Is(err, statesync.ErrInvalidTopic) {
+		t.Errorf("SubscribePrefix(a\\n) = %v; want ErrInvalidTopic", err)
+	}
+	var se *httpsync.StatusError
+	if _, err := c.SubscribePrefix(t.Context(), "a:", h); !errors.As(err, &se) || se.StatusCode != 400 || se.Code != httpsync.CodeTooManyTopics {
+		t.Errorf("SubscribePrefix(a:) over the cap = %v; want a 400 %s", err, httpsync.CodeTooManyTopics)
+	}
+	c.Close()
+	if _, err := c.SubscribePrefix(t.Context(), "a:", h); !errors.Is(err, statesync.ErrClosed) {
+		t.Errorf("SubscribePrefix after Close = %v; want ErrClosed", err)
 	}
 }

@@ -1,6 +1,7 @@
 package httpsync
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/statesync-go/statesync"
@@ -65,3 +66,41 @@ type grantsOf func(string) bool
 
 func (f grantsOf) CanRead(topic string) bool { return f(topic) }
 func (f grantsOf) CanWrite(string) bool      { return false }
+
+// The prefix table matches a topic to exactly the streams with a prefix
+// of it, each once, whatever the prefixes and the topic (any bytes:
+// checkPrefix decides which prefixes a request may register, and must
+// accept exactly "" and valid topic names).
+func FuzzPrefixMatch(f *testing.F) {
+	f.Add("cart:", "cart:a", "cart:alice:1")
+	f.Add("", "é", "é")
+	f.Add("a\n", "\xff", "a\nb")
+	f.Fuzz(func(t *testing.T, p1, p2, topic string) {
+		for _, p := range []string{p1, p2} {
+			if err := checkPrefix(p); (err == nil) != (p == "" || statesync.CheckTopic(p) == nil) {
+				t.Fatalf("checkPrefix(%q) = %v", p, err)
+			}
+		}
+		h := &Handler{byPrefix: map[string]map[*stream]struct{}{}, prefixLens: map[int]int{}, fanSeen: map[*stream]struct{}{}}
+		a := &stream{prefixes: []string{p1, p2}}
+		b := &stream{prefixes: []string{p2}}
+		h.registerPrefixes(a)
+		h.registerPrefixes(b)
+		got := h.prefixStreams(topic, nil, nil)
+		want := 0
+		if strings.HasPrefix(topic, p1) || strings.HasPrefix(topic, p2) {
+			want++
+		}
+		if strings.HasPrefix(topic, p2) {
+			want++
+		}
+		if len(got) != want {
+			t.Fatalf("prefixes %q, %q, topic %q: %d streams; want %d", p1, p2, topic, len(got), want)
+		}
+		h.unregisterPrefixes(a)
+		h.unregisterPrefixes(b)
+		if len(h.byPrefix) != 0 || len(h.prefixLens) != 0 {
+			t.Fatalf("left %v, %v", h.byPrefix, h.prefixLens)
+		}
+	})
+}
