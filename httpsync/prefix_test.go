@@ -346,3 +346,43 @@ func TestClientSubscribePrefixRefused(t *testing.T) {
 		t.Errorf("SubscribePrefix after Close = %v; want ErrClosed", err)
 	}
 }
+
+// A prefix stream on a store with many topics: a prefix matching more
+// than MaxPrefixTopics (10,000 by default) is refused at once with 400,
+// the daemon untouched; a narrower one sends its topics' revisions, then
+// follows them and new ones.
+func TestEventsPrefixManyTopics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 30,000 topics")
+	}
+	s := newTestServer(t, nil)
+	for i := range 30000 {
+		if _, err := s.src.Put(t.Context(), "t:"+strconv.Itoa(i), []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	resp, body := s.do(t, "GET", "/v1/events?prefix=t:1", "") // 11,111 topics
+	if e := decodeError(t, body); resp.StatusCode != http.StatusBadRequest || e.Error.Code != httpsync.CodeTooManyTopics {
+		t.Fatalf("prefix of 11,111 topics: %d %s; want 400 %s", resp.StatusCode, body, httpsync.CodeTooManyTopics)
+	}
+	t.Logf("refused a prefix of 11,111 of 30,000 topics in %v", time.Since(start))
+	start = time.Now()
+	st := s.openStream(t, "/v1/events?prefix=t:29") // 1,111 topics
+	seen := map[string]bool{}
+	for len(seen) < 1111 {
+		inv := decodeInv(t, st.nextEvent(t))
+		if !strings.HasPrefix(inv.Topic, "t:29") || seen[inv.Topic] {
+			t.Fatalf("initial frame %+v: outside the prefix, or twice", inv)
+		}
+		seen[inv.Topic] = true
+	}
+	t.Logf("initial frames of 1,111 of 30,000 topics in %v", time.Since(start))
+	for _, topic := range []string{"t:29999", "t:29new"} {
+		s.put(t, "t:1", `2`)
+		want := s.put(t, topic, `2`)
+		if inv := decodeInv(t, st.nextEvent(t)); inv.Topic != topic || inv.Revision != want.Revision {
+			t.Fatalf("frame %+v; want %s at %d", inv, topic, want.Revision)
+		}
+	}
+}

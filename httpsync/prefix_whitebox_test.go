@@ -1,6 +1,7 @@
 package httpsync
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -103,4 +104,35 @@ func FuzzPrefixMatch(f *testing.F) {
 			t.Fatalf("left %v, %v", h.byPrefix, h.prefixLens)
 		}
 	})
+}
+
+// BenchmarkPrefixMatch measures what the fan-out goroutine pays per
+// invalidation to find the prefix streams of its topic, with n prefix
+// streams open on distinct prefixes ("user:<i>:", four distinct lengths):
+// one map lookup per distinct length, whatever n; nothing with n = 0.
+func BenchmarkPrefixMatch(b *testing.B) {
+	for _, n := range []int{0, 1, 10_000} {
+		b.Run("streams="+strconv.Itoa(n), func(b *testing.B) {
+			h := &Handler{byPrefix: map[string]map[*stream]struct{}{}, prefixLens: map[int]int{}, fanSeen: map[*stream]struct{}{}}
+			for i := range n {
+				h.registerPrefixes(&stream{prefixes: []string{"user:" + strconv.Itoa(i) + ":"}})
+			}
+			topics := make([]string, 100)
+			for i := range topics {
+				topics[i] = "user:" + strconv.Itoa(i) + ":cart"
+			}
+			var out []*stream
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				topic := topics[i%100]
+				out = out[:0]
+				if len(h.prefixLens) > 0 {
+					out = h.prefixStreams(topic, nil, out)
+				}
+				if want := min(1, max(0, n-i%100)); len(out) != want {
+					b.Fatalf("%d streams for %s; want %d", len(out), topic, want)
+				}
+			}
+		})
+	}
 }
