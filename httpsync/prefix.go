@@ -241,13 +241,16 @@ func (h *Handler) prefixTopics(ctx context.Context, g Grants, prefix string) ([]
 // in by an invalidation since the stream was registered). It returns the
 // invalidations of the initial frames of the topics it took in, sorted by
 // name. More than st.maxTopics topics in all is errTooManyTopics.
-// Listings are bounded by h.listings, waited for until ctx ends.
+// Listings are bounded by h.listings, waited for until ctx ends or the
+// handler closes.
 func (h *Handler) listPrefixes(ctx context.Context, st *stream, g Grants) ([]statesync.Invalidation, error) {
 	select {
 	case h.listings <- struct{}{}:
 		defer func() { <-h.listings }()
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-h.done:
+		return nil, statesync.ErrClosed
 	}
 	var all []statesync.TopicInfo
 	for _, p := range st.prefixes {
