@@ -3,6 +3,7 @@ package httpsync_test
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // prefixTokens: alice reads her carts and settings, bob reads only
@@ -384,5 +386,37 @@ func TestEventsPrefixManyTopics(t *testing.T) {
 		if inv := decodeInv(t, st.nextEvent(t)); inv.Topic != topic || inv.Revision != want.Revision {
 			t.Fatalf("frame %+v; want %s at %d", inv, topic, want.Revision)
 		}
+	}
+}
+
+// A prefix stream that new topics take over MaxPrefixTopics ends with a
+// refused frame: the Go client logs it, and its reconnection is refused
+// with 400 too_many_topics, logged too, until the topics are gone.
+func TestClientSubscribePrefixOverflow(t *testing.T) {
+	s := newPrefixServer(t, &httpsync.HandlerOptions{MaxPrefixTopics: 2})
+	var logs syncBuffer
+	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Token: "admin-secret", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	got := make(chan statesync.Invalidation, 10)
+	stop, err := c.SubscribePrefix(t.Context(), "a:", handlerFunc(func(inv statesync.Invalidation) { got <- inv }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for _, topic := range []string{"a:1", "a:2"} {
+		s.put(t, topic, `1`)
+		if inv := <-got; inv.Topic != topic {
+			t.Fatalf("got %+v; want %s", inv, topic)
+		}
+	}
+	s.put(t, "a:3", `1`)
+	poll.Until(t, "the end of the stream and the refused reconnection logged", func() bool {
+		l := logs.String()
+		return strings.Contains(l, "the server ended a prefix event stream") && strings.Contains(l, "code="+httpsync.CodeTooManyTopics) &&
+			strings.Contains(l, "prefix event stream failed")
+	})
+	select {
+	case inv := <-got:
+		t.Errorf("got %+v; want nothing from a stream over its cap", inv)
+	default:
 	}
 }
