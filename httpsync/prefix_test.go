@@ -1,14 +1,17 @@
 package httpsync_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -418,5 +421,59 @@ func TestClientSubscribePrefixOverflow(t *testing.T) {
 	case inv := <-got:
 		t.Errorf("got %+v; want nothing from a stream over its cap", inv)
 	default:
+	}
+}
+
+// listHookStore runs hook once, in List, after it read the list: as if
+// a write landed between the listing of a prefix stream and its first
+// frames.
+type listHookStore struct {
+	*statesync.MemoryStore
+	hook atomic.Pointer[func()]
+}
+
+func (s *listHookStore) List(ctx context.Context) ([]statesync.Record, error) {
+	recs, err := s.MemoryStore.List(ctx)
+	if h := s.hook.Swap(nil); h != nil {
+		(*h)()
+	}
+	return recs, err
+}
+
+// A write that lands while a prefix stream lists its topics (after the
+// listing read the store, before the first frames are sent), to a topic
+// the listing did not see and to one it saw at an older revision, is not
+// missed: the stream is registered before it lists (as B-LIFE-06 has the
+// engine's handler registered before its first refresh).
+func TestEventsPrefixWriteDuringListing(t *testing.T) {
+	store := &listHookStore{MemoryStore: statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1})}
+	src, err := statesync.NewSource(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	h := httpsync.NewHandler(src, hijackOpts(nil))
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	defer h.Close()
+	s := &testServer{store: store.MemoryStore, src: src, h: h, ts: ts, hc: ts.Client()}
+	old := s.put(t, "p:old", `1`)
+	var during [2]statesync.Snapshot
+	hook := func() {
+		during[0], _ = src.Put(context.Background(), "p:new", []byte(`2`))
+		during[1], _ = src.Put(context.Background(), "p:old", []byte(`3`))
+	}
+	store.hook.Store(&hook)
+	st := s.openStream(t, "/v1/events?prefix=p:")
+	got := map[string]statesync.Revision{}
+	for got["p:new"] != during[0].Revision || got["p:old"] != during[1].Revision {
+		inv := decodeInv(t, st.nextEvent(t))
+		if prev, ok := got[inv.Topic]; ok && inv.Revision <= prev {
+			t.Fatalf("frame %+v after revision %d of its topic", inv, prev)
+		}
+		got[inv.Topic] = inv.Revision
+	}
+	if during[0].Revision == 0 || during[1].Revision <= old.Revision {
+		t.Fatalf("the writes during the listing: %+v", during)
 	}
 }
