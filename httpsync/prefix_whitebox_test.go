@@ -1,6 +1,8 @@
 package httpsync
 
 import (
+	"context"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -135,4 +137,38 @@ func BenchmarkPrefixMatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPrefixStreamMemory reports the heap a prefix stream holds per
+// topic it follows (its streamTopic and map entry; the names are the
+// store's strings), measured over a stream that takes in 10,000 topics
+// from its listing.
+func BenchmarkPrefixStreamMemory(b *testing.B) {
+	src, h := benchHandler(b)
+	const n = 10_000
+	for i := range n {
+		if _, err := src.Put(context.Background(), "cart:"+strconv.Itoa(i), []byte(`1`)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var perTopic float64
+	for b.Loop() {
+		st := &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{}, prefixes: []string{"cart:"}, grants: allGrants{}, maxTopics: n}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		// The initial frames are sent, then dropped: only their count is kept.
+		got, err := func() (int, error) {
+			initial, err := h.listPrefixes(context.Background(), st, allGrants{})
+			return len(initial), err
+		}()
+		if err != nil || got != n {
+			b.Fatalf("listPrefixes = %d topics, %v", got, err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perTopic = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+		runtime.KeepAlive(st)
+	}
+	b.ReportMetric(perTopic, "B/topic")
 }
