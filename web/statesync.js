@@ -7,6 +7,7 @@
 //   const client = connect({ url: "http://127.0.0.1:8765", token: "…" });
 //   const stop = await client.follow("settings", (snap) => render(snap.data));
 //   await client.put("settings", { theme: "dark" }, { ifRevision: "42" });
+//   const unwatch = await client.watchPrefix("cart:", (ev, snap) => …); // every topic under cart:
 //
 // client.subscriber(topic) and client.provider(topic) implement the
 // InvalidationSubscriber and SnapshotProvider interfaces of the TypeScript
