@@ -134,7 +134,7 @@ func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64) (coales
 	if !known {
 		// Outside the lock: Grants are the Authenticator's, which may be
 		// slow. A topic the token may not read is never recorded.
-		if !st.grants.CanRead(inv.Topic) {
+		if !st.canRead(inv.Topic) {
 			return false
 		}
 		st.mu.Lock()
@@ -152,6 +152,13 @@ func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64) (coales
 		st.mu.Unlock()
 	}
 	return st.notify(inv, size)
+}
+
+// canRead reports whether the stream's token may read topic; a stream
+// without grants (of a handler without Auth) reads every topic.
+func (st *stream) canRead(topic string) bool {
+	g := st.grants
+	return g == nil || g.CanRead(topic)
 }
 
 // overflowed returns the prefix whose topics went over the stream's cap,

@@ -28,7 +28,7 @@ type stream struct {
 	// Set before the stream is registered, then read-only.
 	named     []string // the topics it names (topic=), registered in Handler.byTopic
 	prefixes  []string // its prefixes (prefix=), registered in Handler.byPrefix (prefix.go)
-	grants    Grants   // the token's: which topics under prefixes it may take in
+	grants    Grants   // the token's, nil without Auth: which topics under prefixes it may take in
 	maxTopics int      // the most topics a prefix stream may follow
 
 	mu      sync.Mutex // protects the fields below
@@ -358,7 +358,10 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "name at least one topic or prefix: /v1/events?topic=a&topic=b or /v1/events?prefix=a:")
 		return
 	}
-	st := &stream{wake: make(chan struct{}, 1), topics: make(map[string]*streamTopic, len(names)), grants: g}
+	st := &stream{wake: make(chan struct{}, 1), topics: make(map[string]*streamTopic, len(names))}
+	if h.opts.Auth != nil {
+		st.grants = g
+	}
 	// A topic the stream may not follow (an invalid name, or one the token
 	// may not read) is refused alone, with a refused frame: the others
 	// are followed all the same.
