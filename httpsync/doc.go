@@ -150,8 +150,8 @@
 // filter topic by topic: a prefix wider than them is not refused, and a
 // topic the token may not read is never sent, not even its name. prefix
 // may be repeated (64 distinct at most) and combined with topic; ""
-// means every topic. A non-empty prefix must be a valid topic name, else
-// 400 invalid_parameter. A stream follows at most
+// means every topic. A non-empty prefix must begin a valid topic name,
+// else 400 invalid_parameter. A stream follows at most
 // [HandlerOptions.MaxPrefixTopics] topics: more when it opens is 400
 // [CodeTooManyTopics]; more later ends it with a refused frame
 // {"prefix","code","message"}. [Client.SubscribePrefix] is the client

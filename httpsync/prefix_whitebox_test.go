@@ -2,6 +2,7 @@ package httpsync
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"strconv"
 	"strings"
@@ -73,15 +74,18 @@ func (f grantsOf) CanWrite(string) bool      { return false }
 // The prefix table matches a topic to exactly the streams with a prefix
 // of it, each once, whatever the prefixes and the topic (any bytes:
 // checkPrefix decides which prefixes a request may register, and must
-// accept exactly "" and valid topic names).
+// accept exactly "" and the non-empty prefixes of valid topic names).
 func FuzzPrefixMatch(f *testing.F) {
 	f.Add("cart:", "cart:a", "cart:alice:1")
 	f.Add("", "é", "é")
 	f.Add("a\n", "\xff", "a\nb")
 	f.Fuzz(func(t *testing.T, p1, p2, topic string) {
 		for _, p := range []string{p1, p2} {
-			if err := checkPrefix(p); (err == nil) != (p == "" || statesync.CheckTopic(p) == nil) {
+			if err := checkPrefix(p); (err == nil) != (p == "" || statesync.CheckTopic(p) == nil || statesync.CheckTopic(p+"0") == nil) {
 				t.Fatalf("checkPrefix(%q) = %v", p, err)
+			}
+			if err := checkPrefix(p); err != nil && !errors.Is(err, statesync.ErrInvalidTopic) {
+				t.Fatalf("checkPrefix(%q) = %v; want an ErrInvalidTopic", p, err)
 			}
 		}
 		h := &Handler{byPrefix: map[string]map[*stream]struct{}{}, prefixLens: map[int]int{}, fanSeen: map[*stream]struct{}{}}

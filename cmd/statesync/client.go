@@ -264,7 +264,9 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 		if p == "" {
 			continue // every topic
 		}
-		if err := statesync.CheckTopic(p); err != nil {
+		// The beginning of a valid name: itself one, or one with a digit
+		// more (as the server checks it).
+		if err := statesync.CheckTopic(p); err != nil && statesync.CheckTopic(p+"0") != nil {
 			return fmt.Errorf("prefix %q: %w", p, err)
 		}
 	}

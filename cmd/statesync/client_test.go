@@ -413,7 +413,6 @@ func TestClientErrors(t *testing.T) {
 		{[]string{"get", "bad topic"}, "", "topic"},
 		{[]string{"put", "bad!", "1"}, "", "topic"},
 		{[]string{"watch", "ok", "bad!"}, "", "topic"},
-		{[]string{"watch", "--prefix", "bad!"}, "", "prefix"},
 	}
 	for _, tt := range tests {
 		// The server address is dead: these must fail before connecting.

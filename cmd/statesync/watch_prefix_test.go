@@ -120,3 +120,14 @@ func TestWatchPrefixGrants(t *testing.T) {
 		t.Errorf("watch --prefix without a token: exit %d, stderr %q; want exit 1 with 401", code, stderr)
 	}
 }
+
+// TestWatchPrefixInvalid: a prefix that no valid topic name starts with
+// exits 1 with a message naming it, before any request.
+func TestWatchPrefixInvalid(t *testing.T) {
+	for _, prefix := range []string{"bad\n", "a\x00", strings.Repeat("a", 257)} {
+		code, stdout, stderr := cli(t, []string{"STATESYNC_SERVER", "http://127.0.0.1:1"}, "", "watch", "--prefix", prefix)
+		if code != 1 || stdout != "" || !strings.Contains(stderr, "prefix") || strings.Contains(stderr, "connection refused") {
+			t.Errorf("watch --prefix %.20q = exit %d, stdout %q, stderr %q; want exit 1 and an error naming the prefix", prefix, code, stdout, stderr)
+		}
+	}
+}
