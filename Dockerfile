@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The statesync daemon in a small image: a static binary (CGO_ENABLED=0,
 # the same build .ci/run checks), run as a non-root user, its bbolt store
-# in the /data volume, healthy while /healthz answers 200.
+# in the /data volume, healthy while /livez answers 200.
 #
 #   docker build -t statesync .
 #   docker run -p 8765:8765 -v statesync-data:/data \
@@ -28,8 +28,10 @@ COPY --from=build /out/statesync /usr/local/bin/statesync
 USER statesync:statesync
 VOLUME /data
 EXPOSE 8765
-# /healthz is exempt from the Host check and needs no token.
+# /livez is exempt from the Host check, needs no token and never reads the
+# store: an orchestrator that restarts unhealthy containers does not restart
+# every daemon while a shared database is down (/readyz says that).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD wget -q -O /dev/null http://127.0.0.1:8765/healthz || exit 1
+  CMD wget -q -O /dev/null http://127.0.0.1:8765/livez || exit 1
 ENTRYPOINT ["/usr/local/bin/statesync"]
 CMD ["serve", "--addr", "0.0.0.0:8765", "--data", "/data"]

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -734,4 +735,35 @@ func TestSourceDataOmittedFeedNewEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	srcWantSnap(t, "Get(t) after the store restarted in epoch B", srcGet(t, src, "t"), 1, "B", `"new epoch"`)
+}
+
+// A watcher that panics leaves the Feed usable: the panic reaches the
+// publisher, and stopping that watcher afterwards returns (it used to wait
+// forever for the read lock the panicking call never released).
+func TestFeedWatcherPanicReleasesStop(t *testing.T) {
+	var f statesync.Feed
+	var calls atomic.Int32
+	stop := f.Watch(func(statesync.Record) {
+		calls.Add(1)
+		panic("watcher broke")
+	})
+	func() {
+		defer func() {
+			if r := recover(); r != "watcher broke" {
+				t.Errorf("Publish recovered %v; want the watcher's panic", r)
+			}
+		}()
+		f.Publish(statesync.Record{Topic: "t", Revision: 1})
+	}()
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop did not return after the watcher panicked")
+	}
+	f.Publish(statesync.Record{Topic: "t", Revision: 2})
+	if n := calls.Load(); n != 1 {
+		t.Errorf("watcher called %d times; want 1 (not after stop)", n)
+	}
 }

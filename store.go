@@ -314,17 +314,25 @@ func (f *Feed) Watch(fn func(Record)) (stop func()) {
 	}
 }
 
-// Publish calls every watcher with r, on the caller's goroutine.
+// Publish calls every watcher with r, on the caller's goroutine. A panic
+// in a watcher goes on to the caller; the watchers after it are not called.
 func (f *Feed) Publish(r Record) {
 	p := f.watchers.Load()
 	if p == nil {
 		return
 	}
 	for _, w := range *p {
-		w.mu.RLock()
-		if !w.stopped {
-			w.fn(r)
-		}
-		w.mu.RUnlock()
+		w.call(r)
+	}
+}
+
+// call calls w's fn with r unless w was stopped. The read lock is released
+// even if fn panics (the panic goes on to Publish's caller), so a later stop
+// does not wait forever.
+func (w *watcher) call(r Record) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if !w.stopped {
+		w.fn(r)
 	}
 }

@@ -88,9 +88,9 @@ var (
 // concurrent use.
 //
 // Each topic is one key of a bucket; its revision, data, source id and
-// commit time are written in one bbolt transaction, which is fsynced
-// before Write returns. Writes are serialised by bbolt (one writer at a
-// time); reads run concurrently with them.
+// commit time are written in a bbolt transaction, which is fsynced before
+// Write returns. Concurrent writes share transactions (group commit, see
+// the package documentation); reads run concurrently with them.
 type Store struct {
 	db      *bolt.DB
 	path    string
@@ -103,7 +103,49 @@ type Store struct {
 	writes   int           // Writes in progress, from their start to the last watcher call
 	idle     chan struct{} // made by Close if writes > 0, closed when they end
 
+	queue     chan *pendingWrite // to the committer; closed by Close once no Write is in progress
+	committer sync.WaitGroup     // the committer goroutine, started by Open, ended by Close
+
+	// beforeCommit, if set (by whitebox tests, before the first Write), is
+	// called by the committer with each group before it commits it.
+	beforeCommit func(writes []*pendingWrite)
+
+	commits, committed atomic.Uint64 // transactions of the committer, and the writes they held
+
 	feed statesync.Feed // the watchers
+}
+
+// Group limits: a group holds at most maxGroupWrites writes and, unless it
+// is a single write, at most maxGroupBytes of data, so that one large
+// group does not hold back the writes queued behind it for long.
+const (
+	maxGroupWrites = 1024
+	maxGroupBytes  = 4 << 20
+	queueSize      = 1024
+	maxLinger      = time.Millisecond
+)
+
+// A pendingWrite is a Write handed to the committer. The committer sets
+// rec, buf and err, then closes done; the caller then reads them.
+type pendingWrite struct {
+	w    statesync.Write
+	key  []byte
+	data []byte // w.Data, or "null"
+	done chan struct{}
+
+	grp *group           // the group that held the write
+	rec statesync.Record // the committed record, without data
+	buf []byte           // the stored value, read-only once committed
+	err error            // why the write failed; the others of its group are not affected
+}
+
+// A group is the writes committed in one transaction, in commit order.
+// Its first write's caller reports the committed records of all of them to
+// the watchers, in that order, then closes published; the other callers
+// wait for it, so that each Write still returns after its watchers ran.
+type group struct {
+	writes    []*pendingWrite
+	published chan struct{}
 }
 
 var _ statesync.Store = (*Store)(nil)
@@ -153,11 +195,12 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, epoch: statesync.NewEpoch(), maxData: o.MaxDataSize}
+	s := &Store{db: db, path: path, epoch: statesync.NewEpoch(), maxData: o.MaxDataSize, queue: make(chan *pendingWrite, queueSize)}
 	if err := db.Update(s.setUp); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
+	s.committer.Go(s.commitLoop)
 	return s, nil
 }
 
@@ -247,6 +290,9 @@ func (s *Store) Close() error {
 	if idle != nil {
 		<-idle
 	}
+	// No Write is in progress and none can start: nothing sends on queue.
+	close(s.queue)
+	s.committer.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close %s: %w", s.path, err)
 	}
@@ -290,11 +336,15 @@ func (s *Store) Get(ctx context.Context, topic string) (statesync.Record, error)
 // bytes; nil or JSON null data is stored as "null". The data is stored as
 // given (a [statesync.Source] checks it is JSON). The revision is the
 // topic's last plus one, 1 for its first write; the condition of a
-// conditional write is checked in the same transaction as the write. Write
+// conditional write is checked in the same transaction as the write,
+// against the topic's revision at that point of the transaction (which
+// may hold earlier writes of the same topic). Concurrent writes share
+// transactions; a write whose condition fails, or that fails otherwise,
+// is left out of its transaction without affecting the others. Write
 // returns once the transaction is committed (and fsynced unless
-// [Options.NoSync]), then calls the watchers. ctx is checked before the
-// write starts; a write waiting for bbolt's writer lock cannot be
-// cancelled.
+// [Options.NoSync]), after the watchers were called with the records of
+// that transaction, in commit order. ctx is checked before the write
+// starts; a write waiting for its transaction cannot be cancelled.
 func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record, error) {
 	if !s.beginWrite() {
 		return statesync.Record{}, statesync.ErrClosed
@@ -313,42 +363,181 @@ func (s *Store) Write(ctx context.Context, w statesync.Write) (statesync.Record,
 	if data == nil || isNull(data) {
 		data = null()
 	}
-	key := []byte(w.Topic)
-	buf := make([]byte, 0, recordOverhead+len(w.SourceID)+len(data))
-	var rec statesync.Record
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(topicsBucket)
-		var cur statesync.Record
-		if v := b.Get(key); v != nil {
-			// Only the header is needed; a corrupt body is overwritten.
-			if err := decodeRecord(&cur, v, false); err != nil {
-				return err
-			}
-		}
-		if w.Conditional && w.IfRevision != cur.Revision {
-			return &statesync.ConflictError{Topic: w.Topic, Expected: w.IfRevision, Current: cur.Revision, Epoch: s.epoch}
-		}
-		next, err := cur.Revision.Next()
-		if err != nil {
-			return err
-		}
-		now := commitTime(time.Now()) // under the writer lock: times follow revisions
-		rec = statesync.Record{Topic: w.Topic, Revision: next, Epoch: s.epoch, SourceID: w.SourceID, Time: now}
-		buf = appendRecord(buf[:0], next, now, w.SourceID, data)
-		return b.Put(key, buf)
-	})
-	if err != nil {
+	pw := &pendingWrite{w: w, key: []byte(w.Topic), data: data, done: make(chan struct{})}
+	s.queue <- pw // Close does not close queue while this Write is in progress
+	<-pw.done
+
+	g := pw.grp
+	if g.writes[0] == pw {
+		s.publish(g)
+	} else {
+		<-g.published
+	}
+	if pw.err != nil {
 		var ce *statesync.ConflictError
-		if errors.As(err, &ce) {
+		if errors.As(pw.err, &ce) {
 			return statesync.Record{}, ce
 		}
-		return statesync.Record{}, fmt.Errorf("boltstore: write %q: %w", w.Topic, closedErr(err))
+		return statesync.Record{}, fmt.Errorf("boltstore: write %q: %w", w.Topic, closedErr(pw.err))
 	}
-	// buf is ours and never written again: the record, its watchers and the
-	// caller share it, read-only.
-	rec.Data = buf[len(buf)-len(data)-crcSize : len(buf)-crcSize : len(buf)-crcSize]
-	s.feed.Publish(rec)
-	return rec, nil
+	return pw.record(), nil
+}
+
+// publish reports the committed records of g to the watchers, in commit
+// order, then releases the other callers of the group, even if a watcher
+// panics.
+func (s *Store) publish(g *group) {
+	defer close(g.published)
+	for _, pw := range g.writes {
+		if pw.err == nil {
+			s.feed.Publish(pw.record())
+		}
+	}
+}
+
+// record returns the committed record of pw, whose data is in pw.buf: the
+// buffer is never written again, so the record, its watchers and the
+// caller share it, read-only.
+func (pw *pendingWrite) record() statesync.Record {
+	rec := pw.rec
+	n := len(pw.buf)
+	rec.Data = pw.buf[n-len(pw.data)-crcSize : n-crcSize : n-crcSize]
+	return rec
+}
+
+// commitLoop is the committer: it takes the writes queued (within the
+// group limits), commits them in one transaction and wakes their callers,
+// until Close closes the queue. Groups form from the writes that queue
+// while the previous transaction commits; and when fewer writes are
+// queued than were in progress at the end of the last commit, the
+// committer lingers a little for the others (their writers, woken by the
+// last commit, are usually about to write again), at most half the last
+// commit's duration and maxLinger. A lone writer's write is therefore
+// committed at once, never held back.
+func (s *Store) commitLoop() {
+	var (
+		carry  *pendingWrite // taken from the queue, too big for the last group
+		expect int           // writes in progress at the end of the last commit
+		linger time.Duration // how long to wait for them
+		timer  = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-s.queue; !ok {
+				return
+			}
+		}
+		g := &group{writes: []*pendingWrite{first}, published: make(chan struct{})}
+		size := len(first.data)
+		var wait <-chan time.Time // the linger timer, once started
+		lingered := false
+	fill:
+		for len(g.writes) < maxGroupWrites {
+			var pw *pendingWrite
+			var ok bool
+			select {
+			case pw, ok = <-s.queue:
+			default:
+				if len(g.writes) >= expect || lingered {
+					break fill
+				}
+				if wait == nil {
+					timer.Reset(linger)
+					wait = timer.C
+				}
+				select {
+				case pw, ok = <-s.queue:
+				case <-wait:
+					lingered, wait = true, nil
+					continue
+				}
+			}
+			if !ok {
+				break // Close waits for every queued write, so none is lost
+			}
+			if size+len(pw.data) > maxGroupBytes {
+				carry = pw
+				break
+			}
+			size += len(pw.data)
+			g.writes = append(g.writes, pw)
+		}
+		if wait != nil {
+			timer.Stop()
+		}
+		if s.beforeCommit != nil {
+			s.beforeCommit(g.writes)
+		}
+		start := time.Now()
+		s.commit(g)
+		linger = min(time.Since(start)/2, maxLinger)
+		// The writes in progress now (this group's, and those queued or
+		// about to be) are the writers likely to write again soon: the
+		// next group waits a little for that many. Counting the last
+		// group's writes instead would settle, with writers that take a
+		// while to come back (over HTTP), into two groups of half the
+		// writers taking turns.
+		s.writesMu.Lock()
+		expect = s.writes
+		s.writesMu.Unlock()
+		s.commits.Add(1)
+		s.committed.Add(uint64(len(g.writes)))
+		for _, pw := range g.writes {
+			pw.grp = g
+			close(pw.done)
+		}
+	}
+}
+
+// commit writes the group's writes in one transaction, in order, setting
+// each one's record or error. A write that fails (its condition, a corrupt
+// record, a revision overflow) puts nothing and the others go on; if the
+// transaction fails to commit, every write of the group fails with it.
+func (s *Store) commit(g *group) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(topicsBucket)
+		for _, pw := range g.writes {
+			pw.rec, pw.buf, pw.err = s.put(b, pw)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, pw := range g.writes {
+			pw.rec, pw.buf, pw.err = statesync.Record{}, nil, err
+		}
+	}
+}
+
+// put writes one write of a group into b, which holds the group's earlier
+// writes: the condition compares with the revision they left.
+func (s *Store) put(b *bolt.Bucket, pw *pendingWrite) (statesync.Record, []byte, error) {
+	w := pw.w
+	var cur statesync.Record
+	if v := b.Get(pw.key); v != nil {
+		// Only the header is needed; a corrupt body is overwritten.
+		if err := decodeRecord(&cur, v, false); err != nil {
+			return statesync.Record{}, nil, err
+		}
+	}
+	if w.Conditional && w.IfRevision != cur.Revision {
+		return statesync.Record{}, nil, &statesync.ConflictError{Topic: w.Topic, Expected: w.IfRevision, Current: cur.Revision, Epoch: s.epoch}
+	}
+	next, err := cur.Revision.Next()
+	if err != nil {
+		return statesync.Record{}, nil, err
+	}
+	now := commitTime(time.Now()) // under the writer lock: times follow revisions
+	buf := appendRecord(make([]byte, 0, recordOverhead+len(w.SourceID)+len(pw.data)), next, now, w.SourceID, pw.data)
+	// Put checks its arguments before it changes anything: a failed Put
+	// leaves the bucket as it was.
+	if err := b.Put(pw.key, buf); err != nil {
+		return statesync.Record{}, nil, err
+	}
+	return statesync.Record{Topic: w.Topic, Revision: next, Epoch: s.epoch, SourceID: w.SourceID, Time: now}, buf, nil
 }
 
 // beginWrite counts a Write in progress, unless the store is closed.

@@ -169,7 +169,7 @@ func NewTokens(specs []TokenSpec) (*Tokens, error) {
 		if err != nil {
 			return nil, fmt.Errorf("httpsync: token file: %s: write: %w", label, err)
 		}
-		t.entries = append(t.entries, tokenEntry{sum: sum, grants: &TokenGrants{Name: s.Name, read: read, write: write}})
+		t.entries = append(t.entries, tokenEntry{sum: sum, grants: &TokenGrants{Name: s.Name, sum: sum, read: read, write: write}})
 	}
 	return t, nil
 }
@@ -236,6 +236,7 @@ func requestToken(r *http.Request) (string, bool) {
 type TokenGrants struct {
 	// Name is the token's name in the token file.
 	Name  string
+	sum   [sha256.Size]byte // of the token: Tokens.Regrant finds it again by it
 	read  patterns
 	write patterns
 }

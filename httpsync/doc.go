@@ -171,7 +171,10 @@
 // after the retry hint, before the initial frames, and follows the others;
 // if none is left, it ends after the refused frames. Each token of a
 // [Tokens] holds at most [HandlerOptions.MaxStreamsPerToken] event streams
-// at once.
+// at once. Grants are checked when a stream opens; when the tokens change
+// (a token file loaded again), [Handler.Regrant] with [Tokens.Regrant]
+// closes the streams whose token is gone or may no longer read one of
+// their topics, and keeps the others.
 //
 // # Client
 //

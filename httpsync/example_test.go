@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/statesync-go/statesync"
@@ -177,4 +178,37 @@ func ExampleClient_SubscribePrefix() {
 	// Output:
 	// cart:alice
 	// cart:bob: ["pear"]
+}
+
+// reloadable is an Authenticator whose Tokens are replaced when the token
+// file is loaded again.
+type reloadable struct {
+	cur atomic.Pointer[httpsync.Tokens]
+}
+
+func (a *reloadable) Authenticate(r *http.Request) (httpsync.Grants, error) {
+	return a.cur.Load().Authenticate(r)
+}
+
+// Reloading a token file (on SIGHUP, say): Regrant moves the open event
+// streams onto the new tokens, closing those whose token is gone or lost a
+// grant; then the Authenticator gives the new tokens to new requests.
+func ExampleHandler_Regrant() {
+	src, _ := statesync.NewSource(statesync.NewMemoryStore(nil), nil)
+	defer src.Close()
+	first, _ := httpsync.ParseTokens(strings.NewReader(`{"tokens":[{"token":"s3cr3t","read":["*"]}]}`))
+	auth := &reloadable{}
+	auth.cur.Store(first)
+	api := httpsync.NewHandler(src, &httpsync.HandlerOptions{Auth: auth})
+	defer api.Close()
+
+	// Later, the file changed:
+	next, err := httpsync.ParseTokens(strings.NewReader(`{"tokens":[{"token":"s3cr3t","read":["settings"]}]}`))
+	if err != nil {
+		log.Print(err) // keep the previous tokens
+		return
+	}
+	fmt.Println("streams closed:", api.Regrant(next.Regrant))
+	auth.cur.Store(next)
+	// Output: streams closed: 0
 }

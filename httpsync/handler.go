@@ -133,9 +133,11 @@ type Handler struct {
 
 	tokenStreams tokenStreams // streams open per token
 
-	mu      sync.RWMutex // protects streams, byTopic, byPrefix and prefixLens
-	streams map[*stream]struct{}
-	byTopic map[string]map[*stream]struct{}
+	mu         sync.RWMutex // protects streams, byTopic, byPrefix, prefixLens, regrant and regrantGen
+	streams    map[*stream]struct{}
+	regrant    func(Grants) Grants // the latest Regrant's; nil before
+	regrantGen uint64              // the number of Regrant calls
+	byTopic    map[string]map[*stream]struct{}
 	// The prefix streams by prefix, and the number of prefixes of
 	// byPrefix of each length (prefix.go).
 	byPrefix   map[string]map[*stream]struct{}

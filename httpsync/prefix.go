@@ -135,9 +135,13 @@ func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64) (coales
 	_, known := st.topics[inv.Topic]
 	st.mu.Unlock()
 	if !known {
-		// Outside the lock: Grants are the Authenticator's, which may be
-		// slow. A topic the token may not read is never recorded.
-		if !st.canRead(inv.Topic) {
+		// Under grantMu (then mu, in that order), so that Handler.Regrant,
+		// which replaces the grants and then checks the stream's topics,
+		// sees every topic taken in under the old grants. A topic the
+		// token may not read is never recorded.
+		st.grantMu.Lock()
+		if st.grants != nil && !st.grants.CanRead(inv.Topic) {
+			st.grantMu.Unlock()
 			return false
 		}
 		st.mu.Lock()
@@ -147,21 +151,16 @@ func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64) (coales
 					st.overflow = p
 				}
 				st.mu.Unlock()
+				st.grantMu.Unlock()
 				st.wakeUp()
 				return false
 			}
 			st.topics[inv.Topic] = &streamTopic{name: inv.Topic}
 		}
 		st.mu.Unlock()
+		st.grantMu.Unlock()
 	}
 	return st.notify(inv, size)
-}
-
-// canRead reports whether the stream's token may read topic; a stream
-// without grants (of a handler without Auth) reads every topic.
-func (st *stream) canRead(topic string) bool {
-	g := st.grants
-	return g == nil || g.CanRead(topic)
 }
 
 // overflowed returns the prefix whose topics went over the stream's cap,
@@ -282,11 +281,19 @@ func (h *Handler) listPrefixes(ctx context.Context, st *stream, g Grants) ([]sta
 		all = slices.CompactFunc(all, func(a, b statesync.TopicInfo) bool { return a.Topic == b.Topic })
 	}
 	out := make([]statesync.Invalidation, 0, len(all))
+	// Taken in under grantMu, checked against the stream's grants of now
+	// (a Regrant may have replaced g meanwhile): see notifyPrefixed.
+	st.grantMu.Lock()
+	defer st.grantMu.Unlock()
+	cur := st.grants
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, in := range all {
 		if st.topics[in.Topic] != nil {
 			continue // named, or taken in by a write: its frame is on its way
+		}
+		if cur != nil && !cur.CanRead(in.Topic) {
+			continue // no longer readable
 		}
 		if len(st.topics) >= st.maxTopics {
 			return nil, errTooManyTopics

@@ -22,13 +22,23 @@ import (
 // goroutine (the request's), which writes the frames. Memory per stream is O(its topics):
 // a revision waiting to be sent is replaced by a newer one, never queued.
 type stream struct {
-	wake  chan struct{} // capacity 1: "something is pending"
-	owner *TokenGrants  // the token it counts against (nil: none)
+	wake chan struct{} // capacity 1: "something is pending"
+	// grantMu protects owner, grants and grantGen once the stream is
+	// registered; it is taken before mu, never after.
+	grantMu sync.Mutex
+	owner   *TokenGrants // the token it counts against (nil: none)
+	grants  Grants       // the request's; nil without Auth (Handler.Regrant replaces them)
+	// grantGen is the generation of the Regrant that gave grants (0:
+	// the request's own).
+	grantGen uint64
+	// revoked is closed by revoke: the stream's grants no longer cover it
+	// (Handler.Regrant).
+	revoked    chan struct{}
+	revokeOnce sync.Once
 
 	// Set before the stream is registered, then read-only.
 	named     []string // the topics it names (topic=), registered in Handler.byTopic
 	prefixes  []string // its prefixes (prefix=), registered in Handler.byPrefix (prefix.go)
-	grants    Grants   // the token's, nil without Auth: which topics under prefixes it may take in
 	maxTopics int      // the most topics a prefix stream may follow
 
 	mu      sync.Mutex // protects the fields below
@@ -305,9 +315,16 @@ func (h *Handler) stopFanout() {
 	h.fanWG.Wait()
 }
 
-func (h *Handler) register(st *stream) bool {
+func (h *Handler) register(st *stream) (ok bool) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	regrant, gen := h.regrant, h.regrantGen
+	defer func() {
+		h.mu.Unlock()
+		if regrant != nil && ok {
+			// st may have been authenticated before the latest Regrant.
+			h.regrantStream(st, regrant, gen)
+		}
+	}()
 	if h.closed.Load() {
 		return false
 	}
@@ -343,7 +360,10 @@ func (h *Handler) unregister(st *stream) {
 	}
 	empty := len(h.streams) == 0
 	h.mu.Unlock()
+	st.grantMu.Lock()
 	h.tokenStreams.release(st.owner)
+	st.owner = nil
+	st.grantMu.Unlock()
 	h.stats.streamsOpen.Add(-1)
 	if empty && h.closed.Load() {
 		h.drain.Do(func() { close(h.drained) })
@@ -358,7 +378,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "name at least one topic or prefix: /v1/events?topic=a&topic=b or /v1/events?prefix=a:")
 		return
 	}
-	st := &stream{wake: make(chan struct{}, 1), topics: make(map[string]*streamTopic, len(names))}
+	st := &stream{wake: make(chan struct{}, 1), revoked: make(chan struct{}), topics: make(map[string]*streamTopic, len(names))}
 	if h.opts.Auth != nil {
 		st.grants = g
 	}
@@ -445,6 +465,12 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 			h.unregister(st)
 		}
 	}()
+	if st.isRevoked() {
+		// Authenticated with tokens replaced meanwhile (Regrant), which do
+		// not cover it: nothing is sent; trying again asks the new ones.
+		h.fail(w, http.StatusServiceUnavailable, CodeUnavailable, "the server's tokens changed while the stream opened: reconnect")
+		return
+	}
 
 	// Registered first, read second: a write in between is both pending
 	// and in the initial frame, and sent once.
@@ -573,10 +599,20 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 		case <-h.done:
 			st.closing()
 			return
+		case <-st.revoked:
+			sw.buf = append(sw.buf, revokedComment...)
+			sw.flush()
+			return
 		case <-heartbeat.C:
 			sw.buf = append(sw.buf, ": heartbeat\n\n"...)
 			h.stats.heartbeats.Add(1)
 		case <-st.wake:
+			if st.isRevoked() {
+				// Both were ready: no frame for a token that lost them.
+				sw.buf = append(sw.buf, revokedComment...)
+				sw.flush()
+				return
+			}
 			var dups uint64
 			batch, dups = st.take(batch[:0])
 			if dups > 0 {

@@ -1,11 +1,13 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +48,8 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) st
 
 // installPackage packs web/ with npm pack, as a publish would, and
 // installs the tarball into a new project in a temporary directory, which
-// it returns. It checks the tarball holds statesync.js, its types and
-// package.json only.
+// it returns. It checks the tarball holds statesync.js, its types, the
+// LICENSE and package.json only.
 func installPackage(t *testing.T) string {
 	t.Helper()
 	needTool(t, "node", "the package is not installed and run in Node")
@@ -70,7 +72,7 @@ func installPackage(t *testing.T) string {
 	for _, f := range packed[0].Files {
 		files = append(files, f.Path)
 	}
-	if got, want := strings.Join(files, " "), "package.json statesync.d.ts statesync.js"; got != want {
+	if got, want := strings.Join(files, " "), "LICENSE package.json statesync.d.ts statesync.js"; got != want {
 		t.Errorf("the package holds %s; want %s", got, want)
 	}
 	app := filepath.Join(tmp, "app")
@@ -82,6 +84,37 @@ func installPackage(t *testing.T) string {
 	}
 	run(t, app, env, npm, "install", "--offline", filepath.Join(tmp, packed[0].Filename))
 	return app
+}
+
+// TestPackageLicense: web/LICENSE, which the npm package carries, is the
+// module's LICENSE, byte for byte (copy ../LICENSE over it when that
+// changes), and package.json names its license and lists the file.
+func TestPackageLicense(t *testing.T) {
+	root, err := os.ReadFile("../LICENSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, err := os.ReadFile("LICENSE")
+	if err != nil {
+		t.Fatalf("web/LICENSE: %v; the npm package must carry the license (cp LICENSE web/LICENSE)", err)
+	}
+	if !bytes.Equal(root, web) {
+		t.Errorf("web/LICENSE differs from ../LICENSE: cp LICENSE web/LICENSE")
+	}
+	var pkg struct {
+		License string   `json:"license"`
+		Files   []string `json:"files"`
+	}
+	b, err := os.ReadFile("package.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &pkg); err != nil {
+		t.Fatal(err)
+	}
+	if pkg.License != "MIT" || !bytes.HasPrefix(root, []byte("MIT License")) || !slices.Contains(pkg.Files, "LICENSE") {
+		t.Errorf("package.json license %q, files %q, LICENSE starts %.20q; want MIT, LICENSE listed, an MIT license", pkg.License, pkg.Files, root)
+	}
 }
 
 // TestPackageFollowsInNode installs the package from its folder (npm pack,

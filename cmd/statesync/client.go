@@ -34,13 +34,17 @@ func (m *Main) addClientFlags(fs *flag.FlagSet) *clientFlags {
 	if cf.server == "" {
 		cf.server = defaultServer
 	}
-	fs.StringVar(&cf.server, "server", cf.server, "server URL (STATESYNC_SERVER)")
+	fs.StringVar(&cf.server, "server", cf.server, "server URL, or host:port (http:// for a loopback host, else https://) (STATESYNC_SERVER)")
 	fs.StringVar(&cf.token, "token", cf.token, "bearer token (STATESYNC_TOKEN)")
 	return cf
 }
 
 func (cf *clientFlags) client(log *slog.Logger) (*httpsync.Client, error) {
-	return httpsync.NewClient(cf.server, &httpsync.ClientOptions{Token: cf.token, Logger: log})
+	base, err := serverURL(cf.server)
+	if err != nil {
+		return nil, err
+	}
+	return httpsync.NewClient(base, &httpsync.ClientOptions{Token: cf.token, Logger: log})
 }
 
 // revisionFlag is an optional --if-revision.
@@ -108,10 +112,14 @@ type topicSnapshot struct {
 }
 
 func (m *Main) runGet(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("get", "[flags] TOPIC\n\nPrints the topic's snapshot as one JSON line.")
+	fs := m.newFlagSet("get", "[flags] TOPIC\n\nPrints the topic's snapshot: one JSON line (-o json), or for people (-o table).")
 	cf := m.addClientFlags(fs)
+	out := m.addOutputFlag(fs)
 	pos, err := oneTopic(fs, args, 1)
 	if err != nil {
+		return err
+	}
+	if err := out.err(); err != nil {
 		return err
 	}
 	c, err := cf.client(nil)
@@ -123,7 +131,15 @@ func (m *Main) runGet(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return m.printJSON(topicSnapshot{Topic: pos[0], Revision: s.Revision, Epoch: s.Epoch, Data: s.Data})
+	snap := topicSnapshot{Topic: pos[0], Revision: s.Revision, Epoch: s.Epoch, Data: s.Data}
+	if out.format == "table" {
+		return m.printSnapshotTable(snap)
+	}
+	if out.format == "name" {
+		_, err := fmt.Fprintln(m.Stdout, printable(snap.Topic))
+		return err
+	}
+	return m.printJSON(snap)
 }
 
 // readData reads a JSON argument: inline JSON, @file, or - for stdin.
@@ -204,10 +220,14 @@ func (m *Main) runWrite(ctx context.Context, cmd string, args []string) error {
 }
 
 func (m *Main) runTopics(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("topics", "[flags]\n\nLists the topics you may read, one JSON line each.")
+	fs := m.newFlagSet("topics", "[flags]\n\nLists the topics you may read: one JSON line each (-o json), a table (-o table) or their names (-o name).")
 	cf := m.addClientFlags(fs)
+	out := m.addOutputFlag(fs)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := out.err(); err != nil {
 		return err
 	}
 	if len(pos) != 0 {
@@ -223,12 +243,7 @@ func (m *Main) runTopics(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, t := range list {
-		if err := m.printJSON(t); err != nil {
-			return err
-		}
-	}
-	return nil
+	return m.printTopics(list, out.format)
 }
 
 // runWatch follows topics with the Go engine over one event stream and

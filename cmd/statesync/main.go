@@ -56,19 +56,22 @@ Usage:
 
 Commands:
 
-	serve     run the daemon: HTTP API, dashboard, /healthz, /metrics
-	get       print a topic's snapshot
-	put       set a topic's data (--if-revision for compare-and-set)
-	patch     apply a JSON merge patch to a topic's data
-	delete    set a topic's data to null at a new revision
-	topics    list the topics
-	watch     follow topics (or every topic under --prefix) and print every applied snapshot
-	bench     run the benchmark scenarios, one JSON line each
-	version   print the version
-	help      print this help
+	serve       run the daemon: HTTP API, dashboard, /healthz, /metrics
+	get         print a topic's snapshot
+	put         set a topic's data (--if-revision for compare-and-set)
+	patch       apply a JSON merge patch to a topic's data
+	delete      set a topic's data to null at a new revision
+	topics      list the topics
+	watch       follow topics (or every topic under --prefix) and print every applied snapshot
+	bench       run the benchmark scenarios, one JSON line each
+	version     print the version (also statesync --version)
+	completion  print a bash or zsh completion script
+	help        print this help
 
-Client commands talk to --server (STATESYNC_SERVER, default http://127.0.0.1:8765)
-with the token in STATESYNC_TOKEN.
+Client commands talk to --server (STATESYNC_SERVER, default http://127.0.0.1:8765;
+host:port means http:// on a loopback host, https:// elsewhere) with the token
+in STATESYNC_TOKEN. get and topics print a table on a terminal, JSON lines
+otherwise; -o json|table|name chooses.
 
 Run 'statesync <command> -h' for the flags of a command.
 `
@@ -97,8 +100,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runWatch(ctx, args)
 	case "bench":
 		return m.runBench(ctx, args)
-	case "version":
+	case "version", "--version", "-version":
 		return m.runVersion(ctx, args)
+	case "completion":
+		return m.runCompletion(ctx, args)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

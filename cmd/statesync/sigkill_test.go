@@ -27,6 +27,9 @@ import (
 // sigkillSeed seeds the kill points and payload sizes; a failure names it.
 const sigkillSeed = 0x5eed_2026
 
+// sigkillWriters is the number of concurrent writers of the SIGKILL test.
+const sigkillWriters = 16
+
 // buildStatesync builds the statesync binary into a temporary directory.
 func buildStatesync(t *testing.T) string {
 	t.Helper()
@@ -58,6 +61,13 @@ type proc struct {
 // kills it if it still runs.
 func startProc(t *testing.T, bin, dir string) *proc {
 	t.Helper()
+	return startProcArgs(t, bin, "--data", dir)
+}
+
+// startProcArgs starts `statesync serve` on a free loopback port with the
+// flags args, as startProc does.
+func startProcArgs(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "STATESYNC_") {
@@ -72,7 +82,7 @@ func startProc(t *testing.T, bin, dir string) *proc {
 			stderr: &lockedBuffer{},
 			exited: make(chan struct{}),
 		}
-		p.cmd = exec.Command(bin, "serve", "--addr", addr, "--data", dir, "--shutdown-timeout", "5s")
+		p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--shutdown-timeout", "5s"}, args...)...)
 		p.cmd.Env = env
 		p.cmd.Stderr = p.stderr
 		if err := p.cmd.Start(); err != nil {
@@ -290,10 +300,11 @@ func recoverTopics(t *testing.T, p *proc, states []*topicState) (epoch string, i
 }
 
 // TestSignals runs the built binary. SIGKILL: a daemon killed at random
-// points of a stream of writes restarts cleanly on the same data
-// directory with every acknowledged write (bbolt fsyncs before the
-// response), revisions never going back and new writes continuing above
-// them, in a new epoch (B-REV-13). SIGTERM: a graceful exit with status
+// points of a stream of writes by 16 concurrent writers restarts cleanly
+// on the same data directory with every acknowledged write (bbolt fsyncs
+// the transaction holding a write, shared with the concurrent ones,
+// before the response), revisions never going back and new writes
+// continuing above them, in a new epoch (B-REV-13). SIGTERM: a graceful exit with status
 // 0 that ends the event streams.
 func TestSignals(t *testing.T) {
 	if testing.Short() {
@@ -301,7 +312,13 @@ func TestSignals(t *testing.T) {
 	}
 	bin := buildStatesync(t)
 	dir := t.TempDir()
+	// 16 topics, each with a writer of its own: concurrent writes share
+	// bbolt transactions (group commit), and each acknowledged one must
+	// still be there after the kill.
 	names := []string{"t0", "t1", "t2:x", "t3.y"}
+	for i := len(names); i < sigkillWriters; i++ {
+		names = append(names, fmt.Sprintf("t%d", i))
+	}
 	states := make([]*topicState, len(names))
 	for i, name := range names {
 		states[i] = &topicState{name: name, nextSeq: 1}
@@ -333,7 +350,7 @@ func TestSignals(t *testing.T) {
 				start[st.name] = st.ackRev
 			}
 
-			killAt := int64(1 + rng.IntN(150)) // acknowledged writes before the kill
+			killAt := int64(1 + rng.IntN(25*sigkillWriters)) // acknowledged writes before the kill
 			var acks atomic.Int64
 			killNow := make(chan struct{})
 			var once sync.Once

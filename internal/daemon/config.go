@@ -20,6 +20,13 @@
 // statesync.js across origins; others get no CORS header. With
 // [Config.TLSCert] and [Config.TLSKey] the daemon serves HTTPS and HTTP/2,
 // and loads the pair again when the files change or on SIGHUP.
+//
+// SIGHUP also loads the token file again: new requests use the new
+// tokens, and event streams whose token was removed or lost a grant on one
+// of their topics are closed ([Server.ReloadTokens]). /livez tells that the
+// process answers, /readyz that its store answers and its change feed is
+// up, /healthz (kept as it was) that the feed is up; /metrics may require
+// [Config.MetricsToken]; [Config.AccessLog] logs every request.
 package daemon
 
 import (
@@ -80,6 +87,21 @@ type Config struct {
 	// STATESYNC_TLS_KEY): both or neither. They are loaded again when
 	// either file changes and on SIGHUP.
 	TLSCert, TLSKey string
+	// MetricsToken, if set, is the bearer token /metrics requires
+	// (STATESYNC_METRICS_TOKEN); MetricsTokenFile names a file whose first
+	// line is that token, which keeps it out of the process list
+	// (STATESYNC_METRICS_TOKEN_FILE). Give one or neither; with neither,
+	// /metrics answers anyone who may reach the daemon.
+	MetricsToken, MetricsTokenFile string
+	// AccessLog turns on the access log, one line per request (an event
+	// stream's when it ends): "-" for the daemon's own log (stderr), or
+	// the path of a file to append to, opened again on SIGHUP; empty means
+	// off (STATESYNC_ACCESS_LOG).
+	AccessLog string
+	// Pprof is a loopback address (127.0.0.1, [::1] or localhost, with a
+	// port) on which to serve net/http/pprof, on a listener of its own;
+	// empty means off (STATESYNC_PPROF).
+	Pprof string
 	// Heartbeat is the interval of SSE heartbeat comments
 	// (STATESYNC_HEARTBEAT).
 	Heartbeat time.Duration
@@ -158,6 +180,10 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&cfg.CORSOrigins, "cors-origins", cfg.CORSOrigins, "comma-separated origins (scheme://host[:port]) whose pages may use the API and statesync.js cross-origin, or * for any (needs --tokens or --insecure); never with cookies (STATESYNC_CORS_ORIGINS)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate (and chain) to serve HTTPS and HTTP/2 with, with --tls-key; reloaded when it changes and on SIGHUP (STATESYNC_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert (STATESYNC_TLS_KEY)")
+	fs.StringVar(&cfg.MetricsToken, "metrics-token", cfg.MetricsToken, "bearer token that /metrics requires; prefer the variable or --metrics-token-file, which stay out of the process list (STATESYNC_METRICS_TOKEN)")
+	fs.StringVar(&cfg.MetricsTokenFile, "metrics-token-file", cfg.MetricsTokenFile, "file whose first line is the token /metrics requires (STATESYNC_METRICS_TOKEN_FILE)")
+	fs.StringVar(&cfg.AccessLog, "access-log", cfg.AccessLog, "log one line per request (method, path, status, bytes, duration, remote, token name): - for the daemon's log on stderr, or a file to append to; off if empty (STATESYNC_ACCESS_LOG)")
+	fs.StringVar(&cfg.Pprof, "pprof", cfg.Pprof, "loopback address (host:port) to serve net/http/pprof on, apart from --addr; off by default (STATESYNC_PPROF)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", cfg.Heartbeat, "SSE heartbeat interval (STATESYNC_HEARTBEAT)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", cfg.MaxBody, "largest request body in bytes (STATESYNC_MAX_BODY)")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "time to read a request's header and body; a slower body gets 408 (STATESYNC_READ_TIMEOUT)")
@@ -184,14 +210,33 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	if envErr != nil {
 		return cfg, envErr
 	}
-	if cfg.Store != "" {
-		dataSet := getenv("STATESYNC_DATA") != ""
-		fs.Visit(func(f *flag.Flag) { dataSet = dataSet || f.Name == "data" })
-		if dataSet {
-			return cfg, errors.New("serve: give --store or --data, not both (--data DIR is --store bbolt:DIR)")
-		}
+	// Flags that contradict each other are usage errors (exit 2 in the
+	// CLI), printed without the usage, which would bury them.
+	dataSet := getenv("STATESYNC_DATA") != ""
+	fs.Visit(func(f *flag.Flag) { dataSet = dataSet || f.Name == "data" })
+	if err := cfg.conflicts(dataSet); err != nil {
+		fmt.Fprintln(fs.Output(), "statesync:", err)
+		return cfg, FlagError{err}
 	}
 	return cfg, cfg.Validate()
+}
+
+// conflicts returns the error of flags given together that exclude each
+// other; dataSet tells whether Data was given (not its default).
+func (c Config) conflicts(dataSet bool) error {
+	switch {
+	case dataSet && c.Store != "":
+		return errors.New("serve: give --store or --data, not both (--data DIR is --store bbolt:DIR)")
+	case dataSet && c.Memory:
+		return errors.New("serve: give --memory or --data, not both (--memory keeps nothing on disk)")
+	case c.Store != "" && c.Memory:
+		return errors.New("serve: give --store or --memory, not both (--memory is --store memory:)")
+	case c.MetricsToken != "" && c.MetricsTokenFile != "":
+		return errors.New("serve: give --metrics-token or --metrics-token-file, not both")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("serve: give --tls-cert and --tls-key together, or neither")
+	}
+	return nil
 }
 
 // A FlagError is a command-line error that ParseFlags has already printed
@@ -241,6 +286,10 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	str("STATESYNC_CORS_ORIGINS", &c.CORSOrigins)
 	str("STATESYNC_TLS_CERT", &c.TLSCert)
 	str("STATESYNC_TLS_KEY", &c.TLSKey)
+	str("STATESYNC_METRICS_TOKEN", &c.MetricsToken)
+	str("STATESYNC_METRICS_TOKEN_FILE", &c.MetricsTokenFile)
+	str("STATESYNC_ACCESS_LOG", &c.AccessLog)
+	str("STATESYNC_PPROF", &c.Pprof)
 	integer := func(name string, p *int) {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
@@ -292,10 +341,10 @@ func (c Config) Validate() error {
 		return errors.New("serve: max-streams-per-token must be positive, or negative for no cap")
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("serve: shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
-	case c.Store != "" && c.Memory:
-		return errors.New("serve: give --store or --memory, not both (--memory is --store memory:)")
-	case (c.TLSCert == "") != (c.TLSKey == ""):
-		return errors.New("serve: give --tls-cert and --tls-key together, or neither")
+	case c.Store != "" && c.Memory, c.MetricsToken != "" && c.MetricsTokenFile != "", (c.TLSCert == "") != (c.TLSKey == ""):
+		return c.conflicts(false)
+	case strings.ContainsAny(c.MetricsToken, " \t\r\n"):
+		return errors.New("serve: metrics-token contains white space")
 	case c.Store == "" && !c.Memory && c.Data == "":
 		return errors.New("serve: give a data directory, or --memory")
 	}
@@ -303,6 +352,9 @@ func (c Config) Validate() error {
 		if _, err := storeScheme(c.Store); err != nil {
 			return err
 		}
+	}
+	if err := c.checkPprof(); err != nil {
+		return err
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

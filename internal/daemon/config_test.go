@@ -57,7 +57,8 @@ func TestParseFlagsDefaults(t *testing.T) {
 func TestParseFlagsDefaultsOSEnv(t *testing.T) {
 	for _, name := range []string{"ADDR", "DATA", "MEMORY", "TOKENS", "INSECURE", "HEARTBEAT", "MAX_BODY",
 		"SHUTDOWN_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT", "ALLOWED_HOSTS", "READ_TIMEOUT", "MAX_CONNS", "MAX_CONNS_PER_IP",
-		"MAX_STREAMS_PER_TOKEN", "STORE"} {
+		"MAX_STREAMS_PER_TOKEN", "STORE", "CORS_ORIGINS", "TLS_CERT", "TLS_KEY", "METRICS_TOKEN", "METRICS_TOKEN_FILE",
+		"ACCESS_LOG", "PPROF"} {
 		t.Setenv("STATESYNC_"+name, "")
 	}
 	cfg, err := daemon.ParseFlags(nil, nil, io.Discard)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,14 @@ type Server struct {
 	closeFn func() error // closes the store
 	served  chan error
 	certs   *certReloader // nil without TLS
+	auth    *tokenAuth    // nil without tokens
+	ready   readyCheck
+	// Token file reloads: streams closed by them, and whether the last
+	// one loaded (1) or failed (0).
+	revoked  atomic.Uint64
+	reloadOK atomic.Int32
+	logFile  *reopenFile  // the access log's file, or nil
+	pprof    *pprofServer // nil without --pprof
 
 	stopLag func() // stops the Source.Watch measuring the feed lag
 }
@@ -60,16 +69,28 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 
 	var auth httpsync.Authenticator
 	if cfg.Tokens != "" {
-		tokens, err := httpsync.LoadTokens(cfg.Tokens)
+		tokens, err := loadTokens(cfg.Tokens)
 		if err != nil {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
-		auth = tokens
+		s.auth = &tokenAuth{}
+		s.auth.cur.Store(tokens)
+		auth = s.auth
 	}
+	metricsToken, err := cfg.metricsToken()
+	if err != nil {
+		return nil, err
+	}
+	accessLogger, logFile, err := cfg.openAccessLog(log)
+	if err != nil {
+		return nil, err
+	}
+	s.logFile = logFile
 
 	if cfg.TLSCert != "" {
 		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
 		if err != nil {
+			s.closeLog()
 			return nil, err
 		}
 		s.certs = certs
@@ -77,12 +98,14 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 
 	store, closer, storeDesc, err := openStore(ctx, cfg, log)
 	if err != nil {
+		s.closeLog()
 		return nil, err
 	}
 	s.store, s.closeFn = store, closer.Close
 	src, err := statesync.NewSource(s.store, nil)
 	if err != nil {
 		_ = s.closeFn()
+		s.closeLog()
 		return nil, err
 	}
 	s.src = src
@@ -106,6 +129,16 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		Help:    "Time from a change's commit in the store to its invalidation in this daemon (the store's clock against this host's).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}})
 	reg.MustRegister(lag)
+	if s.auth != nil {
+		s.reloadOK.Store(1)
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "statesync_streams_revoked_total",
+				Help: "Event streams closed by token file reloads (SIGHUP) for a token removed or a grant lost."},
+				func() float64 { return float64(s.revoked.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "statesync_tokens_last_reload_successful",
+				Help: "1 if the last load of the token file (at start or on SIGHUP) succeeded, 0 if it failed and the previous tokens stay in service."},
+				func() float64 { return float64(s.reloadOK.Load()) }))
+	}
 	s.stopLag = func() {}
 	if stop, err := src.Watch(context.Background(), func(inv statesync.Invalidation) {
 		if inv.TimestampMs > 0 {
@@ -118,7 +151,13 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", s.api)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /livez", s.serveLive)
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if metricsToken != "" {
+		metrics = requireToken(metrics, metricsToken)
+	}
+	mux.Handle("GET /metrics", metrics)
 	mux.Handle("/", web.Handler())
 
 	inner, err := net.Listen("tcp", cfg.Addr)
@@ -126,6 +165,14 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		_ = s.api.Close() // stops its fan-out goroutine
 		s.closeStore()
 		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if cfg.Pprof != "" {
+		if s.pprof, err = startPprof(cfg.Pprof, log); err != nil {
+			_ = inner.Close()
+			_ = s.api.Close()
+			s.closeStore()
+			return nil, err
+		}
 	}
 	maxConns, perIP := cfg.connCaps()
 	ln := netlimit.NewListener(inner, maxConns, perIP)
@@ -138,8 +185,12 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			func() float64 { return float64(ln.Refused()) }))
 	allowed, _ := cfg.allowedHosts() // checked by Validate
 	origins, _ := cfg.corsOrigins()  // likewise
+	handler := hostGuard(cors(mux, origins), allowed)
+	if accessLogger != nil {
+		handler = accessLog(handler, accessLogger)
+	}
 	s.srv = &http.Server{
-		Handler: hostGuard(cors(mux, origins), allowed),
+		Handler: handler,
 		// A header or body slower than this ends its request (a body with
 		// 408, from the API); event streams clear the deadline.
 		ReadHeaderTimeout: cfg.ReadTimeout,
@@ -165,6 +216,15 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// PprofAddr returns the address of the --pprof listener, or nil without
+// one.
+func (s *Server) PprofAddr() net.Addr {
+	if s.pprof == nil {
+		return nil
+	}
+	return s.pprof.Addr()
+}
 
 // ReloadTLS loads the certificate and key files again (Run calls it on
 // SIGHUP); on error the previous certificate stays in service. Without
@@ -193,6 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 		_ = s.srv.Close()
 	}
+	s.pprof.stop()
 	s.closeStore()
 	s.log.Info("statesync stopped")
 	return errors.Join(errs...)
@@ -207,6 +268,13 @@ func (s *Server) closeStore() {
 	}
 	if err := s.closeFn(); err != nil {
 		s.log.Error("closing store", slog.Any("error", err))
+	}
+	s.closeLog()
+}
+
+func (s *Server) closeLog() {
+	if s.logFile != nil {
+		_ = s.logFile.Close()
 	}
 }
 
@@ -225,10 +293,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			if err := s.ReloadTLS(); err != nil {
-				s.log.Warn("SIGHUP: TLS certificate not reloaded; the previous one stays in service", slog.Any("error", err))
-			}
+			s.reload()
 		case err := <-s.served:
+			s.pprof.stop()
 			s.closeStore()
 			return fmt.Errorf("serve: %w", err)
 		}

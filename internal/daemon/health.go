@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,12 +41,73 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 			body.Feed = &feedHealth{Since: fs.Since, Error: "the store's change feed is down (the daemon's log has why)"}
 		}
 	}
+	writeHealth(w, status, body)
+}
+
+// writeHealth writes a health body.
+func writeHealth(w http.ResponseWriter, status int, body healthBody) {
 	b, _ := json.Marshal(body) // plain strings and a time: never fails
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }
+
+// serveLive answers /livez: 200 {"status":"ok"} whenever the daemon
+// answers at all. It never touches the store: a liveness probe that fails
+// restarts the process, which cures nothing when the database is down.
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
+	writeHealth(w, http.StatusOK, healthBody{Status: "ok"})
+}
+
+// readyTTL is how long a /readyz result is reused, so that a flood of
+// probes makes at most one store read a second.
+const readyTTL = time.Second
+
+// readyTimeout bounds the store read of /readyz.
+const readyTimeout = 2 * time.Second
+
+// readyCheck remembers the last store check of /readyz.
+type readyCheck struct {
+	mu sync.Mutex // protects at and ok, and serializes the checks
+	at time.Time
+	ok bool
+}
+
+// serveReady answers /readyz: 200 {"status":"ok"} when the store answers
+// a read within 2 s and its change feed (if it has one) is up; 503
+// {"status":"store_unreachable"} or {"status":"feed_down"} otherwise. The
+// store's error goes to the log, never into the answer.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	if !s.storeReachable(r.Context()) {
+		writeHealth(w, http.StatusServiceUnavailable, healthBody{Status: "store_unreachable"})
+		return
+	}
+	s.serveHealth(w, r)
+}
+
+// storeReachable reads a topic from the store, at most once per readyTTL
+// whatever the number of callers.
+func (s *Server) storeReachable(ctx context.Context) bool {
+	s.ready.mu.Lock()
+	defer s.ready.mu.Unlock()
+	if time.Since(s.ready.at) < readyTTL {
+		return s.ready.ok
+	}
+	// Not the request's context: a probe that gives up must not make the
+	// next one see a failure.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyTimeout)
+	defer cancel()
+	_, err := s.store.Get(ctx, readyTopic)
+	if err != nil {
+		s.log.Warn("/readyz: the store did not answer a read", slog.Any("error", err))
+	}
+	s.ready.at, s.ready.ok = time.Now(), err == nil
+	return s.ready.ok
+}
+
+// readyTopic is the topic /readyz reads; it need not exist.
+const readyTopic = "statesync:readyz"
 
 // sourceCollector exports the Source's counters and, for a store that is
 // a [statesync.FeedReporter], the state of its change feed.

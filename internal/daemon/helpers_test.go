@@ -82,6 +82,10 @@ func (d *testDaemon) do(t testing.TB, method, path, body string, hdr ...string) 
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" { // net/http sends req.Host, not the header
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
 	resp, err := d.hc.Do(req)

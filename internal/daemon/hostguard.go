@@ -44,15 +44,15 @@ func normalHost(host string) string {
 // loopback name nor one of allowed, the daemon's defence against DNS
 // rebinding when it has no tokens: a web page that rebinds its own name to
 // 127.0.0.1 sends that name, not localhost. A nil allowed lets every
-// request through. /healthz is not checked: it tells nothing, and load
-// balancers ask for it by IP address.
+// request through. The health endpoints are not checked: they tell
+// nothing, and load balancers and probes ask for them by IP address.
 func hostGuard(next http.Handler, allowed map[string]bool) http.Handler {
 	if allowed == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := normalHost(r.Host)
-		if r.Host == "" || isLoopback(host) || allowed[host] || r.URL.Path == "/healthz" {
+		if r.Host == "" || isLoopback(host) || allowed[host] || healthPaths[r.URL.Path] {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -71,6 +71,9 @@ func hostGuard(next http.Handler, allowed map[string]bool) http.Handler {
 		_, _ = w.Write(append(b, '\n'))
 	})
 }
+
+// healthPaths are the health endpoints.
+var healthPaths = map[string]bool{"/healthz": true, "/livez": true, "/readyz": true}
 
 // connCaps returns the caps of the connection limiter: total and per
 // client address, 0 meaning none.

@@ -14,32 +14,52 @@ import (
 )
 
 // BenchWrite measures unconditional writes by 1 and by 8 concurrent
-// writers, each to a topic of its own, through one store: open is called
-// once per sub-benchmark and returns a new store, closed at b's cleanup.
-// It reports writes/s.
+// writers, as [BenchWriters] does.
 func BenchWrite(b *testing.B, open func(b *testing.B) statesync.Store) {
-	for _, writers := range []int{1, 8} {
+	BenchWriters(b, open, 1, 8)
+}
+
+// BenchWriters measures unconditional writes by each number of concurrent
+// writers in counts (one sub-benchmark "writers=N" each), each writer to a
+// topic of its own, through one store: open is called once per
+// sub-benchmark and returns a new store, closed at b's cleanup. It reports
+// writes/s and the 99th percentile of one write's latency in
+// milliseconds (p99-ms); ns/op is the wall time per write of all writers
+// together.
+func BenchWriters(b *testing.B, open func(b *testing.B) statesync.Store, counts ...int) {
+	for _, writers := range counts {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			s := open(b)
 			data := json.RawMessage(`{"counter":12345,"name":"benchmark"}`)
 			b.ReportAllocs()
 			var next atomic.Int64
 			var wg sync.WaitGroup
+			lats := make([][]time.Duration, writers)
 			b.ResetTimer()
-			for range writers {
+			for i := range writers {
 				wg.Go(func() {
 					topic := NewTopic("bench")
 					ctx := context.Background()
+					lat := make([]time.Duration, 0, b.N/writers+1)
 					for next.Add(1) <= int64(b.N) {
+						start := time.Now()
 						if _, err := s.Write(ctx, statesync.Write{Topic: topic, Data: data}); err != nil {
 							b.Error(err)
 							return
 						}
+						lat = append(lat, time.Since(start))
 					}
+					lats[i] = lat
 				})
 			}
 			wg.Wait()
+			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+			all := slices.Concat(lats...)
+			if len(all) > 0 {
+				slices.Sort(all)
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+			}
 		})
 	}
 }
