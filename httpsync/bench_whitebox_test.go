@@ -36,9 +36,11 @@ func BenchmarkFanout(b *testing.B) {
 			for i := range n {
 				st := &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{}}
 				st.topics["hot"] = &streamTopic{name: "hot"}
+				st.named = append(st.named, "hot")
 				for j := range 10 {
 					name := fmt.Sprintf("cold%d.%d", i, j)
 					st.topics[name] = &streamTopic{name: name}
+					st.named = append(st.named, name)
 				}
 				h.register(st)
 				b.Cleanup(func() { h.unregister(st) }) // before Close, which waits for streams

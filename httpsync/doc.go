@@ -32,8 +32,9 @@
 //	                            [Tokens], read by its grants: the topics it names
 //	                            and, on a [statesync.PrefixLister] store, the
 //	                            ranges of its prefixes, not every topic).
-//	GET    /v1/events?topic=a&topic=b[&inline=N]
-//	                            text/event-stream, see below.
+//	GET    /v1/events?topic=a&topic=b[&prefix=c:][&inline=N]
+//	                            text/event-stream, see below and "Watching a
+//	                            prefix".
 //
 // A topic name is any UTF-8 without control characters
 // ([statesync.CheckTopic]), so {topic} is one escaped path segment: the
@@ -149,6 +150,22 @@
 // against about 23 KB for a hijacked HTTP/1.1 stream over TLS, whose
 // connection holds TLS buffers of its own; see the README). A hijacked
 // stream over TLS writes through the *tls.Conn.
+//
+// # Watching a prefix
+//
+// GET /v1/events?prefix=cart: follows every topic whose name starts with
+// "cart:" that the token may read: the current revision of each written
+// one, then every write to one, topics created after the stream opened
+// (or written through another daemon on a shared store) included. Grants
+// filter topic by topic: a prefix wider than them is not refused, and a
+// topic the token may not read is never sent, not even its name. prefix
+// may be repeated (64 distinct at most) and combined with topic; ""
+// means every topic. A non-empty prefix must begin a valid topic name,
+// else 400 invalid_parameter. A stream follows at most
+// [HandlerOptions.MaxPrefixTopics] topics: more when it opens is 400
+// [CodeTooManyTopics]; more later ends it with a refused frame
+// {"prefix","code","message"}. [Client.SubscribePrefix] is the client
+// side.
 //
 // # Auth
 //

@@ -17,6 +17,7 @@ const (
 	CodeInvalidJSON      = "invalid_json"           // 400: the body is not valid JSON in UTF-8, or nests deeper than HandlerOptions.MaxDepth
 	CodeInvalidIfMatch   = "invalid_if_match"       // 400: If-Match is not one entity tag of the documented forms
 	CodeInvalidParameter = "invalid_parameter"      // 400: a query parameter is malformed
+	CodeTooManyTopics    = "too_many_topics"        // 400: an event stream's prefixes match more than HandlerOptions.MaxPrefixTopics topics
 	CodeUnauthorized     = "unauthorized"           // 401: no token, or an unknown one
 	CodeForbidden        = "forbidden"              // 403: the topic is outside the token's grants, or X-Source-Id is not the token's
 	CodeNotFound         = "not_found"              // 404: no such route

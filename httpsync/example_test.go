@@ -148,6 +148,38 @@ func ExampleMergePatch() {
 	// Output: {"theme":"dark","font":{"size":12},"tabs":[3],"lang":"en"}
 }
 
+// Following every topic under a prefix, those created after the watch
+// began included, as etcdctl watch --prefix does: the handler gets the
+// current revision of each, then every write to one.
+func ExampleClient_SubscribePrefix() {
+	ctx := context.Background()
+	src, _ := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{FirstRevision: 1}), nil)
+	defer src.Close()
+	api := httpsync.NewHandler(src, nil)
+	defer api.Close()
+	ts := httptest.NewServer(api)
+	defer ts.Close()
+
+	src.Put(ctx, "cart:alice", json.RawMessage(`["apple"]`))
+	client, _ := httpsync.NewClient(ts.URL, nil)
+	defer client.Close()
+	seen := make(chan statesync.Invalidation, 10)
+	stop, err := client.SubscribePrefix(ctx, "cart:", handlerFunc(func(inv statesync.Invalidation) { seen <- inv }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stop()
+	fmt.Println((<-seen).Topic) // written before
+	src.Put(ctx, "settings", json.RawMessage(`{}`))
+	src.Put(ctx, "cart:bob", json.RawMessage(`["pear"]`)) // a new topic
+	inv := <-seen
+	snap, _ := client.Snapshot(statesync.WithMinRevision(ctx, inv.Epoch, inv.Revision), inv.Topic)
+	fmt.Printf("%s: %s\n", inv.Topic, snap.Data)
+	// Output:
+	// cart:alice
+	// cart:bob: ["pear"]
+}
+
 // reloadable is an Authenticator whose Tokens are replaced when the token
 // file is loaded again.
 type reloadable struct {

@@ -27,7 +27,7 @@ func TestWatchCallbackDoesNotFanOut(t *testing.T) {
 	const nStreams, nWrites = 10_000, 1000
 	streams := make([]*stream, nStreams)
 	for i := range streams {
-		st := &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{"hot": {name: "hot"}}}
+		st := &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{"hot": {name: "hot"}}, named: []string{"hot"}}
 		if !h.register(st) {
 			t.Fatal("register refused on an open handler")
 		}

@@ -50,6 +50,13 @@ type HandlerOptions struct {
 	// MaxStreamTopics is the largest number of topics one event stream may
 	// follow. 0 means 1024.
 	MaxStreamTopics int
+	// MaxPrefixTopics is the largest number of topics an event stream
+	// with prefixes (prefix=) may follow: the topics under its prefixes
+	// that its token may read, and those it names. A stream whose
+	// prefixes match more when it opens is refused with 400
+	// (too_many_topics); one whose prefixes come to match more, as topics
+	// are created, ends with a refused frame saying so. 0 means 10,000.
+	MaxPrefixTopics int
 	// ReadTimeout bounds reading a request's body, counted from when the
 	// handler gets the request: a body not all received by then is
 	// refused with 408 and its connection closed. It replaces the
@@ -126,11 +133,17 @@ type Handler struct {
 
 	tokenStreams tokenStreams // streams open per token
 
-	mu         sync.RWMutex // protects streams, byTopic, regrant and regrantGen
+	mu         sync.RWMutex // protects streams, byTopic, byPrefix, prefixLens, regrant and regrantGen
 	streams    map[*stream]struct{}
 	regrant    func(Grants) Grants // the latest Regrant's; nil before
 	regrantGen uint64              // the number of Regrant calls
 	byTopic    map[string]map[*stream]struct{}
+	// The prefix streams by prefix, and the number of prefixes of
+	// byPrefix of each length (prefix.go).
+	byPrefix   map[string]map[*stream]struct{}
+	prefixLens map[int]int
+	fanSeen    map[*stream]struct{} // the fan-out goroutine's scratch set
+	listings   chan struct{}        // the prefix listings running (prefix.go)
 	drain      sync.Once
 
 	// frames holds the newest inline frame of each topic sent inline
@@ -149,6 +162,11 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 		drained: make(chan struct{}),
 		streams: map[*stream]struct{}{},
 		byTopic: map[string]map[*stream]struct{}{},
+
+		byPrefix:   map[string]map[*stream]struct{}{},
+		prefixLens: map[int]int{},
+		fanSeen:    map[*stream]struct{}{},
+		listings:   make(chan struct{}, maxPrefixListings),
 
 		fanPending: map[string]fanEntry{},
 	}
@@ -172,6 +190,9 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 	}
 	if h.opts.MaxStreamTopics <= 0 {
 		h.opts.MaxStreamTopics = 1024
+	}
+	if h.opts.MaxPrefixTopics <= 0 {
+		h.opts.MaxPrefixTopics = defaultMaxPrefixTopics
 	}
 	if h.opts.ReadTimeout == 0 {
 		h.opts.ReadTimeout = 10 * time.Second

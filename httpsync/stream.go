@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -35,6 +36,11 @@ type stream struct {
 	revoked    chan struct{}
 	revokeOnce sync.Once
 
+	// Set before the stream is registered, then read-only.
+	named     []string // the topics it names (topic=), registered in Handler.byTopic
+	prefixes  []string // its prefixes (prefix=), registered in Handler.byPrefix (prefix.go)
+	maxTopics int      // the most topics a prefix stream may follow
+
 	mu      sync.Mutex // protects the fields below
 	topics  map[string]*streamTopic
 	dirty   []*streamTopic // topics with a pending revision
@@ -55,6 +61,9 @@ type stream struct {
 	writing      bool          // a write is in progress
 	overSince    time.Time     // when unsent+pendingBytes went over max; zero if not over
 	slowDL       bool          // the write deadline is overSince+grace
+	// overflow is the prefix that came to match more than maxTopics
+	// topics: the stream ends with a refused frame for it. "" if none.
+	overflow string
 }
 
 // streamTopic is the state of one topic of a stream.
@@ -111,10 +120,7 @@ func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool
 	}
 	st.checkOver()
 	st.mu.Unlock()
-	select {
-	case st.wake <- struct{}{}:
-	default:
-	}
+	st.wakeUp()
 	return coalesced
 }
 
@@ -251,6 +257,7 @@ type fanEntry struct {
 func (h *Handler) fanout() {
 	defer h.fanWG.Done()
 	var batch []fanEntry
+	var prefixed []*stream // the prefix streams of an invalidation
 	for {
 		h.fanMu.Lock()
 		if len(h.fanDirty) == 0 || h.fanClosed {
@@ -269,10 +276,14 @@ func (h *Handler) fanout() {
 		h.mu.RLock()
 		for _, p := range batch {
 			streams := h.byTopic[p.inv.Topic]
+			prefixed = prefixed[:0]
+			if len(h.prefixLens) > 0 {
+				prefixed = h.prefixStreams(p.inv.Topic, streams, prefixed)
+			}
 			// Each stream of the topic missed the replaced invalidations.
 			coalesced += p.dropped * uint64(len(streams))
 			var size int64
-			if len(streams) > 0 {
+			if len(streams) > 0 || len(prefixed) > 0 {
 				size = h.inlineEstimate(p.inv.Topic)
 			}
 			for st := range streams {
@@ -280,7 +291,13 @@ func (h *Handler) fanout() {
 					coalesced++
 				}
 			}
+			for _, st := range prefixed {
+				if st.notifyPrefixed(p.inv, size) {
+					coalesced++
+				}
+			}
 		}
+		clear(prefixed)
 		h.mu.RUnlock()
 		if coalesced > 0 {
 			h.stats.invalidationsCoalesced.Add(coalesced)
@@ -312,7 +329,8 @@ func (h *Handler) register(st *stream) (ok bool) {
 		return false
 	}
 	h.streams[st] = struct{}{}
-	for name := range st.topics {
+	h.registerPrefixes(st)
+	for _, name := range st.named {
 		m := h.byTopic[name]
 		if m == nil {
 			m = map[*stream]struct{}{}
@@ -331,7 +349,8 @@ func (h *Handler) unregister(st *stream) {
 	st.mu.Unlock()
 	h.mu.Lock()
 	delete(h.streams, st)
-	for name := range st.topics {
+	h.unregisterPrefixes(st)
+	for _, name := range st.named {
 		if m := h.byTopic[name]; m != nil {
 			delete(m, st)
 			if len(m) == 0 {
@@ -351,19 +370,18 @@ func (h *Handler) unregister(st *stream) {
 	}
 }
 
-// serveEvents serves GET /v1/events?topic=a&topic=b[&inline=N].
+// serveEvents serves GET /v1/events?topic=a&topic=b&prefix=c[&inline=N].
 func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) {
 	q := r.URL.Query()
-	names := q["topic"]
-	if len(names) == 0 {
-		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "name at least one topic: /v1/events?topic=a&topic=b")
+	names, prefixes := q["topic"], q["prefix"]
+	if len(names) == 0 && len(prefixes) == 0 {
+		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "name at least one topic or prefix: /v1/events?topic=a&topic=b or /v1/events?prefix=a:")
 		return
 	}
 	st := &stream{wake: make(chan struct{}, 1), revoked: make(chan struct{}), topics: make(map[string]*streamTopic, len(names))}
 	if h.opts.Auth != nil {
 		st.grants = g
 	}
-	order := make([]string, 0, len(names))
 	// A topic the stream may not follow (an invalid name, or one the token
 	// may not read) is refused alone, with a refused frame: the others
 	// are followed all the same.
@@ -387,7 +405,30 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 			continue
 		}
 		st.topics[name] = &streamTopic{name: name}
-		order = append(order, name)
+		st.named = append(st.named, name)
+	}
+	// Prefixes are filtered per topic, never refused for the grants: a
+	// prefix wider than them follows the topics under it the token may
+	// read. A malformed one fails the request.
+	seenPrefix := make(map[string]bool, len(prefixes))
+	for _, p := range prefixes {
+		if seenPrefix[p] {
+			continue
+		}
+		seenPrefix[p] = true
+		if len(seenPrefix) > maxStreamPrefixes {
+			h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "more than "+strconv.Itoa(maxStreamPrefixes)+" prefixes in one stream")
+			return
+		}
+		if err := checkPrefix(p); err != nil {
+			h.fail(w, http.StatusBadRequest, CodeInvalidParameter, err.Error())
+			return
+		}
+		st.prefixes = append(st.prefixes, p)
+	}
+	st.maxTopics = h.opts.MaxPrefixTopics
+	if len(st.named) > st.maxTopics {
+		st.maxTopics = len(st.named)
 	}
 	inline := -1
 	if s := q.Get("inline"); s != "" {
@@ -399,7 +440,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		inline = n
 	}
 
-	if len(order) == 0 {
+	if len(st.named) == 0 && len(st.prefixes) == 0 {
 		h.refuseAll(w, refused)
 		return
 	}
@@ -434,8 +475,8 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	// Registered first, read second: a write in between is both pending
 	// and in the initial frame, and sent once.
 	ctx := r.Context()
-	initial := make([]statesync.Invalidation, 0, len(order))
-	for _, name := range order {
+	initial := make([]statesync.Invalidation, 0, len(st.named))
+	for _, name := range st.named {
 		snap, err := h.src.Snapshot(ctx, name)
 		if err != nil {
 			h.sourceFailed(w, r, name, err)
@@ -443,6 +484,19 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		}
 		initial = append(initial, statesync.Invalidation{Topic: name, Revision: snap.Revision, Epoch: snap.Epoch})
 	}
+	if len(st.prefixes) > 0 {
+		listed, err := h.listPrefixes(ctx, st, g)
+		switch {
+		case errors.Is(err, errTooManyTopics):
+			h.fail(w, http.StatusBadRequest, CodeTooManyTopics, overflowMessage(st.maxTopics))
+			return
+		case err != nil:
+			h.sourceFailed(w, r, "", err)
+			return
+		}
+		initial = append(initial, listed...)
+	}
+	followed := len(initial)
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
@@ -463,7 +517,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	}
 
 	w.WriteHeader(http.StatusOK)
-	h.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: stream opened", slog.Int("topics", len(order)), slog.String("remote", r.RemoteAddr))
+	h.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: stream opened", slog.Int("topics", followed), slog.String("remote", r.RemoteAddr))
 	defer h.log.LogAttrs(ctx, slog.LevelDebug, "httpsync: stream closed", slog.String("remote", r.RemoteAddr))
 	sw.ctx, sw.out, sw.flusher = ctx, w, rc.Flush
 	for _, inv := range initial {
@@ -507,7 +561,7 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 	for _, inv := range initial {
 		sw.frame(inv)
 	}
-	h.log.LogAttrs(context.Background(), slog.LevelDebug, "httpsync: stream opened", slog.Int("topics", len(st.topics)),
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "httpsync: stream opened", slog.Int("topics", len(initial)),
 		slog.String("remote", remote), slog.Bool("hijacked", true))
 	gone := make(chan struct{})
 	go func() {
@@ -566,6 +620,14 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 			}
 			for _, inv := range batch {
 				sw.frame(inv)
+			}
+			if p := st.overflowed(); p != "" {
+				// Its prefixes match more topics than it may follow: end
+				// it, with a frame that says why; the client's
+				// reconnection is refused with 400 too_many_topics.
+				sw.buf = appendOverflow(sw.buf, p, st.maxTopics)
+				sw.flush()
+				return
 			}
 		}
 		if !sw.flush() {

@@ -241,9 +241,9 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 		}
 		switch ev.typ {
 		case "invalidation", "message":
-			c.deliver(ev.data, false)
+			c.deliver(ev.data, false, nil)
 		case "snapshot":
-			c.deliver(ev.data, true)
+			c.deliver(ev.data, true, nil)
 		}
 	}
 }
@@ -301,8 +301,9 @@ func (c *Client) refuse(req *http.Request, topics []string, data []byte) {
 	}
 }
 
-// deliver hands a frame's payload to the handlers of its topic.
-func (c *Client) deliver(data []byte, isSnapshot bool) {
+// deliver hands a frame's payload to the handlers of its topic, or to to
+// alone if it is not nil (a prefix stream's handler).
+func (c *Client) deliver(data []byte, isSnapshot bool, to statesync.InvalidationHandler) {
 	payload := bytes.Clone(data) // handlers may keep it
 	var inv statesync.Invalidation
 	var snap statesync.Snapshot
@@ -314,7 +315,7 @@ func (c *Client) deliver(data []byte, isSnapshot bool) {
 	if !fast {
 		inv, err = statesync.DecodeInvalidation(payload)
 		if err != nil {
-			c.deliverRaw(payload)
+			c.deliverRaw(payload, to)
 			return
 		}
 		if isSnapshot {
@@ -339,6 +340,10 @@ func (c *Client) deliver(data []byte, isSnapshot bool) {
 	}
 	subs := c.subs[inv.Topic]
 	c.mu.Unlock()
+	if to != nil {
+		to.Invalidate(inv)
+		return
+	}
 	for _, s := range subs {
 		if s.active.Load() {
 			s.h.Invalidate(inv)
@@ -392,7 +397,11 @@ func decodeInline(payload []byte) (inv statesync.Invalidation, snap statesync.Sn
 // deliverRaw hands a malformed payload to InvalidateRaw of the handlers
 // of its topic, if it names one as a non-blank string, else to every handler: the
 // engine reports it and, for a topic not its own, drops it.
-func (c *Client) deliverRaw(payload []byte) {
+func (c *Client) deliverRaw(payload []byte, to statesync.InvalidationHandler) {
+	if to != nil {
+		to.InvalidateRaw(payload)
+		return
+	}
 	var probe struct {
 		Topic json.RawMessage `json:"topic"`
 	}

@@ -118,6 +118,7 @@ type Store struct {
 
 var (
 	_ statesync.Store        = (*Store)(nil)
+	_ statesync.PrefixLister = (*Store)(nil)
 	_ statesync.FeedReporter = (*Store)(nil)
 	_ io.Closer              = (*Store)(nil)
 )
@@ -548,6 +549,15 @@ func (s *Store) conflict(ctx context.Context, w statesync.Write) error {
 // request timeout.
 // Keys that are not topics of this package are left out.
 func (s *Store) List(ctx context.Context) ([]statesync.Record, error) {
+	return s.ListPrefix(ctx, "")
+}
+
+// ListPrefix implements [statesync.PrefixLister]: the records of List
+// whose topics start with prefix. Keys are single NATS tokens, which a
+// subject filter cannot select by prefix: it reads every key as List does,
+// but keeps only the matching records, so a narrow prefix of a large
+// bucket holds little memory.
+func (s *Store) ListPrefix(ctx context.Context, prefix string) ([]statesync.Record, error) {
 	if s.closed.Load() {
 		return nil, statesync.ErrClosed
 	}
@@ -574,7 +584,7 @@ func (s *Store) List(ctx context.Context) ([]statesync.Record, error) {
 				return out, nil
 			}
 			topic, ok := decodeKey(e.Key())
-			if !ok {
+			if !ok || !strings.HasPrefix(topic, prefix) {
 				continue
 			}
 			out = append(out, statesync.Record{Topic: topic, Revision: statesync.Revision(e.Revision()), Epoch: epoch, Time: e.Created()})

@@ -168,6 +168,16 @@ export interface FollowHandle<T = unknown> {
   offer(snap: Snapshot<T>): boolean;
 }
 
+/** Options of watchPrefix. */
+export interface WatchPrefixOptions {
+  /**
+   * Told when the server ends the watch's stream (new topics took the
+   * prefix over its cap of topics per stream) or refuses a reconnection
+   * (default: the console). The watch goes on retrying.
+   */
+  onError?: (err: StateSyncError) => void;
+}
+
 /** The event stream's status: see Client.onStatus. */
 export type StreamStatus = "open" | "reconnecting" | "closed";
 
@@ -192,9 +202,18 @@ export interface Client {
    * first is applied.
    */
   follow<T = unknown>(topic: string, apply: (snapshot: Snapshot<T>) => void, options?: FollowOptions): Promise<FollowHandle<T>>;
+  /**
+   * Calls handler with the current revision of every topic under prefix
+   * that the token may read, then with every later write to one, topics
+   * created later included; snapshot is given when the stream carried the
+   * data (connect's inline). "" watches every topic the token may read.
+   * Resolves to the function that ends the watch once the server accepted
+   * the stream; rejects with a StateSyncError if it refuses it.
+   */
+  watchPrefix<T = unknown>(prefix: string, handler: (event: InvalidationEvent, snapshot?: Snapshot<T>) => void, options?: WatchPrefixOptions): Promise<() => void>;
   /** Calls fn with the event stream's status; returns an unsubscribe function. */
   onStatus(fn: (status: StreamStatus) => void): () => void;
-  /** Ends the event stream; followers stop receiving invalidations. */
+  /** Ends the event streams (watchPrefix's too); followers stop receiving invalidations. */
   close(): void;
 }
 

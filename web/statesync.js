@@ -7,6 +7,7 @@
 //   const client = connect({ url: "http://127.0.0.1:8765", token: "…" });
 //   const stop = await client.follow("settings", (snap) => render(snap.data));
 //   await client.put("settings", { theme: "dark" }, { ifRevision: "42" });
+//   const unwatch = await client.watchPrefix("cart:", (ev, snap) => …); // every topic under cart:
 //
 // client.subscriber(topic) and client.provider(topic) implement the
 // InvalidationSubscriber and SnapshotProvider interfaces of the TypeScript
@@ -115,6 +116,7 @@ class Client {
     this.failures = 0; // streams given up on since the last open
     this.closed = false;
     this.statusListeners = new Set();
+    this.prefixWatches = new Set(); // the stop functions of the watchPrefix streams
   }
 
   headers(extra) {
@@ -417,9 +419,10 @@ class Client {
     }
   }
 
-  /** close ends the event stream; followers stop receiving invalidations. */
+  /** close ends the event streams (watchPrefix's too); followers stop receiving invalidations. */
   close() {
     this.closed = true;
+    for (const stop of [...this.prefixWatches]) stop();
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     if (this.es) this.es.close();
@@ -577,6 +580,135 @@ class Client {
     const body = await readBody(res);
     if (!res.ok) throw httpError(res, body);
     return Array.isArray(body) ? body : body?.topics ?? [];
+  }
+
+  // --- watch by prefix ---
+
+  /**
+   * watchPrefix follows every topic whose name starts with prefix that the
+   * token may read, those created later included (as etcdctl watch
+   * --prefix): handler(event, snapshot?) is called with the current
+   * revision of each such topic, then with every later write to one.
+   * event is {topic, revision, epoch?, sourceId?, timestampMs?}; snapshot,
+   * when the stream carried the data (connect's inline), is {revision,
+   * epoch?, data}, the handler's own; otherwise client.getSnapshot(topic)
+   * fetches it. The empty prefix follows every topic the token may read.
+   * The server filters by the token's grants topic by topic: a prefix
+   * wider than them is not refused, and the handler never hears of a
+   * topic outside them.
+   *
+   * Each watchPrefix has an event stream of its own, reopened after a
+   * backoff if the browser gives up on it; after every reconnection the
+   * handler gets the current revision of every topic again, so it misses
+   * nothing. Resolves to the function that ends the watch once the server
+   * has accepted the stream; rejects with a StateSyncError if it refuses
+   * it (400 "invalid_parameter" for a malformed prefix, "too_many_topics"
+   * for a prefix over the server's cap of topics per stream; 401).
+   * Options: onError(err), told when the server ends the stream because
+   * new topics took its prefix over that cap (it is retried) or refuses a
+   * reconnection (default: the console).
+   */
+  watchPrefix(prefix, handler, { onError } = {}) {
+    if (typeof prefix !== "string") return Promise.reject(new TypeError("statesync: watchPrefix: prefix must be a string"));
+    if (typeof handler !== "function") return Promise.reject(new TypeError("statesync: watchPrefix: handler must be a function"));
+    const report = (err) => {
+      if (onError) {
+        try { onError(err); } catch (e) { console.error("[statesync] onError threw", e); }
+      } else {
+        console.error(`[statesync] watch of prefix ${JSON.stringify(prefix)}:`, err);
+      }
+    };
+    const q = new URLSearchParams();
+    q.set("prefix", prefix);
+    if (this.inline > 0) q.set("inline", String(this.inline));
+    const streamURL = `${this.base}/v1/events?${q}`;
+    if (this.token) q.set("access_token", this.token);
+    const esURL = `${this.base}/v1/events?${q}`;
+    let es = null, timer = null, stopped = false, failures = 0;
+    let settle = null; // {resolve, reject} until the first stream opened
+    const stop = () => {
+      stopped = true;
+      clearTimeout(timer);
+      if (es) es.close();
+      es = null;
+      this.prefixWatches.delete(stop);
+      if (settle) { settle.reject(new StateSyncError(0, "closed", "statesync: the client was closed")); settle = null; }
+    };
+    this.prefixWatches.add(stop);
+    const onFrame = (text, isSnapshot) => {
+      let ev;
+      try { ev = JSON.parse(text); } catch { return; }
+      if (!ev || typeof ev.topic !== "string" || !ev.topic.startsWith(prefix)) return;
+      this.noteRevision(ev.topic, ev.revision, ev.epoch);
+      const event = { topic: ev.topic, revision: ev.revision };
+      if (typeof ev.epoch === "string") event.epoch = ev.epoch;
+      if (typeof ev.sourceId === "string") event.sourceId = ev.sourceId;
+      if (typeof ev.timestampMs === "number") event.timestampMs = ev.timestampMs;
+      let snap;
+      if (isSnapshot && isCanonicalRevision(ev.revision)) {
+        snap = { revision: ev.revision, data: ev.data ?? null };
+        if (typeof ev.epoch === "string") snap.epoch = ev.epoch;
+        if (snap.data === null && this.emptyData) snap.data = this.emptyData(ev.topic);
+      }
+      try {
+        handler(event, snap);
+      } catch (e) {
+        console.error("[statesync] handler threw", e);
+      }
+    };
+    // why asks the server why it refuses the stream: EventSource says
+    // nothing of an HTTP error. A 200 means the failure was transient.
+    const why = async () => {
+      const ctl = new AbortController();
+      try {
+        const res = await fetch(streamURL, { headers: this.headers({ Accept: "text/event-stream" }), signal: ctl.signal });
+        if (res.ok) return null;
+        return httpError(res, await readBody(res));
+      } catch {
+        return null; // unreachable: transient
+      } finally {
+        ctl.abort();
+      }
+    };
+    const open = () => {
+      if (stopped || this.closed) return;
+      let cur;
+      try {
+        cur = new this.ES(esURL);
+      } catch (e) {
+        if (settle) { settle.reject(e); settle = null; }
+        stop();
+        return;
+      }
+      es = cur;
+      cur.addEventListener("invalidation", (m) => { if (es === cur) onFrame(m.data, false); });
+      cur.addEventListener("snapshot", (m) => { if (es === cur) onFrame(m.data, true); });
+      cur.addEventListener("refused", (m) => {
+        if (es !== cur) return;
+        const r = parseBody(m.data);
+        report(new StateSyncError(400, r?.code, r?.message || "the server ended the watch", { error: r }));
+      });
+      cur.onopen = () => {
+        if (es !== cur) return;
+        failures = 0;
+        if (settle) { settle.resolve(stop); settle = null; }
+      };
+      cur.onerror = async () => {
+        if (es !== cur || cur.readyState !== 2) return; // the browser retries by itself
+        cur.close();
+        es = null;
+        const err = await why();
+        if (stopped) return;
+        if (err && settle) { const s = settle; settle = null; stop(); s.reject(err); return; }
+        if (err) report(err);
+        const cap = Math.min(30000, 1000 * 2 ** Math.min(failures++, 5));
+        timer = setTimeout(open, cap / 2 + Math.random() * cap / 2);
+      };
+    };
+    return new Promise((resolve, reject) => {
+      settle = { resolve, reject };
+      open();
+    });
   }
 
   // --- a small engine for users without @statesync/core ---

@@ -252,16 +252,22 @@ func (m *Main) runTopics(ctx context.Context, args []string) error {
 // cannot cure (no or unknown token, a topic outside the token's grants, a
 // bad request) ends it with that error, as redis-cli and etcdctl do.
 func (m *Main) runWatch(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("watch", "[flags] TOPIC...\n\nFollows the topics and prints every applied snapshot as one JSON line, until interrupted.")
+	fs := m.newFlagSet("watch", "[flags] [TOPIC...]\n\nFollows the topics, and every topic under each --prefix, and prints every applied snapshot as one JSON line, until interrupted.")
 	cf := m.addClientFlags(fs)
 	verbose := fs.Bool("v", false, "log reconnects and errors to stderr")
 	cacheDir := fs.String("cache", "", "keep the last snapshot of each topic in `DIR`; print it at once at start, even with the server down")
+	var prefixes prefixesFlag
+	fs.Var(&prefixes, "prefix", "also follow every topic whose name starts with `PREFIX` that the token may read, those created later included (repeatable; \"\" for every topic)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
+	if len(pos) == 0 && len(prefixes) == 0 {
 		fs.Usage()
+		return errUsage
+	}
+	if len(prefixes) > 0 && *cacheDir != "" {
+		fmt.Fprintln(m.Stderr, "statesync watch: --cache keeps named topics only; it does not go with --prefix")
 		return errUsage
 	}
 	for _, t := range pos {
@@ -269,12 +275,26 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	for _, p := range prefixes {
+		if p == "" {
+			continue // every topic
+		}
+		// The beginning of a valid name: itself one, or one with a digit
+		// more (as the server checks it).
+		if err := statesync.CheckTopic(p); err != nil && statesync.CheckTopic(p+"0") != nil {
+			return fmt.Errorf("prefix %q: %w", p, err)
+		}
+	}
 	level := slog.LevelError + 1 // quiet: only the final error, if any
 	if *verbose {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
-	c, err := cf.client(log)
+	copts := &httpsync.ClientOptions{Token: cf.token, Logger: log}
+	if len(prefixes) > 0 {
+		copts.Inline = prefixInline // the prefix streams' snapshots without a GET each
+	}
+	c, err := httpsync.NewClient(cf.server, copts)
 	if err != nil {
 		return err
 	}
@@ -310,6 +330,26 @@ func (m *Main) runWatch(ctx context.Context, args []string) error {
 				cancel(fmt.Errorf("watch %s: %w", topic, err))
 			}
 		})
+	}
+	if len(prefixes) > 0 {
+		pp := newPrefixPrinter(m, c, log, &outMu)
+		wg.Go(func() {
+			if err := pp.print(ctx); err != nil {
+				cancel(err)
+			}
+		})
+		for _, prefix := range prefixes {
+			wg.Go(func() {
+				stop, err := subscribePrefixUntilDone(ctx, c, prefix, pp, log)
+				if err != nil {
+					cancel(fmt.Errorf("watch --prefix %q: %w", prefix, err))
+				}
+				if stop != nil {
+					<-ctx.Done()
+					stop()
+				}
+			})
+		}
 	}
 	<-ctx.Done()
 	fatal := context.Cause(ctx)

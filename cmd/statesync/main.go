@@ -62,7 +62,7 @@ Commands:
 	patch       apply a JSON merge patch to a topic's data
 	delete      set a topic's data to null at a new revision
 	topics      list the topics
-	watch       follow topics and print every applied snapshot
+	watch       follow topics (or every topic under --prefix) and print every applied snapshot
 	bench       run the benchmark scenarios, one JSON line each
 	version     print the version (also statesync --version)
 	completion  print a bash or zsh completion script

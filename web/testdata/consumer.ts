@@ -77,6 +77,10 @@ export async function useEverything(token: string): Promise<string> {
   await client.patch("settings", { theme: "blue" }, { ifRevision: null });
   await client.delete("settings");
   const list: TopicInfo[] = await client.topics();
+  const unwatch: () => void = await client.watchPrefix<Settings>("cart:", (ev: InvalidationEvent, snap?: Snapshot<Settings>) => {
+    void [ev.topic, ev.revision, snap?.data?.theme];
+  }, { onError: (err: StateSyncError) => console.error(err.status, err.code) });
+  unwatch();
   const stop: () => void = client.onStatus((s: StreamStatus) => {
     if (s === "closed") stop();
   });
@@ -112,4 +116,8 @@ export function misuses(client: Client): void {
   void client.follow("t");
   // @ts-expect-error no such status
   client.onStatus((s) => s === "gone");
+  // @ts-expect-error a prefix is a string
+  void client.watchPrefix(1, () => {});
+  // @ts-expect-error watchPrefix needs the handler
+  void client.watchPrefix("cart:");
 }
