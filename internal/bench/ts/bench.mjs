@@ -96,22 +96,26 @@ function parseSizes(s) {
   return sizes;
 }
 
-// Bus delivers each invalidation synchronously to every handler.
+// Bus delivers each invalidation synchronously to every handler of its
+// topic, looked up by topic on each delivery, as memsync.Bus does.
 class Bus {
-  handlers = [];
+  topics = new Map();
   subscriber() {
     return {
       subscribe: async (handler) => {
-        this.handlers.push(handler);
+        let hs = this.topics.get(TOPIC);
+        if (!hs) this.topics.set(TOPIC, (hs = []));
+        hs.push(handler);
         return () => {
-          const i = this.handlers.indexOf(handler);
-          if (i >= 0) this.handlers.splice(i, 1);
+          const i = hs.indexOf(handler);
+          if (i >= 0) hs.splice(i, 1);
         };
       },
     };
   }
   publish(ev) {
-    const hs = this.handlers;
+    const hs = this.topics.get(ev.topic);
+    if (!hs) return;
     for (let i = 0; i < hs.length; i++) hs[i](ev);
   }
 }
