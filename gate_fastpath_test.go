@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/statesync-go/statesync"
@@ -49,4 +50,42 @@ func TestEngineStaleInvalidationWithEmptyTopicIsReported(t *testing.T) {
 	if n := prov.calls.Load(); n != 0 {
 		t.Errorf("%d fetches for stale invalidations; want 0", n)
 	}
+}
+
+// gatedProvider serves the revision set last and counts its calls; once
+// block is set, calls wait until release is closed, announcing themselves
+// on entered.
+type gatedProvider struct {
+	rev     atomic.Uint64
+	calls   atomic.Int64
+	block   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newGatedProvider() *gatedProvider {
+	p := &gatedProvider{entered: make(chan struct{}, 16), release: make(chan struct{})}
+	p.rev.Store(1)
+	return p
+}
+
+func (p *gatedProvider) Snapshot(ctx context.Context, _ string) (statesync.Snapshot, error) {
+	p.calls.Add(1)
+	if p.block.Load() {
+		p.entered <- struct{}{}
+		select {
+		case <-p.release:
+		case <-ctx.Done():
+			return statesync.Snapshot{}, ctx.Err()
+		}
+	}
+	return statesync.Snapshot{Revision: statesync.Revision(p.rev.Load()), Data: []byte(`{}`)}, nil
+}
+
+// revApplier sends each applied revision on applied (buffered).
+type revApplier struct{ applied chan statesync.Revision }
+
+func (a *revApplier) Apply(_ context.Context, s statesync.Snapshot) error {
+	a.applied <- s.Revision
+	return nil
 }
