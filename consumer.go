@@ -901,6 +901,12 @@ func (c *Consumer) Offer(ctx context.Context, snap Snapshot) error {
 // returns once the refresh it started (if any) and those queued meanwhile
 // are done.
 func (c *Consumer) Invalidate(inv Invalidation) {
+	// The gate's common case first, in a few loads: a stale invalidation of
+	// this topic, without epoch, with nothing to log. It returns where the
+	// full path below would return having done nothing.
+	if cur := c.state.Load(); inv.Revision <= cur.rev && inv.Epoch == "" && c.log == nil && inv.Topic == c.topic {
+		return
+	}
 	if c.isStopped() {
 		return
 	}

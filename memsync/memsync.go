@@ -37,12 +37,17 @@ type Bus struct {
 	stop func()
 
 	mu     sync.Mutex // serialises changes to topics' handler lists
-	topics sync.Map   // topic -> *topicSubs
+	topics sync.Map   // topic -> *topicSubs; entries are never removed
+	// last is the entry of the topic published last: publishing to one
+	// topic again skips the map (a string compare instead of a hash and a
+	// lookup). Entries are never removed, so it never goes stale.
+	last atomic.Pointer[topicSubs]
 }
 
 // topicSubs holds the handlers of a topic as an immutable slice that is
 // replaced on change (or grown in place), so delivery takes no lock.
 type topicSubs struct {
+	name     string
 	handlers atomic.Pointer[[]*sub]
 	inactive int // unsubscribed entries still in handlers; protected by Bus.mu
 }
@@ -130,7 +135,7 @@ func (b *Bus) subs(topic string) *topicSubs {
 	if v, ok := b.topics.Load(topic); ok {
 		return v.(*topicSubs)
 	}
-	ts := &topicSubs{}
+	ts := &topicSubs{name: topic}
 	ts.handlers.Store(new([]*sub))
 	b.topics.Store(topic, ts)
 	return ts
@@ -138,25 +143,39 @@ func (b *Bus) subs(topic string) *topicSubs {
 
 // Publish delivers inv to every handler of its topic, synchronously.
 func (b *Bus) Publish(inv statesync.Invalidation) {
-	v, ok := b.topics.Load(inv.Topic)
-	if !ok {
+	ts := b.lookup(inv.Topic)
+	if ts == nil {
 		return
 	}
-	for _, s := range *v.(*topicSubs).handlers.Load() {
+	for _, s := range *ts.handlers.Load() {
 		if s.active.Load() {
 			s.h.Invalidate(inv)
 		}
 	}
 }
 
+// lookup returns topic's entry, or nil if nothing ever subscribed to it.
+func (b *Bus) lookup(topic string) *topicSubs {
+	if ts := b.last.Load(); ts != nil && ts.name == topic {
+		return ts
+	}
+	v, ok := b.topics.Load(topic)
+	if !ok {
+		return nil
+	}
+	ts := v.(*topicSubs)
+	b.last.Store(ts)
+	return ts
+}
+
 // PublishRaw delivers a raw invalidation payload to every handler of topic,
 // which decode and validate it. It exists for tests of malformed input.
 func (b *Bus) PublishRaw(topic string, payload []byte) {
-	v, ok := b.topics.Load(topic)
-	if !ok {
+	ts := b.lookup(topic)
+	if ts == nil {
 		return
 	}
-	for _, s := range *v.(*topicSubs).handlers.Load() {
+	for _, s := range *ts.handlers.Load() {
 		if s.active.Load() {
 			s.h.InvalidateRaw(payload)
 		}

@@ -23,6 +23,20 @@
 // Figures that the engine must meet (provider_calls of the gate scenario,
 // for one) are reported as measured, and checked by this package's tests.
 //
+// # The TypeScript engine on the same workloads
+//
+// ts/bench.mjs runs gate_stale_events, cycle_sequential and fanout on the
+// TypeScript engine, with the same bus, provider and applier and the same
+// JSON lines (plus "engine":"typescript"), so the two engines can be
+// compared in one run, alternated, on one machine. It bundles nothing: it is
+// given the directory of an @statesync/core build:
+//
+//	node internal/bench/ts/bench.mjs PATH/TO/statesync-core [NAME…] [-n SIZES]
+//
+// SIZES is as in `statesync bench -n`. Its tests run it on a stand-in engine
+// of the same API shape (ts_test.go), which reproduces the TypeScript
+// engine's fetch counts in fanout (2 per 10 updates per consumer).
+//
 // # Caveats
 //
 // The scenarios measure wall time on a shared machine: quote medians of
