@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"github.com/statesync-go/statesync/internal/svc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 func TestNodeNoEventSource(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node not on PATH: statesync.js not run in Node")
+		svc.Missing(t, "node not on PATH: statesync.js not run in Node")
 	}
 	dir := t.TempDir()
 	// The .mjs name makes Node load it as an ES module.
@@ -63,7 +64,7 @@ func runNode(t *testing.T, script string) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node not on PATH: statesync.js not run in Node")
+		svc.Missing(t, "node not on PATH: statesync.js not run in Node")
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "statesync.mjs"), web.Module(), 0o644); err != nil {

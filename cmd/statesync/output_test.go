@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/statesync-go/statesync/internal/svc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,7 +193,7 @@ func completionScript(t *testing.T, shell string) string {
 func TestCompletionBash(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		svc.Missing(t, "no bash")
 	}
 	script := completionScript(t, "bash")
 	// statesync is a shell function here: the script calls it for topics.
@@ -244,7 +245,7 @@ comp statesync serve --tls-cert ''
 func TestCompletionZsh(t *testing.T) {
 	zsh, err := exec.LookPath("zsh")
 	if err != nil {
-		t.Skip("zsh is not installed")
+		svc.Missing(t, "zsh is not installed")
 	}
 	script := completionScript(t, "zsh")
 	const prelude = `autoload -U compinit && compinit -u -d "$2"

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"github.com/statesync-go/statesync/internal/svc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,7 @@ func nodeOrSkip(t *testing.T) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node not on PATH: ts/bench.mjs not run")
+		svc.Missing(t, "node not on PATH: ts/bench.mjs not run")
 	}
 	return node
 }
