@@ -127,6 +127,15 @@ type Config struct {
 	// token; one more is refused with 429. Negative means no cap
 	// (STATESYNC_MAX_STREAMS_PER_TOKEN).
 	MaxStreamsPerToken int
+	// MaxStreamTopics is the most topics one event stream may name
+	// (topic=); more are refused with 400 (STATESYNC_MAX_STREAM_TOPICS).
+	MaxStreamTopics int
+	// MaxPrefixTopics is the most topics one event stream with prefixes
+	// (prefix=) may follow: a stream whose prefixes match more when it
+	// opens is refused with 400 too_many_topics, and one whose prefixes
+	// come to match more ends with a refused frame
+	// (STATESYNC_MAX_PREFIX_TOPICS).
+	MaxPrefixTopics int
 	// ShutdownTimeout bounds graceful shutdown (STATESYNC_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error (STATESYNC_LOG_LEVEL).
@@ -146,6 +155,8 @@ func DefaultConfig() Config {
 		MaxConnsPerIP: 1000,
 		// Enough for every tab of a team's dashboard on one shared token.
 		MaxStreamsPerToken: 1000,
+		MaxStreamTopics:    1024,
+		MaxPrefixTopics:    10000,
 		ShutdownTimeout:    10 * time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",
@@ -190,6 +201,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most connections open at once, more are closed at once; 0: the open-file limit minus 128, negative: no cap (STATESYNC_MAX_CONNS)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "most connections open at once from one client address (behind a proxy all clients share one); 0: no cap (STATESYNC_MAX_CONNS_PER_IP)")
 	fs.IntVar(&cfg.MaxStreamsPerToken, "max-streams-per-token", cfg.MaxStreamsPerToken, "most event streams open at once with one token, more get 429; negative: no cap (STATESYNC_MAX_STREAMS_PER_TOKEN)")
+	fs.IntVar(&cfg.MaxStreamTopics, "max-stream-topics", cfg.MaxStreamTopics, "most topics one event stream may name, more get 400 (STATESYNC_MAX_STREAM_TOPICS)")
+	fs.IntVar(&cfg.MaxPrefixTopics, "max-prefix-topics", cfg.MaxPrefixTopics, "most topics one event stream's prefixes may match, more get 400 too_many_topics (STATESYNC_MAX_PREFIX_TOPICS)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "graceful shutdown limit (STATESYNC_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (STATESYNC_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (STATESYNC_LOG_FORMAT)")
@@ -304,6 +317,8 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	integer("STATESYNC_MAX_CONNS", &c.MaxConns)
 	integer("STATESYNC_MAX_CONNS_PER_IP", &c.MaxConnsPerIP)
 	integer("STATESYNC_MAX_STREAMS_PER_TOKEN", &c.MaxStreamsPerToken)
+	integer("STATESYNC_MAX_STREAM_TOPICS", &c.MaxStreamTopics)
+	integer("STATESYNC_MAX_PREFIX_TOPICS", &c.MaxPrefixTopics)
 	if v := getenv("STATESYNC_MAX_BODY"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -339,6 +354,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("serve: max-conns-per-ip must be 0 (no cap) or positive, not %d", c.MaxConnsPerIP)
 	case c.MaxStreamsPerToken == 0:
 		return errors.New("serve: max-streams-per-token must be positive, or negative for no cap")
+	case c.MaxStreamTopics <= 0:
+		return fmt.Errorf("serve: max-stream-topics must be positive, not %d", c.MaxStreamTopics)
+	case c.MaxPrefixTopics <= 0:
+		return fmt.Errorf("serve: max-prefix-topics must be positive, not %d", c.MaxPrefixTopics)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("serve: shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
 	case c.Store != "" && c.Memory, c.MetricsToken != "" && c.MetricsTokenFile != "", (c.TLSCert == "") != (c.TLSKey == ""):

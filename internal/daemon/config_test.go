@@ -33,6 +33,8 @@ var wantDefaults = daemon.Config{
 	ReadTimeout:        10 * time.Second,
 	MaxConnsPerIP:      1000,
 	MaxStreamsPerToken: 1000,
+	MaxStreamTopics:    1024,
+	MaxPrefixTopics:    10000,
 	ShutdownTimeout:    10 * time.Second,
 	LogLevel:           "info",
 	LogFormat:          "text",
@@ -58,7 +60,7 @@ func TestParseFlagsDefaultsOSEnv(t *testing.T) {
 	for _, name := range []string{"ADDR", "DATA", "MEMORY", "TOKENS", "INSECURE", "HEARTBEAT", "MAX_BODY",
 		"SHUTDOWN_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT", "ALLOWED_HOSTS", "READ_TIMEOUT", "MAX_CONNS", "MAX_CONNS_PER_IP",
 		"MAX_STREAMS_PER_TOKEN", "STORE", "CORS_ORIGINS", "TLS_CERT", "TLS_KEY", "METRICS_TOKEN", "METRICS_TOKEN_FILE",
-		"ACCESS_LOG", "PPROF"} {
+		"ACCESS_LOG", "PPROF", "MAX_STREAM_TOPICS", "MAX_PREFIX_TOPICS"} {
 		t.Setenv("STATESYNC_"+name, "")
 	}
 	cfg, err := daemon.ParseFlags(nil, nil, io.Discard)
@@ -116,6 +118,10 @@ func TestParseFlagsEnvAndFlags(t *testing.T) {
 			func(c daemon.Config) any { return c.MaxConnsPerIP }, 20, 0},
 		{"max-streams-per-token", "STATESYNC_MAX_STREAMS_PER_TOKEN", "7", []string{"--max-streams-per-token", "-1"},
 			func(c daemon.Config) any { return c.MaxStreamsPerToken }, 7, -1},
+		{"max-stream-topics", "STATESYNC_MAX_STREAM_TOPICS", "64", []string{"--max-stream-topics", "5"},
+			func(c daemon.Config) any { return c.MaxStreamTopics }, 64, 5},
+		{"max-prefix-topics", "STATESYNC_MAX_PREFIX_TOPICS", "100", []string{"--max-prefix-topics", "50000"},
+			func(c daemon.Config) any { return c.MaxPrefixTopics }, 100, 50000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,6 +177,9 @@ func TestParseFlagsBadValues(t *testing.T) {
 		{[]string{"--read-timeout", "0s"}, nil, false, []string{"read-timeout must be positive"}},
 		{[]string{"--max-conns-per-ip", "-1"}, nil, false, []string{"max-conns-per-ip"}},
 		{[]string{"--max-streams-per-token", "0"}, nil, false, []string{"max-streams-per-token"}},
+		{[]string{"--max-stream-topics", "0"}, nil, false, []string{"max-stream-topics must be positive"}},
+		{[]string{"--max-prefix-topics", "-1"}, nil, false, []string{"max-prefix-topics must be positive"}},
+		{nil, []string{"STATESYNC_MAX_PREFIX_TOPICS", "lots"}, false, []string{"STATESYNC_MAX_PREFIX_TOPICS", "not a whole number"}},
 		{[]string{"--allowed-hosts", "a.example:8765"}, nil, false, []string{"allowed-hosts", `"a.example:8765"`}},
 		{[]string{"--max-conns", "many"}, nil, true, []string{"max-conns"}},
 		{nil, []string{"STATESYNC_MAX_CONNS", "lots"}, false, []string{"STATESYNC_MAX_CONNS", "not a whole number"}},
@@ -260,7 +269,8 @@ func TestParseFlagsHelp(t *testing.T) {
 	for _, w := range []string{"usage: statesync serve", "-addr", "STATESYNC_ADDR", "-data", "STATESYNC_DATA", "-memory", "-tokens",
 		"-insecure", "-heartbeat", "-max-body", "-shutdown-timeout", "-log-level", "-log-format", "STATESYNC_LOG_FORMAT", "127.0.0.1:8765",
 		"-allowed-hosts", "STATESYNC_ALLOWED_HOSTS", "-read-timeout", "-max-conns", "STATESYNC_MAX_CONNS", "-max-conns-per-ip",
-		"-max-streams-per-token", "STATESYNC_MAX_STREAMS_PER_TOKEN"} {
+		"-max-streams-per-token", "STATESYNC_MAX_STREAMS_PER_TOKEN", "-max-stream-topics", "STATESYNC_MAX_STREAM_TOPICS",
+		"-max-prefix-topics", "STATESYNC_MAX_PREFIX_TOPICS"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("ParseFlags(-h) output lacks %q:\n%s", w, out.String())
 		}

@@ -118,6 +118,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		// the routes outside the API.
 		ReadTimeout:        cfg.ReadTimeout,
 		MaxStreamsPerToken: cfg.MaxStreamsPerToken,
+		MaxStreamTopics:    cfg.MaxStreamTopics,
+		MaxPrefixTopics:    cfg.MaxPrefixTopics,
 		// Shutdown ends the streams with s.api.Shutdown before s.srv's.
 		HijackStreams: true,
 	})
