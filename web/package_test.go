@@ -148,44 +148,9 @@ func TestPackageFollowsInNode(t *testing.T) {
 	})
 	url := "http://" + s.Addr().String()
 
-	const script = `import { connect, StateSyncError } from "@statesync/client";
+	script := `import { connect, StateSyncError } from "@statesync/client";
 
-// A minimal EventSource over fetch: the events the client listens to,
-// onopen, onerror, readyState and close.
-class FetchEventSource {
-  constructor(url) {
-    this.readyState = 0;
-    this.listeners = {};
-    this.ctl = new AbortController();
-    this.read(url).catch(() => {});
-  }
-  addEventListener(type, fn) { (this.listeners[type] ??= []).push(fn); }
-  close() { this.readyState = 2; this.ctl.abort(); }
-  async read(url) {
-    const res = await fetch(url, { headers: { Accept: "text/event-stream" }, signal: this.ctl.signal });
-    if (!res.ok) { this.readyState = 2; this.onerror?.(); return; }
-    this.readyState = 1;
-    this.onopen?.();
-    const dec = new TextDecoder();
-    let buf = "";
-    for await (const chunk of res.body) {
-      buf += dec.decode(chunk, { stream: true });
-      let i;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
-        const frame = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        let type = "message";
-        const data = [];
-        for (const line of frame.split("\n")) {
-          if (line.startsWith("event:")) type = line.slice(6).trim();
-          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-        }
-        if (data.length > 0) for (const fn of this.listeners[type] ?? []) fn({ data: data.join("\n") });
-      }
-    }
-  }
-}
-
+` + fetchEventSource + `
 const url = process.argv[2];
 const opts = { url, token: "tok-node", EventSourceImpl: FetchEventSource };
 const follower = connect(opts);
