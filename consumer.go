@@ -136,6 +136,15 @@ type Consumer struct {
 
 	wantMu sync.Mutex  // protects want
 	want   minRevision // the newest invalidation that asked for a refresh
+
+	// shareProv is prov if its fetches are shared with the other consumers
+	// of the topic (see SharedProvider), else nil; share is the group
+	// while started.
+	shareProv Provider
+	share     atomic.Pointer[shareGroup]
+	// mustFetch is the refresh that the latest Start or Refresh waits
+	// for: it fetches, never using another consumer's snapshot.
+	mustFetch atomic.Uint64
 }
 
 type waiter struct {
@@ -166,6 +175,9 @@ func NewConsumer(topic string, sub Subscriber, prov Provider, app Applier, opts 
 	}
 	c := &Consumer{topic: topic, sub: sub, prov: prov, app: app}
 	c.peeker, _ = prov.(SnapshotPeeker)
+	if shareable(prov) {
+		c.shareProv = prov
+	}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -289,6 +301,9 @@ func (c *Consumer) start(ctx context.Context) error {
 		return ErrStopped
 	}
 	c.unsubscribe = unsub
+	if c.shareProv != nil {
+		c.share.Store(joinShare(c.shareProv, c.topic))
+	}
 	c.mu.Unlock()
 	c.debug("subscribed")
 
@@ -300,6 +315,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	c.mu.Lock()
 	unsub, c.unsubscribe = c.unsubscribe, nil
 	c.mu.Unlock()
+	c.leaveShare()
 	rollback(unsub)
 	if c.isStopped() {
 		return ErrStopped
@@ -379,6 +395,7 @@ func (c *Consumer) Stop() {
 
 	if first {
 		c.cancel()
+		c.leaveShare()
 		if s := c.sched.Swap(nil); s != nil {
 			s.dispose()
 		}
@@ -472,6 +489,7 @@ func (c *Consumer) awaitRefresh(ctx context.Context) error {
 		c.wg.add()
 		go c.refreshLoop(w.target, false)
 	}
+	c.mustFetch.Store(w.target)
 	c.waiters = append(c.waiters, w)
 	c.mu.Unlock()
 	if coalesced {
@@ -528,7 +546,7 @@ func (c *Consumer) refreshLoop(seq uint64, inline bool) {
 			}
 			at = &snap
 		}
-		next, ok := c.endRefresh(seq, c.refreshOnce(at))
+		next, ok := c.endRefresh(seq, c.refreshOnce(seq, at))
 		if !ok {
 			return
 		}
@@ -536,9 +554,9 @@ func (c *Consumer) refreshLoop(seq uint64, inline bool) {
 	}
 }
 
-// refreshOnce is one refresh: fetch (unless the snapshot is at hand),
-// validate, gate, apply, advance.
-func (c *Consumer) refreshOnce(at *Snapshot) *Error {
+// refreshOnce is refresh seq: fetch (unless the snapshot is at hand, or
+// another consumer fetched it), validate, gate, apply, advance.
+func (c *Consumer) refreshOnce(seq uint64, at *Snapshot) *Error {
 	if c.isStopped() {
 		c.debug("refresh skipped (stopped)")
 		return nil
@@ -547,7 +565,11 @@ func (c *Consumer) refreshOnce(at *Snapshot) *Error {
 	if at != nil {
 		return c.offer(c.refreshCtx, *at)
 	}
-	snap, err := c.fetch()
+	if snap, ok := c.sibling(seq); ok {
+		c.debug("refresh took another consumer's snapshot")
+		return c.offer(c.refreshCtx, snap)
+	}
+	snap, err := c.fetch(seq)
 	if err != nil {
 		if c.isStopped() {
 			return nil
@@ -609,6 +631,13 @@ func (c *Consumer) endRefresh(seq uint64, e *Error) (next uint64, ok bool) {
 	return next, ok
 }
 
+// leaveShare leaves the consumer's share group, if it is in one.
+func (c *Consumer) leaveShare() {
+	if g := c.share.Swap(nil); g != nil {
+		g.leave()
+	}
+}
+
 // peek asks the peeker for the topic's snapshot; a panic counts as "not at
 // hand" (the fetch that follows reports whatever is wrong).
 func (c *Consumer) peek() (snap Snapshot, ok bool) {
@@ -620,7 +649,9 @@ func (c *Consumer) peek() (snap Snapshot, ok bool) {
 	return c.peeker.PeekSnapshot(c.topic)
 }
 
-func (c *Consumer) fetch() (snap Snapshot, err error) {
+// fetch fetches the snapshot for refresh seq, or takes the one another
+// consumer of its share group (see SharedProvider) is fetching.
+func (c *Consumer) fetch(seq uint64) (snap Snapshot, err error) {
 	ctx := c.refreshCtx
 	if c.opts.FetchTimeout > 0 && c.opts.Retry == nil {
 		var cancel context.CancelFunc
@@ -635,6 +666,14 @@ func (c *Consumer) fetch() (snap Snapshot, err error) {
 	c.wantMu.Unlock()
 	if cur := c.state.Load(); want.rev > cur.rev || want.epoch != "" && want.epoch != cur.epoch {
 		ctx = WithMinRevision(ctx, want.epoch, want.rev)
+	}
+	s, ok, f := c.joinOrLead(ctx, seq, want)
+	if ok {
+		c.debug("refresh took another consumer's fetch")
+		return s, nil
+	}
+	if f != nil {
+		defer func() { f.land(snap, err) }()
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/memsync"
@@ -59,4 +62,58 @@ func ExampleCheckTopic() {
 	// "line\nbreak": statesync: invalid topic: character U+000A at byte 4 of "line\nbreak"
 	// " ": statesync: invalid topic: " " is only white space
 	// <nil> <nil>
+}
+
+// remoteSettings stands for a provider that makes a network round trip per
+// call (an HTTP GET), and counts the calls. Its answers do not depend on
+// who asks, so it declares itself a SharedProvider.
+type remoteSettings struct {
+	calls atomic.Int64
+	rev   atomic.Uint64
+}
+
+func (p *remoteSettings) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, error) {
+	p.calls.Add(1)
+	time.Sleep(20 * time.Millisecond) // the round trip
+	return statesync.Snapshot{Revision: statesync.Revision(p.rev.Load()), Data: []byte(`{"theme":"dark"}`)}, nil
+}
+
+func (p *remoteSettings) SharedSnapshots() {}
+
+// Three windows of one process follow the same topic through one
+// SharedProvider: an invalidation reaches all three, and they share one
+// fetch instead of making three round trips.
+func ExampleSharedProvider() {
+	ctx := context.Background()
+	bus := memsync.New(nil) // carries the invalidations only
+	defer bus.Close()
+	prov := &remoteSettings{}
+	prov.rev.Store(1)
+
+	var wg sync.WaitGroup
+	var windows []*statesync.Consumer
+	for range 3 {
+		c, _ := statesync.NewConsumer("settings", bus, prov, statesync.ApplierFunc(func(ctx context.Context, s statesync.Snapshot) error {
+			if s.Revision == 2 {
+				wg.Done()
+			}
+			return nil
+		}), nil)
+		if err := c.Start(ctx); err != nil { // Start always fetches: 3 calls
+			panic(err)
+		}
+		defer c.Stop()
+		windows = append(windows, c)
+	}
+
+	wg.Add(len(windows))
+	prov.rev.Store(2)
+	prov.calls.Store(0)
+	bus.Publish(statesync.Invalidation{Topic: "settings", Revision: 2})
+	wg.Wait()
+	fmt.Println("windows at revision", windows[0].Revision(), windows[1].Revision(), windows[2].Revision())
+	fmt.Println("fetches for the invalidation:", prov.calls.Load())
+	// Output:
+	// windows at revision 2 2 2
+	// fetches for the invalidation: 1
 }

@@ -26,3 +26,11 @@ func SourceStates(src *Source) int {
 // revision gate and before it begins, with no lock held. Call it before
 // the consumer starts.
 func SetGateHook(c *Consumer, hook func()) { c.gateHook = hook }
+
+// ShareGroups returns the number of share groups (see SharedProvider) the
+// process's started consumers are in.
+func ShareGroups() int {
+	shares.mu.Lock()
+	defer shares.mu.Unlock()
+	return len(shares.m)
+}

@@ -72,7 +72,7 @@ type cacheEntry struct {
 	rec Record
 }
 
-var _ Provider = (*Source)(nil)
+var _ SharedProvider = (*Source)(nil)
 
 // NewSource returns a Source over store and starts following the store's
 // change feed. Close stops it.
@@ -197,6 +197,10 @@ func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 	}
 	return rec.Snapshot(), nil
 }
+
+// SharedSnapshots marks a Source as a [SharedProvider]: its snapshots are
+// the same for every reader, so its consumers of one topic share fetches.
+func (s *Source) SharedSnapshots() {}
 
 // PeekSnapshot implements [SnapshotPeeker]: the latest snapshot of topic
 // if the source holds it in memory (a topic written, or read at a revision

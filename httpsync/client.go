@@ -212,7 +212,7 @@ type topicCache struct {
 
 var (
 	_ statesync.Subscriber     = (*Client)(nil)
-	_ statesync.Provider       = (*Client)(nil)
+	_ statesync.SharedProvider = (*Client)(nil)
 	_ statesync.SnapshotPeeker = (*Client)(nil)
 )
 
@@ -473,6 +473,12 @@ func (c *Client) Snapshot(ctx context.Context, topic string) (statesync.Snapshot
 	}
 	return c.fetch(ctx, topic, m)
 }
+
+// SharedSnapshots marks a Client as a [statesync.SharedProvider]: it reads
+// with its own token, so its answers are the same for each of its
+// consumers, and the consumers of one topic on one Client share their GETs
+// (one GET per invalidation, not one per consumer).
+func (c *Client) SharedSnapshots() {}
 
 // PeekSnapshot implements [statesync.SnapshotPeeker]: the inline snapshot
 // of topic that the event stream brought (ClientOptions.Inline), if it is

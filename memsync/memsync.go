@@ -59,7 +59,7 @@ type sub struct {
 
 var (
 	_ statesync.Subscriber     = (*Bus)(nil)
-	_ statesync.Provider       = (*Bus)(nil)
+	_ statesync.SharedProvider = (*Bus)(nil)
 	_ statesync.SnapshotPeeker = (*Bus)(nil)
 )
 
@@ -205,6 +205,11 @@ func (b *Bus) PeekSnapshot(topic string) (statesync.Snapshot, bool) {
 	}
 	return b.src.PeekSnapshot(topic)
 }
+
+// SharedSnapshots marks a Bus as a [statesync.SharedProvider]: its Source's
+// snapshots are the same for every consumer, so the consumers of one topic
+// on one Bus share fetches.
+func (b *Bus) SharedSnapshots() {}
 
 // Snapshot implements [statesync.Provider] with the Bus's Source.
 func (b *Bus) Snapshot(ctx context.Context, topic string) (statesync.Snapshot, error) {

@@ -32,9 +32,12 @@ func (r FanoutResult) rank() float64 { return r.Ms }
 // fetches counts the provider calls made after the start, including those
 // of refreshes that were queued when the last apply happened (they are
 // awaited and count). The run fails if a handle does not end at the final
-// revision. With inline, the handles have InlineRefresh set: each update
-// refreshes every handle inside Publish, one after another, so nothing
-// coalesces and fetches is windows × updates.
+// revision. The provider is a statesync.SharedProvider, as the module's
+// own are, so the handles share fetches: a refresh takes the snapshot
+// another handle fetched when it is new enough. With inline, the handles
+// have InlineRefresh set: each update refreshes every handle inside
+// Publish, one after another; the first fetches, the others take its
+// snapshot, so fetches is the number of updates.
 func Fanout(ctx context.Context, windows, updates int, inline bool) (FanoutResult, error) {
 	f, err := newFanout(ctx, windows, updates, inline)
 	if err != nil {

@@ -45,6 +45,11 @@ func (p *provider) set(rev statesync.Revision) {
 	p.cur.Store(&statesync.Snapshot{Revision: rev, Data: data})
 }
 
+// SharedSnapshots makes the provider a [statesync.SharedProvider], as the
+// module's own providers (Source, memsync.Bus, httpsync.Client) are: its
+// answers do not depend on who asks, so its consumers share fetches.
+func (p *provider) SharedSnapshots() {}
+
 func (p *provider) Snapshot(ctx context.Context, _ string) (statesync.Snapshot, error) {
 	p.calls.Add(1)
 	if p.blocked.Load() {
