@@ -565,9 +565,11 @@ func (c *Consumer) refreshOnce(seq uint64, at *Snapshot) *Error {
 	if at != nil {
 		return c.offer(c.refreshCtx, *at)
 	}
-	if snap, ok := c.sibling(seq); ok {
-		c.debug("refresh took another consumer's snapshot")
-		return c.offer(c.refreshCtx, snap)
+	if g := c.share.Load(); g != nil && g.n.Load() > 1 {
+		if snap, ok := c.sibling(g, seq); ok {
+			c.debug("refresh took another consumer's snapshot")
+			return c.offer(c.refreshCtx, snap)
+		}
 	}
 	snap, err := c.fetch(seq)
 	if err != nil {
@@ -651,7 +653,7 @@ func (c *Consumer) peek() (snap Snapshot, ok bool) {
 
 // fetch fetches the snapshot for refresh seq, or takes the one another
 // consumer of its share group (see SharedProvider) is fetching.
-func (c *Consumer) fetch(seq uint64) (snap Snapshot, err error) {
+func (c *Consumer) fetch(seq uint64) (Snapshot, error) {
 	ctx := c.refreshCtx
 	if c.opts.FetchTimeout > 0 && c.opts.Retry == nil {
 		var cancel context.CancelFunc
@@ -667,14 +669,14 @@ func (c *Consumer) fetch(seq uint64) (snap Snapshot, err error) {
 	if cur := c.state.Load(); want.rev > cur.rev || want.epoch != "" && want.epoch != cur.epoch {
 		ctx = WithMinRevision(ctx, want.epoch, want.rev)
 	}
-	s, ok, f := c.joinOrLead(ctx, seq, want)
-	if ok {
-		c.debug("refresh took another consumer's fetch")
-		return s, nil
+	if g := c.share.Load(); g != nil && g.n.Load() > 1 {
+		return c.fetchShared(ctx, g, seq, want)
 	}
-	if f != nil {
-		defer func() { f.land(snap, err) }()
-	}
+	return c.callProvider(ctx)
+}
+
+// callProvider asks the provider for the topic's snapshot.
+func (c *Consumer) callProvider(ctx context.Context) (snap Snapshot, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r}

@@ -45,7 +45,7 @@ type shareKey struct {
 // and how many of them there are.
 type shareGroup struct {
 	key    shareKey
-	refs   int // protected by shares.mu
+	n      atomic.Int32 // its consumers; changed under shares.mu
 	last   atomic.Pointer[sharedSnapshot]
 	flight atomic.Pointer[fetchFlight]
 }
@@ -95,7 +95,7 @@ func joinShare(prov Provider, topic string) *shareGroup {
 		g = &shareGroup{key: k}
 		shares.m[k] = g
 	}
-	g.refs++
+	g.n.Add(1)
 	return g
 }
 
@@ -103,7 +103,7 @@ func joinShare(prov Provider, topic string) *shareGroup {
 func (g *shareGroup) leave() {
 	shares.mu.Lock()
 	defer shares.mu.Unlock()
-	if g.refs--; g.refs == 0 {
+	if g.n.Add(-1) == 0 {
 		delete(shares.m, g.key)
 	}
 }
@@ -132,11 +132,7 @@ func (g *shareGroup) publish(c *Consumer, snap Snapshot) {
 // It waits until the fetch lands or ctx ends, whichever is first; if the
 // fetch failed or brought another epoch or an older revision than c
 // wants, or ctx ended, c fetches for itself.
-func (c *Consumer) joinOrLead(ctx context.Context, seq uint64, want minRevision) (Snapshot, bool, *fetchFlight) {
-	g := c.share.Load()
-	if g == nil {
-		return Snapshot{}, false, nil
-	}
+func (c *Consumer) joinOrLead(ctx context.Context, g *shareGroup, seq uint64, want minRevision) (Snapshot, bool, *fetchFlight) {
 	own := &fetchFlight{g: g, by: c, want: want, done: make(chan struct{})}
 	for {
 		f := g.flight.Load()
@@ -170,15 +166,32 @@ func (f *fetchFlight) land(snap Snapshot, err error) {
 	close(f.done)
 }
 
+// fetchShared is fetch for a consumer of share group g, which has others:
+// it takes the snapshot of the fetch another consumer has under way, if it
+// may (see joinOrLead), or fetches and lands its flight. Its frame is kept
+// out of fetch, so that a consumer alone in its group, or in none, does not
+// pay for it.
+//
+//go:noinline
+func (c *Consumer) fetchShared(ctx context.Context, g *shareGroup, seq uint64, want minRevision) (Snapshot, error) {
+	s, ok, f := c.joinOrLead(ctx, g, seq, want)
+	if ok {
+		c.debug("refresh took another consumer's fetch")
+		return s, nil
+	}
+	snap, err := c.callProvider(ctx)
+	f.land(snap, err)
+	return snap, err
+}
+
 // sibling returns the snapshot another consumer of c's share group fetched,
 // if refresh seq may use it instead of fetching: seq serves no Start or
 // Refresh, and the snapshot is of the epoch the newest invalidation that
 // asked for a refresh named (none for none: an invalidation without epoch
 // cannot tell an old epoch's snapshot from a new one's), at its revision or
 // later. (If c has applied it already, the refresh ends there.)
-func (c *Consumer) sibling(seq uint64) (Snapshot, bool) {
-	g := c.share.Load()
-	if g == nil || seq == c.mustFetch.Load() {
+func (c *Consumer) sibling(g *shareGroup, seq uint64) (Snapshot, bool) {
+	if seq == c.mustFetch.Load() {
 		return Snapshot{}, false
 	}
 	s := g.last.Load()
