@@ -13,15 +13,16 @@ import (
 // [*TokenGrants] that does not read every topic it reads only the topics
 // the grants name and, where the store lists prefixes
 // ([statesync.PrefixLister]), the ranges of its prefixes: a token that
-// reads one topic lists it without a scan of every topic. Otherwise it
-// lists every topic.
+// reads one topic lists it without a scan of every topic. Otherwise, or
+// when that would take more than maxListings reads, it lists every topic.
 func (h *Handler) readableTopics(ctx context.Context, g Grants) ([]statesync.TopicInfo, error) {
 	tg, ok := g.(*TokenGrants)
 	if !ok || tg == nil || tg.read.all {
 		return h.src.List(ctx)
 	}
-	if _, ranges := h.src.Store().(statesync.PrefixLister); len(tg.read.prefixes) > 0 && !ranges {
-		return h.src.List(ctx)
+	if _, ranges := h.src.Store().(statesync.PrefixLister); len(tg.read.prefixes) > 0 && !ranges ||
+		len(tg.read.prefixes)+len(tg.read.exact) > maxListings {
+		return h.src.List(ctx) // one listing, not one per grant (see maxListings)
 	}
 	var out []statesync.TopicInfo
 	for _, pre := range tg.read.prefixes {

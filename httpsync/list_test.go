@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -180,5 +181,130 @@ func BenchmarkListOneGrant(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// listCounter is a Store and PrefixLister that counts its listings.
+type listCounter struct {
+	*statesync.MemoryStore
+	lists, prefixLists atomic.Int32
+}
+
+func (s *listCounter) List(ctx context.Context) ([]statesync.Record, error) {
+	s.lists.Add(1)
+	return s.MemoryStore.List(ctx)
+}
+
+func (s *listCounter) ListPrefix(ctx context.Context, prefix string) ([]statesync.Record, error) {
+	s.prefixLists.Add(1)
+	recs, err := s.MemoryStore.List(ctx) // a scan, as natsstore's is
+	var out []statesync.Record
+	for _, r := range recs {
+		if strings.HasPrefix(r.Topic, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out, err
+}
+
+// A request never makes more than 8 listings and reads of the store: a
+// token with many grants (GET /v1/topics), or a stream with many prefixes,
+// lists every topic once instead, with the same result. On a store whose
+// prefix listing is a scan (natsstore), 64 prefixes would otherwise scan
+// the store 64 times per request.
+func TestListingsCapped(t *testing.T) {
+	store := &listCounter{MemoryStore: statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1})}
+	src, err := statesync.NewSource(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var many, few []string
+	for i := range 12 {
+		many = append(many, fmt.Sprintf(`"p%d:*"`, i))
+	}
+	few = many[:3]
+	toks, err := httpsync.ParseTokens(strings.NewReader(`{"tokens": [
+		{"token": "many", "read": [` + strings.Join(many, ",") + `]},
+		{"token": "few", "read": [` + strings.Join(few, ",") + `, "p5:x"]},
+		{"token": "all", "read": ["*"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := httpsync.NewHandler(src, &httpsync.HandlerOptions{Auth: toks})
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	defer h.Close()
+	s := &testServer{store: store.MemoryStore, src: src, h: h, ts: ts, hc: ts.Client()}
+	for i := range 14 {
+		for _, suffix := range []string{"x", "y"} {
+			if _, err := src.Put(context.Background(), fmt.Sprintf("p%d:%s", i, suffix), json.RawMessage(`1`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	counts := func() (int32, int32) { return store.lists.Swap(0), store.prefixLists.Swap(0) }
+	counts()
+
+	under := func(n int) []string { // the topics of p0: … p<n-1>:, sorted
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("p%d:x", i), fmt.Sprintf("p%d:y", i))
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := under(12)
+	names := func(tok string) string {
+		got := listNames(t, h, tok)
+		var out []string
+		for f := range strings.FieldsSeq(got) {
+			out = append(out, f[:strings.IndexByte(f, '@')])
+		}
+		return strings.Join(out, " ")
+	}
+	if got := names("many"); got != strings.Join(want, " ") {
+		t.Errorf("GET /v1/topics as many = %q; want %q", got, strings.Join(want, " "))
+	}
+	if l, pl := counts(); l != 1 || pl != 0 {
+		t.Errorf("GET /v1/topics with 12 prefix grants: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
+	}
+	if got, w := names("few"), "p0:x p0:y p1:x p1:y p2:x p2:y p5:x"; got != w {
+		t.Errorf("GET /v1/topics as few = %q; want %q", got, w)
+	}
+	if l, pl := counts(); l != 0 || pl != 3 {
+		t.Errorf("GET /v1/topics with 3 prefix grants: %d listings of every topic, %d of a prefix; want 0 and 3", l, pl)
+	}
+
+	// Streams: 12 prefixes, then 3.
+	streamTopics := func(tok string, n int) []string {
+		q := "/v1/events?"
+		for i := range n {
+			q += fmt.Sprintf("prefix=p%d:&", i)
+		}
+		st := s.openStream(t, q[:len(q)-1], bearer(tok)...)
+		var got []string
+		for len(got) < 2*n {
+			got = append(got, decodeInv(t, st.nextEvent(t)).Topic)
+		}
+		return got
+	}
+	if got := streamTopics("many", 12); !slices.Equal(got, want) {
+		t.Errorf("stream of 12 prefixes as many: %q; want %q", got, want)
+	}
+	if l, pl := counts(); l != 1 || pl != 0 {
+		t.Errorf("stream of 12 prefixes: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
+	}
+	if got := streamTopics("all", 3); !slices.Equal(got, under(3)) {
+		t.Errorf("stream of 3 prefixes as all: %q; want %q", got, under(3))
+	}
+	if l, pl := counts(); l != 0 || pl != 3 {
+		t.Errorf("stream of 3 prefixes: %d listings of every topic, %d of a prefix; want 0 and 3", l, pl)
+	}
+	if got := streamTopics("all", 9); !slices.Equal(got, under(9)) {
+		t.Errorf("stream of 9 prefixes as all: %q; want %q", got, under(9))
+	}
+	if l, pl := counts(); l != 1 || pl != 0 {
+		t.Errorf("stream of 9 prefixes: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
 	}
 }

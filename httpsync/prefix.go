@@ -207,19 +207,7 @@ func (h *Handler) prefixTopics(ctx context.Context, g Grants, prefix string) ([]
 		return h.src.ListPrefix(ctx, prefix)
 	}
 	var out []statesync.TopicInfo
-	whole := false // the grants cover the whole of prefix
-	var lists []string
-	for _, gp := range tg.read.prefixes {
-		switch {
-		case strings.HasPrefix(prefix, gp):
-			whole = true
-		case strings.HasPrefix(gp, prefix):
-			lists = append(lists, gp)
-		}
-	}
-	if whole {
-		lists = []string{prefix}
-	}
+	lists, whole := prefixListings(tg, prefix)
 	for _, p := range lists {
 		infos, err := h.src.ListPrefix(ctx, p)
 		if err != nil {
@@ -245,6 +233,51 @@ func (h *Handler) prefixTopics(ctx context.Context, g Grants, prefix string) ([]
 	return slices.CompactFunc(out, func(a, b statesync.TopicInfo) bool { return a.Topic == b.Topic }), nil
 }
 
+// prefixListings returns the prefixes that prefixTopics lists for prefix
+// and tg: prefix alone if a grant covers the whole of it (whole true), else
+// the grant prefixes under it.
+func prefixListings(tg *TokenGrants, prefix string) (lists []string, whole bool) {
+	for _, gp := range tg.read.prefixes {
+		switch {
+		case strings.HasPrefix(prefix, gp):
+			return []string{prefix}, true
+		case strings.HasPrefix(gp, prefix):
+			lists = append(lists, gp)
+		}
+	}
+	return lists, false
+}
+
+// maxListings is the most prefix listings (and exact-name reads) one
+// request makes of the store. A request that would make more lists every
+// topic once and filters: a store whose prefix listing is a scan
+// (natsstore) then scans once, not once per prefix, whatever the number of
+// prefixes a stream names or grants a token has.
+const maxListings = 8
+
+// listingCost returns the number of store listings and exact-name reads
+// that listing the topics of prefixes for g takes, one by one.
+func (h *Handler) listingCost(g Grants, prefixes []string) int {
+	tg, ok := g.(*TokenGrants)
+	_, ranges := h.src.Store().(statesync.PrefixLister)
+	if !ok || tg == nil || tg.read.all || !ranges {
+		return len(prefixes)
+	}
+	n := 0
+	for _, p := range prefixes {
+		lists, whole := prefixListings(tg, p)
+		n += len(lists)
+		if !whole {
+			for name := range tg.read.exact {
+				if strings.HasPrefix(name, p) {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
 // listPrefixes lists the topics of st's prefixes that its token may read
 // and takes them in, those it already follows excepted (named, or taken
 // in by an invalidation since the stream was registered). It returns the
@@ -262,18 +295,23 @@ func (h *Handler) listPrefixes(ctx context.Context, st *stream, g Grants) ([]sta
 		return nil, statesync.ErrClosed
 	}
 	var all []statesync.TopicInfo
-	for _, p := range st.prefixes {
-		infos, err := h.prefixTopics(ctx, g, p)
+	if h.listingCost(g, st.prefixes) > maxListings {
+		infos, err := h.src.List(ctx)
 		if err != nil {
 			return nil, err
 		}
 		for _, in := range infos {
-			if strings.HasPrefix(in.Topic, p) && g.CanRead(in.Topic) {
+			if underAny(in.Topic, st.prefixes) && g.CanRead(in.Topic) {
 				all = append(all, in)
 			}
 		}
 		if len(all) > st.maxTopics {
-			return nil, errTooManyTopics // before listing the other prefixes
+			return nil, errTooManyTopics
+		}
+	} else {
+		var err error
+		if all, err = h.listEach(ctx, st, g); err != nil {
+			return nil, err
 		}
 	}
 	if len(st.prefixes) > 1 {
@@ -302,4 +340,35 @@ func (h *Handler) listPrefixes(ctx context.Context, st *stream, g Grants) ([]sta
 		out = append(out, statesync.Invalidation{Topic: in.Topic, Revision: in.Revision, Epoch: in.Epoch})
 	}
 	return out, nil
+}
+
+// listEach lists the topics of st's prefixes that g may read one prefix
+// at a time (see prefixTopics), stopping at more than st.maxTopics.
+func (h *Handler) listEach(ctx context.Context, st *stream, g Grants) ([]statesync.TopicInfo, error) {
+	var all []statesync.TopicInfo
+	for _, p := range st.prefixes {
+		infos, err := h.prefixTopics(ctx, g, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range infos {
+			if strings.HasPrefix(in.Topic, p) && g.CanRead(in.Topic) {
+				all = append(all, in)
+			}
+		}
+		if len(all) > st.maxTopics {
+			return nil, errTooManyTopics // before listing the other prefixes
+		}
+	}
+	return all, nil
+}
+
+// underAny reports whether topic starts with one of prefixes.
+func underAny(topic string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(topic, p) {
+			return true
+		}
+	}
+	return false
 }
