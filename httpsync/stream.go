@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/statesync-go/statesync"
@@ -23,6 +24,9 @@ import (
 // a revision waiting to be sent is replaced by a newer one, never queued.
 type stream struct {
 	wake chan struct{} // capacity 1: "something is pending"
+	// signals holds the signal* bits set for the stream's goroutine (each
+	// also sends on wake), so that it waits on one channel only.
+	signals atomic.Uint32
 	// grantMu protects owner, grants and grantGen once the stream is
 	// registered; it is taken before mu, never after.
 	grantMu sync.Mutex
@@ -31,11 +35,6 @@ type stream struct {
 	// grantGen is the generation of the Regrant that gave grants (0:
 	// the request's own).
 	grantGen uint64
-	// revoked is closed by revoke: the stream's grants no longer cover it
-	// (Handler.Regrant).
-	revoked    chan struct{}
-	revokeOnce sync.Once
-
 	// Set before the stream is registered, then read-only.
 	named     []string // the topics it names (topic=), registered in Handler.byTopic
 	prefixes  []string // its prefixes (prefix=), registered in Handler.byPrefix (prefix.go)
@@ -66,9 +65,27 @@ type stream struct {
 	overflow string
 }
 
+// The signals of a stream's goroutine (stream.signals).
+const (
+	signalGone      = 1 << iota // the client went away
+	signalDone                  // the handler is closing
+	signalRevoked               // the stream's grants no longer cover it (Handler.Regrant)
+	signalHeartbeat             // a heartbeat is due
+)
+
+// signal sets s in the stream's signals and wakes its goroutine.
+func (st *stream) signal(s uint32) {
+	st.signals.Or(s)
+	st.wakeUp()
+}
+
 // streamTopic is the state of one topic of a stream.
 type streamTopic struct {
-	name       string
+	name string
+	st   *stream // the stream it belongs to
+	// idx is its index in its Handler.byTopic list, for the streams that
+	// name it (h.mu protects it); unused for the topics of prefixes.
+	idx        int
 	pending    statesync.Invalidation
 	hasPending bool
 	sent       statesync.Invalidation // the last frame's revision and epoch
@@ -96,14 +113,27 @@ func newer(a, b statesync.Invalidation) bool {
 // bytes if the stream would send it inline.
 func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool) {
 	st.mu.Lock()
+	t := st.topics[inv.Topic]
+	if t == nil {
+		st.mu.Unlock()
+		return false
+	}
+	return st.notifyLocked(t, inv, size)
+}
+
+// notifyTopic is notify for t, a topic of the stream (Handler.byTopic
+// lists them): it saves the lookup.
+func (st *stream) notifyTopic(t *streamTopic, inv statesync.Invalidation, size int64) (coalesced bool) {
+	st.mu.Lock()
+	return st.notifyLocked(t, inv, size)
+}
+
+// notifyLocked is notify for t, with st.mu held, which it unlocks.
+func (st *stream) notifyLocked(t *streamTopic, inv statesync.Invalidation, size int64) (coalesced bool) {
 	if size > int64(st.inline) {
 		size = 0 // sent as an invalidation
 	}
-	t := st.topics[inv.Topic]
 	switch {
-	case t == nil:
-		st.mu.Unlock()
-		return false
 	case t.hasPending:
 		if newer(inv, t.pending) {
 			t.pending = inv
@@ -124,10 +154,16 @@ func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool
 	return coalesced
 }
 
+// A pendingFrame is a pending invalidation of one of a stream's topics.
+type pendingFrame struct {
+	t   *streamTopic
+	inv statesync.Invalidation
+}
+
 // take returns the pending invalidations and clears them. It skips, and
 // counts in dups, those already sent meanwhile (by the initial frames,
 // when a write lands between a stream's registration and its first read).
-func (st *stream) take(buf []statesync.Invalidation) (_ []statesync.Invalidation, dups uint64) {
+func (st *stream) take(buf []pendingFrame) (_ []pendingFrame, dups uint64) {
 	st.mu.Lock()
 	for _, t := range st.dirty {
 		t.hasPending = false
@@ -137,7 +173,7 @@ func (st *stream) take(buf []statesync.Invalidation) (_ []statesync.Invalidation
 			dups++
 			continue
 		}
-		buf = append(buf, t.pending)
+		buf = append(buf, pendingFrame{t, t.pending})
 	}
 	clear(st.dirty)
 	st.dirty = st.dirty[:0]
@@ -145,10 +181,14 @@ func (st *stream) take(buf []statesync.Invalidation) (_ []statesync.Invalidation
 	return buf, dups
 }
 
-// markSent records the revision of the frame written for a topic.
-func (st *stream) markSent(inv statesync.Invalidation) {
+// markSent records the revision of the frame written for a topic; t is
+// the topic's state if known (else it is looked up).
+func (st *stream) markSent(t *streamTopic, inv statesync.Invalidation) {
 	st.mu.Lock()
-	if t := st.topics[inv.Topic]; t != nil && (!t.hasSent || newer(inv, t.sent)) {
+	if t == nil {
+		t = st.topics[inv.Topic]
+	}
+	if t != nil && (!t.hasSent || newer(inv, t.sent)) {
 		t.sent, t.hasSent = inv, true
 		if t.hasPending && !newer(t.pending, t.sent) {
 			// take skips it: it is no longer buffered.
@@ -275,19 +315,19 @@ func (h *Handler) fanout() {
 		var coalesced uint64
 		h.mu.RLock()
 		for _, p := range batch {
-			streams := h.byTopic[p.inv.Topic]
+			named := h.byTopic[p.inv.Topic]
 			prefixed = prefixed[:0]
 			if len(h.prefixLens) > 0 {
-				prefixed = h.prefixStreams(p.inv.Topic, streams, prefixed)
+				prefixed = h.prefixStreams(p.inv.Topic, prefixed)
 			}
 			// Each stream of the topic missed the replaced invalidations.
-			coalesced += p.dropped * uint64(len(streams))
+			coalesced += p.dropped * uint64(len(named))
 			var size int64
-			if len(streams) > 0 || len(prefixed) > 0 {
+			if len(named) > 0 || len(prefixed) > 0 {
 				size = h.inlineEstimate(p.inv.Topic)
 			}
-			for st := range streams {
-				if st.notify(p.inv, size) {
+			for _, t := range named {
+				if t.st.notifyTopic(t, p.inv, size) {
 					coalesced++
 				}
 			}
@@ -331,12 +371,12 @@ func (h *Handler) register(st *stream) (ok bool) {
 	h.streams[st] = struct{}{}
 	h.registerPrefixes(st)
 	for _, name := range st.named {
-		m := h.byTopic[name]
-		if m == nil {
-			m = map[*stream]struct{}{}
-			h.byTopic[name] = m
-		}
-		m[st] = struct{}{}
+		t := st.topics[name]
+		t.st, t.idx = st, len(h.byTopic[name])
+		h.byTopic[name] = append(h.byTopic[name], t)
+	}
+	if !h.beatRunning {
+		h.startHeartbeats()
 	}
 	h.stats.streamsOpen.Add(1)
 	h.stats.streamsTotal.Add(1)
@@ -351,14 +391,21 @@ func (h *Handler) unregister(st *stream) {
 	delete(h.streams, st)
 	h.unregisterPrefixes(st)
 	for _, name := range st.named {
-		if m := h.byTopic[name]; m != nil {
-			delete(m, st)
-			if len(m) == 0 {
-				delete(h.byTopic, name)
-			}
+		// Swap-remove st's entry from the topic's list.
+		t, list := st.topics[name], h.byTopic[name]
+		if last := len(list) - 1; last > 0 {
+			list[t.idx] = list[last]
+			list[t.idx].idx = t.idx
+			list[last] = nil
+			h.byTopic[name] = list[:last]
+		} else {
+			delete(h.byTopic, name)
 		}
 	}
 	empty := len(h.streams) == 0
+	if empty && h.beatRunning {
+		h.stopHeartbeats()
+	}
 	h.mu.Unlock()
 	st.grantMu.Lock()
 	h.tokenStreams.release(st.owner)
@@ -378,7 +425,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "name at least one topic or prefix: /v1/events?topic=a&topic=b or /v1/events?prefix=a:")
 		return
 	}
-	st := &stream{wake: make(chan struct{}, 1), revoked: make(chan struct{}), topics: make(map[string]*streamTopic, len(names))}
+	st := &stream{wake: make(chan struct{}, 1), topics: make(map[string]*streamTopic, len(names))}
 	if h.opts.Auth != nil {
 		st.grants = g
 	}
@@ -523,7 +570,9 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	for _, inv := range initial {
 		sw.frame(inv)
 	}
-	h.pump(st, sw, ctx.Done())
+	stop := context.AfterFunc(ctx, func() { st.signal(signalGone) })
+	defer stop()
+	h.pump(st, sw)
 }
 
 // hijacked serves a stream whose connection was taken over from net/http
@@ -568,6 +617,7 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 		defer close(gone)
 		var b [1]byte
 		_, _ = conn.Read(b[:]) // returns when the client closes, or sends something
+		st.signal(signalGone)
 	}()
 	go func() {
 		defer func() {
@@ -579,56 +629,54 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 			h.unregister(st)
 			h.log.LogAttrs(context.Background(), slog.LevelDebug, "httpsync: stream closed", slog.String("remote", remote))
 		}()
-		h.pump(st, sw, gone)
+		h.pump(st, sw)
 	}()
 }
 
 // pump writes what sw holds, then frames, heartbeats and flushes until
-// gone is closed, the stream fails or the handler is closed.
-func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
+// the client goes away (signalGone), the stream fails or is revoked, or
+// the handler is closed. It waits on st.wake alone: whatever ends the
+// stream, and the handler's heartbeats, set a signal and wake it.
+func (h *Handler) pump(st *stream, sw *frameWriter) {
 	if !sw.flush() {
 		return
 	}
-	heartbeat := time.NewTicker(h.opts.Heartbeat)
-	defer heartbeat.Stop()
-	var batch []statesync.Invalidation
-	for {
-		select {
-		case <-gone:
+	var batch []pendingFrame
+	for range st.wake {
+		sig := st.signals.Load()
+		switch {
+		case sig&signalGone != 0:
 			return
-		case <-h.done:
+		case sig&signalDone != 0:
 			st.closing()
 			return
-		case <-st.revoked:
+		case sig&signalRevoked != 0:
+			// No frame for a token that lost its grants.
 			sw.buf = append(sw.buf, revokedComment...)
 			sw.flush()
 			return
-		case <-heartbeat.C:
+		}
+		if sig&signalHeartbeat != 0 {
+			st.signals.And(^uint32(signalHeartbeat))
 			sw.buf = append(sw.buf, ": heartbeat\n\n"...)
 			h.stats.heartbeats.Add(1)
-		case <-st.wake:
-			if st.isRevoked() {
-				// Both were ready: no frame for a token that lost them.
-				sw.buf = append(sw.buf, revokedComment...)
-				sw.flush()
-				return
-			}
-			var dups uint64
-			batch, dups = st.take(batch[:0])
-			if dups > 0 {
-				h.stats.invalidationsCoalesced.Add(dups)
-			}
-			for _, inv := range batch {
-				sw.frame(inv)
-			}
-			if p := st.overflowed(); p != "" {
-				// Its prefixes match more topics than it may follow: end
-				// it, with a frame that says why; the client's
-				// reconnection is refused with 400 too_many_topics.
-				sw.buf = appendOverflow(sw.buf, p, st.maxTopics)
-				sw.flush()
-				return
-			}
+		}
+		var dups uint64
+		batch, dups = st.take(batch[:0])
+		if dups > 0 {
+			h.stats.invalidationsCoalesced.Add(dups)
+		}
+		for _, p := range batch {
+			sw.frameOf(p.t, p.inv)
+		}
+		clear(batch)
+		if p := st.overflowed(); p != "" {
+			// Its prefixes match more topics than it may follow: end
+			// it, with a frame that says why; the client's
+			// reconnection is refused with 400 too_many_topics.
+			sw.buf = appendOverflow(sw.buf, p, st.maxTopics)
+			sw.flush()
+			return
 		}
 		if !sw.flush() {
 			select {
@@ -638,6 +686,45 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 			}
 			return
 		}
+	}
+}
+
+// startHeartbeats starts the handler's heartbeat goroutine, which asks
+// every stream for a heartbeat once per HandlerOptions.Heartbeat while
+// streams are open. h.mu is held.
+func (h *Handler) startHeartbeats() {
+	stop := make(chan struct{})
+	h.beatRunning, h.beatStop = true, stop
+	h.beatWG.Add(1)
+	go h.heartbeats(stop)
+}
+
+// stopHeartbeats stops the heartbeat goroutine: the last stream is gone.
+// h.mu is held.
+func (h *Handler) stopHeartbeats() {
+	close(h.beatStop)
+	h.beatRunning, h.beatStop = false, nil
+}
+
+// heartbeats is the heartbeat goroutine: one ticker for all the streams,
+// instead of one each. A stream's heartbeat is written, with its write
+// deadline, by the stream's goroutine, so a dead client is still found
+// out by its own heartbeats.
+func (h *Handler) heartbeats(stop <-chan struct{}) {
+	defer h.beatWG.Done()
+	tick := time.NewTicker(h.opts.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		h.mu.RLock()
+		for st := range h.streams {
+			st.signal(signalHeartbeat)
+		}
+		h.mu.RUnlock()
 	}
 }
 
@@ -663,7 +750,11 @@ type frameWriter struct {
 
 // frame appends the frame of inv: an inline snapshot if asked for and
 // small enough, else an invalidation.
-func (fw *frameWriter) frame(inv statesync.Invalidation) {
+func (fw *frameWriter) frame(inv statesync.Invalidation) { fw.frameOf(nil, inv) }
+
+// frameOf is frame for t, the state of inv's topic in the stream if known
+// (nil: looked up).
+func (fw *frameWriter) frameOf(t *streamTopic, inv statesync.Invalidation) {
 	if fw.inline >= 0 {
 		enc, snap, err := fw.h.encoded(fw.ctx, inv.Topic)
 		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) && fw.fits(len(enc)) {
@@ -678,7 +769,7 @@ func (fw *frameWriter) frame(inv statesync.Invalidation) {
 			fw.addShared(f.body)
 			fw.buf = append(fw.buf, "\n\n"...)
 			fw.inlineBytes += len(enc)
-			fw.st.markSent(statesync.Invalidation{Topic: inv.Topic, Revision: snap.Revision, Epoch: snap.Epoch})
+			fw.st.markSent(t, statesync.Invalidation{Topic: inv.Topic, Revision: snap.Revision, Epoch: snap.Epoch})
 			fw.h.stats.snapshotsSent.Add(1)
 			return
 		}
@@ -686,7 +777,7 @@ func (fw *frameWriter) frame(inv statesync.Invalidation) {
 	fw.buf = append(fw.buf, "event: invalidation\ndata: "...)
 	fw.buf = inv.AppendJSON(fw.buf)
 	fw.buf = append(fw.buf, "\n\n"...)
-	fw.st.markSent(inv)
+	fw.st.markSent(t, inv)
 	fw.h.stats.invalidationsSent.Add(1)
 }
 
