@@ -147,6 +147,10 @@ type Handler struct {
 	beatRunning bool
 	beatStop    chan struct{}
 	beatWG      sync.WaitGroup
+	// inlineStreams counts the open streams that ask for inline
+	// snapshots: without any, the fan-out goroutine builds no snapshot
+	// frame.
+	inlineStreams atomic.Int64
 	// The prefix streams by prefix, and the number of prefixes of
 	// byPrefix of each length (prefix.go).
 	byPrefix   map[string]map[*stream]struct{}
@@ -516,9 +520,14 @@ func (h *Handler) encoded(ctx context.Context, topic string) ([]byte, statesync.
 	if err != nil {
 		return nil, statesync.Snapshot{}, err
 	}
+	return h.encodedSnapshot(topic, snap), snap, nil
+}
+
+// encodedSnapshot is encoded for snap, a snapshot of topic already read.
+func (h *Handler) encodedSnapshot(topic string, snap statesync.Snapshot) []byte {
 	e := newestEntry(&h.enc, topic, version{snap.Epoch, snap.Revision}, func(v version) *encEntry { return &encEntry{version: v} })
 	e.once.Do(func() { e.b = snap.AppendJSON(nil) })
-	return e.b, snap, nil
+	return e.b
 }
 
 // gzEntry is the gzip encoding of one revision of a topic.

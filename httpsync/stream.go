@@ -46,6 +46,8 @@ type stream struct {
 	dl      writeDeadliner // the response's (or the hijacked connection's)
 	alive   bool           // the stream's goroutine is running: dl may be used
 	aborted bool           // Close aborted the stream's writes
+	// countedInline says the stream counts in Handler.inlineStreams.
+	countedInline bool
 	// deadlineSet is when setDeadline last moved the write deadline.
 	deadlineSet time.Time
 
@@ -88,8 +90,11 @@ type streamTopic struct {
 	idx        int
 	pending    statesync.Invalidation
 	hasPending bool
-	sent       statesync.Invalidation // the last frame's revision and epoch
-	hasSent    bool
+	// pendingFr holds pending's frames, if the fan-out goroutine built
+	// them (nil: the stream builds them).
+	pendingFr *fanFrame
+	sent      statesync.Invalidation // the last frame's revision and epoch
+	hasSent   bool
 	// pendingSz is the size of pending's inline snapshot, counted in the
 	// stream's pendingBytes.
 	pendingSz int64
@@ -118,25 +123,27 @@ func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool
 		st.mu.Unlock()
 		return false
 	}
-	return st.notifyLocked(t, inv, size)
+	return st.notifyLocked(t, inv, size, nil)
 }
 
 // notifyTopic is notify for t, a topic of the stream (Handler.byTopic
-// lists them): it saves the lookup.
-func (st *stream) notifyTopic(t *streamTopic, inv statesync.Invalidation, size int64) (coalesced bool) {
+// lists them), which saves the lookup, with inv's frames built by the
+// fan-out goroutine.
+func (st *stream) notifyTopic(t *streamTopic, inv statesync.Invalidation, size int64, fr *fanFrame) (coalesced bool) {
 	st.mu.Lock()
-	return st.notifyLocked(t, inv, size)
+	return st.notifyLocked(t, inv, size, fr)
 }
 
-// notifyLocked is notify for t, with st.mu held, which it unlocks.
-func (st *stream) notifyLocked(t *streamTopic, inv statesync.Invalidation, size int64) (coalesced bool) {
+// notifyLocked is notify for t, with st.mu held, which it unlocks; fr
+// holds inv's frames, or is nil.
+func (st *stream) notifyLocked(t *streamTopic, inv statesync.Invalidation, size int64, fr *fanFrame) (coalesced bool) {
 	if size > int64(st.inline) {
 		size = 0 // sent as an invalidation
 	}
 	switch {
 	case t.hasPending:
 		if newer(inv, t.pending) {
-			t.pending = inv
+			t.pending, t.pendingFr = inv, fr
 			st.pendingBytes += size - t.pendingSz
 			t.pendingSz = size
 		}
@@ -144,7 +151,7 @@ func (st *stream) notifyLocked(t *streamTopic, inv statesync.Invalidation, size 
 	case t.hasSent && !newer(inv, t.sent):
 		coalesced = true // already sent (a duplicate, or an older write reported late)
 	default:
-		t.pending, t.hasPending, t.pendingSz = inv, true, size
+		t.pending, t.pendingFr, t.hasPending, t.pendingSz = inv, fr, true, size
 		st.pendingBytes += size
 		st.dirty = append(st.dirty, t)
 	}
@@ -154,10 +161,12 @@ func (st *stream) notifyLocked(t *streamTopic, inv statesync.Invalidation, size 
 	return coalesced
 }
 
-// A pendingFrame is a pending invalidation of one of a stream's topics.
+// A pendingFrame is a pending invalidation of one of a stream's topics,
+// with its frames if the fan-out goroutine built them.
 type pendingFrame struct {
 	t   *streamTopic
 	inv statesync.Invalidation
+	fr  *fanFrame
 }
 
 // take returns the pending invalidations and clears them. It skips, and
@@ -166,14 +175,15 @@ type pendingFrame struct {
 func (st *stream) take(buf []pendingFrame) (_ []pendingFrame, dups uint64) {
 	st.mu.Lock()
 	for _, t := range st.dirty {
-		t.hasPending = false
+		fr := t.pendingFr
+		t.hasPending, t.pendingFr = false, nil
 		st.pendingBytes -= t.pendingSz
 		t.pendingSz = 0
 		if t.hasSent && !newer(t.pending, t.sent) {
 			dups++
 			continue
 		}
-		buf = append(buf, pendingFrame{t, t.pending})
+		buf = append(buf, pendingFrame{t, t.pending, fr})
 	}
 	clear(st.dirty)
 	st.dirty = st.dirty[:0]
@@ -323,11 +333,15 @@ func (h *Handler) fanout() {
 			// Each stream of the topic missed the replaced invalidations.
 			coalesced += p.dropped * uint64(len(named))
 			var size int64
+			var fr *fanFrame
 			if len(named) > 0 || len(prefixed) > 0 {
 				size = h.inlineEstimate(p.inv.Topic)
 			}
+			if len(named) > 0 {
+				fr = h.fanFrame(p.inv, h.inlineStreams.Load() > 0)
+			}
 			for _, t := range named {
-				if t.st.notifyTopic(t, p.inv, size) {
+				if t.st.notifyTopic(t, p.inv, size, fr) {
 					coalesced++
 				}
 			}
@@ -386,6 +400,10 @@ func (h *Handler) register(st *stream) (ok bool) {
 func (h *Handler) unregister(st *stream) {
 	st.mu.Lock()
 	st.alive = false
+	if st.countedInline {
+		st.countedInline = false
+		h.inlineStreams.Add(-1)
+	}
 	st.mu.Unlock()
 	h.mu.Lock()
 	delete(h.streams, st)
@@ -667,7 +685,7 @@ func (h *Handler) pump(st *stream, sw *frameWriter) {
 			h.stats.invalidationsCoalesced.Add(dups)
 		}
 		for _, p := range batch {
-			sw.frameOf(p.t, p.inv)
+			sw.frameOf(p.t, p.inv, p.fr)
 		}
 		clear(batch)
 		if p := st.overflowed(); p != "" {
@@ -750,12 +768,27 @@ type frameWriter struct {
 
 // frame appends the frame of inv: an inline snapshot if asked for and
 // small enough, else an invalidation.
-func (fw *frameWriter) frame(inv statesync.Invalidation) { fw.frameOf(nil, inv) }
+func (fw *frameWriter) frame(inv statesync.Invalidation) { fw.frameOf(nil, inv, nil) }
 
 // frameOf is frame for t, the state of inv's topic in the stream if known
-// (nil: looked up).
-func (fw *frameWriter) frameOf(t *streamTopic, inv statesync.Invalidation) {
-	if fw.inline >= 0 {
+// (nil: looked up), with fr, inv's frames built by the fan-out goroutine
+// (nil: built here).
+func (fw *frameWriter) frameOf(t *streamTopic, inv statesync.Invalidation, fr *fanFrame) {
+	if fw.inline >= 0 && fr != nil && fr.snap != nil {
+		if enc := fr.snap.enc; len(enc) <= fw.inline && fw.fits(len(enc)) {
+			if fr.whole != nil {
+				fw.buf = append(fw.buf, fr.whole...)
+			} else {
+				fw.buf = append(fw.buf, fr.head...)
+				fw.addShared(fr.snap.body)
+				fw.buf = append(fw.buf, "\n\n"...)
+			}
+			fw.inlineBytes += len(enc)
+			fw.st.markSent(t, fr.sent)
+			fw.h.stats.snapshotsSent.Add(1)
+			return
+		}
+	} else if fw.inline >= 0 {
 		enc, snap, err := fw.h.encoded(fw.ctx, inv.Topic)
 		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) && fw.fits(len(enc)) {
 			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…},
@@ -774,9 +807,13 @@ func (fw *frameWriter) frameOf(t *streamTopic, inv statesync.Invalidation) {
 			return
 		}
 	}
-	fw.buf = append(fw.buf, "event: invalidation\ndata: "...)
-	fw.buf = inv.AppendJSON(fw.buf)
-	fw.buf = append(fw.buf, "\n\n"...)
+	if fr != nil {
+		fw.buf = append(fw.buf, fr.invalidation...)
+	} else {
+		fw.buf = append(fw.buf, "event: invalidation\ndata: "...)
+		fw.buf = inv.AppendJSON(fw.buf)
+		fw.buf = append(fw.buf, "\n\n"...)
+	}
 	fw.st.markSent(t, inv)
 	fw.h.stats.invalidationsSent.Add(1)
 }
