@@ -131,7 +131,7 @@ func (h *Handler) prefixStreams(topic string, out []*stream) []*stream {
 // first if the stream does not follow it yet and the token may read it.
 // A topic beyond the stream's cap is not taken in: the stream is marked
 // to end (overflow) and woken.
-func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64) (coalesced bool) {
+func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64, fr *fanFrame) (coalesced bool) {
 	st.mu.Lock()
 	_, known := st.topics[inv.Topic]
 	st.mu.Unlock()
@@ -161,7 +161,13 @@ func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64) (coales
 		st.mu.Unlock()
 		st.grantMu.Unlock()
 	}
-	return st.notify(inv, size)
+	st.mu.Lock()
+	t := st.topics[inv.Topic]
+	if t == nil {
+		st.mu.Unlock()
+		return false
+	}
+	return st.notifyLocked(t, inv, size, fr)
 }
 
 // overflowed returns the prefix whose topics went over the stream's cap,

@@ -55,7 +55,7 @@ func TestNotifyPrefixed(t *testing.T) {
 	st := &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{}, prefixes: []string{"c:"}, maxTopics: 2, inline: -1,
 		grants: grantsOf(func(topic string) bool { return topic != "c:secret" })}
 	for i, topic := range []string{"c:secret", "c:1", "c:2", "c:1", "c:3"} {
-		st.notifyPrefixed(statesync.Invalidation{Topic: topic, Revision: statesync.Revision(i + 1), Epoch: "e"}, 0)
+		st.notifyPrefixed(statesync.Invalidation{Topic: topic, Revision: statesync.Revision(i + 1), Epoch: "e"}, 0, nil)
 	}
 	if _, ok := st.topics["c:secret"]; ok || len(st.topics) != 2 || st.overflowed() != "c:" {
 		t.Fatalf("topics %v, overflow %q; want c:1 and c:2, overflowed on c:", st.topics, st.overflowed())

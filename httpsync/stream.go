@@ -336,8 +336,6 @@ func (h *Handler) fanout() {
 			var fr *fanFrame
 			if len(named) > 0 || len(prefixed) > 0 {
 				size = h.inlineEstimate(p.inv.Topic)
-			}
-			if len(named) > 0 {
 				fr = h.fanFrame(p.inv, h.inlineStreams.Load() > 0)
 			}
 			for _, t := range named {
@@ -346,7 +344,7 @@ func (h *Handler) fanout() {
 				}
 			}
 			for _, st := range prefixed {
-				if st.notifyPrefixed(p.inv, size) {
+				if st.notifyPrefixed(p.inv, size, fr) {
 					coalesced++
 				}
 			}
