@@ -127,7 +127,7 @@ func (h *Handler) prefixStreams(topic string, out []*stream) []*stream {
 	return out
 }
 
-// notifyPrefixed is notify for a prefix stream: it takes the topic in
+// notifyPrefixed is notifyTopic for a prefix stream: it takes the topic in
 // first if the stream does not follow it yet and the token may read it.
 // A topic beyond the stream's cap is not taken in: the stream is marked
 // to end (overflow) and woken.

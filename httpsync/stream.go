@@ -111,31 +111,19 @@ func newer(a, b statesync.Invalidation) bool {
 	return a.Epoch != b.Epoch || a.Revision > b.Revision
 }
 
-// notify records inv for the stream and wakes it. It never blocks for long
-// (a short lock) and allocates nothing. It reports whether one
-// invalidation was coalesced (replaced, or dropped as already sent). size is about the size of the
-// topic's inline snapshot (0 if unknown), counted in the stream's buffered
-// bytes if the stream would send it inline.
-func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool) {
-	st.mu.Lock()
-	t := st.topics[inv.Topic]
-	if t == nil {
-		st.mu.Unlock()
-		return false
-	}
-	return st.notifyLocked(t, inv, size, nil)
-}
-
-// notifyTopic is notify for t, a topic of the stream (Handler.byTopic
-// lists them), which saves the lookup, with inv's frames built by the
-// fan-out goroutine.
+// notifyTopic records inv for t, one of the stream's topics, and wakes
+// the stream. It never blocks for long (a short lock) and allocates
+// nothing. It reports whether one invalidation was coalesced (replaced, or
+// dropped as already sent). size is about the size of the topic's inline
+// snapshot (0 if unknown), counted in the stream's buffered bytes if the
+// stream would send it inline. fr holds inv's frames, built once by the
+// fan-out goroutine for every stream (nil: the stream builds them).
 func (st *stream) notifyTopic(t *streamTopic, inv statesync.Invalidation, size int64, fr *fanFrame) (coalesced bool) {
 	st.mu.Lock()
 	return st.notifyLocked(t, inv, size, fr)
 }
 
-// notifyLocked is notify for t, with st.mu held, which it unlocks; fr
-// holds inv's frames, or is nil.
+// notifyLocked is notifyTopic with st.mu held, which it unlocks.
 func (st *stream) notifyLocked(t *streamTopic, inv statesync.Invalidation, size int64, fr *fanFrame) (coalesced bool) {
 	if size > int64(st.inline) {
 		size = 0 // sent as an invalidation
@@ -302,7 +290,7 @@ type fanEntry struct {
 // invalidations recorded by invalidated until none is pending, then
 // returns (a handler without writes has no goroutine, and one that is
 // dropped without Close leaks none). At most one runs at a time, and it is
-// the only caller of stream.notify; it takes each topic's latest
+// the only caller of stream.notifyTopic (and notifyPrefixed); it takes each topic's latest
 // invalidation once, so a topic's invalidations reach a stream in order.
 func (h *Handler) fanout() {
 	defer h.fanWG.Done()
