@@ -280,10 +280,13 @@ func (h *Handler) invalidated(inv statesync.Invalidation) {
 }
 
 // fanEntry is the pending invalidation of a topic, waiting for the fan-out
-// goroutine, and the number of older ones it replaced.
+// goroutine, and the number of older ones it replaced; then, for the
+// fan-out goroutine, whether streams follow the topic and its frames.
 type fanEntry struct {
-	inv     statesync.Invalidation
-	dropped uint64
+	inv      statesync.Invalidation
+	dropped  uint64
+	followed bool
+	fr       *fanFrame
 }
 
 // fanout is the handler's fan-out goroutine: it notifies the streams of the
@@ -310,6 +313,23 @@ func (h *Handler) fanout() {
 		clear(h.fanDirty)
 		h.fanDirty = h.fanDirty[:0]
 		h.fanMu.Unlock()
+		// The frames of the followed topics, built outside h.mu (a large
+		// snapshot takes a while to encode, and h.mu also admits new
+		// streams). A stream that comes meanwhile is notified without
+		// them, and builds its frame itself.
+		h.mu.RLock()
+		for i := range batch {
+			topic := batch[i].inv.Topic
+			batch[i].followed = len(h.byTopic[topic]) > 0 || (len(h.prefixLens) > 0 && len(h.prefixStreams(topic, prefixed[:0])) > 0)
+		}
+		clear(prefixed)
+		h.mu.RUnlock()
+		inline := h.inlineStreams.Load() > 0
+		for i, p := range batch {
+			if p.followed {
+				batch[i].fr = h.fanFrame(p.inv, inline)
+			}
+		}
 		var coalesced uint64
 		h.mu.RLock()
 		for _, p := range batch {
@@ -321,11 +341,10 @@ func (h *Handler) fanout() {
 			// Each stream of the topic missed the replaced invalidations.
 			coalesced += p.dropped * uint64(len(named))
 			var size int64
-			var fr *fanFrame
 			if len(named) > 0 || len(prefixed) > 0 {
 				size = h.inlineEstimate(p.inv.Topic)
-				fr = h.fanFrame(p.inv, h.inlineStreams.Load() > 0)
 			}
+			fr := p.fr
 			for _, t := range named {
 				if t.st.notifyTopic(t, p.inv, size, fr) {
 					coalesced++
