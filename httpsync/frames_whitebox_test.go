@@ -219,3 +219,51 @@ func (fw *frameWriter) pending() []byte {
 	}
 	return append(b, fw.buf[fw.mark:]...)
 }
+
+// Issue 14: the frames the fan-out goroutine builds once for every stream
+// (fanFrame) are byte for byte those a stream builds itself, inline or
+// not, whatever the data, the optional fields and the stream's inline
+// bound, and they mark the same revision sent.
+func TestFanFrameSameBytes(t *testing.T) {
+	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "ep-1", FirstRevision: 1}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	h := NewHandler(src, nil)
+	defer h.Close()
+	ctx := context.Background()
+	big := `{"pad":"` + strings.Repeat("x", 10_000) + `"}`
+	for _, data := range []string{`{"theme":"dark"}`, "{\n  \"a\": [1,\n 2]\n}", big, "{\r\n\"pad\":\n\"" + big[8:], `"\u2028<>&"`, `null`} {
+		snap, err := src.Put(ctx, "cfg:main", json.RawMessage(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, inv := range []statesync.Invalidation{
+			{Topic: "cfg:main", Revision: snap.Revision, Epoch: snap.Epoch},
+			{Topic: "cfg:main", Revision: snap.Revision, Epoch: snap.Epoch, SourceID: "writer-1", TimestampMs: 1700000000000},
+			{Topic: "cfg:main", Revision: snap.Revision, Epoch: snap.Epoch, TimestampMs: 1700000000001},
+			{Topic: "cfg:main", Revision: snap.Revision - 1, Epoch: snap.Epoch, SourceID: "writer-0"}, // the snapshot is newer
+			{Topic: "cfg:main", Revision: snap.Revision + 1, Epoch: snap.Epoch},                       // the snapshot is older: read by the stream
+		} {
+			for _, inline := range []int{-1, 0, 100, 1 << 20} {
+				var got [2]string
+				var sent [2]statesync.Invalidation
+				for i, fr := range []*fanFrame{nil, h.fanFrame(inv, true)} {
+					st := &stream{topics: map[string]*streamTopic{"cfg:main": {name: "cfg:main"}}}
+					fw := &frameWriter{h: h, st: st, ctx: ctx, inline: inline}
+					fw.frameOf(st.topics["cfg:main"], inv, fr)
+					got[i], sent[i] = string(fw.pending()), st.topics["cfg:main"].sent
+				}
+				if got[1] != got[0] || sent[1] != sent[0] {
+					t.Errorf("data %.40q, %+v, inline %d: fan-out frame %.200q (sent %+v); want the stream's own %.200q (sent %+v)",
+						data, inv, inline, got[1], sent[1], got[0], sent[0])
+				}
+			}
+		}
+	}
+	// Without inline streams, the fan-out goroutine builds no snapshot frame.
+	if fr := h.fanFrame(statesync.Invalidation{Topic: "cfg:main", Revision: 1, Epoch: "ep-1"}, false); fr.snap != nil || len(fr.invalidation) == 0 {
+		t.Errorf("fanFrame(inline false) = snap %v, invalidation %q; want no snapshot frame, an invalidation frame", fr.snap, fr.invalidation)
+	}
+}

@@ -28,7 +28,9 @@ type HandlerOptions struct {
 	Auth Authenticator
 	// Heartbeat is the interval of the heartbeat comments of event
 	// streams, which keep proxies from closing idle streams and let
-	// clients notice dead ones. 0 means 15 s.
+	// clients notice dead ones. 0 means 15 s. One ticker serves every
+	// stream: a stream's first heartbeat comes at most one interval after
+	// it opens, then one per interval.
 	Heartbeat time.Duration
 	// RetryHint is the reconnection delay an event stream suggests to
 	// clients (its "retry:" field). 0 means 2 s.
@@ -137,7 +139,18 @@ type Handler struct {
 	streams    map[*stream]struct{}
 	regrant    func(Grants) Grants // the latest Regrant's; nil before
 	regrantGen uint64              // the number of Regrant calls
-	byTopic    map[string]map[*stream]struct{}
+	// byTopic lists, for each topic, the streams that name it, by their
+	// state of the topic (streamTopic.idx is the index in the list).
+	byTopic map[string][]*streamTopic
+	// The heartbeat goroutine runs while streams are open (beatRunning);
+	// closing beatStop stops it.
+	beatRunning bool
+	beatStop    chan struct{}
+	beatWG      sync.WaitGroup
+	// inlineStreams counts the open streams that ask for inline
+	// snapshots: without any, the fan-out goroutine builds no snapshot
+	// frame.
+	inlineStreams atomic.Int64
 	// The prefix streams by prefix, and the number of prefixes of
 	// byPrefix of each length (prefix.go).
 	byPrefix   map[string]map[*stream]struct{}
@@ -161,7 +174,7 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 		done:    make(chan struct{}),
 		drained: make(chan struct{}),
 		streams: map[*stream]struct{}{},
-		byTopic: map[string]map[*stream]struct{}{},
+		byTopic: map[string][]*streamTopic{},
 
 		byPrefix:   map[string]map[*stream]struct{}{},
 		prefixLens: map[int]int{},
@@ -246,6 +259,9 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	}
 	empty := len(h.streams) == 0
 	h.mu.RUnlock()
+	for _, st := range streams {
+		st.signal(signalDone)
+	}
 	for _, st := range streams {
 		st.abort()
 	}
@@ -504,9 +520,14 @@ func (h *Handler) encoded(ctx context.Context, topic string) ([]byte, statesync.
 	if err != nil {
 		return nil, statesync.Snapshot{}, err
 	}
+	return h.encodedSnapshot(topic, snap), snap, nil
+}
+
+// encodedSnapshot is encoded for snap, a snapshot of topic already read.
+func (h *Handler) encodedSnapshot(topic string, snap statesync.Snapshot) []byte {
 	e := newestEntry(&h.enc, topic, version{snap.Epoch, snap.Revision}, func(v version) *encEntry { return &encEntry{version: v} })
 	e.once.Do(func() { e.b = snap.AppendJSON(nil) })
-	return e.b, snap, nil
+	return e.b
 }
 
 // gzEntry is the gzip encoding of one revision of a topic.

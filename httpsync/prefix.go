@@ -103,16 +103,17 @@ func (h *Handler) unregisterPrefixes(st *stream) {
 	}
 }
 
-// prefixStreams appends to out the prefix streams of topic that are not
-// in named (the streams that name it). It is called by the fan-out
-// goroutine only, with h.mu read-locked; seen is its scratch set.
-func (h *Handler) prefixStreams(topic string, named map[*stream]struct{}, out []*stream) []*stream {
+// prefixStreams appends to out the prefix streams of topic that do not
+// name it (those are notified through Handler.byTopic). It is called by
+// the fan-out goroutine only, with h.mu read-locked; h.fanSeen is its
+// scratch set.
+func (h *Handler) prefixStreams(topic string, out []*stream) []*stream {
 	for n := range h.prefixLens {
 		if n > len(topic) {
 			continue
 		}
 		for st := range h.byPrefix[topic[:n]] {
-			if _, ok := named[st]; ok {
+			if slices.Contains(st.named, topic) {
 				continue
 			}
 			if _, ok := h.fanSeen[st]; ok {
@@ -126,11 +127,11 @@ func (h *Handler) prefixStreams(topic string, named map[*stream]struct{}, out []
 	return out
 }
 
-// notifyPrefixed is notify for a prefix stream: it takes the topic in
+// notifyPrefixed is notifyTopic for a prefix stream: it takes the topic in
 // first if the stream does not follow it yet and the token may read it.
 // A topic beyond the stream's cap is not taken in: the stream is marked
 // to end (overflow) and woken.
-func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64) (coalesced bool) {
+func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64, fr *fanFrame) (coalesced bool) {
 	st.mu.Lock()
 	_, known := st.topics[inv.Topic]
 	st.mu.Unlock()
@@ -155,12 +156,18 @@ func (st *stream) notifyPrefixed(inv statesync.Invalidation, size int64) (coales
 				st.wakeUp()
 				return false
 			}
-			st.topics[inv.Topic] = &streamTopic{name: inv.Topic}
+			st.topics[inv.Topic] = &streamTopic{name: inv.Topic, st: st}
 		}
 		st.mu.Unlock()
 		st.grantMu.Unlock()
 	}
-	return st.notify(inv, size)
+	st.mu.Lock()
+	t := st.topics[inv.Topic]
+	if t == nil {
+		st.mu.Unlock()
+		return false
+	}
+	return st.notifyLocked(t, inv, size, fr)
 }
 
 // overflowed returns the prefix whose topics went over the stream's cap,
@@ -336,7 +343,7 @@ func (h *Handler) listPrefixes(ctx context.Context, st *stream, g Grants) ([]sta
 		if len(st.topics) >= st.maxTopics {
 			return nil, errTooManyTopics
 		}
-		st.topics[in.Topic] = &streamTopic{name: in.Topic}
+		st.topics[in.Topic] = &streamTopic{name: in.Topic, st: st}
 		out = append(out, statesync.Invalidation{Topic: in.Topic, Revision: in.Revision, Epoch: in.Epoch})
 	}
 	return out, nil

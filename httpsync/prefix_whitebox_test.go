@@ -32,8 +32,8 @@ func TestPrefixRegistration(t *testing.T) {
 		}
 	}
 	h.mu.RLock()
-	got := h.prefixStreams("a:b:1", nil, nil)
-	none := h.prefixStreams("z", nil, nil)
+	got := h.prefixStreams("a:b:1", nil)
+	none := h.prefixStreams("z", nil)
 	lens := len(h.prefixLens)
 	h.mu.RUnlock()
 	if len(got) != 2 || len(none) != 1 || none[0] != b || lens != 3 {
@@ -55,13 +55,13 @@ func TestNotifyPrefixed(t *testing.T) {
 	st := &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{}, prefixes: []string{"c:"}, maxTopics: 2, inline: -1,
 		grants: grantsOf(func(topic string) bool { return topic != "c:secret" })}
 	for i, topic := range []string{"c:secret", "c:1", "c:2", "c:1", "c:3"} {
-		st.notifyPrefixed(statesync.Invalidation{Topic: topic, Revision: statesync.Revision(i + 1), Epoch: "e"}, 0)
+		st.notifyPrefixed(statesync.Invalidation{Topic: topic, Revision: statesync.Revision(i + 1), Epoch: "e"}, 0, nil)
 	}
 	if _, ok := st.topics["c:secret"]; ok || len(st.topics) != 2 || st.overflowed() != "c:" {
 		t.Fatalf("topics %v, overflow %q; want c:1 and c:2, overflowed on c:", st.topics, st.overflowed())
 	}
 	batch, _ := st.take(nil)
-	if len(batch) != 2 || batch[0].Topic != "c:1" || batch[0].Revision != 4 || batch[1].Topic != "c:2" {
+	if len(batch) != 2 || batch[0].inv.Topic != "c:1" || batch[0].inv.Revision != 4 || batch[1].inv.Topic != "c:2" {
 		t.Fatalf("pending %+v; want c:1 at 4, c:2 at 3", batch)
 	}
 }
@@ -93,7 +93,7 @@ func FuzzPrefixMatch(f *testing.F) {
 		b := &stream{prefixes: []string{p2}}
 		h.registerPrefixes(a)
 		h.registerPrefixes(b)
-		got := h.prefixStreams(topic, nil, nil)
+		got := h.prefixStreams(topic, nil)
 		want := 0
 		if strings.HasPrefix(topic, p1) || strings.HasPrefix(topic, p2) {
 			want++
@@ -133,7 +133,7 @@ func BenchmarkPrefixMatch(b *testing.B) {
 				topic := topics[i%100]
 				out = out[:0]
 				if len(h.prefixLens) > 0 {
-					out = h.prefixStreams(topic, nil, out)
+					out = h.prefixStreams(topic, out)
 				}
 				if want := min(1, max(0, n-i%100)); len(out) != want {
 					b.Fatalf("%d streams for %s; want %d", len(out), topic, want)

@@ -89,19 +89,10 @@ func (st *stream) currentGrants() Grants {
 
 // revoke ends the stream: its goroutine writes a comment saying why and
 // returns. It is idempotent.
-func (st *stream) revoke() {
-	st.revokeOnce.Do(func() { close(st.revoked) })
-}
+func (st *stream) revoke() { st.signal(signalRevoked) }
 
 // isRevoked reports whether revoke was called.
-func (st *stream) isRevoked() bool {
-	select {
-	case <-st.revoked:
-		return true
-	default:
-		return false
-	}
-}
+func (st *stream) isRevoked() bool { return st.signals.Load()&signalRevoked != 0 }
 
 // revokedComment ends a revoked stream: a comment, which clients ignore,
 // for people reading the stream with curl.

@@ -34,7 +34,7 @@ func TestRegrantGenerations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stream{wake: make(chan struct{}, 1), revoked: make(chan struct{}), grants: g1,
+	st := &stream{wake: make(chan struct{}, 1), grants: g1,
 		topics: map[string]*streamTopic{"b": {name: "b"}}}
 	if !h.register(st) {
 		t.Fatal("register = false")

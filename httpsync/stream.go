@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/statesync-go/statesync"
@@ -23,6 +24,9 @@ import (
 // a revision waiting to be sent is replaced by a newer one, never queued.
 type stream struct {
 	wake chan struct{} // capacity 1: "something is pending"
+	// signals holds the signal* bits set for the stream's goroutine (each
+	// also sends on wake), so that it waits on one channel only.
+	signals atomic.Uint32
 	// grantMu protects owner, grants and grantGen once the stream is
 	// registered; it is taken before mu, never after.
 	grantMu sync.Mutex
@@ -31,11 +35,6 @@ type stream struct {
 	// grantGen is the generation of the Regrant that gave grants (0:
 	// the request's own).
 	grantGen uint64
-	// revoked is closed by revoke: the stream's grants no longer cover it
-	// (Handler.Regrant).
-	revoked    chan struct{}
-	revokeOnce sync.Once
-
 	// Set before the stream is registered, then read-only.
 	named     []string // the topics it names (topic=), registered in Handler.byTopic
 	prefixes  []string // its prefixes (prefix=), registered in Handler.byPrefix (prefix.go)
@@ -47,6 +46,8 @@ type stream struct {
 	dl      writeDeadliner // the response's (or the hijacked connection's)
 	alive   bool           // the stream's goroutine is running: dl may be used
 	aborted bool           // Close aborted the stream's writes
+	// countedInline says the stream counts in Handler.inlineStreams.
+	countedInline bool
 	// deadlineSet is when setDeadline last moved the write deadline.
 	deadlineSet time.Time
 
@@ -66,13 +67,34 @@ type stream struct {
 	overflow string
 }
 
+// The signals of a stream's goroutine (stream.signals).
+const (
+	signalGone      = 1 << iota // the client went away
+	signalDone                  // the handler is closing
+	signalRevoked               // the stream's grants no longer cover it (Handler.Regrant)
+	signalHeartbeat             // a heartbeat is due
+)
+
+// signal sets s in the stream's signals and wakes its goroutine.
+func (st *stream) signal(s uint32) {
+	st.signals.Or(s)
+	st.wakeUp()
+}
+
 // streamTopic is the state of one topic of a stream.
 type streamTopic struct {
-	name       string
+	name string
+	st   *stream // the stream it belongs to
+	// idx is its index in its Handler.byTopic list, for the streams that
+	// name it (h.mu protects it); unused for the topics of prefixes.
+	idx        int
 	pending    statesync.Invalidation
 	hasPending bool
-	sent       statesync.Invalidation // the last frame's revision and epoch
-	hasSent    bool
+	// pendingFr holds pending's frames, if the fan-out goroutine built
+	// them (nil: the stream builds them).
+	pendingFr *fanFrame
+	sent      statesync.Invalidation // the last frame's revision and epoch
+	hasSent   bool
 	// pendingSz is the size of pending's inline snapshot, counted in the
 	// stream's pendingBytes.
 	pendingSz int64
@@ -89,24 +111,27 @@ func newer(a, b statesync.Invalidation) bool {
 	return a.Epoch != b.Epoch || a.Revision > b.Revision
 }
 
-// notify records inv for the stream and wakes it. It never blocks for long
-// (a short lock) and allocates nothing. It reports whether one
-// invalidation was coalesced (replaced, or dropped as already sent). size is about the size of the
-// topic's inline snapshot (0 if unknown), counted in the stream's buffered
-// bytes if the stream would send it inline.
-func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool) {
+// notifyTopic records inv for t, one of the stream's topics, and wakes
+// the stream. It never blocks for long (a short lock) and allocates
+// nothing. It reports whether one invalidation was coalesced (replaced, or
+// dropped as already sent). size is about the size of the topic's inline
+// snapshot (0 if unknown), counted in the stream's buffered bytes if the
+// stream would send it inline. fr holds inv's frames, built once by the
+// fan-out goroutine for every stream (nil: the stream builds them).
+func (st *stream) notifyTopic(t *streamTopic, inv statesync.Invalidation, size int64, fr *fanFrame) (coalesced bool) {
 	st.mu.Lock()
+	return st.notifyLocked(t, inv, size, fr)
+}
+
+// notifyLocked is notifyTopic with st.mu held, which it unlocks.
+func (st *stream) notifyLocked(t *streamTopic, inv statesync.Invalidation, size int64, fr *fanFrame) (coalesced bool) {
 	if size > int64(st.inline) {
 		size = 0 // sent as an invalidation
 	}
-	t := st.topics[inv.Topic]
 	switch {
-	case t == nil:
-		st.mu.Unlock()
-		return false
 	case t.hasPending:
 		if newer(inv, t.pending) {
-			t.pending = inv
+			t.pending, t.pendingFr = inv, fr
 			st.pendingBytes += size - t.pendingSz
 			t.pendingSz = size
 		}
@@ -114,7 +139,7 @@ func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool
 	case t.hasSent && !newer(inv, t.sent):
 		coalesced = true // already sent (a duplicate, or an older write reported late)
 	default:
-		t.pending, t.hasPending, t.pendingSz = inv, true, size
+		t.pending, t.pendingFr, t.hasPending, t.pendingSz = inv, fr, true, size
 		st.pendingBytes += size
 		st.dirty = append(st.dirty, t)
 	}
@@ -124,20 +149,29 @@ func (st *stream) notify(inv statesync.Invalidation, size int64) (coalesced bool
 	return coalesced
 }
 
+// A pendingFrame is a pending invalidation of one of a stream's topics,
+// with its frames if the fan-out goroutine built them.
+type pendingFrame struct {
+	t   *streamTopic
+	inv statesync.Invalidation
+	fr  *fanFrame
+}
+
 // take returns the pending invalidations and clears them. It skips, and
 // counts in dups, those already sent meanwhile (by the initial frames,
 // when a write lands between a stream's registration and its first read).
-func (st *stream) take(buf []statesync.Invalidation) (_ []statesync.Invalidation, dups uint64) {
+func (st *stream) take(buf []pendingFrame) (_ []pendingFrame, dups uint64) {
 	st.mu.Lock()
 	for _, t := range st.dirty {
-		t.hasPending = false
+		fr := t.pendingFr
+		t.hasPending, t.pendingFr = false, nil
 		st.pendingBytes -= t.pendingSz
 		t.pendingSz = 0
 		if t.hasSent && !newer(t.pending, t.sent) {
 			dups++
 			continue
 		}
-		buf = append(buf, t.pending)
+		buf = append(buf, pendingFrame{t, t.pending, fr})
 	}
 	clear(st.dirty)
 	st.dirty = st.dirty[:0]
@@ -145,10 +179,14 @@ func (st *stream) take(buf []statesync.Invalidation) (_ []statesync.Invalidation
 	return buf, dups
 }
 
-// markSent records the revision of the frame written for a topic.
-func (st *stream) markSent(inv statesync.Invalidation) {
+// markSent records the revision of the frame written for a topic; t is
+// the topic's state if known (else it is looked up).
+func (st *stream) markSent(t *streamTopic, inv statesync.Invalidation) {
 	st.mu.Lock()
-	if t := st.topics[inv.Topic]; t != nil && (!t.hasSent || newer(inv, t.sent)) {
+	if t == nil {
+		t = st.topics[inv.Topic]
+	}
+	if t != nil && (!t.hasSent || newer(inv, t.sent)) {
 		t.sent, t.hasSent = inv, true
 		if t.hasPending && !newer(t.pending, t.sent) {
 			// take skips it: it is no longer buffered.
@@ -242,17 +280,20 @@ func (h *Handler) invalidated(inv statesync.Invalidation) {
 }
 
 // fanEntry is the pending invalidation of a topic, waiting for the fan-out
-// goroutine, and the number of older ones it replaced.
+// goroutine, and the number of older ones it replaced; then, for the
+// fan-out goroutine, whether streams follow the topic and its frames.
 type fanEntry struct {
-	inv     statesync.Invalidation
-	dropped uint64
+	inv      statesync.Invalidation
+	dropped  uint64
+	followed bool
+	fr       *fanFrame
 }
 
 // fanout is the handler's fan-out goroutine: it notifies the streams of the
 // invalidations recorded by invalidated until none is pending, then
 // returns (a handler without writes has no goroutine, and one that is
 // dropped without Close leaks none). At most one runs at a time, and it is
-// the only caller of stream.notify; it takes each topic's latest
+// the only caller of stream.notifyTopic (and notifyPrefixed); it takes each topic's latest
 // invalidation once, so a topic's invalidations reach a stream in order.
 func (h *Handler) fanout() {
 	defer h.fanWG.Done()
@@ -272,27 +313,45 @@ func (h *Handler) fanout() {
 		clear(h.fanDirty)
 		h.fanDirty = h.fanDirty[:0]
 		h.fanMu.Unlock()
+		// The frames of the followed topics, built outside h.mu (a large
+		// snapshot takes a while to encode, and h.mu also admits new
+		// streams). A stream that comes meanwhile is notified without
+		// them, and builds its frame itself.
+		h.mu.RLock()
+		for i := range batch {
+			topic := batch[i].inv.Topic
+			batch[i].followed = len(h.byTopic[topic]) > 0 || (len(h.prefixLens) > 0 && len(h.prefixStreams(topic, prefixed[:0])) > 0)
+		}
+		clear(prefixed)
+		h.mu.RUnlock()
+		inline := h.inlineStreams.Load() > 0
+		for i, p := range batch {
+			if p.followed {
+				batch[i].fr = h.fanFrame(p.inv, inline)
+			}
+		}
 		var coalesced uint64
 		h.mu.RLock()
 		for _, p := range batch {
-			streams := h.byTopic[p.inv.Topic]
+			named := h.byTopic[p.inv.Topic]
 			prefixed = prefixed[:0]
 			if len(h.prefixLens) > 0 {
-				prefixed = h.prefixStreams(p.inv.Topic, streams, prefixed)
+				prefixed = h.prefixStreams(p.inv.Topic, prefixed)
 			}
 			// Each stream of the topic missed the replaced invalidations.
-			coalesced += p.dropped * uint64(len(streams))
+			coalesced += p.dropped * uint64(len(named))
 			var size int64
-			if len(streams) > 0 || len(prefixed) > 0 {
+			if len(named) > 0 || len(prefixed) > 0 {
 				size = h.inlineEstimate(p.inv.Topic)
 			}
-			for st := range streams {
-				if st.notify(p.inv, size) {
+			fr := p.fr
+			for _, t := range named {
+				if t.st.notifyTopic(t, p.inv, size, fr) {
 					coalesced++
 				}
 			}
 			for _, st := range prefixed {
-				if st.notifyPrefixed(p.inv, size) {
+				if st.notifyPrefixed(p.inv, size, fr) {
 					coalesced++
 				}
 			}
@@ -331,12 +390,12 @@ func (h *Handler) register(st *stream) (ok bool) {
 	h.streams[st] = struct{}{}
 	h.registerPrefixes(st)
 	for _, name := range st.named {
-		m := h.byTopic[name]
-		if m == nil {
-			m = map[*stream]struct{}{}
-			h.byTopic[name] = m
-		}
-		m[st] = struct{}{}
+		t := st.topics[name]
+		t.st, t.idx = st, len(h.byTopic[name])
+		h.byTopic[name] = append(h.byTopic[name], t)
+	}
+	if !h.beatRunning {
+		h.startHeartbeats()
 	}
 	h.stats.streamsOpen.Add(1)
 	h.stats.streamsTotal.Add(1)
@@ -346,19 +405,30 @@ func (h *Handler) register(st *stream) (ok bool) {
 func (h *Handler) unregister(st *stream) {
 	st.mu.Lock()
 	st.alive = false
+	if st.countedInline {
+		st.countedInline = false
+		h.inlineStreams.Add(-1)
+	}
 	st.mu.Unlock()
 	h.mu.Lock()
 	delete(h.streams, st)
 	h.unregisterPrefixes(st)
 	for _, name := range st.named {
-		if m := h.byTopic[name]; m != nil {
-			delete(m, st)
-			if len(m) == 0 {
-				delete(h.byTopic, name)
-			}
+		// Swap-remove st's entry from the topic's list.
+		t, list := st.topics[name], h.byTopic[name]
+		if last := len(list) - 1; last > 0 {
+			list[t.idx] = list[last]
+			list[t.idx].idx = t.idx
+			list[last] = nil
+			h.byTopic[name] = list[:last]
+		} else {
+			delete(h.byTopic, name)
 		}
 	}
 	empty := len(h.streams) == 0
+	if empty && h.beatRunning {
+		h.stopHeartbeats()
+	}
 	h.mu.Unlock()
 	st.grantMu.Lock()
 	h.tokenStreams.release(st.owner)
@@ -378,7 +448,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 		h.fail(w, http.StatusBadRequest, CodeInvalidParameter, "name at least one topic or prefix: /v1/events?topic=a&topic=b or /v1/events?prefix=a:")
 		return
 	}
-	st := &stream{wake: make(chan struct{}, 1), revoked: make(chan struct{}), topics: make(map[string]*streamTopic, len(names))}
+	st := &stream{wake: make(chan struct{}, 1), topics: make(map[string]*streamTopic, len(names))}
 	if h.opts.Auth != nil {
 		st.grants = g
 	}
@@ -523,7 +593,9 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, g Grants) 
 	for _, inv := range initial {
 		sw.frame(inv)
 	}
-	h.pump(st, sw, ctx.Done())
+	stop := context.AfterFunc(ctx, func() { st.signal(signalGone) })
+	defer stop()
+	h.pump(st, sw)
 }
 
 // hijacked serves a stream whose connection was taken over from net/http
@@ -568,6 +640,7 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 		defer close(gone)
 		var b [1]byte
 		_, _ = conn.Read(b[:]) // returns when the client closes, or sends something
+		st.signal(signalGone)
 	}()
 	go func() {
 		defer func() {
@@ -579,56 +652,54 @@ func (h *Handler) hijacked(conn net.Conn, st *stream, sw *frameWriter, hdr http.
 			h.unregister(st)
 			h.log.LogAttrs(context.Background(), slog.LevelDebug, "httpsync: stream closed", slog.String("remote", remote))
 		}()
-		h.pump(st, sw, gone)
+		h.pump(st, sw)
 	}()
 }
 
 // pump writes what sw holds, then frames, heartbeats and flushes until
-// gone is closed, the stream fails or the handler is closed.
-func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
+// the client goes away (signalGone), the stream fails or is revoked, or
+// the handler is closed. It waits on st.wake alone: whatever ends the
+// stream, and the handler's heartbeats, set a signal and wake it.
+func (h *Handler) pump(st *stream, sw *frameWriter) {
 	if !sw.flush() {
 		return
 	}
-	heartbeat := time.NewTicker(h.opts.Heartbeat)
-	defer heartbeat.Stop()
-	var batch []statesync.Invalidation
-	for {
-		select {
-		case <-gone:
+	var batch []pendingFrame
+	for range st.wake {
+		sig := st.signals.Load()
+		switch {
+		case sig&signalGone != 0:
 			return
-		case <-h.done:
+		case sig&signalDone != 0:
 			st.closing()
 			return
-		case <-st.revoked:
+		case sig&signalRevoked != 0:
+			// No frame for a token that lost its grants.
 			sw.buf = append(sw.buf, revokedComment...)
 			sw.flush()
 			return
-		case <-heartbeat.C:
+		}
+		if sig&signalHeartbeat != 0 {
+			st.signals.And(^uint32(signalHeartbeat))
 			sw.buf = append(sw.buf, ": heartbeat\n\n"...)
 			h.stats.heartbeats.Add(1)
-		case <-st.wake:
-			if st.isRevoked() {
-				// Both were ready: no frame for a token that lost them.
-				sw.buf = append(sw.buf, revokedComment...)
-				sw.flush()
-				return
-			}
-			var dups uint64
-			batch, dups = st.take(batch[:0])
-			if dups > 0 {
-				h.stats.invalidationsCoalesced.Add(dups)
-			}
-			for _, inv := range batch {
-				sw.frame(inv)
-			}
-			if p := st.overflowed(); p != "" {
-				// Its prefixes match more topics than it may follow: end
-				// it, with a frame that says why; the client's
-				// reconnection is refused with 400 too_many_topics.
-				sw.buf = appendOverflow(sw.buf, p, st.maxTopics)
-				sw.flush()
-				return
-			}
+		}
+		var dups uint64
+		batch, dups = st.take(batch[:0])
+		if dups > 0 {
+			h.stats.invalidationsCoalesced.Add(dups)
+		}
+		for _, p := range batch {
+			sw.frameOf(p.t, p.inv, p.fr)
+		}
+		clear(batch)
+		if p := st.overflowed(); p != "" {
+			// Its prefixes match more topics than it may follow: end
+			// it, with a frame that says why; the client's
+			// reconnection is refused with 400 too_many_topics.
+			sw.buf = appendOverflow(sw.buf, p, st.maxTopics)
+			sw.flush()
+			return
 		}
 		if !sw.flush() {
 			select {
@@ -638,6 +709,45 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 			}
 			return
 		}
+	}
+}
+
+// startHeartbeats starts the handler's heartbeat goroutine, which asks
+// every stream for a heartbeat once per HandlerOptions.Heartbeat while
+// streams are open. h.mu is held.
+func (h *Handler) startHeartbeats() {
+	stop := make(chan struct{})
+	h.beatRunning, h.beatStop = true, stop
+	h.beatWG.Add(1)
+	go h.heartbeats(stop)
+}
+
+// stopHeartbeats stops the heartbeat goroutine: the last stream is gone.
+// h.mu is held.
+func (h *Handler) stopHeartbeats() {
+	close(h.beatStop)
+	h.beatRunning, h.beatStop = false, nil
+}
+
+// heartbeats is the heartbeat goroutine: one ticker for all the streams,
+// instead of one each. A stream's heartbeat is written, with its write
+// deadline, by the stream's goroutine, so a dead client is still found
+// out by its own heartbeats.
+func (h *Handler) heartbeats(stop <-chan struct{}) {
+	defer h.beatWG.Done()
+	tick := time.NewTicker(h.opts.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		h.mu.RLock()
+		for st := range h.streams {
+			st.signal(signalHeartbeat)
+		}
+		h.mu.RUnlock()
 	}
 }
 
@@ -663,8 +773,27 @@ type frameWriter struct {
 
 // frame appends the frame of inv: an inline snapshot if asked for and
 // small enough, else an invalidation.
-func (fw *frameWriter) frame(inv statesync.Invalidation) {
-	if fw.inline >= 0 {
+func (fw *frameWriter) frame(inv statesync.Invalidation) { fw.frameOf(nil, inv, nil) }
+
+// frameOf is frame for t, the state of inv's topic in the stream if known
+// (nil: looked up), with fr, inv's frames built by the fan-out goroutine
+// (nil: built here).
+func (fw *frameWriter) frameOf(t *streamTopic, inv statesync.Invalidation, fr *fanFrame) {
+	if fw.inline >= 0 && fr != nil && fr.snap != nil {
+		if enc := fr.snap.enc; len(enc) <= fw.inline && fw.fits(len(enc)) {
+			if fr.whole != nil {
+				fw.buf = append(fw.buf, fr.whole...)
+			} else {
+				fw.buf = append(fw.buf, fr.head...)
+				fw.addShared(fr.snap.body)
+				fw.buf = append(fw.buf, "\n\n"...)
+			}
+			fw.inlineBytes += len(enc)
+			fw.st.markSent(t, fr.sent)
+			fw.h.stats.snapshotsSent.Add(1)
+			return
+		}
+	} else if fw.inline >= 0 {
 		enc, snap, err := fw.h.encoded(fw.ctx, inv.Topic)
 		if err == nil && len(enc) <= fw.inline && len(enc) > 1 && (snap.Epoch != inv.Epoch || snap.Revision >= inv.Revision) && fw.fits(len(enc)) {
 			// {"topic":…,[sourceId,timestampMs,]"revision":…,"epoch":…,"data":…},
@@ -678,15 +807,19 @@ func (fw *frameWriter) frame(inv statesync.Invalidation) {
 			fw.addShared(f.body)
 			fw.buf = append(fw.buf, "\n\n"...)
 			fw.inlineBytes += len(enc)
-			fw.st.markSent(statesync.Invalidation{Topic: inv.Topic, Revision: snap.Revision, Epoch: snap.Epoch})
+			fw.st.markSent(t, statesync.Invalidation{Topic: inv.Topic, Revision: snap.Revision, Epoch: snap.Epoch})
 			fw.h.stats.snapshotsSent.Add(1)
 			return
 		}
 	}
-	fw.buf = append(fw.buf, "event: invalidation\ndata: "...)
-	fw.buf = inv.AppendJSON(fw.buf)
-	fw.buf = append(fw.buf, "\n\n"...)
-	fw.st.markSent(inv)
+	if fr != nil {
+		fw.buf = append(fw.buf, fr.invalidation...)
+	} else {
+		fw.buf = append(fw.buf, "event: invalidation\ndata: "...)
+		fw.buf = inv.AppendJSON(fw.buf)
+		fw.buf = append(fw.buf, "\n\n"...)
+	}
+	fw.st.markSent(t, inv)
 	fw.h.stats.invalidationsSent.Add(1)
 }
 

@@ -36,6 +36,10 @@ const streamSlowGrace = 5 * time.Second
 func (st *stream) configure(h *Handler, inline int) {
 	st.mu.Lock()
 	st.inline = inline
+	if inline >= 0 && !st.countedInline {
+		st.countedInline = true
+		h.inlineStreams.Add(1)
+	}
 	st.max = h.opts.MaxStreamBuffer
 	st.grace = streamSlowGrace
 	st.timeout = h.opts.WriteTimeout
