@@ -17,13 +17,7 @@ import (
 // and counts each replaced invalidation once per stream (B-GO-02: the
 // callback never waits).
 func TestWatchCallbackDoesNotFanOut(t *testing.T) {
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	h := NewHandler(src, nil)
-	defer h.Close()
+	_, h := newMemHandler(t, "e")
 	const nStreams, nWrites = 10_000, 1000
 	streams := make([]*stream, nStreams)
 	for i := range streams {

@@ -37,13 +37,7 @@ func oldInlineFrame(inv statesync.Invalidation, snap statesync.Snapshot, enc []b
 // shared copy (the handler's encoding of the revision, if it has no line breaks), not
 // a copy each.
 func TestInlineFramesShared(t *testing.T) {
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "ep-1", FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	h := NewHandler(src, nil)
-	defer h.Close()
+	src, h := newMemHandler(t, "ep-1")
 	ctx := context.Background()
 	big := strings.Repeat("x", 100_000)
 	for _, tc := range []struct {
@@ -112,13 +106,7 @@ func TestInlineFramesShared(t *testing.T) {
 // with the snapshot: 200 streams of a 100 KB snapshot allocate far less
 // than one copy of it each.
 func TestInlineFrameAllocations(t *testing.T) {
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	h := NewHandler(src, nil)
-	defer h.Close()
+	src, h := newMemHandler(t, "e")
 	ctx := context.Background()
 	snap, err := src.Put(ctx, "t", json.RawMessage(`{"pad":"`+strings.Repeat("x", 100_000)+`"}`))
 	if err != nil {
@@ -225,13 +213,7 @@ func (fw *frameWriter) pending() []byte {
 // not, whatever the data, the optional fields and the stream's inline
 // bound, and they mark the same revision sent.
 func TestFanFrameSameBytes(t *testing.T) {
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "ep-1", FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	h := NewHandler(src, nil)
-	defer h.Close()
+	src, h := newMemHandler(t, "ep-1")
 	ctx := context.Background()
 	big := `{"pad":"` + strings.Repeat("x", 10_000) + `"}`
 	for _, data := range []string{`{"theme":"dark"}`, "{\n  \"a\": [1,\n 2]\n}", big, "{\r\n\"pad\":\n\"" + big[8:], `"\u2028<>&"`, `null`} {

@@ -15,13 +15,7 @@ import (
 // when they end, leaving no trace in the tables the fan-out goroutine
 // reads; a handler without prefix streams matches no prefix at all.
 func TestPrefixRegistration(t *testing.T) {
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	h := NewHandler(src, nil)
-	defer h.Close()
+	_, h := newMemHandler(t, "e")
 	newStream := func(prefixes ...string) *stream {
 		return &stream{wake: make(chan struct{}, 1), topics: map[string]*streamTopic{}, prefixes: prefixes, grants: allGrants{}, maxTopics: 10}
 	}

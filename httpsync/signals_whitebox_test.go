@@ -84,13 +84,7 @@ func TestHandlerHeartbeats(t *testing.T) {
 // streams come and go, so the fan-out notifies each of them once; the
 // count of inline streams goes back to 0 with them.
 func TestByTopicLists(t *testing.T) {
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "e", FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	h := NewHandler(src, nil)
-	defer h.Close()
+	_, h := newMemHandler(t, "e")
 	rng := rand.New(rand.NewPCG(1, 2))
 	open := map[*stream]bool{}
 	check := func(step int) {
@@ -153,4 +147,19 @@ func TestByTopicLists(t *testing.T) {
 	if n := h.inlineStreams.Load(); n != 0 {
 		t.Errorf("inlineStreams = %d with no stream open; want 0", n)
 	}
+}
+
+// newMemHandler returns a Handler with no options over a Source on a
+// MemoryStore of epoch whose first revision is 1; both are closed when
+// the test ends.
+func newMemHandler(t testing.TB, epoch string) (*statesync.Source, *Handler) {
+	t.Helper()
+	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: epoch, FirstRevision: 1}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = src.Close() })
+	h := NewHandler(src, nil)
+	t.Cleanup(func() { _ = h.Close() })
+	return src, h
 }

@@ -99,13 +99,7 @@ func checkInlineDecoding(t *testing.T, payload []byte) {
 // The inline frames the Handler writes take the reflection-free path,
 // whatever their data (line breaks included) and optional fields.
 func TestScanInlineTakesServerFrames(t *testing.T) {
-	src, err := statesync.NewSource(statesync.NewMemoryStore(&statesync.MemoryStoreOptions{Epoch: "ep-1", FirstRevision: 1}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	h := NewHandler(src, nil)
-	defer h.Close()
+	src, h := newMemHandler(t, "ep-1")
 	ctx := context.Background()
 	for i, data := range []string{`{"theme":"dark"}`, "{\n  \"a\": [1,\n 2]\n}", `null`, `"s"`, `[{"k":"\u00e9\n"}]`} {
 		snap, err := src.Put(ctx, "cfg:main", json.RawMessage(data))
