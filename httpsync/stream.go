@@ -598,6 +598,7 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 			return
 		case <-h.done:
 			st.closing()
+			h.farewell(sw)
 			return
 		case <-st.revoked:
 			sw.buf = append(sw.buf, revokedComment...)
@@ -639,6 +640,40 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// farewell writes the last frame of a stream that ends because the
+// handler shuts down: a retry field that tells the client when to come
+// back, i/ReconnectRate seconds for the i-th stream to end, so that the
+// clients' reconnections are spread at about ReconnectRate a second (see
+// HandlerOptions.ReconnectRate). It is written directly, within the short
+// deadline of closing, and only between frames (the pump's select): a
+// write that fails leaves the client to its own reconnection policy.
+func (h *Handler) farewell(sw *frameWriter) {
+	rate := h.opts.ReconnectRate
+	if rate < 0 {
+		return
+	}
+	i := h.farewells.Add(1) - 1
+	b := appendFarewell(sw.buf[:0], farewellDelay(i, rate))
+	sw.buf = b[:0]
+	if _, err := sw.out.Write(b); err == nil && sw.flusher != nil {
+		_ = sw.flusher()
+	}
+}
+
+// farewellDelay is the reconnection delay the i-th stream to end at
+// shutdown is given, at rate streams a second.
+func farewellDelay(i int64, rate int) time.Duration {
+	return time.Duration(i) * time.Second / time.Duration(rate)
+}
+
+// appendFarewell appends a stream's last frame: "retry: MS", then a blank
+// line (which dispatches nothing: the field only sets the reconnection
+// delay).
+func appendFarewell(b []byte, d time.Duration) []byte {
+	b = strconv.AppendInt(append(b, "retry: "...), d.Milliseconds(), 10)
+	return append(b, "\n\n"...)
 }
 
 // frameWriter formats frames into buf and writes them in one go.

@@ -432,6 +432,7 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 	if err := srv.stop(ctx); err != nil {
 		return res, fmt.Errorf("stopping the server: %w", err)
 	}
+	logf("%s: the server exited %v after the shutdown began", NameSSEReconnectHerd, (f.since() - down).Round(time.Millisecond))
 	scfg.Addr = srv.addr
 	oldEpoch := srv.epoch
 	if srv, err = startServer(ctx, cfg.Server, scfg); err != nil {
@@ -439,6 +440,7 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 		return res, fmt.Errorf("restarting the server: %w", err)
 	}
 	res.restart = time.Since(origin) - down
+	srvCPU0, cliCPU0, retries0 := cpuTime(srv.cmd.Process.Pid), cpuTime(0), f.retries.Load()
 	if srv.epoch == oldEpoch {
 		return res, fmt.Errorf("the restarted server has the epoch of the first, %q", oldEpoch)
 	}
@@ -450,6 +452,8 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 		return res, err
 	}
 	res.errors = f.errs.Load()
+	logf("%s: CPU from the restart to the convergence: server %v, consumers %v; snapshot GETs retried: %d", NameSSEReconnectHerd,
+		cpuTime(srv.cmd.Process.Pid)-srvCPU0, cpuTime(0)-cliCPU0, f.retries.Load()-retries0)
 	if !ok {
 		n := 0
 		for _, h := range f.hs {
@@ -470,6 +474,7 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 	}
 	logf("%s: consumers back after p50 %v ms, p90 %v ms, p99 %v ms", NameSSEReconnectHerd,
 		percentileMs(backAt, 50), percentileMs(backAt, 90), percentileMs(backAt, 99))
+	herdNotes(f, down, srv.epoch, logf)
 	res.MsToConverge = percentileMs(backAt, 100)
 	st, err := srv.stats(ctx)
 	if err != nil {

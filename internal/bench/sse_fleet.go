@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
@@ -40,6 +41,7 @@ type fleet struct {
 	hs        []*handle
 	keepAlive bool // the transports keep idle connections
 
+	retries  atomic.Int64                    // retries of snapshot GETs the consumers reported
 	errs     atomic.Int64                    // errors the consumers reported, retries excluded
 	firstErr atomic.Pointer[statesync.Error] // the first of them
 }
@@ -50,6 +52,8 @@ type handle struct {
 	tr *http.Transport
 	cl *httpsync.Client
 	c  *statesync.Consumer
+	// trace records the client's stream connects and failures.
+	trace *connTrace
 
 	mu  sync.Mutex // protects log
 	log []applyRec
@@ -127,11 +131,11 @@ func newFleet(ctx context.Context, base string, n int, inline, inlineRefresh boo
 }
 
 func (f *fleet) newHandle(base string, inline, inlineRefresh bool, i int) (*handle, error) {
-	h := &handle{f: f, tr: &http.Transport{DisableKeepAlives: !f.keepAlive}}
+	h := &handle{f: f, tr: &http.Transport{DisableKeepAlives: !f.keepAlive}, trace: &connTrace{f: f}}
 	if ip := sourceIP(i); ip != nil {
 		h.tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}).DialContext
 	}
-	opts := &httpsync.ClientOptions{HTTPClient: &http.Client{Transport: h.tr}}
+	opts := &httpsync.ClientOptions{HTTPClient: &http.Client{Transport: h.tr}, Logger: slog.New(h.trace)}
 	if inline {
 		opts.Inline = inlineLimit
 	}
@@ -156,6 +160,7 @@ func (f *fleet) newHandle(base string, inline, inlineRefresh bool, i int) (*hand
 
 func (f *fleet) reported(e *statesync.Error) {
 	if e.WillRetry {
+		f.retries.Add(1)
 		return
 	}
 	f.errs.Add(1)

@@ -228,11 +228,17 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err = api.Shutdown(sctx) // ends the streams, which http.Server.Shutdown would wait for
+	// As the daemon does: the listener closes first, so that clients
+	// coming back meanwhile are refused at once rather than answered 503
+	// (or cut with the process), then the streams end, each telling its
+	// client when to come back (HandlerOptions.ReconnectRate), and the
+	// requests in flight finish.
+	srv.RegisterOnShutdown(func() { _ = api.Shutdown(sctx) })
 	if serr := srv.Shutdown(sctx); serr != nil {
 		_ = srv.Close()
-		err = errors.Join(err, serr)
+		err = serr
 	}
+	err = errors.Join(err, api.Shutdown(sctx)) // waits for the streams' ends
 	if serveErr = <-served; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
 	}
