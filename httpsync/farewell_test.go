@@ -18,7 +18,7 @@ import (
 )
 
 // At shutdown each event stream ends with a retry field of its own, the
-// i-th stream's i/ReconnectRate seconds, so that the clients' returns are
+// i-th stream's 500 ms + i/ReconnectRate seconds, so that the clients' returns are
 // spread; with a negative rate the streams end without one. Over both
 // ways of serving streams (STATESYNC_TEST_HIJACK runs this file again with
 // hijacked streams).
@@ -64,8 +64,8 @@ func TestShutdownSpreadsRetry(t *testing.T) {
 			}
 			slices.Sort(got)
 			for i, ms := range got {
-				if want := i * 1000 / rate; ms != want {
-					t.Fatalf("the streams' farewell delays are %v ms; want 0, 20, …, %d (one per stream, 1 s / %d apart)", got, (n-1)*1000/rate, rate)
+				if want := 500 + i*1000/rate; ms != want {
+					t.Fatalf("the streams' farewell delays are %v ms; want 500, 520, …, %d (one per stream, 1 s / %d apart)", got, 500+(n-1)*1000/rate, rate)
 				}
 			}
 		})
@@ -154,14 +154,14 @@ func newEpochServer(t *testing.T, epoch string, opts *httpsync.HandlerOptions) *
 }
 
 // A server's restart: its clients come back when its farewell told them
-// to, spread over the window ReconnectRate gives (on the fake clock:
-// exactly then, plus the client's 10 ms debounce), not at random within
-// their retry hint (2 s). When the new server is not up yet, the clients
+// to, spread over the window ReconnectRate gives after 500 ms (on the fake
+// clock: exactly then, plus the client's 10 ms debounce), not at random
+// within their retry hint (2 s). When the new server is not up yet, the clients
 // refused meanwhile try again soon (backing off from 500 ms, not from the
 // 2 s hint) and are back shortly after it listens; a server that stays
 // down is still retried with growing delays.
 func TestRestartSpreadsReturns(t *testing.T) {
-	const clients, rate = 20, 10 // farewells 0, 100, …, 1900 ms
+	const clients, rate = 20, 10 // farewells 500, 600, …, 2400 ms
 	run := func(t *testing.T, gap time.Duration, downFor time.Duration) (*returns, time.Time, *switchNet) {
 		sn := &switchNet{}
 		old := newEpochServer(t, "e1", &httpsync.HandlerOptions{ReconnectRate: rate})
@@ -213,8 +213,8 @@ func TestRestartSpreadsReturns(t *testing.T) {
 			}
 			slices.Sort(got)
 			for i, d := range got {
-				if want := time.Duration(i)*time.Second/rate + 10*time.Millisecond; d != want {
-					t.Fatalf("the clients came back after %v; want 10ms, 110ms, …, 1.91s (their farewells plus the debounce)", got)
+				if want := 510*time.Millisecond + time.Duration(i)*time.Second/rate; d != want {
+					t.Fatalf("the clients came back after %v; want 510ms, 610ms, …, 2.41s (their farewells plus the debounce)", got)
 				}
 			}
 			if n := sn.refused.Load(); n != 0 {
@@ -222,19 +222,19 @@ func TestRestartSpreadsReturns(t *testing.T) {
 			}
 		})
 	})
-	t.Run("after a second", func(t *testing.T) {
+	t.Run("after 1.5 s", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			r, down, _ := run(t, time.Second, 0)
+			r, down, _ := run(t, 1500*time.Millisecond, 0)
 			for i := range clients {
 				at, ok := r.first[i]
 				if !ok {
 					t.Fatalf("client %d did not come back", i)
 				}
 				// A client told to come back before the new server
-				// listened (at 1 s) retries every 250 to 500 ms: it is
-				// back by 1.51 s; the others by 1.91 s, their farewell.
-				if d := at.Sub(down); d > 1910*time.Millisecond {
-					t.Errorf("client %d came back after %v; want at most 1.91s with the server back after 1 s", i, d)
+				// listened (at 1.5 s) retries every 250 to 500 ms: it is
+				// back by 2.01 s; the others by 2.41 s, their farewell.
+				if d := at.Sub(down); d > 2410*time.Millisecond {
+					t.Errorf("client %d came back after %v; want at most 2.41s with the server back after 1.5 s", i, d)
 				}
 			}
 		})

@@ -36,13 +36,15 @@ type HandlerOptions struct {
 	// ReconnectRate spreads the return of the clients when the handler
 	// shuts down ([Handler.Shutdown], [Handler.Close]): each event stream
 	// ends with a retry field of its own, the i-th stream to end (from 0,
-	// in no particular order) asking its client to reconnect after
-	// i/ReconnectRate seconds, so that a restarted server (or the other
-	// servers behind a load balancer) sees at most about ReconnectRate
-	// reconnections a second instead of all of them at once. 10,000
-	// streams at the default rate are told to come back over 2 s. 0 means
-	// 5,000 a second; negative means no such field (the clients use their
-	// own reconnection policy).
+	// in no particular order) asking its client to reconnect after 500 ms
+	// plus i/ReconnectRate seconds, so that a restarted server (or the
+	// other servers behind a load balancer) sees at most about
+	// ReconnectRate reconnections a second instead of all of them at once.
+	// 10,000 streams at the default rate are told to come back between
+	// 0.5 and 2.5 s. (The 500 ms keep browsers, whose EventSource retries a
+	// server that is not back yet at that same delay, from retrying in a
+	// tight loop.) 0 means 5,000 a second; negative means no such field
+	// (the clients use their own reconnection policy).
 	ReconnectRate int
 	// MaxBody is the largest accepted request body, in bytes; a larger one
 	// is refused with 413 and nothing is stored. 0 means 1 MiB.

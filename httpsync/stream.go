@@ -644,9 +644,9 @@ func (h *Handler) pump(st *stream, sw *frameWriter, gone <-chan struct{}) {
 
 // farewell writes the last frame of a stream that ends because the
 // handler shuts down: a retry field that tells the client when to come
-// back, i/ReconnectRate seconds for the i-th stream to end, so that the
-// clients' reconnections are spread at about ReconnectRate a second (see
-// HandlerOptions.ReconnectRate). It is written directly, within the short
+// back, farewellFloor plus i/ReconnectRate seconds for the i-th stream to
+// end, so that the clients' reconnections are spread at about
+// ReconnectRate a second (see HandlerOptions.ReconnectRate). It is written directly, within the short
 // deadline of closing, and only between frames (the pump's select): a
 // write that fails leaves the client to its own reconnection policy.
 func (h *Handler) farewell(sw *frameWriter) {
@@ -665,8 +665,15 @@ func (h *Handler) farewell(sw *frameWriter) {
 // farewellDelay is the reconnection delay the i-th stream to end at
 // shutdown is given, at rate streams a second.
 func farewellDelay(i int64, rate int) time.Duration {
-	return time.Duration(i) * time.Second / time.Duration(rate)
+	return farewellFloor + time.Duration(i)*time.Second/time.Duration(rate)
 }
+
+// farewellFloor is the shortest farewell delay. A browser's EventSource
+// keeps the last retry value as its reconnection time, also between the
+// failed attempts of a server that is not back yet, with no backoff of its
+// own: a delay near 0 would make it retry in a tight loop. Few servers
+// restart faster, so the clients lose little by it.
+const farewellFloor = 500 * time.Millisecond
 
 // appendFarewell appends a stream's last frame: "retry: MS", then a blank
 // line (which dispatches nothing: the field only sets the reconnection
