@@ -41,9 +41,9 @@ type HandlerOptions struct {
 	// other servers behind a load balancer) sees at most about
 	// ReconnectRate reconnections a second instead of all of them at once.
 	// 10,000 streams at the default rate are told to come back between
-	// 0.5 and 2.5 s. (The 500 ms keep browsers, whose EventSource retries a
-	// server that is not back yet at that same delay, from retrying in a
-	// tight loop.) 0 means 5,000 a second; negative means no such field
+	// 0.5 and 2.5 s. (The 500 ms keep browsers, whose EventSource may retry
+	// a server that is not back yet at that same delay, out of a tight
+	// loop.) 0 means 5,000 a second; negative means no such field
 	// (the clients use their own reconnection policy).
 	ReconnectRate int
 	// MaxBody is the largest accepted request body, in bytes; a larger one

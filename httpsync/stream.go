@@ -670,9 +670,10 @@ func farewellDelay(i int64, rate int) time.Duration {
 
 // farewellFloor is the shortest farewell delay. A browser's EventSource
 // keeps the last retry value as its reconnection time, also between the
-// failed attempts of a server that is not back yet, with no backoff of its
-// own: a delay near 0 would make it retry in a tight loop. Few servers
-// restart faster, so the clients lose little by it.
+// failed attempts of a server that is not back yet (the standard allows a
+// backoff of the browser's own, but does not require one): a delay near 0
+// could make it retry in a tight loop. Few servers restart faster, so the
+// clients lose little by it.
 const farewellFloor = 500 * time.Millisecond
 
 // appendFarewell appends a stream's last frame: "retry: MS", then a blank
