@@ -3,6 +3,7 @@ package httpsync_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -78,7 +79,7 @@ func readToEnd(st *sseStream) (frame, error) {
 	for {
 		line, err := st.br.ReadString('\n')
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || err.Error() == "EOF" || errors.Is(err, context.Canceled) {
+			if errors.Is(err, io.EOF) {
 				return last, nil
 			}
 			return last, err
