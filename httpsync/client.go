@@ -64,6 +64,14 @@ type ClientOptions struct {
 // exponential backoff, the n-th consecutive failure waiting a uniformly
 // random time in [0, min(Max, Initial·2ⁿ)). Responses 400, 401, 403 and
 // 404, which retrying soon would not cure, wait between Max/2 and Max.
+//
+// A stream that a server shutting down ended with a retry field of its
+// own (see [HandlerOptions].ReconnectRate) is reopened after that delay
+// (at most Max) instead, and the failures of the next 5 s (a restarted
+// server not listening yet) wait between half and all of the smallest of
+// Initial, the retry hint and 500 ms; the backoff then goes on from the
+// attempts made meanwhile. Such an ending is honoured at most once per
+// ResetAfter.
 type Backoff struct {
 	// Initial is the base delay. 0 means the server's retry hint if it
 	// sent one, else 500 ms.

@@ -91,8 +91,7 @@ func (c *Client) SubscribePrefix(ctx context.Context, prefix string, h statesync
 // runPrefix keeps the prefix stream open until ctx ends. It sends the
 // result of the first attempt on ready.
 func (c *Client) runPrefix(ctx context.Context, prefix string, h statesync.InvalidationHandler, ready chan<- error) {
-	attempt := 0
-	var hint time.Duration
+	rc := &reconnector{c: c}
 	for {
 		r := c.prefixStream(ctx, prefix, h, ready)
 		ready = nil // sent by the first attempt
@@ -100,16 +99,8 @@ func (c *Client) runPrefix(ctx context.Context, prefix string, h statesync.Inval
 		if ctx.Err() != nil {
 			return
 		}
-		if r.retry > 0 {
-			hint = r.retry
-		}
-		if r.connected >= c.opts.Backoff.ResetAfter {
-			attempt = 0
-		}
-		delay := c.backoff(attempt, r.status, hint)
-		attempt++
-		c.log.LogAttrs(ctx, slog.LevelWarn, "httpsync: prefix event stream failed", slog.String("prefix", prefix),
-			slog.Any("err", r.err), slog.Int("attempt", attempt), slog.Duration("retryIn", delay))
+		delay, farewell := rc.next(r, time.Now())
+		rc.logEnd(ctx, "prefix event stream", r, delay, farewell, slog.String("prefix", prefix))
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -180,10 +171,15 @@ func (c *Client) prefixStream(ctx context.Context, prefix string, h statesync.In
 		ready = nil
 	}
 	p := newSSEReader(resp.Body, c.opts.MaxFrame)
+	var hint time.Duration // the retry hint before the first frame
+	framed := false
 	for {
 		ev, err := p.next()
 		if err != nil {
-			return streamResult{err: err, opened: true, connected: time.Since(opened), retry: p.retry}
+			return ended(p, err, err, true, framed, hint, opened)
+		}
+		if !framed {
+			framed, hint = true, p.retry
 		}
 		if idle != nil {
 			idle.Reset(c.opts.IdleTimeout)

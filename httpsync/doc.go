@@ -190,7 +190,11 @@
 //
 // A [Client] follows every topic subscribed to over one event stream,
 // reopened (after a short debounce) when the set of topics changes and,
-// after a failure, with full-jitter exponential backoff. Subscribe returns
+// after a failure, with full-jitter exponential backoff; a stream that a
+// server shutting down ended with a retry field of its own is reopened
+// after that delay (see [HandlerOptions].ReconnectRate), and refused
+// connections are then retried every 250 to 500 ms for 5 s before the
+// backoff takes over. Subscribe returns
 // once the server has taken the topic in (or the attempt failed), so a
 // consumer's Start neither misses a write nor hangs on a dead server; the
 // stream's first frames after each (re)connection bring every consumer up

@@ -35,6 +35,19 @@ type HandlerOptions struct {
 	// RetryHint is the reconnection delay an event stream suggests to
 	// clients (its "retry:" field). 0 means 2 s.
 	RetryHint time.Duration
+	// ReconnectRate spreads the return of the clients when the handler
+	// shuts down ([Handler.Shutdown], [Handler.Close]): each event stream
+	// ends with a retry field of its own, the i-th stream to end (from 0,
+	// in no particular order) asking its client to reconnect after 500 ms
+	// plus i/ReconnectRate seconds, so that a restarted server (or the
+	// other servers behind a load balancer) sees at most about
+	// ReconnectRate reconnections a second instead of all of them at once.
+	// 10,000 streams at the default rate are told to come back between
+	// 0.5 and 2.5 s. (The 500 ms keep browsers, whose EventSource may retry
+	// a server that is not back yet at that same delay, out of a tight
+	// loop.) 0 means 5,000 a second; negative means no such field
+	// (the clients use their own reconnection policy).
+	ReconnectRate int
 	// MaxBody is the largest accepted request body, in bytes; a larger one
 	// is refused with 413 and nothing is stored. 0 means 1 MiB.
 	MaxBody int64
@@ -95,6 +108,9 @@ type HandlerOptions struct {
 	MaxStreamBuffer int64
 }
 
+// defaultReconnectRate is the default HandlerOptions.ReconnectRate.
+const defaultReconnectRate = 5000
+
 // gzipMinSize is the smallest snapshot that is gzipped: below it gzip
 // saves nothing.
 const gzipMinSize = 256
@@ -123,6 +139,9 @@ type Handler struct {
 	closed  atomic.Bool
 	done    chan struct{} // closed by Close
 	drained chan struct{} // closed when closed and no stream is left
+	// farewells numbers the streams that end because of Close, for their
+	// last retry field (HandlerOptions.ReconnectRate).
+	farewells atomic.Int64
 
 	// The watch callback records the latest invalidation of each topic
 	// here and starts the fan-out goroutine, which notifies the streams.
@@ -192,6 +211,9 @@ func NewHandler(src *statesync.Source, opts *HandlerOptions) *Handler {
 	if h.opts.RetryHint <= 0 {
 		h.opts.RetryHint = 2 * time.Second
 	}
+	if h.opts.ReconnectRate == 0 {
+		h.opts.ReconnectRate = defaultReconnectRate
+	}
 	if h.opts.MaxBody <= 0 {
 		h.opts.MaxBody = 1 << 20
 	}
@@ -239,7 +261,9 @@ func (h *Handler) Stats() Stats { return h.stats.snapshot() }
 func (h *Handler) Close() error { return h.Shutdown(context.Background()) }
 
 // Shutdown stops notifying streams, ends every event stream (clients reconnect elsewhere, or to
-// this address once a new server is up, and miss nothing), makes the
+// this address once a new server is up, and miss nothing; each stream's
+// last frame is a retry field that spreads their return, see
+// HandlerOptions.ReconnectRate), makes the
 // handler answer 503 from now on, and waits until the streams' handlers
 // have returned or ctx ends. Requests other than streams are not waited
 // for: http.Server.Shutdown does that. Call Shutdown before

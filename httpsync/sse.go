@@ -37,6 +37,9 @@ type sseReader struct {
 	typ   string
 	id    string
 	retry time.Duration // the last retry field; 0 if none
+	// retryLast says that the last thing read was a retry field: no event
+	// or comment came after it.
+	retryLast bool
 }
 
 func newSSEReader(r io.Reader, max int) *sseReader {
@@ -105,9 +108,11 @@ func (p *sseReader) next() (sseEvent, error) {
 			if typ == "" {
 				typ = "message"
 			}
+			p.retryLast = false
 			return sseEvent{typ: typ, data: data, id: p.id}, nil
 		}
 		if line[0] == ':' {
+			p.retryLast = false
 			return sseEvent{comment: true}, nil
 		}
 		field, value := line, []byte(nil)
@@ -139,6 +144,7 @@ func (p *sseReader) next() (sseEvent, error) {
 		case "retry":
 			if ms, ok := parseDigits(value); ok {
 				p.retry = time.Duration(ms) * time.Millisecond
+				p.retryLast = true
 			}
 		}
 	}

@@ -672,6 +672,7 @@ func (h *Handler) pump(st *stream, sw *frameWriter) {
 			return
 		case sig&signalDone != 0:
 			st.closing()
+			h.farewell(sw)
 			return
 		case sig&signalRevoked != 0:
 			// No frame for a token that lost its grants.
@@ -749,6 +750,48 @@ func (h *Handler) heartbeats(stop <-chan struct{}) {
 		}
 		h.mu.RUnlock()
 	}
+}
+
+// farewell writes the last frame of a stream that ends because the
+// handler shuts down: a retry field that tells the client when to come
+// back, farewellFloor plus i/ReconnectRate seconds for the i-th stream to
+// end, so that the clients' reconnections are spread at about
+// ReconnectRate a second (see HandlerOptions.ReconnectRate). It is written directly, within the short
+// deadline of closing, and only between frames (the pump's select): a
+// write that fails leaves the client to its own reconnection policy.
+func (h *Handler) farewell(sw *frameWriter) {
+	rate := h.opts.ReconnectRate
+	if rate < 0 {
+		return
+	}
+	i := h.farewells.Add(1) - 1
+	b := appendFarewell(sw.buf[:0], farewellDelay(i, rate))
+	sw.buf = b[:0]
+	if _, err := sw.out.Write(b); err == nil && sw.flusher != nil {
+		_ = sw.flusher()
+	}
+}
+
+// farewellDelay is the reconnection delay the i-th stream to end at
+// shutdown is given, at rate streams a second.
+func farewellDelay(i int64, rate int) time.Duration {
+	return farewellFloor + time.Duration(i)*time.Second/time.Duration(rate)
+}
+
+// farewellFloor is the shortest farewell delay. A browser's EventSource
+// keeps the last retry value as its reconnection time, also between the
+// failed attempts of a server that is not back yet (the standard allows a
+// backoff of the browser's own, but does not require one): a delay near 0
+// could make it retry in a tight loop. Few servers restart faster, so the
+// clients lose little by it.
+const farewellFloor = 500 * time.Millisecond
+
+// appendFarewell appends a stream's last frame: "retry: MS", then a blank
+// line (which dispatches nothing: the field only sets the reconnection
+// delay).
+func appendFarewell(b []byte, d time.Duration) []byte {
+	b = strconv.AppendInt(append(b, "retry: "...), d.Milliseconds(), 10)
+	return append(b, "\n\n"...)
 }
 
 // frameWriter formats frames into buf and writes them in one go.

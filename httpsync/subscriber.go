@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,92 @@ type streamResult struct {
 	opened    bool          // the server accepted the stream
 	connected time.Duration // how long the stream was open
 	retry     time.Duration // the server's retry hint, if it sent one
+	// farewell is the retry field the server ended the stream with, after
+	// its frames, when it shut down (HandlerOptions.ReconnectRate): when
+	// to come back. hasFarewell says there was one.
+	farewell    time.Duration
+	hasFarewell bool
+}
+
+// reconnector is the reconnection policy of one event stream (the topics'
+// stream, or a prefix stream), fed with how each connection ended.
+//
+// Failures back off as Backoff says. A stream that the server ended with a
+// farewell (a retry field after its frames, then a clean end: the server
+// shut down and spreads its clients' returns) is reopened after that
+// delay instead, without jitter of the client's own: the server has
+// spread the delays over its streams. The failures that follow it within
+// quickFor (the connections refused while a restarted server is not yet
+// listening) are retried after a random wait between quickBase/2 and
+// quickBase (or the smaller base Backoff or the hint gives), not after
+// the growing waits of the backoff, so that a restart's clients are back
+// within about quickBase of its listening; past quickFor the backoff
+// takes over, with the attempts counted meanwhile, so that a server that
+// does not come back is not hammered. A farewell is honoured at most once
+// per Backoff.ResetAfter, so that a server that sends one and ends every
+// stream at once cannot make its clients reconnect in a loop.
+type reconnector struct {
+	c          *Client
+	attempt    int
+	hint       time.Duration // the server's retry hint
+	farewellAt time.Time     // when a farewell was last honoured
+	quickUntil time.Time     // until when failures are retried quickly
+}
+
+// quickBase is the longest wait between quick retries after a farewell,
+// and quickFor how long after the farewell's delay they go on.
+const (
+	quickBase = 500 * time.Millisecond
+	quickFor  = 5 * time.Second
+)
+
+// next returns the delay before the next connection attempt after a
+// connection that ended as r, at now, and whether it is a farewell's.
+func (rc *reconnector) next(r streamResult, now time.Time) (time.Duration, bool) {
+	b := rc.c.opts.Backoff
+	if r.opened {
+		rc.quickUntil = time.Time{}
+	}
+	if r.retry > 0 {
+		rc.hint = r.retry
+	}
+	if r.connected >= b.ResetAfter {
+		rc.attempt = 0
+	}
+	if r.hasFarewell && (rc.farewellAt.IsZero() || now.Sub(rc.farewellAt) >= b.ResetAfter) {
+		d := min(r.farewell, b.Max)
+		rc.farewellAt, rc.attempt, rc.quickUntil = now, 0, now.Add(d+quickFor)
+		return d, true
+	}
+	var d time.Duration
+	if now.Before(rc.quickUntil) && !slowStatus(r.status) {
+		q := b.Initial
+		if q <= 0 {
+			q = rc.hint
+		}
+		if q <= 0 || q > quickBase {
+			q = quickBase
+		}
+		d = q/2 + rand.N(q/2+1)
+	} else {
+		d = rc.c.backoff(rc.attempt, r.status, rc.hint)
+	}
+	rc.attempt++
+	return d, false
+}
+
+// logEnd logs how a connection of the event stream ended and when the
+// next attempt comes: a failure at warn level, a farewell (the server
+// shut down and said when to come back) at info level.
+// what names the stream in the message ("event stream").
+func (rc *reconnector) logEnd(ctx context.Context, what string, r streamResult, delay time.Duration, farewell bool, attrs ...slog.Attr) {
+	if farewell {
+		rc.c.log.LogAttrs(ctx, slog.LevelInfo, "httpsync: "+what+" ended by the server", append(attrs,
+			slog.Duration("retryIn", delay))...)
+		return
+	}
+	rc.c.log.LogAttrs(ctx, slog.LevelWarn, "httpsync: "+what+" failed", append(attrs,
+		slog.Any("err", r.err), slog.Int("attempt", rc.attempt), slog.Duration("retryIn", delay))...)
 }
 
 // topicSet returns the followed topics, sorted.
@@ -57,8 +144,7 @@ func (c *Client) sleep(d time.Duration) bool {
 // reopens it (after Debounce) when the set changes, and after a failure
 // waits with backoff. It owns the connection goroutines.
 func (c *Client) run() {
-	attempt := 0
-	var hint time.Duration
+	rc := &reconnector{c: c}
 	for {
 		if len(c.topicSet()) == 0 {
 			select {
@@ -105,20 +191,15 @@ func (c *Client) run() {
 		if !reopen && !r.opened {
 			c.attempted(topics, false) // failed: the waiting subscriptions return
 		}
-		if r.retry > 0 {
-			hint = r.retry
-		}
-		if r.connected >= c.opts.Backoff.ResetAfter {
-			attempt = 0
-		}
 		if reopen {
+			if r.retry > 0 {
+				rc.hint = r.retry
+			}
 			c.signal() // the change is still to be handled: loop to debounce
 			continue
 		}
-		delay := c.backoff(attempt, r.status, hint)
-		attempt++
-		c.log.LogAttrs(c.ctx, slog.LevelWarn, "httpsync: event stream failed",
-			slog.Any("err", r.err), slog.Int("attempt", attempt), slog.Duration("retryIn", delay))
+		delay, farewell := rc.next(r, time.Now())
+		rc.logEnd(c.ctx, "event stream", r, delay, farewell)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -136,8 +217,7 @@ func (c *Client) run() {
 // backoff returns the delay before reconnection attempt+1.
 func (c *Client) backoff(attempt, status int, hint time.Duration) time.Duration {
 	b := c.opts.Backoff
-	switch status {
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+	if slowStatus(status) {
 		return b.Max/2 + rand.N(b.Max/2+1)
 	}
 	base := b.Initial
@@ -152,6 +232,16 @@ func (c *Client) backoff(attempt, status int, hint time.Duration) time.Duration 
 		ceiling = base << attempt
 	}
 	return rand.N(ceiling + 1)
+}
+
+// slowStatus reports whether an event stream refused with status is
+// retried slowly: retrying soon would not cure it.
+func slowStatus(status int) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return true
+	}
+	return false
 }
 
 // streamClosed forgets the live topics and the inline snapshots: without
@@ -215,6 +305,7 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 	// The refused frames, if any, come first: the stream has taken its
 	// topics in at its first other frame.
 	taken, refused := false, 0
+	var hint time.Duration // the retry hint when the stream was taken
 	p := newSSEReader(resp.Body, c.opts.MaxFrame)
 	for {
 		ev, err := p.next()
@@ -222,7 +313,7 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 			if !taken && refused > 0 && err == io.EOF {
 				err = fmt.Errorf("httpsync: the server refused %d of the %d topics of the event stream and ended it", refused, len(topics))
 			}
-			return streamResult{err: silent(err), opened: taken, connected: time.Since(opened), retry: p.retry}
+			return ended(p, err, silent(err), taken, taken, hint, opened)
 		}
 		if idle != nil {
 			idle.Reset(c.opts.IdleTimeout)
@@ -236,7 +327,7 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 			continue
 		}
 		if !taken {
-			taken = true
+			taken, hint = true, p.retry
 			c.attempted(topics, true)
 		}
 		switch ev.typ {
@@ -246,6 +337,22 @@ func (c *Client) stream(ctx context.Context, topics []string) streamResult {
 			c.deliver(ev.data, true, nil)
 		}
 	}
+}
+
+// ended returns the result of a stream read by p that ended with err
+// (reported as report): opened says whether the server had accepted it,
+// framed whether a frame or comment came after its first retry hint, and
+// hint is the retry hint it had then. A stream that had frames and that
+// ends cleanly right after a retry field was ended by the server with a
+// farewell (see reconnector).
+func ended(p *sseReader, err, report error, opened, framed bool, hint time.Duration, since time.Time) streamResult {
+	r := streamResult{err: report, opened: opened, connected: time.Since(since), retry: p.retry}
+	// A body cut right after the farewell (its connection closed before
+	// the end of a chunked response) still carried the whole farewell.
+	if framed && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) && p.retryLast {
+		r.farewell, r.hasFarewell, r.retry = p.retry, true, hint
+	}
+	return r
 }
 
 // followed returns those of topics the open stream did not refuse.

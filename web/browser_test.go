@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -662,6 +663,7 @@ func TestModule(t *testing.T) {
 	t.Run("FollowCoalesces", func(t *testing.T) { testFollowCoalesces(t, browser) })
 	t.Run("FollowEpoch", func(t *testing.T) { testFollowEpoch(t, browser) })
 	t.Run("Reconnect", func(t *testing.T) { testReconnect(t, browser) })
+	t.Run("Farewell", func(t *testing.T) { testFarewell(t, browser) })
 	t.Run("Writes", func(t *testing.T) { testWrites(t, browser) })
 	t.Run("Token", func(t *testing.T) { testToken(t, browser) })
 }
@@ -987,6 +989,34 @@ func testReconnect(t *testing.T, browser context.Context) {
 	p.eval(t, `return T.statuses.c;`, &st)
 	if st[len(st)-1] != "open" {
 		t.Errorf("statuses = %v; want the last to be open", st)
+	}
+}
+
+// testFarewell: a server shutting down ends each stream with a retry field
+// of its own (HandlerOptions.ReconnectRate: 500 ms for the first stream),
+// and the browser's EventSource comes back after it, to the restarted
+// server, not after the stream's retry hint (10 minutes here, longer than
+// any wait of the test), and without giving up.
+func testFarewell(t *testing.T, browser context.Context) {
+	opts := &httpsync.HandlerOptions{RetryHint: 10 * time.Minute}
+	s := newServer(t, opts)
+	s.put(t, "fw", `{"n":1}`)
+	p := newPage(t, browser, s)
+	p.eval(t, `T.client("c"); await T.follow("f", "c", "fw");`, nil)
+	s.waitStreams(t, 1)
+
+	src := newSource(t, &statesync.MemoryStoreOptions{Epoch: "restarted", FirstRevision: 100})
+	w, err := src.Put(context.Background(), "fw", json.RawMessage(`{"n":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.serve(src, opts) // the old handler shuts down: its stream ends with the farewell
+	waitFor(t, p, "the follower applies the restarted server's snapshot", `T.followers.f.revision()`,
+		func(r string) bool { return r == w.Revision.String() })
+	var st []string
+	p.eval(t, `return T.statuses.c;`, &st)
+	if slices.Contains(st, "closed") || st[len(st)-1] != "open" {
+		t.Errorf("statuses = %v; want the browser to reconnect by itself (no closed), and open at the end", st)
 	}
 }
 

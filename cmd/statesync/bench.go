@@ -23,7 +23,8 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 		"without NAME, all of them run.")
 	size := fs.String("n", "", "sizes: a scale factor of the default sizes (0.01), or\n"+
 		"name=size pairs, fanout as WINDOWSxUPDATES and repeatable,\n"+
-		"sse_fanout=CONSUMERSxWRITES (repeatable), sse_reconnect_herd=CONSUMERS\n"+
+		"sse_fanout=CONSUMERSxWRITES[/h2] (repeatable; /h2: pull mode over HTTP/2 only),\n"+
+		"sse_reconnect_herd=CONSUMERS\n"+
 		"(cycle_sequential=5000,fanout=100x100,fanout=1000x10)")
 	runs := fs.Int("runs", 1, "runs of each scenario; with more than one, the median run is printed")
 	names, err := parseFlags(fs, args)

@@ -62,14 +62,20 @@ func sseScenarios(s SSESizes) []Scenario {
 	// connections alive) go to stderr, beside the JSON lines.
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "statesync bench: "+format+"\n", args...) }
 	var out []Scenario
-	// Pull mode, inline mode, and inline mode with consumers that apply
+	// Pull mode (over HTTP/2 alone for a size with HTTP2: see
+	// sse_tls.go), inline mode, and inline mode with consumers that apply
 	// inline snapshots on the stream's goroutine (InlineRefresh; in pull
 	// mode it changes nothing, every refresh needing a GET).
 	for _, f := range s.Fanout {
-		for _, v := range []struct{ inline, refresh bool }{{false, false}, {true, false}, {true, true}} {
+		variants := []struct{ inline, refresh, h2 bool }{{false, false, false}, {true, false, false}, {true, true, false}}
+		if f.HTTP2 {
+			variants = variants[:1]
+			variants[0].h2 = true
+		}
+		for _, v := range variants {
 			out = append(out, Scenario{NameSSEFanout, func(ctx context.Context) (Result, error) {
 				return SSEFanout(ctx, SSEFanoutConfig{Consumers: f.Consumers, Writes: f.Writes, Inline: v.inline,
-					InlineRefresh: v.refresh, Logf: logf})
+					InlineRefresh: v.refresh, HTTP2: v.h2, Logf: logf})
 			}})
 		}
 	}
@@ -105,6 +111,9 @@ type SSEFanoutConfig struct {
 	// InlineRefresh sets the consumers' ConsumerOptions.InlineRefresh:
 	// inline snapshots are applied on each client's stream goroutine.
 	InlineRefresh bool
+	// HTTP2 serves over TLS, where the consumers speak HTTP/2: their GETs
+	// share their streams' connections (see sse_tls.go).
+	HTTP2 bool
 	// Server starts the server process.
 	Server ServerCommand
 	// Logf, if set, receives notes on the run (phases and their times).
@@ -117,7 +126,10 @@ type SSEFanoutResult struct {
 	Consumers int    `json:"consumers"`
 	Mode      string `json:"mode"`    // ModePull or ModeInline
 	Refresh   string `json:"refresh"` // the consumers' RefreshGoroutine or RefreshInline
-	Writes    int    `json:"writes"`
+	// Proto is "h2" when the run is over HTTP/2 (SSEFanoutConfig.HTTP2);
+	// absent for HTTP/1.1.
+	Proto  string `json:"proto,omitempty"`
+	Writes int    `json:"writes"`
 	// P50Ms, P99Ms and MaxMs are percentiles (nearest rank) of the
 	// latencies, one per write and handle, from the write's acknowledgement
 	// (its PUT's response read by the writer process) to the handle's apply
@@ -142,7 +154,8 @@ type SSEFanoutResult struct {
 	// Converged says whether every handle ended at the final revision.
 	Converged bool `json:"converged"`
 
-	errors int64 // errors the consumers reported (retries excluded)
+	errors int64  // errors the consumers reported (retries excluded)
+	conns  uint64 // connections the server accepted from the consumers' start to their convergence
 }
 
 func (r SSEFanoutResult) rank() float64 { return r.P99Ms }
@@ -161,6 +174,10 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	if cfg.InlineRefresh {
 		label += "+inline-refresh"
 	}
+	if cfg.HTTP2 {
+		res.Proto = "h2"
+		label += "+h2"
+	}
 	if cfg.Consumers < 1 || cfg.Writes < 1 {
 		return res, fmt.Errorf("sse_fanout needs at least 1 consumer and 1 write, not %d and %d", cfg.Consumers, cfg.Writes)
 	}
@@ -174,13 +191,13 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	}
 	origin := time.Now()
 
-	srv, err := startServer(ctx, cfg.Server, sseServerConfig{Addr: "127.0.0.1:0", Streams: cfg.Consumers})
+	srv, err := startServer(ctx, cfg.Server, sseServerConfig{Addr: "127.0.0.1:0", Streams: cfg.Consumers, TLS: cfg.HTTP2})
 	if err != nil {
 		return res, err
 	}
 	defer func() { _ = srv.stop(context.WithoutCancel(ctx)) }()
 	logf("%s %s: server process %d at %s", NameSSEFanout, label, srv.cmd.Process.Pid, srv.base)
-	w, err := httpsync.NewClient(srv.base, nil)
+	w, err := httpsync.NewClient(srv.base, &httpsync.ClientOptions{HTTPClient: srv.hc})
 	if err != nil {
 		return res, err
 	}
@@ -188,7 +205,8 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	if _, err := w.Put(ctx, topic, writeData(0)); err != nil {
 		return res, fmt.Errorf("first write: %w", err)
 	}
-	wp, err := startServer(ctx, cfg.Server, sseServerConfig{Role: roleWriter, Target: srv.base, Writes: cfg.Writes, Interval: interval})
+	wp, err := startServer(ctx, cfg.Server, sseServerConfig{Role: roleWriter, Target: srv.base, Writes: cfg.Writes, Interval: interval,
+		Cert: string(srv.cert)})
 	if err != nil {
 		return res, fmt.Errorf("writer: %w", err)
 	}
@@ -203,7 +221,7 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 	}
 
 	t := time.Now()
-	f, err := newFleet(ctx, srv.base, cfg.Consumers, cfg.Inline, cfg.InlineRefresh, origin)
+	f, err := newFleet(ctx, srv.base, srv.cert, cfg.Consumers, cfg.Inline, cfg.InlineRefresh, origin)
 	if err != nil {
 		return res, err
 	}
@@ -288,6 +306,9 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 		return res, err
 	}
 	res.SnapshotGets = st1.SnapshotGets - st0.SnapshotGets
+	res.conns = st1.Conns - mem0.Conns
+	logf("%s %s: the server accepted %d connections from the consumers' start (%d consumers, %d snapshot GETs during the writes)", NameSSEFanout, label,
+		res.conns, cfg.Consumers, res.SnapshotGets)
 
 	lat := make([]time.Duration, 0, len(f.hs)*len(writes))
 	fromSent := make([]time.Duration, 0, len(f.hs)*len(writes))
@@ -420,7 +441,7 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 	}
 
 	t := time.Now()
-	f, err := newFleet(ctx, srv.base, cfg.Consumers, false, false, origin)
+	f, err := newFleet(ctx, srv.base, nil, cfg.Consumers, false, false, origin)
 	if err != nil {
 		return res, err
 	}
@@ -432,6 +453,7 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 	if err := srv.stop(ctx); err != nil {
 		return res, fmt.Errorf("stopping the server: %w", err)
 	}
+	logf("%s: the server exited %v after the shutdown began", NameSSEReconnectHerd, (f.since() - down).Round(time.Millisecond))
 	scfg.Addr = srv.addr
 	oldEpoch := srv.epoch
 	if srv, err = startServer(ctx, cfg.Server, scfg); err != nil {
@@ -439,6 +461,7 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 		return res, fmt.Errorf("restarting the server: %w", err)
 	}
 	res.restart = time.Since(origin) - down
+	srvCPU0, cliCPU0, retries0 := cpuTime(srv.cmd.Process.Pid), cpuTime(0), f.retries.Load()
 	if srv.epoch == oldEpoch {
 		return res, fmt.Errorf("the restarted server has the epoch of the first, %q", oldEpoch)
 	}
@@ -450,6 +473,8 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 		return res, err
 	}
 	res.errors = f.errs.Load()
+	logf("%s: CPU from the restart to the convergence: server %v, consumers %v; snapshot GETs retried: %d", NameSSEReconnectHerd,
+		cpuTime(srv.cmd.Process.Pid)-srvCPU0, cpuTime(0)-cliCPU0, f.retries.Load()-retries0)
 	if !ok {
 		n := 0
 		for _, h := range f.hs {
@@ -470,6 +495,7 @@ func SSEReconnectHerd(ctx context.Context, cfg SSEHerdConfig) (SSEHerdResult, er
 	}
 	logf("%s: consumers back after p50 %v ms, p90 %v ms, p99 %v ms", NameSSEReconnectHerd,
 		percentileMs(backAt, 50), percentileMs(backAt, 90), percentileMs(backAt, 99))
+	herdNotes(f, down, srv.epoch, logf)
 	res.MsToConverge = percentileMs(backAt, 100)
 	st, err := srv.stats(ctx)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
@@ -40,6 +41,7 @@ type fleet struct {
 	hs        []*handle
 	keepAlive bool // the transports keep idle connections
 
+	retries  atomic.Int64                    // retries of snapshot GETs the consumers reported
 	errs     atomic.Int64                    // errors the consumers reported, retries excluded
 	firstErr atomic.Pointer[statesync.Error] // the first of them
 }
@@ -50,6 +52,8 @@ type handle struct {
 	tr *http.Transport
 	cl *httpsync.Client
 	c  *statesync.Consumer
+	// trace records the client's stream connects and failures.
+	trace *connTrace
 
 	mu  sync.Mutex // protects log
 	log []applyRec
@@ -105,14 +109,16 @@ func (f *fleet) wallOffset(t int64) time.Duration { return time.Duration(t - f.o
 // newFleet makes n consumers of the server at base, in inline mode or
 // pull mode, and starts them, startParallel at a time. Each consumer's
 // Start returns once its stream is open and its first snapshot applied.
-func newFleet(ctx context.Context, base string, n int, inline, inlineRefresh bool, origin time.Time) (*fleet, error) {
+// With cert (the PEM certificate of a TLS server), they speak HTTP/2 to
+// it: each consumer's GETs share its stream's connection.
+func newFleet(ctx context.Context, base string, cert []byte, n int, inline, inlineRefresh bool, origin time.Time) (*fleet, error) {
 	limit, err := raiseOpenFiles(descriptorsFor(n), fmt.Sprintf("%d SSE consumers", n))
 	if err != nil {
 		return nil, err
 	}
-	f := &fleet{origin: origin, hs: make([]*handle, n), keepAlive: limit >= keepAliveDescriptors(n)}
+	f := &fleet{origin: origin, hs: make([]*handle, n), keepAlive: cert != nil || limit >= keepAliveDescriptors(n)}
 	for i := range f.hs {
-		h, err := f.newHandle(base, inline, inlineRefresh, i)
+		h, err := f.newHandle(base, cert, inline, inlineRefresh, i)
 		if err != nil {
 			f.close()
 			return nil, err
@@ -126,12 +132,17 @@ func newFleet(ctx context.Context, base string, n int, inline, inlineRefresh boo
 	return f, nil
 }
 
-func (f *fleet) newHandle(base string, inline, inlineRefresh bool, i int) (*handle, error) {
-	h := &handle{f: f, tr: &http.Transport{DisableKeepAlives: !f.keepAlive}}
+func (f *fleet) newHandle(base string, cert []byte, inline, inlineRefresh bool, i int) (*handle, error) {
+	tr, err := transportFor(cert)
+	if err != nil {
+		return nil, err
+	}
+	tr.DisableKeepAlives = !f.keepAlive
+	h := &handle{f: f, tr: tr, trace: &connTrace{f: f}}
 	if ip := sourceIP(i); ip != nil {
 		h.tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}).DialContext
 	}
-	opts := &httpsync.ClientOptions{HTTPClient: &http.Client{Transport: h.tr}}
+	opts := &httpsync.ClientOptions{HTTPClient: &http.Client{Transport: h.tr}, Logger: slog.New(h.trace)}
 	if inline {
 		opts.Inline = inlineLimit
 	}
@@ -156,6 +167,7 @@ func (f *fleet) newHandle(base string, inline, inlineRefresh bool, i int) (*hand
 
 func (f *fleet) reported(e *statesync.Error) {
 	if e.WillRetry {
+		f.retries.Add(1)
 		return
 	}
 	f.errs.Add(1)

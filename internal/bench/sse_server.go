@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/statesync-go/statesync"
@@ -93,12 +95,18 @@ type sseServerConfig struct {
 	// Streams is the number of event streams expected, for the check of the
 	// open-file limit.
 	Streams int `json:"streams"`
+	// TLS makes the server serve HTTPS (HTTP/2 by ALPN) with a certificate
+	// of its own, which its hello gives (see sse_tls.go).
+	TLS bool `json:"tls,omitempty"`
+	// Cert is the writer's: the PEM certificate of a TLS server to trust.
+	Cert string `json:"cert,omitempty"`
 }
 
 // serverHello is the server process's first line on stdout.
 type serverHello struct {
 	Addr  string `json:"addr"`
-	Epoch string `json:"epoch"` // the store's epoch
+	Epoch string `json:"epoch"`          // the store's epoch
+	Cert  string `json:"cert,omitempty"` // the PEM certificate of a TLS server
 }
 
 // sseServerStats is the body of GET /bench/stats.
@@ -111,6 +119,8 @@ type sseServerStats struct {
 	MaxBuilds int `json:"maxBuilds"`
 	// Revisions is the number of topic revisions served by GET.
 	Revisions int `json:"revisions"`
+	// Conns counts the connections accepted.
+	Conns uint64 `json:"conns"`
 	// HeapInuse and StackInuse are those of runtime.MemStats, in bytes.
 	HeapInuse  uint64 `json:"heapInuse"`
 	StackInuse uint64 `json:"stackInuse"`
@@ -168,6 +178,7 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 	defer func() { _ = api.Close() }()
 
 	enc := &encodings{seen: map[string]map[*byte][]byte{}}
+	var conns atomic.Uint64
 	mux := http.NewServeMux()
 	// Only the snapshot route is watched: a handler in front of the event
 	// streams would deepen their goroutines' stacks (the httpsync stream
@@ -183,7 +194,7 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 		runtime.ReadMemStats(&ms)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(sseServerStats{StreamsOpen: st.StreamsOpen, SnapshotGets: st.SnapshotGets,
-			NotModified: st.NotModified, MaxBuilds: builds, Revisions: revs, HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse})
+			NotModified: st.NotModified, MaxBuilds: builds, Revisions: revs, Conns: conns.Load(), HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse})
 	})
 	mux.HandleFunc("POST /bench/gc", func(w http.ResponseWriter, r *http.Request) {
 		debug.FreeOSMemory()
@@ -201,11 +212,31 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 		IdleTimeout:       2 * time.Minute,
 		// Accept errors (too many open files) are worth seeing.
 		ErrorLog: log.New(os.Stderr, "bench server: ", 0),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	var certPEM []byte
+	if cfg.TLS {
+		var cert tls.Certificate
+		if cert, certPEM, err = benchCert(); err != nil {
+			_ = ln.Close()
+			return err
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if cfg.TLS {
+			served <- srv.ServeTLS(ln, "", "") // HTTP/2 by ALPN
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 
-	hello, _ := json.Marshal(serverHello{Addr: ln.Addr().String(), Epoch: cur.Epoch})
+	hello, _ := json.Marshal(serverHello{Addr: ln.Addr().String(), Epoch: cur.Epoch, Cert: string(certPEM)})
 	if _, err := fmt.Fprintf(stdout, "%s\n", hello); err != nil {
 		_ = srv.Close()
 		<-served
@@ -228,11 +259,17 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err = api.Shutdown(sctx) // ends the streams, which http.Server.Shutdown would wait for
+	// As the daemon does: the listener closes first, so that clients
+	// coming back meanwhile are refused at once rather than answered 503
+	// (or cut with the process), then the streams end, each telling its
+	// client when to come back (HandlerOptions.ReconnectRate), and the
+	// requests in flight finish.
+	srv.RegisterOnShutdown(func() { _ = api.Shutdown(sctx) })
 	if serr := srv.Shutdown(sctx); serr != nil {
 		_ = srv.Close()
-		err = errors.Join(err, serr)
+		err = serr
 	}
+	err = errors.Join(err, api.Shutdown(sctx)) // waits for the streams' ends
 	if serveErr = <-served; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
 	}
@@ -367,7 +404,8 @@ type serverProc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	addr  string
-	base  string // http://addr
+	base  string // http://addr, or https://addr for a TLS server
+	cert  []byte // the PEM certificate of a TLS server; nil if none
 	epoch string
 	hc    *http.Client // for /bench requests
 	tr    *http.Transport
@@ -423,7 +461,13 @@ func startServer(ctx context.Context, sc ServerCommand, cfg sseServerConfig) (*s
 		return nil, p.failed(fmt.Sprintf("printed %q instead of its address", line), err)
 	}
 	p.addr, p.base, p.epoch = h.Addr, "http://"+h.Addr, h.Epoch
-	p.tr = &http.Transport{}
+	if h.Cert != "" {
+		p.base, p.cert = "https://"+h.Addr, []byte(h.Cert)
+	}
+	if p.tr, err = transportFor(p.cert); err != nil {
+		p.kill()
+		return nil, err
+	}
 	p.hc = &http.Client{Transport: p.tr, Timeout: time.Minute}
 	return p, nil
 }

@@ -134,11 +134,12 @@ func TestSSESizes(t *testing.T) {
 		arg  string
 		want SSESizes
 	}{
-		{"", SSESizes{Fanout: []SSEFanoutSize{{1000, 20}, {10000, 20}}, HerdConsumers: 10000}},
-		{"0.01", SSESizes{Fanout: []SSEFanoutSize{{10, 1}, {100, 1}}, HerdConsumers: 100}},
-		{"0.1", SSESizes{Fanout: []SSEFanoutSize{{100, 2}, {1000, 2}}, HerdConsumers: 1000}},
-		{"sse_fanout=20x3", SSESizes{Fanout: []SSEFanoutSize{{20, 3}}, HerdConsumers: 10000}},
-		{"sse_reconnect_herd=7,sse_fanout=20x3,fanout=2x2,sse_fanout=5x1", SSESizes{Fanout: []SSEFanoutSize{{20, 3}, {5, 1}}, HerdConsumers: 7}},
+		{"", SSESizes{Fanout: []SSEFanoutSize{{1000, 20, false}, {10000, 20, false}}, HerdConsumers: 10000}},
+		{"0.01", SSESizes{Fanout: []SSEFanoutSize{{10, 1, false}, {100, 1, false}}, HerdConsumers: 100}},
+		{"0.1", SSESizes{Fanout: []SSEFanoutSize{{100, 2, false}, {1000, 2, false}}, HerdConsumers: 1000}},
+		{"sse_fanout=20x3", SSESizes{Fanout: []SSEFanoutSize{{20, 3, false}}, HerdConsumers: 10000}},
+		{"sse_reconnect_herd=7,sse_fanout=20x3,fanout=2x2,sse_fanout=5x1", SSESizes{Fanout: []SSEFanoutSize{{20, 3, false}, {5, 1, false}}, HerdConsumers: 7}},
+		{"sse_fanout=20x3/h2,sse_fanout=5x1", SSESizes{Fanout: []SSEFanoutSize{{20, 3, true}, {5, 1, false}}, HerdConsumers: 10000}},
 	}
 	for _, tt := range tests {
 		got, err := ParseSizes(tt.arg)
@@ -273,7 +274,7 @@ func benchSSEFanoutWrite(b *testing.B, consumers int, inline bool) {
 	if _, err := w.Put(ctx, topic, writeData(0)); err != nil {
 		b.Fatal(err)
 	}
-	f, err := newFleet(ctx, srv.base, consumers, inline, false, time.Now())
+	f, err := newFleet(ctx, srv.base, nil, consumers, inline, false, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -299,4 +300,25 @@ func benchSSEFanoutWrite(b *testing.B, consumers int, inline bool) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(st1.SnapshotGets-st0.SnapshotGets)/float64(n), "gets/op")
+}
+
+// Over HTTP/2 (TLS), pull mode converges too, each handle GETting at most
+// once per write, and the consumers' GETs share their streams'
+// connections: the server sees one connection per consumer.
+func TestSSEFanoutHTTP2(t *testing.T) {
+	const consumers, writes = 10, 3
+	r, err := SSEFanout(t.Context(), SSEFanoutConfig{Consumers: consumers, Writes: writes, Interval: 50 * time.Millisecond,
+		HTTP2: true, Server: testServer(t), Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("SSEFanout over HTTP/2: %v", err)
+	}
+	if !r.Converged || r.errors != 0 || r.Proto != "h2" || r.Mode != ModePull {
+		t.Errorf("SSEFanout over HTTP/2 = %+v (%d errors); want converged, proto h2, pull mode, no errors", r, r.errors)
+	}
+	if r.SnapshotGets < consumers || r.SnapshotGets > consumers*writes {
+		t.Errorf("SSEFanout over HTTP/2: %d snapshot GETs; want %d to %d", r.SnapshotGets, consumers, consumers*writes)
+	}
+	if r.conns != consumers {
+		t.Errorf("SSEFanout over HTTP/2: the server accepted %d connections from %d consumers; want one each (the GETs ride the streams' connections)", r.conns, consumers)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
 	"github.com/statesync-go/statesync"
@@ -36,7 +37,16 @@ type writeResult struct {
 }
 
 func runWriterRole(ctx context.Context, cfg sseServerConfig, stdin io.Reader, stdout io.Writer) error {
-	w, err := httpsync.NewClient(cfg.Target, nil)
+	var opts *httpsync.ClientOptions
+	if cfg.Cert != "" {
+		tr, err := transportFor([]byte(cfg.Cert))
+		if err != nil {
+			return err
+		}
+		defer tr.CloseIdleConnections()
+		opts = &httpsync.ClientOptions{HTTPClient: &http.Client{Transport: tr}}
+	}
+	w, err := httpsync.NewClient(cfg.Target, opts)
 	if err != nil {
 		return err
 	}

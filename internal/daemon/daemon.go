@@ -120,7 +120,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		MaxStreamsPerToken: cfg.MaxStreamsPerToken,
 		MaxStreamTopics:    cfg.MaxStreamTopics,
 		MaxPrefixTopics:    cfg.MaxPrefixTopics,
-		// Shutdown ends the streams with s.api.Shutdown before s.srv's.
+		// Shutdown ends the streams with s.api.Shutdown, which s.srv.Shutdown
+		// calls once its listeners are closed (RegisterOnShutdown).
 		HijackStreams: true,
 	})
 
@@ -248,12 +249,18 @@ func (s *Server) Done() <-chan error { return s.served }
 // bounds the wait; when it ends, connections are closed at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
-	if err := s.api.Shutdown(ctx); err != nil {
-		errs = append(errs, err)
-	}
+	// The listeners close first, so that clients coming back meanwhile are
+	// refused at once rather than answered 503; then the streams end, each
+	// telling its client when to come back (httpsync's ReconnectRate), and
+	// http.Server.Shutdown waits for the requests in flight, HTTP/2 streams
+	// included.
+	s.srv.RegisterOnShutdown(func() { _ = s.api.Shutdown(ctx) })
 	if err := s.srv.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
 		_ = s.srv.Close()
+	}
+	if err := s.api.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	s.pprof.stop()
 	s.closeStore()
