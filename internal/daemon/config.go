@@ -136,6 +136,11 @@ type Config struct {
 	// come to match more ends with a refused frame
 	// (STATESYNC_MAX_PREFIX_TOPICS).
 	MaxPrefixTopics int
+	// ReconnectRate spreads the clients' return when the daemon shuts
+	// down: each event stream ends with a retry field of its own, the i-th
+	// asking its client to come back after 500 ms plus i/ReconnectRate
+	// seconds. Negative: no such field (STATESYNC_RECONNECT_RATE).
+	ReconnectRate int
 	// ShutdownTimeout bounds graceful shutdown (STATESYNC_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error (STATESYNC_LOG_LEVEL).
@@ -157,6 +162,7 @@ func DefaultConfig() Config {
 		MaxStreamsPerToken: 1000,
 		MaxStreamTopics:    1024,
 		MaxPrefixTopics:    10000,
+		ReconnectRate:      5000,
 		ShutdownTimeout:    10 * time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",
@@ -203,6 +209,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.IntVar(&cfg.MaxStreamsPerToken, "max-streams-per-token", cfg.MaxStreamsPerToken, "most event streams open at once with one token, more get 429; negative: no cap (STATESYNC_MAX_STREAMS_PER_TOKEN)")
 	fs.IntVar(&cfg.MaxStreamTopics, "max-stream-topics", cfg.MaxStreamTopics, "most topics one event stream may name, more get 400 (STATESYNC_MAX_STREAM_TOPICS)")
 	fs.IntVar(&cfg.MaxPrefixTopics, "max-prefix-topics", cfg.MaxPrefixTopics, "most topics one event stream's prefixes may match, more get 400 too_many_topics (STATESYNC_MAX_PREFIX_TOPICS)")
+	fs.IntVar(&cfg.ReconnectRate, "reconnect-rate", cfg.ReconnectRate, "at shutdown, event streams are told to come back at about this many a second, from 0.5 s on; negative: no such hint (STATESYNC_RECONNECT_RATE)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "graceful shutdown limit (STATESYNC_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (STATESYNC_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (STATESYNC_LOG_FORMAT)")
@@ -319,6 +326,7 @@ func (c *Config) fromEnv(getenv func(string) string) error {
 	integer("STATESYNC_MAX_STREAMS_PER_TOKEN", &c.MaxStreamsPerToken)
 	integer("STATESYNC_MAX_STREAM_TOPICS", &c.MaxStreamTopics)
 	integer("STATESYNC_MAX_PREFIX_TOPICS", &c.MaxPrefixTopics)
+	integer("STATESYNC_RECONNECT_RATE", &c.ReconnectRate)
 	if v := getenv("STATESYNC_MAX_BODY"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -358,6 +366,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("serve: max-stream-topics must be positive, not %d", c.MaxStreamTopics)
 	case c.MaxPrefixTopics <= 0:
 		return fmt.Errorf("serve: max-prefix-topics must be positive, not %d", c.MaxPrefixTopics)
+	case c.ReconnectRate == 0:
+		return errors.New("serve: reconnect-rate must be positive (streams a second), or negative for no hint")
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("serve: shutdown-timeout must be positive, not %v", c.ShutdownTimeout)
 	case c.Store != "" && c.Memory, c.MetricsToken != "" && c.MetricsTokenFile != "", (c.TLSCert == "") != (c.TLSKey == ""):

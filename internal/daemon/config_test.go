@@ -35,6 +35,7 @@ var wantDefaults = daemon.Config{
 	MaxStreamsPerToken: 1000,
 	MaxStreamTopics:    1024,
 	MaxPrefixTopics:    10000,
+	ReconnectRate:      5000,
 	ShutdownTimeout:    10 * time.Second,
 	LogLevel:           "info",
 	LogFormat:          "text",
@@ -60,7 +61,7 @@ func TestParseFlagsDefaultsOSEnv(t *testing.T) {
 	for _, name := range []string{"ADDR", "DATA", "MEMORY", "TOKENS", "INSECURE", "HEARTBEAT", "MAX_BODY",
 		"SHUTDOWN_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT", "ALLOWED_HOSTS", "READ_TIMEOUT", "MAX_CONNS", "MAX_CONNS_PER_IP",
 		"MAX_STREAMS_PER_TOKEN", "STORE", "CORS_ORIGINS", "TLS_CERT", "TLS_KEY", "METRICS_TOKEN", "METRICS_TOKEN_FILE",
-		"ACCESS_LOG", "PPROF", "MAX_STREAM_TOPICS", "MAX_PREFIX_TOPICS"} {
+		"ACCESS_LOG", "PPROF", "MAX_STREAM_TOPICS", "MAX_PREFIX_TOPICS", "RECONNECT_RATE"} {
 		t.Setenv("STATESYNC_"+name, "")
 	}
 	cfg, err := daemon.ParseFlags(nil, nil, io.Discard)
@@ -122,6 +123,8 @@ func TestParseFlagsEnvAndFlags(t *testing.T) {
 			func(c daemon.Config) any { return c.MaxStreamTopics }, 64, 5},
 		{"max-prefix-topics", "STATESYNC_MAX_PREFIX_TOPICS", "100", []string{"--max-prefix-topics", "50000"},
 			func(c daemon.Config) any { return c.MaxPrefixTopics }, 100, 50000},
+		{"reconnect-rate", "STATESYNC_RECONNECT_RATE", "100", []string{"--reconnect-rate", "-1"},
+			func(c daemon.Config) any { return c.ReconnectRate }, 100, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,6 +183,7 @@ func TestParseFlagsBadValues(t *testing.T) {
 		{[]string{"--max-stream-topics", "0"}, nil, false, []string{"max-stream-topics must be positive"}},
 		{[]string{"--max-prefix-topics", "-1"}, nil, false, []string{"max-prefix-topics must be positive"}},
 		{nil, []string{"STATESYNC_MAX_PREFIX_TOPICS", "lots"}, false, []string{"STATESYNC_MAX_PREFIX_TOPICS", "not a whole number"}},
+		{[]string{"--reconnect-rate", "0"}, nil, false, []string{"reconnect-rate must be positive"}},
 		{[]string{"--allowed-hosts", "a.example:8765"}, nil, false, []string{"allowed-hosts", `"a.example:8765"`}},
 		{[]string{"--max-conns", "many"}, nil, true, []string{"max-conns"}},
 		{nil, []string{"STATESYNC_MAX_CONNS", "lots"}, false, []string{"STATESYNC_MAX_CONNS", "not a whole number"}},
@@ -270,7 +274,7 @@ func TestParseFlagsHelp(t *testing.T) {
 		"-insecure", "-heartbeat", "-max-body", "-shutdown-timeout", "-log-level", "-log-format", "STATESYNC_LOG_FORMAT", "127.0.0.1:8765",
 		"-allowed-hosts", "STATESYNC_ALLOWED_HOSTS", "-read-timeout", "-max-conns", "STATESYNC_MAX_CONNS", "-max-conns-per-ip",
 		"-max-streams-per-token", "STATESYNC_MAX_STREAMS_PER_TOKEN", "-max-stream-topics", "STATESYNC_MAX_STREAM_TOPICS",
-		"-max-prefix-topics", "STATESYNC_MAX_PREFIX_TOPICS"} {
+		"-max-prefix-topics", "STATESYNC_MAX_PREFIX_TOPICS", "-reconnect-rate", "STATESYNC_RECONNECT_RATE"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("ParseFlags(-h) output lacks %q:\n%s", w, out.String())
 		}

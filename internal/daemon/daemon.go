@@ -120,6 +120,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		MaxStreamsPerToken: cfg.MaxStreamsPerToken,
 		MaxStreamTopics:    cfg.MaxStreamTopics,
 		MaxPrefixTopics:    cfg.MaxPrefixTopics,
+		ReconnectRate:      cfg.ReconnectRate,
 		// Shutdown ends the streams with s.api.Shutdown, which s.srv.Shutdown
 		// calls once its listeners are closed (RegisterOnShutdown).
 		HijackStreams: true,

@@ -200,6 +200,7 @@ func (e sseEvent) inv(t testing.TB) statesync.Invalidation {
 type sseStream struct {
 	events chan sseEvent // closed when the stream ends
 	err    error         // why it ended; read after events is closed
+	retry  string        // the last retry field's value; read after events is closed
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -233,14 +234,15 @@ func (d *testDaemon) openStream(t testing.TB, path string, hdr ...string) *sseSt
 		defer close(s.done)
 		defer resp.Body.Close()
 		defer close(s.events)
-		s.err = readFrames(resp.Body, s.events)
+		s.err = readFrames(resp.Body, s.events, &s.retry)
 	}()
 	t.Cleanup(s.close)
 	return s
 }
 
-// readFrames parses event stream frames from r into ch until r ends.
-func readFrames(r io.Reader, ch chan<- sseEvent) error {
+// readFrames parses event stream frames from r into ch until r ends; the
+// value of the last retry field goes to *retry.
+func readFrames(r io.Reader, ch chan<- sseEvent, retry *string) error {
 	br := bufio.NewReader(r)
 	var ev sseEvent
 	var data []string
@@ -260,7 +262,9 @@ func readFrames(r io.Reader, ch chan<- sseEvent) error {
 				ch <- ev
 			}
 			ev, data = sseEvent{}, nil
-		case strings.HasPrefix(line, ":"), strings.HasPrefix(line, "retry:"):
+		case strings.HasPrefix(line, "retry:"):
+			*retry = strings.TrimSpace(line[len("retry:"):])
+		case strings.HasPrefix(line, ":"):
 		case strings.HasPrefix(line, "event: "):
 			ev.Type = line[len("event: "):]
 		case strings.HasPrefix(line, "data: "):

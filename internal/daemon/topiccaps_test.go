@@ -1,7 +1,9 @@
 package daemon_test
 
 import (
+	"context"
 	"net/http"
+	"slices"
 	"testing"
 )
 
@@ -33,4 +35,38 @@ func TestStreamTopicCaps(t *testing.T) {
 		t.Errorf("prefix p:1 stream's first event is for %q; want p:1", ev.inv(t).Topic)
 	}
 	prefixed.close()
+}
+
+// --reconnect-rate reaches the handler: at shutdown, the streams end with
+// retry fields of 500 ms plus i/rate seconds for the i-th, in some order;
+// with a negative rate, with none (the stream's first hint stays).
+func TestReconnectRate(t *testing.T) {
+	for _, tt := range []struct {
+		rate int
+		want []string
+	}{{1, []string{"1500", "2500", "500"}}, {-1, []string{"2000", "2000", "2000"}}} {
+		cfg := testConfig(t)
+		cfg.ReconnectRate = tt.rate
+		d := startDaemon(t, cfg)
+		d.expect(t, http.StatusOK, http.MethodPut, "/v1/topics/a", `1`)
+		var streams []*sseStream
+		for range 3 {
+			s := d.openStream(t, "/v1/events?topic=a")
+			s.next(t)
+			streams = append(streams, s)
+		}
+		d.down = true
+		if err := d.s.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+		var got []string
+		for _, s := range streams {
+			_ = s.ended(t, waitFor)
+			got = append(got, s.retry)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("--reconnect-rate %d: the streams' last retry fields are %q; want %q", tt.rate, got, tt.want)
+		}
+	}
 }
