@@ -24,6 +24,10 @@
 // [Provider] that returns the latest snapshot, and an [Applier] that puts a
 // snapshot into your state.
 //
+// Consumers of one topic on one [SharedProvider] ([Source], memsync.Bus,
+// httpsync.Client) share their fetches: an invalidation that reaches many
+// of them costs about one fetch, not one each.
+//
 // An optional epoch names one continuous history of revisions; a consumer
 // that sees another epoch refreshes and applies whatever the revision, so a
 // store that restarts or is restored from a backup does not strand it.
