@@ -133,6 +133,9 @@ type Consumer struct {
 	// gateHook, if set (by the tests), runs between the revision gate and
 	// the applier call, with no lock held.
 	gateHook func()
+	// handleHook, if set (by the tests), runs between an invalidation's
+	// gate check and its refresh request, with no lock held.
+	handleHook func()
 
 	wantMu sync.Mutex  // protects want
 	want   minRevision // the newest invalidation that asked for a refresh
@@ -271,7 +274,7 @@ func (c *Consumer) start(ctx context.Context) error {
 	c.debug("starting")
 	var sched *scheduler
 	if !c.opts.Throttle.passthrough() {
-		sched = newScheduler(c.opts.Throttle, func() { c.requestRefresh(false) })
+		sched = newScheduler(c.opts.Throttle, func() { c.requestRefresh(false, nil) })
 		c.sched.Store(sched)
 	}
 	rollback := func(unsub func()) {
@@ -438,7 +441,7 @@ func (c *Consumer) Wait(ctx context.Context) error {
 // once instead of waiting for itself.
 func (c *Consumer) Refresh(ctx context.Context) error {
 	if ctx.Value(refreshCtxKey{}) == c {
-		c.requestRefresh(false)
+		c.requestRefresh(false, nil)
 		return nil
 	}
 	if c.isStopped() {
@@ -507,9 +510,15 @@ func (c *Consumer) awaitRefresh(ctx context.Context) error {
 // inline refresh runs on the calling goroutine, with those queued
 // meanwhile, and requestRefresh returns once they are done; otherwise the
 // refresh runs on a goroutine of its own and requestRefresh never blocks.
-func (c *Consumer) requestRefresh(inline bool) {
+//
+// inv is the invalidation that asks for the refresh, if one does: it is
+// checked against the gate again, under mu, where offer advances the
+// state. A refresh may have applied it since the caller's check, and a
+// refresh queued for it then would be one more fetch for a duplicate
+// (duplicates add at most one provider call).
+func (c *Consumer) requestRefresh(inline bool, inv *Invalidation) {
 	c.mu.Lock()
-	if c.isStopped() {
+	if c.isStopped() || inv != nil && !c.opensGate(c.state.Load(), *inv) {
 		c.mu.Unlock()
 		return
 	}
@@ -961,10 +970,16 @@ func (c *Consumer) Invalidate(inv Invalidation) {
 	c.handle(inv)
 }
 
+// opensGate reports whether inv passes the revision gate against cur: it
+// is newer, or of another epoch.
+func (c *Consumer) opensGate(cur *applied, inv Invalidation) bool {
+	otherEpoch := inv.Epoch != "" && inv.Epoch != cur.epoch && cur.any
+	return otherEpoch || inv.Revision > cur.rev
+}
+
 func (c *Consumer) handle(inv Invalidation) {
 	cur := c.state.Load()
-	otherEpoch := inv.Epoch != "" && inv.Epoch != cur.epoch && cur.any
-	if !otherEpoch && inv.Revision <= cur.rev {
+	if !c.opensGate(cur, inv) {
 		if c.debugOn() {
 			c.log.LogAttrs(context.Background(), slog.LevelDebug, "invalidation skipped (not newer)",
 				slog.String("eventRevision", inv.Revision.String()), slog.String("localRevision", cur.rev.String()))
@@ -997,7 +1012,10 @@ func (c *Consumer) handle(inv Invalidation) {
 		s.trigger()
 		return
 	}
-	c.requestRefresh(c.opts.InlineRefresh)
+	if c.handleHook != nil {
+		c.handleHook()
+	}
+	c.requestRefresh(c.opts.InlineRefresh, &inv)
 }
 
 func callFilter(f func(Invalidation) bool, inv Invalidation) (ok bool, err error) {

@@ -196,6 +196,50 @@ func TestEngineGateDuplicates(t *testing.T) {
 	})
 }
 
+// B-GATE-08, deterministically: a duplicate that passed the gate while a
+// refresh was about to apply its revision asks for no refresh once that
+// refresh has applied it. Seed 303007350 of the chaos campaign found the
+// window: the duplicate queued a refresh behind the one the queue had
+// started meanwhile, a fourth provider call where at most three may be.
+func TestEngineGateDuplicateAfterApply(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngEnv(t, nil)
+		e.start(t)
+		e.prov.set(2, `"v2"`)
+		release := map[int]chan struct{}{2: make(chan struct{}), 3: make(chan struct{})}
+		e.prov.setHook(func(ctx context.Context, call int) error {
+			if ch := release[call]; ch != nil {
+				<-ch
+			}
+			return nil
+		})
+		e.sub.send(engInv(2)) // refresh 1: provider call 2, held
+		synctest.Wait()
+		e.sub.send(engInv(2)) // queued
+		third := true
+		statesync.SetHandleHook(e.c, func() {
+			if !third {
+				return
+			}
+			third = false
+			// The third duplicate has passed the gate: now refresh 1
+			// applies revision 2, and the queued refresh starts
+			// (provider call 3, held).
+			close(release[2])
+			synctest.Wait()
+		})
+		e.sub.send(engInv(2))
+		close(release[3])
+		synctest.Wait()
+		if got := e.app.revs(); !slices.Equal(got, []statesync.Revision{1, 2}) {
+			t.Errorf("applied revisions = %v; want [1 2]", got)
+		}
+		if got := e.prov.count(); got != 3 {
+			t.Errorf("provider calls = %d; want 3 (start, the refresh, the one queued behind it)", got)
+		}
+	})
+}
+
 // B-GATE-09: revision jumps are accepted.
 func TestEngineGateJump(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -34,3 +34,9 @@ func ShareGroups() int {
 	defer shares.mu.Unlock()
 	return len(shares.m)
 }
+
+// SetHandleHook makes c call hook after an invalidation passed the
+// revision gate and before it requests a refresh, with no lock held, on
+// the delivering goroutine. Set it before the consumer starts, or from the
+// goroutine that delivers.
+func SetHandleHook(c *Consumer, hook func()) { c.handleHook = hook }
