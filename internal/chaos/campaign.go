@@ -22,7 +22,8 @@ import (
 type Campaign struct {
 	Root    string        // module root: packages are relative to it
 	Suites  []Suite       // at least one
-	Runs    int           // runs to do
+	Runs    int           // runs to do: runs From to Runs-1
+	From    int           // the first run (a campaign resumed from run From)
 	Budget  time.Duration // no run starts after this much time
 	Jobs    int           // runs at a time
 	Seed    int64         // seed of run 0
@@ -41,10 +42,14 @@ type Result struct {
 	Duration time.Duration
 	Err      error  // nil: passed
 	Tail     string // last lines of the output, for a failure
+	// Interrupted says the campaign itself was stopped (SIGINT, SIGTERM)
+	// while the run was under way, which killed it: it neither passed nor
+	// failed, and is not counted.
+	Interrupted bool
 }
 
 // Failed reports whether the run failed.
-func (r *Result) Failed() bool { return r.Err != nil }
+func (r *Result) Failed() bool { return r.Err != nil && !r.Interrupted }
 
 // Replay returns the shell command that reruns r's tests with r's seeds,
 // from the module root.
@@ -58,6 +63,12 @@ type Summary struct {
 	Elapsed  time.Duration
 	BySuite  map[string]*SuiteStats
 	Budgeted bool // the budget ran out before every planned run started
+	// Interrupted counts the runs killed because the campaign was
+	// stopped; they are not in Done.
+	Interrupted int
+	// Resume is the first run not done (Planned if all were): a campaign
+	// that stopped early goes on with -from Resume.
+	Resume int
 }
 
 // SuiteStats counts one suite's runs.
@@ -123,7 +134,7 @@ func (c *Campaign) Run(ctx context.Context) *Summary {
 	go func() {
 		defer close(jobs)
 		deadline := start.Add(c.Budget)
-		for n := range c.Runs {
+		for n := c.From; n < c.Runs; n++ {
 			if c.Budget > 0 && !time.Now().Before(deadline) || ctx.Err() != nil {
 				sum.Budgeted = true
 				return
@@ -138,7 +149,17 @@ func (c *Campaign) Run(ctx context.Context) *Summary {
 	go func() { wg.Wait(); close(results) }()
 
 	lastReport := time.Now()
+	done := make([]bool, c.Runs-c.From)
+	sum.Resume = c.From
 	for r := range results {
+		if r.Interrupted {
+			sum.Interrupted++
+			continue
+		}
+		done[r.N-c.From] = true
+		for sum.Resume < c.Runs && done[sum.Resume-c.From] {
+			sum.Resume++
+		}
 		sum.Done++
 		st := sum.BySuite[r.Suite.Name]
 		st.Runs++
@@ -155,7 +176,7 @@ func (c *Campaign) Run(ctx context.Context) *Summary {
 			lastReport = time.Now()
 			el := time.Since(start)
 			fmt.Fprintf(c.Log, "%d/%d runs, %d failed, %s, %.1f runs/min\n",
-				sum.Done, c.Runs, len(sum.Failures), el.Round(time.Second), float64(sum.Done)/el.Minutes())
+				sum.Done, c.Runs-c.From, len(sum.Failures), el.Round(time.Second), float64(sum.Done)/el.Minutes())
 		}
 	}
 	sum.Elapsed = time.Since(start)
@@ -189,6 +210,7 @@ func (c *Campaign) runOne(ctx context.Context, n int) Result {
 	s := c.Suites[n%len(c.Suites)]
 	seed := c.Seed + int64(n)
 	r := Result{N: n, Suite: s, Seed: seed}
+	campaign := ctx
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		// A little more than -test.timeout, which then reports the hung test.
@@ -214,6 +236,7 @@ func (c *Campaign) runOne(ctx context.Context, n int) Result {
 		}
 		r.Err = err
 		r.Tail = lastLines(out.String(), c.Tail)
+		r.Interrupted = campaign.Err() != nil
 	}
 	return r
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -235,5 +236,72 @@ func TestFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(t.Context(), []string{"-list"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "e2e") {
 		t.Errorf("run(-list) = %d, %q; want 0 and the suites", code, stdout.String())
+	}
+}
+
+// A campaign resumed with From runs From..Runs-1 only, with the seeds and
+// suites a whole campaign would give them: fake-seed's failing seed 1004 is
+// run 4's.
+func TestCampaignFrom(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the fake suites")
+	}
+	c, _, _ := newFakeCampaign(t, 6)
+	c.From = 3
+	if err := c.Build(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sum := c.Run(t.Context())
+	if sum.Done != 3 || sum.Resume != 6 || sum.Interrupted != 0 {
+		t.Errorf("Done, Resume, Interrupted = %d, %d, %d; want 3, 6, 0", sum.Done, sum.Resume, sum.Interrupted)
+	}
+	var seeds []int64
+	for _, f := range sum.Failures {
+		if f.Suite.Name == "fake-seed" {
+			seeds = append(seeds, f.Seed)
+		}
+		if f.N < 3 {
+			t.Errorf("run %d ran; want runs 3 to 5", f.N)
+		}
+	}
+	if !slices.Equal(seeds, []int64{1004}) {
+		t.Errorf("fake-seed failed for seeds %v; want [1004] (run 4)", seeds)
+	}
+}
+
+// Runs killed because the campaign was stopped are neither passed nor
+// failed: counted apart, and the campaign resumes from the first of them.
+func TestCampaignInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a process")
+	}
+	dir := t.TempDir()
+	// Each run says it started (a file in the suite's directory), then hangs.
+	if err := os.WriteFile(filepath.Join(dir, "hang.test"), []byte("#!/bin/sh\ntouch started.$$\nsleep 600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "hang"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	c := &Campaign{Root: dir, Suites: []Suite{{Name: "hang", Pkg: "hang", Run: "."}}, Runs: 2, Jobs: 2,
+		Timeout: time.Minute, Tail: 5, BinDir: dir, Log: &log}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { // stop the campaign once both runs are under way
+		defer cancel()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if m, _ := filepath.Glob(filepath.Join(dir, "hang", "started.*")); len(m) == 2 {
+				return
+			}
+		}
+	}()
+	sum := c.Run(ctx)
+	if len(sum.Failures) != 0 || sum.Done != 0 || sum.Interrupted != 2 || sum.Resume != 0 {
+		t.Errorf("failures %d, Done %d, Interrupted %d, Resume %d; want 0, 0, 2, 0", len(sum.Failures), sum.Done, sum.Interrupted, sum.Resume)
+	}
+	var out bytes.Buffer
+	c.printSummary(&out, sum, 0)
+	if !strings.Contains(out.String(), "2 runs under way killed (not counted)") || !strings.Contains(out.String(), "-from 0") {
+		t.Errorf("summary %q; want the killed runs and -from 0", out.String())
 	}
 }

@@ -48,7 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	runs := fs.Int("runs", 100, "number of runs")
 	budget := fs.Duration("budget", 10*time.Minute, "no run starts after this much time (0: no limit)")
 	jobs := fs.Int("j", runtime.GOMAXPROCS(0), "runs at a time")
-	seed := fs.Int64("seed", 0, "seed of the first run (0: from the clock); run n has seed+n")
+	seed := fs.Int64("seed", 0, "seed of run 0 (0: from the clock); run n has seed+n")
+	from := fs.Int("from", 0, "first run: resume a campaign stopped after its first N runs with -from N and the same -seed and -runs")
 	suites := fs.String("suites", "all", "comma-separated suites to run (see -list)")
 	list := fs.Bool("list", false, "list the suites and exit")
 	timeout := fs.Duration("timeout", 10*time.Minute, "limit of one run")
@@ -73,8 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chaos: -suites: %v\n", err)
 		return 2
 	}
-	if *runs < 1 || *jobs < 1 || *tail < 1 || *budget < 0 || *timeout < 0 {
-		fmt.Fprintln(stderr, "chaos: -runs, -j and -tail must be positive, -budget and -timeout not negative")
+	if *runs < 1 || *jobs < 1 || *tail < 1 || *budget < 0 || *timeout < 0 || *from < 0 || *from >= *runs {
+		fmt.Fprintln(stderr, "chaos: -runs, -j and -tail must be positive, -budget and -timeout not negative, -from in [0, -runs)")
 		return 2
 	}
 	if *seed == 0 {
@@ -85,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chaos: %v\n", err)
 		return 2
 	}
-	c := &Campaign{Root: root, Suites: sel, Runs: *runs, Budget: *budget, Jobs: *jobs, Seed: *seed,
+	c := &Campaign{Root: root, Suites: sel, Runs: *runs, From: *from, Budget: *budget, Jobs: *jobs, Seed: *seed,
 		Timeout: *timeout, Tail: *tail, BinDir: *bindir, Log: stdout}
 	if c.BinDir == "" {
 		dir, err := os.MkdirTemp("", "statesync-chaos-")
@@ -114,8 +115,8 @@ func (c *Campaign) main(ctx context.Context, stderr io.Writer) int {
 	for i, s := range c.Suites {
 		names[i] = s.Name
 	}
-	header := fmt.Sprintf("chaos campaign: %d runs of %s, seeds %d..%d, -j %d, budget %s, GOMAXPROCS %d",
-		c.Runs, strings.Join(names, ","), c.Seed, c.Seed+int64(c.Runs)-1, c.Jobs, c.Budget, runtime.GOMAXPROCS(0))
+	header := fmt.Sprintf("chaos campaign: runs %d..%d of %s, seeds %d..%d, -j %d, budget %s, GOMAXPROCS %d",
+		c.From, c.Runs-1, strings.Join(names, ","), c.Seed+int64(c.From), c.Seed+int64(c.Runs)-1, c.Jobs, c.Budget, runtime.GOMAXPROCS(0))
 	fmt.Fprintln(c.Log, header)
 	if c.Report != nil {
 		fmt.Fprintln(c.Report, header)
@@ -144,9 +145,15 @@ func (c *Campaign) main(ctx context.Context, stderr io.Writer) int {
 
 func (c *Campaign) printSummary(w io.Writer, sum *Summary, build time.Duration) {
 	fmt.Fprintf(w, "\n%d of %d runs in %s (+%s building), %.1f runs/min, %d failed",
-		sum.Done, sum.Planned, sum.Elapsed.Round(time.Second), build.Round(time.Second), sum.RunsPerMinute(), len(sum.Failures))
+		sum.Done, sum.Planned-c.From, sum.Elapsed.Round(time.Second), build.Round(time.Second), sum.RunsPerMinute(), len(sum.Failures))
 	if sum.Budgeted {
 		fmt.Fprintf(w, "; the budget of %s ran out", c.Budget)
+	}
+	if sum.Interrupted > 0 {
+		fmt.Fprintf(w, "; stopped, %d runs under way killed (not counted)", sum.Interrupted)
+	}
+	if sum.Resume < c.Runs {
+		fmt.Fprintf(w, "; to resume, with the same -seed and -runs: -from %d", sum.Resume)
 	}
 	fmt.Fprintln(w)
 	for _, s := range c.Suites {
