@@ -353,9 +353,19 @@ func SSEFanout(ctx context.Context, cfg SSEFanoutConfig) (SSEFanoutResult, error
 // before it reads the server's memory.
 const settleTime = time.Second
 
-// writeData is the data of the i-th write.
+// writeSize is the size of each write's JSON data: the 100-byte object
+// the peers (Centrifugo, Mercure) were measured with (bench/scenarios.md).
+const writeSize = 100
+
+// writeData is the data of the i-th write: {"write":i,"pad":"xx…"}, padded
+// to writeSize bytes.
 func writeData(i int) json.RawMessage {
-	return json.RawMessage(`{"write":` + strconv.Itoa(i) + `}`)
+	b := strconv.AppendInt([]byte(`{"write":`), int64(i), 10)
+	b = append(b, `,"pad":"`...)
+	for len(b) < writeSize-2 {
+		b = append(b, 'x')
+	}
+	return append(b, `"}`...)
 }
 
 // percentileMs returns the p-th percentile (nearest rank) of ds in

@@ -322,3 +322,18 @@ func TestSSEFanoutHTTP2(t *testing.T) {
 		t.Errorf("SSEFanout over HTTP/2: the server accepted %d connections from %d consumers; want one each (the GETs ride the streams' connections)", r.conns, consumers)
 	}
 }
+
+// The writes of the SSE scenarios carry a 100-byte JSON object, as the
+// peers' measurements did.
+func TestWriteData(t *testing.T) {
+	for _, i := range []int{0, 7, 123456} {
+		d := writeData(i)
+		var v struct {
+			Write int    `json:"write"`
+			Pad   string `json:"pad"`
+		}
+		if err := json.Unmarshal(d, &v); err != nil || v.Write != i || len(d) != writeSize {
+			t.Errorf("writeData(%d) = %s (%d bytes): %v, write %d; want valid JSON of %d bytes with write %d", i, d, len(d), err, v.Write, writeSize, i)
+		}
+	}
+}
