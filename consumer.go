@@ -487,12 +487,13 @@ func (c *Consumer) awaitRefresh(ctx context.Context) error {
 	if coalesced {
 		c.queued = true
 		w.target = c.seq + 1
+		c.mustFetch.Store(w.target) // before endRefresh (under mu) starts it
 	} else {
 		w.target = c.takeSlot()
+		c.mustFetch.Store(w.target) // before the refresh can look
 		c.wg.add()
 		go c.refreshLoop(w.target, false)
 	}
-	c.mustFetch.Store(w.target)
 	c.waiters = append(c.waiters, w)
 	c.mu.Unlock()
 	if coalesced {
