@@ -27,6 +27,7 @@ import (
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/boltstore"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/testcert"
 )
 
 // The server of the SSE scenarios runs in a process of its own, so that its
@@ -220,12 +221,13 @@ func runServerRole(ctx context.Context, cfgJSON string, stdin io.Reader, stdout 
 	}
 	var certPEM []byte
 	if cfg.TLS {
-		var cert tls.Certificate
-		if cert, certPEM, err = benchCert(); err != nil {
+		cert, err := testcert.New(1)
+		if err != nil {
 			_ = ln.Close()
 			return err
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		certPEM = cert.CertPEM
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}
 	}
 	served := make(chan error, 1)
 	go func() {
