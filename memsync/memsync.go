@@ -143,7 +143,12 @@ func (b *Bus) subs(topic string) *topicSubs {
 
 // Publish delivers inv to every handler of its topic, synchronously.
 func (b *Bus) Publish(inv statesync.Invalidation) {
-	ts := b.lookup(inv.Topic)
+	// lookup's cache check, written out: it costs too much to inline, and
+	// this is the gate's path (gate_stale_events).
+	ts := b.last.Load()
+	if ts == nil || ts.name != inv.Topic {
+		ts = b.lookup(inv.Topic)
+	}
 	if ts == nil {
 		return
 	}
