@@ -190,8 +190,7 @@ func (s *Source) Snapshot(ctx context.Context, topic string) (Snapshot, error) {
 	if err := CheckTopic(topic); err != nil {
 		return Snapshot{}, err
 	}
-	min, _ := ctx.Value(minRevisionKey{}).(minRevision)
-	rec, err := s.snapshotEntry(ctx, topic, min)
+	rec, err := s.snapshotEntry(ctx, topic, minRevisionOf(ctx))
 	if err != nil {
 		return Snapshot{}, err
 	}
