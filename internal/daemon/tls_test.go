@@ -131,6 +131,10 @@ func TestTLS(t *testing.T) {
 	}
 
 	t.Run("Reload", func(t *testing.T) {
+		// Each poll below makes a new handshake; the short read deadline
+		// of the streams' subtests could cut one on a loaded machine.
+		cfg := cfg
+		cfg.ReadTimeout = 10 * time.Second
 		d := startTLSDaemon(t, cfg, false)
 		serial := func() *big.Int {
 			d.hc.CloseIdleConnections() // a new connection, a new handshake
