@@ -38,11 +38,7 @@ func parseURL(raw string) (pgxURL string, o urlOptions, err error) {
 	if !strings.HasPrefix(lower, "postgres://") && !strings.HasPrefix(lower, "postgresql://") {
 		return raw, o, nil
 	}
-	u, err := storeurl.Parse(raw, errBadURL)
-	if err != nil {
-		return "", o, err
-	}
-	q, err := storeurl.ParseQuery(u.RawQuery, errBadURL)
+	u, q, err := storeurl.Parse(raw, errBadURL)
 	if err != nil {
 		return "", o, err
 	}

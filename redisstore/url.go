@@ -44,11 +44,7 @@ func parseURL(raw string) (redisURL string, o urlOptions, err error) {
 	if !strings.HasPrefix(lower, "redis://") && !strings.HasPrefix(lower, "rediss://") {
 		return "", o, fmt.Errorf("%w: want a redis:// or rediss:// URL", errBadURL)
 	}
-	u, err := storeurl.Parse(raw, errBadURL)
-	if err != nil {
-		return "", o, err
-	}
-	q, err := storeurl.ParseQuery(u.RawQuery, errBadURL)
+	u, q, err := storeurl.Parse(raw, errBadURL)
 	if err != nil {
 		return "", o, err
 	}

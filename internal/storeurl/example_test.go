@@ -12,12 +12,7 @@ import (
 // driver.
 func Example() {
 	errBadURL := errors.New("xstore: invalid store URL")
-	u, err := storeurl.Parse("xstore://app:secret@db:5432/app?prefix=p1&feed_probe=2s&pool_size=4", errBadURL)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	q, err := storeurl.ParseQuery(u.RawQuery, errBadURL)
+	u, q, err := storeurl.Parse("xstore://app:secret@db:5432/app?prefix=p1&feed_probe=2s&pool_size=4", errBadURL)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -35,7 +30,7 @@ func Example() {
 	u.RawQuery = q.Rest().Encode()
 	fmt.Println(prefix, probe, u.Redacted())
 
-	_, err = storeurl.Parse("xstore://app:se/cret@db/app", errBadURL)
+	_, _, err = storeurl.Parse("xstore://app:se/cret@db/app", errBadURL)
 	fmt.Println(err)
 	// Output:
 	// p1 2s xstore://app:xxxxx@db:5432/app?pool_size=4

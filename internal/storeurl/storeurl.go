@@ -5,13 +5,14 @@
 //
 // What it does for them:
 //
-//   - [Parse] parses a URL without ever repeating it in an error: a
-//     [*url.Error] carries the whole URL, password included, and a careless
-//     password (one holding an unescaped / ? # or %) can make url.Parse
-//     quote a piece of it; such a message is replaced by a hint.
-//   - [ParseQuery] and the methods of [Query] take the store's options out of
-//     the query one by one and leave the rest, for the driver or for an
-//     unknown-option check.
+//   - [Parse] parses a URL and its query without ever repeating the URL in
+//     an error: a [*url.Error] carries the whole URL, password included, and
+//     a careless password (one holding an unescaped / ? # or %) can make
+//     url.Parse quote a piece of it; such a message is replaced by a hint.
+//     [ParseQuery] parses a query alone.
+//   - The methods of [Query] take the store's options out of the query one
+//     by one and leave the rest, for the driver or for an unknown-option
+//     check.
 //
 // Every error wraps the sentinel the store passes in (its own errBadURL),
 // so callers see the store's error, as before this package. Each store keeps
@@ -28,22 +29,26 @@ import (
 	"time"
 )
 
-// Parse parses raw, a URL that may hold a user name and password. Its error
-// wraps bad and never holds the URL nor, as far as can be told, any part of
-// the user information.
-func Parse(raw string, bad error) (*url.URL, error) {
+// Parse parses raw, a URL that may hold a user name and password, and its
+// query. Its errors, and those of the [Query], wrap bad; they never hold the
+// URL nor, as far as can be told, any part of the user information.
+func Parse(raw string, bad error) (*url.URL, *Query, error) {
 	u, err := url.Parse(raw)
-	if err == nil {
-		return u, nil
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // ue.URL is the whole URL, password included
+		}
+		if quotesUserinfo(raw, err.Error()) {
+			return nil, nil, fmt.Errorf("%w: cannot parse it (details hidden: they would quote the user name or password; percent-encode any of %% / ? # @ : in those)", bad)
+		}
+		return nil, nil, fmt.Errorf("%w: %w", bad, err)
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // ue.URL is the whole URL, password included
+	q, err := ParseQuery(u.RawQuery, bad)
+	if err != nil {
+		return nil, nil, err
 	}
-	if quotesUserinfo(raw, err.Error()) {
-		return nil, fmt.Errorf("%w: cannot parse it (details hidden: they would quote the user name or password; percent-encode any of %% / ? # @ : in those)", bad)
-	}
-	return nil, fmt.Errorf("%w: %w", bad, err)
+	return u, q, nil
 }
 
 // quotesUserinfo reports whether msg, the message of url.Parse's error on

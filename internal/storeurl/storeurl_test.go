@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +15,12 @@ import (
 var errBad = errors.New("xstore: invalid store URL")
 
 func TestParse(t *testing.T) {
-	u, err := storeurl.Parse("redis://u:secret@h:1/0?a=b", errBad)
-	if err != nil || u.String() != "redis://u:secret@h:1/0?a=b" || u.RawQuery != "a=b" {
+	u, q, err := storeurl.Parse("redis://u:secret@h:1/0?a=b&c=d", errBad)
+	if err != nil || u.String() != "redis://u:secret@h:1/0?a=b&c=d" {
 		t.Fatalf("Parse = %v, %v; want the URL", u, err)
+	}
+	if a, err := q.Take("a"); err != nil || a != "b" || q.Rest().Encode() != "c=d" {
+		t.Errorf("Parse: Take(a) = %q, %v, rest %v; want b and c=d left", a, err, q.Rest())
 	}
 	for _, tt := range []struct{ in, want string }{
 		// The message of url.Parse, without the URL.
@@ -26,10 +30,12 @@ func TestParse(t *testing.T) {
 		{"postgres://u:p@h h/db", `xstore: invalid store URL: invalid character " " in host name`},
 		{"postgres://u:pa ss@h/db", "xstore: invalid store URL: net/url: invalid userinfo"},
 		{"postgres://u:p@[::1/db", "xstore: invalid store URL: missing ']' in host"},
+		// The query's.
+		{"postgres://u:secret@h/db?a=%zz", `xstore: invalid store URL: query: invalid URL escape "%zz"`},
 	} {
-		_, err := storeurl.Parse(tt.in, errBad)
-		if !errors.Is(err, errBad) || err.Error() != tt.want {
-			t.Errorf("Parse(%q) error = %v; want %q", tt.in, err, tt.want)
+		u, q, err := storeurl.Parse(tt.in, errBad)
+		if !errors.Is(err, errBad) || err.Error() != tt.want || u != nil || q != nil {
+			t.Errorf("Parse(%q) = %v, %v, %v; want %q", tt.in, u, q, err, tt.want)
 		}
 	}
 }
@@ -45,7 +51,7 @@ func TestParseHidesPassword(t *testing.T) {
 		"postgres://u:secret@h:bad port", // a bad port: its message stays, without the URL
 		"nats://u:secret@h\x7f",          // a control character
 	} {
-		_, err := storeurl.Parse(in, errBad)
+		_, _, err := storeurl.Parse(in, errBad)
 		if !errors.Is(err, errBad) || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "zz") {
 			t.Errorf("Parse(%q) error = %v; want an invalid-URL error without the password", in, err)
 		}
@@ -157,27 +163,25 @@ func FuzzParse(f *testing.F) {
 		f.Add(s[0], s[1], false)
 		f.Add(s[0], s[1], true)
 	}
+	_, _, hint := storeurl.Parse("p://u:pw/x@h", errBad)
 	f.Fuzz(func(t *testing.T, password, rest string, escape bool) {
-		if len(password) < 4 || strings.Trim(password, "abcdefghijklmnopqrstuvwxyz ") == "" || strings.Contains(rest, password) {
+		if len(password) < 4 || strings.Trim(password, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ") == "" ||
+			strings.Contains(strconv.Quote(rest), password) || strings.Contains(rest, password) || strings.Contains(hint.Error(), password) {
 			return // could be the message's own words, or is in the rest
 		}
 		raw := "postgres://user:" + password + "@" + rest
 		if escape {
 			raw = "postgres://" + url.UserPassword("user", password).String() + "@" + rest
 		}
-		u, err := storeurl.Parse(raw, errBad)
+		u, q, err := storeurl.Parse(raw, errBad)
 		if err != nil {
 			if !errors.Is(err, errBad) || strings.Contains(err.Error(), password) {
 				t.Fatalf("Parse(%q) error = %v; want an invalid-URL error without the password", raw, err)
 			}
 			return
 		}
-		if u == nil {
-			t.Fatalf("Parse(%q) = nil, nil", raw)
-		}
-		q, err := storeurl.ParseQuery(u.RawQuery, errBad)
-		if err != nil {
-			return
+		if u == nil || q == nil {
+			t.Fatalf("Parse(%q) = %v, %v, nil", raw, u, q)
 		}
 		for _, k := range []string{"schema", "feed_probe"} {
 			v, err := q.Take(k)
