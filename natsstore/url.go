@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/statesync-go/statesync/internal/storeurl"
 )
 
 // The query options of a store URL (see the package documentation).
@@ -88,22 +90,11 @@ func parseURL(raw string) (urlOptions, error) {
 		}
 		o.servers += u.String()
 	}
-	q, err := url.ParseQuery(query)
+	q, err := storeurl.ParseQuery(query, errBadURL)
 	if err != nil {
-		return o, fmt.Errorf("%w: query: %w", errBadURL, err)
+		return o, err
 	}
-	one := func(key string) (string, error) {
-		vs, ok := q[key]
-		if !ok {
-			return "", nil
-		}
-		delete(q, key)
-		if len(vs) != 1 || vs[0] == "" {
-			return "", fmt.Errorf("%w: option %s must be given once, with a value", errBadURL, key)
-		}
-		return vs[0], nil
-	}
-	if o.bucket, err = one(optBucket); err != nil {
+	if o.bucket, err = q.Take(optBucket); err != nil {
 		return o, err
 	}
 	if o.bucket != "" {
@@ -111,7 +102,7 @@ func parseURL(raw string) (urlOptions, error) {
 			return o, fmt.Errorf("%w: %w", errBadURL, err)
 		}
 	}
-	reps, err := one(optReplicas)
+	reps, err := q.Take(optReplicas)
 	if err != nil {
 		return o, err
 	}
@@ -122,27 +113,17 @@ func parseURL(raw string) (urlOptions, error) {
 		}
 		o.replicas = n
 	}
-	for _, f := range []struct {
-		key string
-		dst *time.Duration
-	}{{optProbe, &o.probe}, {optTimeout, &o.timeout}} {
-		v, err := one(f.key)
-		if err != nil {
-			return o, err
-		}
-		if v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < minProbeInterval {
-				return o, fmt.Errorf("%w: %s=%q: want a duration of at least %v, such as 5s", errBadURL, f.key, v, minProbeInterval)
-			}
-			*f.dst = d
-		}
+	if o.probe, err = q.Duration(optProbe, minProbeInterval); err != nil {
+		return o, err
+	}
+	if o.timeout, err = q.Duration(optTimeout, minProbeInterval); err != nil {
+		return o, err
 	}
 	for _, f := range []struct {
 		key string
 		dst *string
 	}{{optFeedURL, &o.feedURL}, {optCreds, &o.creds}, {optToken, &o.token}, {optTLSCA, &o.tlsCA}, {optTLSCert, &o.tlsCert}, {optTLSKey, &o.tlsKey}} {
-		if *f.dst, err = one(f.key); err != nil {
+		if *f.dst, err = q.Take(f.key); err != nil {
 			return o, err
 		}
 	}
@@ -154,8 +135,8 @@ func parseURL(raw string) (urlOptions, error) {
 			return o, fmt.Errorf("%w: %s: %w", errBadURL, optFeedURL, err)
 		}
 	}
-	if len(q) > 0 {
-		keys := slices.Sorted(maps.Keys(q))
+	if rest := q.Rest(); len(rest) > 0 {
+		keys := slices.Sorted(maps.Keys(rest))
 		return o, fmt.Errorf("%w: unknown option %q", errBadURL, keys[0])
 	}
 	return o, nil

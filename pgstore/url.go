@@ -3,9 +3,10 @@ package pgstore
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/statesync-go/statesync/internal/storeurl"
 )
 
 // The query options of a store URL that are this package's, removed before
@@ -37,30 +38,11 @@ func parseURL(raw string) (pgxURL string, o urlOptions, err error) {
 	if !strings.HasPrefix(lower, "postgres://") && !strings.HasPrefix(lower, "postgresql://") {
 		return raw, o, nil
 	}
-	u, err := url.Parse(raw)
+	u, q, err := storeurl.Parse(raw, errBadURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // ue.URL is the whole URL, password included
-		}
-		return "", o, fmt.Errorf("%w: %w", errBadURL, err)
+		return "", o, err
 	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return "", o, fmt.Errorf("%w: query: %w", errBadURL, err)
-	}
-	one := func(key string) (string, error) {
-		vs, ok := q[key]
-		if !ok {
-			return "", nil
-		}
-		delete(q, key)
-		if len(vs) != 1 || vs[0] == "" {
-			return "", fmt.Errorf("%w: option %s must be given once, with a value", errBadURL, key)
-		}
-		return vs[0], nil
-	}
-	if o.schema, err = one(optSchema); err != nil {
+	if o.schema, err = q.Take(optSchema); err != nil {
 		return "", o, err
 	}
 	if o.schema != "" {
@@ -68,21 +50,13 @@ func parseURL(raw string) (pgxURL string, o urlOptions, err error) {
 			return "", o, err
 		}
 	}
-	probe, err := one(optProbe)
-	if err != nil {
+	if o.probe, err = q.Duration(optProbe, minProbeInterval); err != nil {
 		return "", o, err
 	}
-	if probe != "" {
-		d, err := time.ParseDuration(probe)
-		if err != nil || d < minProbeInterval {
-			return "", o, fmt.Errorf("%w: %s=%q: want a duration of at least %v, such as 5s", errBadURL, optProbe, probe, minProbeInterval)
-		}
-		o.probe = d
-	}
-	if o.feedURL, err = one(optFeedURL); err != nil {
+	if o.feedURL, err = q.Take(optFeedURL); err != nil {
 		return "", o, err
 	}
-	u.RawQuery = q.Encode()
+	u.RawQuery = q.Rest().Encode()
 	return u.String(), o, nil
 }
 

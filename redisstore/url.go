@@ -3,10 +3,11 @@ package redisstore
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/statesync-go/statesync/internal/storeurl"
 )
 
 // The query options of a store URL that are this package's, removed before
@@ -43,30 +44,11 @@ func parseURL(raw string) (redisURL string, o urlOptions, err error) {
 	if !strings.HasPrefix(lower, "redis://") && !strings.HasPrefix(lower, "rediss://") {
 		return "", o, fmt.Errorf("%w: want a redis:// or rediss:// URL", errBadURL)
 	}
-	u, err := url.Parse(raw)
+	u, q, err := storeurl.Parse(raw, errBadURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // ue.URL is the whole URL, password included
-		}
-		return "", o, fmt.Errorf("%w: %w", errBadURL, err)
+		return "", o, err
 	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return "", o, fmt.Errorf("%w: query: %w", errBadURL, err)
-	}
-	one := func(key string) (string, error) {
-		vs, ok := q[key]
-		if !ok {
-			return "", nil
-		}
-		delete(q, key)
-		if len(vs) != 1 || vs[0] == "" {
-			return "", fmt.Errorf("%w: option %s must be given once, with a value", errBadURL, key)
-		}
-		return vs[0], nil
-	}
-	if o.prefix, err = one(optPrefix); err != nil {
+	if o.prefix, err = q.Take(optPrefix); err != nil {
 		return "", o, err
 	}
 	if o.prefix != "" {
@@ -74,13 +56,13 @@ func parseURL(raw string) (redisURL string, o urlOptions, err error) {
 			return "", o, err
 		}
 	}
-	if o.probe, err = duration(one, optProbe, minProbeInterval); err != nil {
+	if o.probe, err = q.Duration(optProbe, minProbeInterval); err != nil {
 		return "", o, err
 	}
-	if o.feedURL, err = one(optFeedURL); err != nil {
+	if o.feedURL, err = q.Take(optFeedURL); err != nil {
 		return "", o, err
 	}
-	if v, err := one(optMaxLen); err != nil {
+	if v, err := q.Take(optMaxLen); err != nil {
 		return "", o, err
 	} else if v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -89,7 +71,7 @@ func parseURL(raw string) (redisURL string, o urlOptions, err error) {
 		}
 		o.maxLen = n
 	}
-	if v, err := one(optWait); err != nil {
+	if v, err := q.Take(optWait); err != nil {
 		return "", o, err
 	} else if v != "" {
 		n, err := strconv.Atoi(v)
@@ -98,24 +80,11 @@ func parseURL(raw string) (redisURL string, o urlOptions, err error) {
 		}
 		o.wait = n
 	}
-	if o.waitTimeout, err = duration(one, optWaitTimeout, time.Millisecond); err != nil {
+	if o.waitTimeout, err = q.Duration(optWaitTimeout, time.Millisecond); err != nil {
 		return "", o, err
 	}
-	u.RawQuery = q.Encode()
+	u.RawQuery = q.Rest().Encode()
 	return u.String(), o, nil
-}
-
-// duration reads the duration option key, of at least least.
-func duration(one func(string) (string, error), key string, least time.Duration) (time.Duration, error) {
-	v, err := one(key)
-	if err != nil || v == "" {
-		return 0, err
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < least {
-		return 0, fmt.Errorf("%w: %s=%q: want a duration of at least %v, such as 5s", errBadURL, key, v, least)
-	}
-	return d, nil
 }
 
 // checkPrefix accepts the key prefixes this package uses: 1 to 64 bytes of

@@ -59,7 +59,8 @@ func TestParseURL(t *testing.T) {
 
 // parseURL's errors never repeat the URL, which may hold a password.
 func TestParseURLHidesPassword(t *testing.T) {
-	for _, in := range []string{"redis://u:secret@h:x/0", "redis://u:secret@h/0?wait=x", "redis://u:secret@h/0?a=%zz"} {
+	for _, in := range []string{"redis://u:secret@h:x/0", "redis://u:secret@h/0?wait=x", "redis://u:secret@h/0?a=%zz",
+		"redis://u:secret/x@h/0", "redis://u:secret?x@h/0", "redis://u:secret%zz@h/0"} {
 		if _, _, err := parseURL(in); err == nil || strings.Contains(err.Error(), "secret") {
 			t.Errorf("parseURL(%q) error = %v; want an error without the password", in, err)
 		}
