@@ -180,6 +180,44 @@ func TestSharedProviderReusesFinishedFetch(t *testing.T) {
 	})
 }
 
+// A finished fetch that asked for less than a consumer wants but brought
+// enough is used too (the group keeps its newest snapshot, whatever each
+// fetch asked for), across rounds, across an epoch change, and when a
+// Refresh fetched it.
+func TestSharedProviderTakesFetchThatBroughtMore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newShareProv(1, "e")
+		r := newShareRig(t, 3, p)
+		p.calls.Store(0)
+		// Round 1: consumer 0 asks for 2 and gets 3; consumer 1 wants 3.
+		p.set(3, "e")
+		r.to(0, shareInv(2, "e"))
+		r.to(1, shareInv(3, "e"))
+		wantCalls(t, p, 1)
+		// Round 2: the group's snapshot moves on to 5.
+		p.set(5, "e")
+		r.to(0, shareInv(4, "e"))
+		r.to(1, shareInv(5, "e"))
+		wantCalls(t, p, 2)
+		// Round 3: another epoch, at a lower revision, replaces "e" at 5.
+		p.set(2, "f")
+		r.to(0, shareInv(1, "f"))
+		r.to(1, shareInv(2, "f"))
+		wantCalls(t, p, 3)
+		wantRevs(t, r, 2, 2, 1)
+		// Consumer 2 fetches "f" at 2 by Refresh, after a write the others
+		// have not heard of: the group now holds 4.
+		p.set(4, "f")
+		if err := r.cs[2].Refresh(context.Background()); err != nil {
+			t.Fatalf("Refresh() = %v", err)
+		}
+		wantCalls(t, p, 4)
+		r.to(0, shareInv(4, "f"))
+		wantCalls(t, p, 4)
+		wantRevs(t, r, 4, 2, 4)
+	})
+}
+
 // Start and Refresh always fetch, neither taking a finished fetch nor
 // waiting for one under way: they are how a consumer catches up with what
 // it was not sent, so another consumer's snapshot will not do. (Without
