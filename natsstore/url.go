@@ -71,7 +71,8 @@ func parseURL(raw string) (urlOptions, error) {
 			sch, rest = scheme, s
 		}
 		if sch != "nats" && sch != "tls" {
-			return o, fmt.Errorf("%w: server %d: scheme %q, want nats or tls", errBadURL, i+1, sch)
+			// Not quoted: a password holding "://" puts part of itself here.
+			return o, fmt.Errorf("%w: server %d: want the scheme nats or tls", errBadURL, i+1)
 		}
 		if i == 0 {
 			scheme = sch

@@ -117,7 +117,7 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 	// Errors never repeat the URL's secrets.
-	for _, raw := range []string{"nats://user:secret@h?zzz=1", "nats://h?token=secret&replicas=9", "nats://user:secret@h:99999"} {
+	for _, raw := range []string{"nats://user:secret@h?zzz=1", "nats://h?token=secret&replicas=9", "nats://user:secret@h:99999", "nats://h1,user:secret://x@h2"} {
 		if _, err := parseURL(raw); err == nil || strings.Contains(err.Error(), "secret") {
 			t.Errorf("parseURL(%q) error %v; want one without the secret", raw, err)
 		}
