@@ -226,12 +226,16 @@ func TestListingsCapped(t *testing.T) {
 	few = many[:3]
 	toks, err := httpsync.ParseTokens(strings.NewReader(`{"tokens": [
 		{"token": "many", "read": [` + strings.Join(many, ",") + `]},
+		{"token": "eight", "read": [` + strings.Join(many[:8], ",") + `]},
+		{"token": "mixed", "read": [` + strings.Join(many[:5], ",") + `, "p5:x", "p6:x", "p7:x", "p8:x"]},
 		{"token": "few", "read": [` + strings.Join(few, ",") + `, "p5:x"]},
 		{"token": "all", "read": ["*"]}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := httpsync.NewHandler(src, &httpsync.HandlerOptions{Auth: toks})
+	// 24 topics is what the stream of 12 prefixes below follows: a cap
+	// reached is not a cap passed.
+	h := httpsync.NewHandler(src, &httpsync.HandlerOptions{Auth: toks, MaxPrefixTopics: 24})
 	ts := httptest.NewServer(h)
 	defer ts.Close()
 	defer h.Close()
@@ -275,6 +279,20 @@ func TestListingsCapped(t *testing.T) {
 	if l, pl := counts(); l != 0 || pl != 3 {
 		t.Errorf("GET /v1/topics with 3 prefix grants: %d listings of every topic, %d of a prefix; want 0 and 3", l, pl)
 	}
+	// The cap counts prefix grants and exact names together, and 8 is
+	// within it.
+	if got := names("eight"); got != strings.Join(under(8), " ") {
+		t.Errorf("GET /v1/topics as eight = %q; want %q", got, strings.Join(under(8), " "))
+	}
+	if l, pl := counts(); l != 0 || pl != 8 {
+		t.Errorf("GET /v1/topics with 8 prefix grants: %d listings of every topic, %d of a prefix; want 0 and 8", l, pl)
+	}
+	if got, w := names("mixed"), strings.Join(under(5), " ")+" p5:x p6:x p7:x p8:x"; got != w {
+		t.Errorf("GET /v1/topics as mixed = %q; want %q", got, w)
+	}
+	if l, pl := counts(); l != 1 || pl != 0 {
+		t.Errorf("GET /v1/topics with 5 prefix grants and 4 names: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
+	}
 
 	// Streams: 12 prefixes, then 3.
 	streamTopics := func(tok string, n int) []string {
@@ -301,6 +319,44 @@ func TestListingsCapped(t *testing.T) {
 	if l, pl := counts(); l != 0 || pl != 3 {
 		t.Errorf("stream of 3 prefixes: %d listings of every topic, %d of a prefix; want 0 and 3", l, pl)
 	}
+	// One stream prefix, listed through the token's grants under it: 3
+	// ranges and a name for few, past the cap for many.
+	onePrefix := func(tok string, n int) []string {
+		st := s.openStream(t, "/v1/events?prefix=p", bearer(tok)...)
+		var got []string
+		for len(got) < n {
+			got = append(got, decodeInv(t, st.nextEvent(t)).Topic)
+		}
+		return got
+	}
+	if got, w := onePrefix("few", 7), append(under(3), "p5:x"); !slices.Equal(got, w) {
+		t.Errorf("stream of prefix p as few: %q; want %q", got, w)
+	}
+	if l, pl := counts(); l != 0 || pl != 3 {
+		t.Errorf("stream of prefix p as few: %d listings of every topic, %d of a prefix; want 0 and 3", l, pl)
+	}
+	if got := onePrefix("eight", 16); !slices.Equal(got, under(8)) {
+		t.Errorf("stream of prefix p as eight: %q; want %q", got, under(8))
+	}
+	if l, pl := counts(); l != 0 || pl != 8 {
+		t.Errorf("stream of prefix p as eight: %d listings of every topic, %d of a prefix; want 0 and 8", l, pl)
+	}
+	if got := onePrefix("many", 24); !slices.Equal(got, want) {
+		t.Errorf("stream of prefix p as many: %q; want %q", got, want)
+	}
+	if l, pl := counts(); l != 1 || pl != 0 {
+		t.Errorf("stream of prefix p as many: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
+	}
+	// Prefixes given in reverse order: the first frames still come sorted.
+	rev := s.openStream(t, "/v1/events?prefix=p2:&prefix=p1:&prefix=p0:", bearer("all")...)
+	var got []string
+	for len(got) < 6 {
+		got = append(got, decodeInv(t, rev.nextEvent(t)).Topic)
+	}
+	if !slices.Equal(got, under(3)) {
+		t.Errorf("stream of prefixes p2: p1: p0: = %q; want %q", got, under(3))
+	}
+	counts()
 	if got := streamTopics("all", 9); !slices.Equal(got, under(9)) {
 		t.Errorf("stream of 9 prefixes as all: %q; want %q", got, under(9))
 	}

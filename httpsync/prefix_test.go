@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -237,6 +238,49 @@ func TestEventsPrefixTooManyTopics(t *testing.T) {
 	}
 	if _, err := st.br.ReadByte(); err != io.EOF {
 		t.Fatalf("after the refused frame: %v; want the end of the stream", err)
+	}
+}
+
+// The cap counts the topics a stream names with those its prefixes bring:
+// one named and three listed is four, over a cap of 3; one named and two
+// listed is within it.
+func TestEventsPrefixCapCountsNamed(t *testing.T) {
+	s := newPrefixServer(t, &httpsync.HandlerOptions{MaxPrefixTopics: 3})
+	for i := range 3 {
+		s.put(t, "cart:bob:"+strconv.Itoa(i), `1`)
+	}
+	// Not s.do: a stream opened by mistake would be read until it ends.
+	req, err := http.NewRequest("GET", s.ts.URL+"/v1/events?topic=other&prefix=cart:bob:", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer admin-secret")
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 400 {
+		resp.Body.Close()
+		t.Fatalf("1 named and 3 listed topics over a cap of 3: %s; want 400 %s", resp.Status, httpsync.CodeTooManyTopics)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if e := decodeError(t, body); err != nil || e.Error.Code != httpsync.CodeTooManyTopics {
+		t.Fatalf("1 named and 3 listed topics over a cap of 3: 400 %s (%v); want code %s", body, err, httpsync.CodeTooManyTopics)
+	}
+	for _, c := range []struct{ q, want string }{
+		{"topic=other&prefix=cart:bob:1&prefix=cart:bob:2", "cart:bob:1 cart:bob:2 other"},
+		{"prefix=cart:bob:", "cart:bob:0 cart:bob:1 cart:bob:2"}, // the cap reached, not passed
+	} {
+		st := s.openStream(t, "/v1/events?"+c.q, bearer("admin-secret")...)
+		var got []string
+		for range 3 {
+			got = append(got, decodeInv(t, st.nextEvent(t)).Topic)
+		}
+		slices.Sort(got)
+		if g := strings.Join(got, " "); g != c.want {
+			t.Errorf("%s: first frames %q; want %q", c.q, g, c.want)
+		}
 	}
 }
 
