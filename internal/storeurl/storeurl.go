@@ -87,6 +87,11 @@ type Query struct {
 func ParseQuery(rawQuery string, bad error) (*Query, error) {
 	v, err := url.ParseQuery(rawQuery)
 	if err != nil {
+		if errors.As(err, new(url.EscapeError)) {
+			// Not quoted: the escape may be a piece of a password= or
+			// token= option.
+			return nil, fmt.Errorf("%w: query: a %% not followed by two hex digits (write a %% in a value as %%25)", bad)
+		}
 		return nil, fmt.Errorf("%w: query: %w", bad, err)
 	}
 	return &Query{rest: v, bad: bad}, nil
