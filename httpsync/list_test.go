@@ -294,73 +294,50 @@ func TestListingsCapped(t *testing.T) {
 		t.Errorf("GET /v1/topics with 5 prefix grants and 4 names: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
 	}
 
-	// Streams: 12 prefixes, then 3.
-	streamTopics := func(tok string, n int) []string {
-		q := "/v1/events?"
-		for i := range n {
-			q += fmt.Sprintf("prefix=p%d:&", i)
+	// Streams: the first frames of each, and the store listings they
+	// took (one of every topic, and of a prefix).
+	prefixes := func(order ...int) string {
+		var q []string
+		for _, i := range order {
+			q = append(q, fmt.Sprintf("prefix=p%d:", i))
 		}
-		st := s.openStream(t, q[:len(q)-1], bearer(tok)...)
+		return strings.Join(q, "&")
+	}
+	upTo := func(n int) []int {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = i
+		}
+		return out
+	}
+	for _, c := range []struct {
+		tok, query string
+		want       []string
+		l, pl      int32
+	}{
+		{"many", prefixes(upTo(12)...), want, 1, 0},
+		{"all", prefixes(upTo(3)...), under(3), 0, 3},
+		// One stream prefix, listed through the token's grants under it:
+		// 3 ranges and a name for few, 8 ranges for eight (within the
+		// cap), past the cap for many.
+		{"few", "prefix=p", append(under(3), "p5:x"), 0, 3},
+		{"eight", "prefix=p", under(8), 0, 8},
+		{"many", "prefix=p", want, 1, 0},
+		// Prefixes given in reverse order: the first frames still come
+		// sorted.
+		{"all", prefixes(2, 1, 0), under(3), 0, 3},
+		{"all", prefixes(upTo(9)...), under(9), 1, 0},
+	} {
+		st := s.openStream(t, "/v1/events?"+c.query, bearer(c.tok)...)
 		var got []string
-		for len(got) < 2*n {
+		for len(got) < len(c.want) {
 			got = append(got, decodeInv(t, st.nextEvent(t)).Topic)
 		}
-		return got
-	}
-	if got := streamTopics("many", 12); !slices.Equal(got, want) {
-		t.Errorf("stream of 12 prefixes as many: %q; want %q", got, want)
-	}
-	if l, pl := counts(); l != 1 || pl != 0 {
-		t.Errorf("stream of 12 prefixes: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
-	}
-	if got := streamTopics("all", 3); !slices.Equal(got, under(3)) {
-		t.Errorf("stream of 3 prefixes as all: %q; want %q", got, under(3))
-	}
-	if l, pl := counts(); l != 0 || pl != 3 {
-		t.Errorf("stream of 3 prefixes: %d listings of every topic, %d of a prefix; want 0 and 3", l, pl)
-	}
-	// One stream prefix, listed through the token's grants under it: 3
-	// ranges and a name for few, past the cap for many.
-	onePrefix := func(tok string, n int) []string {
-		st := s.openStream(t, "/v1/events?prefix=p", bearer(tok)...)
-		var got []string
-		for len(got) < n {
-			got = append(got, decodeInv(t, st.nextEvent(t)).Topic)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("stream of %s as %s: %q; want %q", c.query, c.tok, got, c.want)
 		}
-		return got
-	}
-	if got, w := onePrefix("few", 7), append(under(3), "p5:x"); !slices.Equal(got, w) {
-		t.Errorf("stream of prefix p as few: %q; want %q", got, w)
-	}
-	if l, pl := counts(); l != 0 || pl != 3 {
-		t.Errorf("stream of prefix p as few: %d listings of every topic, %d of a prefix; want 0 and 3", l, pl)
-	}
-	if got := onePrefix("eight", 16); !slices.Equal(got, under(8)) {
-		t.Errorf("stream of prefix p as eight: %q; want %q", got, under(8))
-	}
-	if l, pl := counts(); l != 0 || pl != 8 {
-		t.Errorf("stream of prefix p as eight: %d listings of every topic, %d of a prefix; want 0 and 8", l, pl)
-	}
-	if got := onePrefix("many", 24); !slices.Equal(got, want) {
-		t.Errorf("stream of prefix p as many: %q; want %q", got, want)
-	}
-	if l, pl := counts(); l != 1 || pl != 0 {
-		t.Errorf("stream of prefix p as many: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
-	}
-	// Prefixes given in reverse order: the first frames still come sorted.
-	rev := s.openStream(t, "/v1/events?prefix=p2:&prefix=p1:&prefix=p0:", bearer("all")...)
-	var got []string
-	for len(got) < 6 {
-		got = append(got, decodeInv(t, rev.nextEvent(t)).Topic)
-	}
-	if !slices.Equal(got, under(3)) {
-		t.Errorf("stream of prefixes p2: p1: p0: = %q; want %q", got, under(3))
-	}
-	counts()
-	if got := streamTopics("all", 9); !slices.Equal(got, under(9)) {
-		t.Errorf("stream of 9 prefixes as all: %q; want %q", got, under(9))
-	}
-	if l, pl := counts(); l != 1 || pl != 0 {
-		t.Errorf("stream of 9 prefixes: %d listings of every topic, %d of a prefix; want 1 and 0", l, pl)
+		if l, pl := counts(); l != c.l || pl != c.pl {
+			t.Errorf("stream of %s as %s: %d listings of every topic, %d of a prefix; want %d and %d", c.query, c.tok, l, pl, c.l, c.pl)
+		}
 	}
 }

@@ -249,24 +249,9 @@ func TestEventsPrefixCapCountsNamed(t *testing.T) {
 	for i := range 3 {
 		s.put(t, "cart:bob:"+strconv.Itoa(i), `1`)
 	}
-	// Not s.do: a stream opened by mistake would be read until it ends.
-	req, err := http.NewRequest("GET", s.ts.URL+"/v1/events?topic=other&prefix=cart:bob:", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer admin-secret")
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 400 {
-		resp.Body.Close()
-		t.Fatalf("1 named and 3 listed topics over a cap of 3: %s; want 400 %s", resp.Status, httpsync.CodeTooManyTopics)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if e := decodeError(t, body); err != nil || e.Error.Code != httpsync.CodeTooManyTopics {
-		t.Fatalf("1 named and 3 listed topics over a cap of 3: 400 %s (%v); want code %s", body, err, httpsync.CodeTooManyTopics)
+	resp, body := s.do(t, "GET", "/v1/events?topic=other&prefix=cart:bob:", "", bearer("admin-secret")...)
+	if e := decodeError(t, body); resp.StatusCode != 400 || e.Error.Code != httpsync.CodeTooManyTopics {
+		t.Fatalf("1 named and 3 listed topics over a cap of 3: %d %s; want 400 %s", resp.StatusCode, body, httpsync.CodeTooManyTopics)
 	}
 	for _, c := range []struct{ q, want string }{
 		{"topic=other&prefix=cart:bob:1&prefix=cart:bob:2", "cart:bob:1 cart:bob:2 other"},

@@ -143,11 +143,11 @@ func (b *Bus) subs(topic string) *topicSubs {
 
 // Publish delivers inv to every handler of its topic, synchronously.
 func (b *Bus) Publish(inv statesync.Invalidation) {
-	// lookup's cache check, written out: it costs too much to inline, and
-	// this is the gate's path (gate_stale_events).
+	// lookup written out: it costs too much to inline, and this is the
+	// gate's path (gate_stale_events).
 	ts := b.last.Load()
 	if ts == nil || ts.name != inv.Topic {
-		ts = b.lookup(inv.Topic)
+		ts = b.lookupMap(inv.Topic)
 	}
 	if ts == nil {
 		return
@@ -164,6 +164,11 @@ func (b *Bus) lookup(topic string) *topicSubs {
 	if ts := b.last.Load(); ts != nil && ts.name == topic {
 		return ts
 	}
+	return b.lookupMap(topic)
+}
+
+// lookupMap is lookup past its one-entry cache, which it updates.
+func (b *Bus) lookupMap(topic string) *topicSubs {
 	v, ok := b.topics.Load(topic)
 	if !ok {
 		return nil
