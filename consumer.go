@@ -536,6 +536,10 @@ func (c *Consumer) requestRefresh(inline bool, inv *Invalidation) {
 		c.refreshLoop(seq, true)
 		return
 	}
+	if g := c.share.Load(); g != nil && g.n.Load() > 1 {
+		g.runs.add(c, seq)
+		return
+	}
 	go c.refreshLoop(seq, false)
 }
 

@@ -26,7 +26,8 @@
 //
 // Consumers of one topic on one [SharedProvider] ([Source], memsync.Bus,
 // httpsync.Client) share their fetches: an invalidation that reaches many
-// of them costs about one fetch, not one each.
+// of them costs about one fetch, not one each, and their refreshes run on
+// a few goroutines, not one each.
 //
 // An optional epoch names one continuous history of revisions; a consumer
 // that sees another epoch refreshes and applies whatever the revision, so a

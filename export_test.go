@@ -40,3 +40,26 @@ func ShareGroups() int {
 // the delivering goroutine. Set it before the consumer starts, or from the
 // goroutine that delivers.
 func SetHandleHook(c *Consumer, hook func()) { c.handleHook = hook }
+
+// StuckAfter is the period of a share group's run queue watchdog: a
+// refresh queued behind one that blocks starts within twice that.
+const StuckAfter = stuckAfter
+
+// RunQueueKept returns how many consumers the run queue of c's share group
+// still refers to, waiting or not (see runqueue.go); 0 if c is in none.
+func RunQueueKept(c *Consumer) int {
+	g := c.share.Load()
+	if g == nil {
+		return 0
+	}
+	q := &g.runs
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, it := range q.items[:cap(q.items)] {
+		if it.c != nil {
+			n++
+		}
+	}
+	return n
+}

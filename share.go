@@ -21,6 +21,12 @@ import (
 // [Consumer.Refresh] always fetch (they are how a consumer catches up with
 // what it was not sent), and a consumer never reuses its own fetch.
 //
+// The refreshes that invalidations start in such consumers (without
+// [ConsumerOptions.InlineRefresh]) run one after another on a goroutine of
+// the group, not on a goroutine each; should one block (a slow applier, an
+// applier waiting for another consumer of the group), more goroutines take
+// the others within a millisecond or two.
+//
 // [Source], memsync.Bus and httpsync.Client are SharedProviders. A provider
 // whose answers depend on the caller (a per-user credential carried in the
 // context, say) must not be one. Consumers that share a fetch are handed
@@ -48,6 +54,7 @@ type shareGroup struct {
 	n      atomic.Int32 // its consumers; changed under shares.mu
 	last   atomic.Pointer[sharedSnapshot]
 	flight atomic.Pointer[fetchFlight]
+	runs   runQueue // the refreshes invalidations requested (see runqueue.go)
 }
 
 // A fetchFlight is a fetch under way for a consumer of a share group: the

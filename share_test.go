@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/memsync"
@@ -100,6 +101,14 @@ func newShareRig(t *testing.T, n int, prov statesync.Provider) *shareRig {
 // to delivers inv to consumer i alone and waits until the bubble is idle.
 func (r *shareRig) to(i int, inv statesync.Invalidation) {
 	r.cs[i].Invalidate(inv)
+	synctest.Wait()
+}
+
+// unstick lets the group's run queue watchdog look twice (see
+// runqueue.go), so that a refresh queued behind one that blocks begins, and
+// waits until the bubble is idle.
+func unstick() {
+	time.Sleep(2 * statesync.StuckAfter)
 	synctest.Wait()
 }
 
@@ -356,7 +365,9 @@ func TestSharedProviderJoinsOnlyNewEnough(t *testing.T) {
 		p.set(3, "e")
 		p.hold.Store(true)
 		r.to(0, shareInv(2, "e"))
-		r.to(1, shareInv(3, "e"))
+		r.to(1, shareInv(3, "e")) // queued behind consumer 0's fetch, which it cannot take
+		wantCalls(t, p, 1)
+		unstick()
 		wantCalls(t, p, 2)
 		p.hold.Store(false)
 		close(p.release)
@@ -419,7 +430,8 @@ func TestSharedProviderJoinChecksFetch(t *testing.T) {
 		p.calls.Store(0)
 		p.hold.Store(true)
 		r.to(0, shareInv(5, "e"))
-		r.to(1, shareInv(2, "f")) // not waiting for "e"'s fetch
+		r.to(1, shareInv(2, "f")) // not waiting for "e"'s fetch, once the watchdog looked
+		unstick()
 		wantCalls(t, p, 2)
 		p.set(2, "f")
 		p.release <- struct{}{}
@@ -433,7 +445,7 @@ func TestSharedProviderJoinChecksFetch(t *testing.T) {
 		wantCalls(t, p, 1)
 		p.set(9, "g") // which brings another epoch: consumer 1 fetches
 		p.release <- struct{}{}
-		synctest.Wait()
+		unstick()
 		wantCalls(t, p, 2)
 		p.release <- struct{}{}
 		synctest.Wait()
@@ -445,7 +457,7 @@ func TestSharedProviderJoinChecksFetch(t *testing.T) {
 		wantCalls(t, p, 1)
 		p.set(10, "g") // which brings an older revision: consumer 1 fetches
 		p.release <- struct{}{}
-		synctest.Wait()
+		unstick()
 		wantCalls(t, p, 2)
 		p.set(11, "g")
 		p.release <- struct{}{}

@@ -1,0 +1,208 @@
+package statesync_test
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/statesync-go/statesync"
+)
+
+// goid returns the calling goroutine's id, read from its stack's header
+// ("goroutine 42 [running]:").
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	b = b[:bytes.IndexByte(b, ' ')]
+	id, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		panic("goid: " + err.Error())
+	}
+	return id
+}
+
+// The refreshes that one invalidation starts in the consumers of a
+// SharedProvider's topic run one after another on one goroutine, not on a
+// goroutine each: the first fetches, the others take its snapshot.
+func TestRunQueueOneGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newShareProv(1, "e")
+		r := newShareRig(t, 20, p)
+		var mu sync.Mutex
+		ids := make(map[uint64]int)
+		for _, app := range r.apps {
+			app.setHook(func(context.Context, statesync.Snapshot) error {
+				mu.Lock()
+				ids[goid()]++
+				mu.Unlock()
+				return nil
+			})
+		}
+		p.calls.Store(0)
+		p.set(2, "e")
+		p.hold.Store(true) // the first refresh's fetch waits: the others queue behind it
+		for _, c := range r.cs {
+			c.Invalidate(shareInv(2, "e"))
+		}
+		synctest.Wait()
+		wantCalls(t, p, 1)
+		p.hold.Store(false)
+		p.release <- struct{}{}
+		synctest.Wait()
+		wantCalls(t, p, 1)
+		wantRevs(t, r, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2)
+		if len(ids) != 1 || ids[goid()] != 0 {
+			t.Errorf("the 20 applies ran on goroutines %v; want one, not the test's", ids)
+		}
+		if n := statesync.RunQueueKept(r.cs[0]); n != 0 {
+			t.Errorf("the run queue still refers to %d consumers after running them; want 0", n)
+		}
+	})
+}
+
+// A refresh queued behind one that blocks begins within a period or two of
+// the watchdog: here consumer "a"'s applier waits for consumer "b"'s apply,
+// which would otherwise never come. The watchdog starts a goroutine at its
+// first look if fewer than 32 refreshes began since the busy spell began,
+// else at its second; refreshes of an earlier spell do not count.
+func TestRunQueuePassesStuck(t *testing.T) {
+	tests := []struct {
+		name    string
+		front   int  // quick refreshes queued before a and b
+		earlier bool // the quick ones in a spell of their own, before
+		later   bool // b queued once the watchdog found nothing waiting
+		within  time.Duration
+	}{
+		{"alone", 0, false, false, 3 * statesync.StuckAfter / 2},
+		{"after quick ones", 40, false, false, 5 * statesync.StuckAfter / 2},
+		{"after an earlier spell", 40, true, false, 3 * statesync.StuckAfter / 2},
+		{"b later", 0, false, true, 3 * statesync.StuckAfter / 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newShareProv(1, "e")
+				r := newShareRig(t, tt.front+2, p)
+				a, b := tt.front, tt.front+1
+				appliedB, giveUp := make(chan struct{}), make(chan struct{})
+				defer close(giveUp) // a failing test ends
+				r.apps[a].setHook(func(context.Context, statesync.Snapshot) error {
+					select {
+					case <-appliedB:
+					case <-giveUp:
+					}
+					return nil
+				})
+				r.apps[b].setHook(func(context.Context, statesync.Snapshot) error {
+					close(appliedB)
+					return nil
+				})
+				p.set(2, "e")
+				if tt.earlier {
+					for _, c := range r.cs[:tt.front] {
+						c.Invalidate(shareInv(2, "e"))
+					}
+					synctest.Wait()
+					time.Sleep(10 * statesync.StuckAfter)
+				}
+				cs := r.cs
+				if tt.later {
+					r.cs[a].Invalidate(shareInv(2, "e"))
+					synctest.Wait()
+					time.Sleep(5 * statesync.StuckAfter)
+					cs = r.cs[b:]
+				}
+				t0 := time.Now()
+				for _, c := range cs {
+					c.Invalidate(shareInv(2, "e"))
+				}
+				synctest.Wait()
+				if got := r.cs[b].Revision(); got != 1 {
+					t.Fatalf("consumer b at revision %d before the watchdog looked; want 1 (queued behind a)", got)
+				}
+				select {
+				case <-appliedB:
+				case <-time.After(tt.within):
+					t.Fatalf("consumer b still waits behind a after %v", time.Since(t0))
+				}
+				synctest.Wait()
+				for i, c := range r.cs {
+					if got := c.Revision(); got != 2 {
+						t.Errorf("consumer %d at revision %d; want 2", i, got)
+					}
+				}
+			})
+		})
+	}
+}
+
+// Slow appliers come to run in parallel: the watchdog doubles the queue's
+// goroutines each period in which few refreshes began, so 64 appliers of
+// 1 ms each take a few milliseconds, not 64 (nor the ~11 that one more
+// goroutine a period would take).
+func TestRunQueueSlowAppliersSpread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 64
+		p := newShareProv(1, "e")
+		r := newShareRig(t, n, p)
+		var left atomic.Int32
+		left.Store(n)
+		done := make(chan struct{})
+		for _, app := range r.apps {
+			app.setHook(func(context.Context, statesync.Snapshot) error {
+				time.Sleep(time.Millisecond)
+				if left.Add(-1) == 0 {
+					close(done)
+				}
+				return nil
+			})
+		}
+		p.set(2, "e")
+		t0 := time.Now()
+		for _, c := range r.cs {
+			c.Invalidate(shareInv(2, "e"))
+		}
+		<-done
+		t.Logf("took %v", time.Since(t0))
+		if d := time.Since(t0); d > 8*time.Millisecond {
+			t.Errorf("%d appliers of 1 ms took %v; want at most 8ms", n, d)
+		}
+	})
+}
+
+// A queue that keeps up is left alone: 2,000 quick refreshes run on the
+// one goroutine even when they take longer than the watchdog's period.
+func TestRunQueueFastNotSpread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 2000
+		p := newShareProv(1, "e")
+		r := newShareRig(t, n, p)
+		var mu sync.Mutex
+		ids := make(map[uint64]bool)
+		for _, app := range r.apps {
+			app.setHook(func(context.Context, statesync.Snapshot) error {
+				time.Sleep(statesync.StuckAfter / 100) // 100 a period: keeping up
+				mu.Lock()
+				ids[goid()] = true
+				mu.Unlock()
+				return nil
+			})
+		}
+		p.set(2, "e")
+		for _, c := range r.cs {
+			c.Invalidate(shareInv(2, "e"))
+		}
+		time.Sleep(n * statesync.StuckAfter / 100)
+		synctest.Wait()
+		if len(ids) != 1 {
+			t.Errorf("%d goroutines ran the appliers; want 1", len(ids))
+		}
+	})
+}
