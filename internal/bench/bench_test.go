@@ -288,6 +288,18 @@ func BenchmarkGateStaleEvents(b *testing.B) {
 
 func BenchmarkCycleSequential(b *testing.B) { benchCycle(b, false) }
 
+// BenchmarkGoroutineHandoff is the floor under cycle_sequential's default
+// mode: a goroutine started for each round wakes the waiting one, as a
+// refresh's goroutine wakes the cycle's waiter, with no refresh at all.
+// The default cycle costs at least this plus the inline cycle.
+func BenchmarkGoroutineHandoff(b *testing.B) {
+	done := make(chan struct{}, 1)
+	for b.Loop() {
+		go func() { done <- struct{}{} }()
+		<-done
+	}
+}
+
 func BenchmarkCycleSequentialInline(b *testing.B) { benchCycle(b, true) }
 
 func benchCycle(b *testing.B, inline bool) {
