@@ -91,9 +91,10 @@ func ExampleSharedProvider() {
 	prov.rev.Store(1)
 
 	var wg sync.WaitGroup
-	var windows []*statesync.Consumer
-	for range 3 {
+	applied := make([]statesync.Revision, 3) // what each window applied last
+	for i := range applied {
 		c, _ := statesync.NewConsumer("settings", bus, prov, statesync.ApplierFunc(func(ctx context.Context, s statesync.Snapshot) error {
+			applied[i] = s.Revision
 			if s.Revision == 2 {
 				wg.Done()
 			}
@@ -103,17 +104,16 @@ func ExampleSharedProvider() {
 			panic(err)
 		}
 		defer c.Stop()
-		windows = append(windows, c)
 	}
 
-	wg.Add(len(windows))
+	wg.Add(len(applied))
 	prov.rev.Store(2)
 	prov.calls.Store(0)
 	bus.Publish(statesync.Invalidation{Topic: "settings", Revision: 2})
 	wg.Wait()
-	fmt.Println("windows at revision", windows[0].Revision(), windows[1].Revision(), windows[2].Revision())
+	fmt.Println("windows applied revision", applied[0], applied[1], applied[2])
 	fmt.Println("fetches for the invalidation:", prov.calls.Load())
 	// Output:
-	// windows at revision 2 2 2
+	// windows applied revision 2 2 2
 	// fetches for the invalidation: 1
 }

@@ -206,3 +206,57 @@ func TestRunQueueFastNotSpread(t *testing.T) {
 		}
 	})
 }
+
+// Publishers delivering at once to the consumers of a SharedProvider's
+// topic, while some of them stop: every consumer still started ends at the
+// last revision, a stopped one's applier is not called after its Stop
+// returned, and the queue lets go of every consumer.
+func TestRunQueueConcurrentDeliveries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n, publishers, revs = 40, 4, 50
+		p := newShareProv(1, "e")
+		r := newShareRig(t, n, p)
+		var stopped [n]atomic.Bool
+		for i, app := range r.apps {
+			app.setHook(func(context.Context, statesync.Snapshot) error {
+				if stopped[i].Load() {
+					t.Errorf("consumer %d applied after its Stop returned", i)
+				}
+				return nil
+			})
+		}
+		var wg sync.WaitGroup
+		for w := range publishers {
+			wg.Go(func() {
+				for rev := statesync.Revision(2); rev <= revs; rev++ {
+					if w == 0 {
+						p.set(rev, "e")
+						if rev%10 == 0 { // stop a few consumers along the way
+							c := int(rev/10) * 7 % n
+							r.cs[c].Stop()
+							stopped[c].Store(true)
+						}
+					}
+					for i := w; i < n; i += publishers {
+						r.cs[i].Invalidate(shareInv(rev, "e"))
+					}
+				}
+			})
+		}
+		wg.Wait()
+		p.set(revs, "e")
+		for _, c := range r.cs {
+			c.Invalidate(shareInv(revs, "e"))
+		}
+		time.Sleep(2 * statesync.StuckAfter)
+		synctest.Wait()
+		for i, c := range r.cs {
+			if !stopped[i].Load() && c.Revision() != revs {
+				t.Errorf("consumer %d at revision %d; want %d", i, c.Revision(), revs)
+			}
+		}
+		if k := statesync.RunQueueKept(r.cs[0]); k != 0 {
+			t.Errorf("the run queue refers to %d consumers when idle; want 0", k)
+		}
+	})
+}
