@@ -1,12 +1,15 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statesync-go/statesync"
 )
@@ -58,6 +61,30 @@ func TestCycleSequentialAppliesEachRevision(t *testing.T) {
 			t.Errorf("CycleSequential(%d, %v) = %+v; want name %q, refresh %q, positive ns_per_op and allocs_per_op",
 				n, inline, r, NameCycleSequential, refreshMode(inline))
 		}
+	}
+}
+
+// A cycle whose apply never comes ends when its context does: the waiter
+// sleeps on a plain receive, and the end of the context wakes it.
+func TestCycleSequentialEndsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	s, err := newSingle(ctx, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.prov.blocked.Store(true) // the refresh's fetch waits until Stop
+	errc := make(chan error, 1)
+	go func() { errc <- s.cycles(ctx, 2, 1) }()
+	<-s.prov.entered
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cycles with the apply blocked, then ctx cancelled = %v; want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("cycles still waits a minute after its context ended")
 	}
 }
 
