@@ -143,68 +143,60 @@ func TestRunQueuePassesStuck(t *testing.T) {
 	}
 }
 
-// Slow appliers come to run in parallel: the watchdog doubles the queue's
-// goroutines each period in which few refreshes began, so 64 appliers of
+// The watchdog doubles the queue's goroutines in each period in which few
+// refreshes began, and leaves a queue that keeps up alone: 64 appliers of
 // 1 ms each take a few milliseconds, not 64 (nor the ~11 that one more
-// goroutine a period would take).
-func TestRunQueueSlowAppliersSpread(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const n = 64
-		p := newShareProv(1, "e")
-		r := newShareRig(t, n, p)
-		var left atomic.Int32
-		left.Store(n)
-		done := make(chan struct{})
-		for _, app := range r.apps {
-			app.setHook(func(context.Context, statesync.Snapshot) error {
-				time.Sleep(time.Millisecond)
-				if left.Add(-1) == 0 {
-					close(done)
+// goroutine a period would take); 2,000 of 10 µs (100 a period) run on one
+// goroutine, though they take 20 periods.
+func TestRunQueueSpread(t *testing.T) {
+	tests := []struct {
+		name    string
+		n       int
+		apply   time.Duration // each applier's time
+		maxTook time.Duration
+		oneG    bool // all on one goroutine
+	}{
+		{"slow appliers", 64, time.Millisecond, 8 * time.Millisecond, false},
+		{"quick appliers", 2000, statesync.StuckAfter / 100, 20 * statesync.StuckAfter, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newShareProv(1, "e")
+				r := newShareRig(t, tt.n, p)
+				var mu sync.Mutex
+				ids := make(map[uint64]bool)
+				left := tt.n
+				done := make(chan struct{})
+				for _, app := range r.apps {
+					app.setHook(func(context.Context, statesync.Snapshot) error {
+						time.Sleep(tt.apply)
+						mu.Lock()
+						defer mu.Unlock()
+						ids[goid()] = true
+						if left--; left == 0 {
+							close(done)
+						}
+						return nil
+					})
 				}
-				return nil
+				p.set(2, "e")
+				t0 := time.Now()
+				for _, c := range r.cs {
+					c.Invalidate(shareInv(2, "e"))
+				}
+				<-done
+				took := time.Since(t0)
+				t.Logf("%d appliers of %v took %v on %d goroutines", tt.n, tt.apply, took, len(ids))
+				if took > tt.maxTook {
+					t.Errorf("%d appliers of %v took %v; want at most %v", tt.n, tt.apply, took, tt.maxTook)
+				}
+				if tt.oneG && len(ids) != 1 {
+					t.Errorf("%d goroutines ran the appliers; want 1", len(ids))
+				}
 			})
-		}
-		p.set(2, "e")
-		t0 := time.Now()
-		for _, c := range r.cs {
-			c.Invalidate(shareInv(2, "e"))
-		}
-		<-done
-		t.Logf("took %v", time.Since(t0))
-		if d := time.Since(t0); d > 8*time.Millisecond {
-			t.Errorf("%d appliers of 1 ms took %v; want at most 8ms", n, d)
-		}
-	})
-}
-
-// A queue that keeps up is left alone: 2,000 quick refreshes run on the
-// one goroutine even when they take longer than the watchdog's period.
-func TestRunQueueFastNotSpread(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const n = 2000
-		p := newShareProv(1, "e")
-		r := newShareRig(t, n, p)
-		var mu sync.Mutex
-		ids := make(map[uint64]bool)
-		for _, app := range r.apps {
-			app.setHook(func(context.Context, statesync.Snapshot) error {
-				time.Sleep(statesync.StuckAfter / 100) // 100 a period: keeping up
-				mu.Lock()
-				ids[goid()] = true
-				mu.Unlock()
-				return nil
-			})
-		}
-		p.set(2, "e")
-		for _, c := range r.cs {
-			c.Invalidate(shareInv(2, "e"))
-		}
-		time.Sleep(n * statesync.StuckAfter / 100)
-		synctest.Wait()
-		if len(ids) != 1 {
-			t.Errorf("%d goroutines ran the appliers; want 1", len(ids))
-		}
-	})
+		})
+	}
 }
 
 // Publishers delivering at once to the consumers of a SharedProvider's
