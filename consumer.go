@@ -510,7 +510,9 @@ func (c *Consumer) awaitRefresh(ctx context.Context) error {
 // requestRefresh starts a refresh, or queues one if the slot is held. An
 // inline refresh runs on the calling goroutine, with those queued
 // meanwhile, and requestRefresh returns once they are done; otherwise the
-// refresh runs on a goroutine of its own and requestRefresh never blocks.
+// refresh runs on a goroutine of its own, or on the run queue of its share
+// group if the group has other consumers (see runqueue.go), and
+// requestRefresh never blocks.
 //
 // inv is the invalidation that asks for the refresh, if one does: it is
 // checked against the gate again, under mu, where offer advances the

@@ -16,11 +16,11 @@ import (
 // A refresh that blocks (a slow applier, a fetch under way, an applier
 // waiting for another consumer of the group) must not hold up the others
 // for long, nor wait for one queued behind it. So a watchdog looks at the
-// queue every stuckAfter while it runs: if refreshes are waiting and fewer
-// than fastRefreshes began since its last look, it starts as many more
-// goroutines as run already (at most one per waiting refresh). A stuck
-// refresh is thus passed within 2×stuckAfter, and slow appliers soon run
-// in parallel as before.
+// queue every stuckAfter while refreshes wait in it: if fewer than
+// fastRefreshes began since its last look (or its arming), it starts as
+// many more goroutines as run already (at most one per waiting refresh). A
+// stuck refresh is thus passed within 2×stuckAfter, and slow appliers soon
+// run in parallel as before.
 
 // stuckAfter is the period of a run queue's watchdog.
 const stuckAfter = time.Millisecond
