@@ -92,8 +92,10 @@
 // ms doubling to 2 s, with jitter), reads where the stream ends and the
 // epoch, and only then sends the watchers a Resync record: whatever was
 // written while it was away is found by the resync, and what is written
-// afterwards is read from the stream. [Store.FeedStatus] reports the
-// feed's state, reconnections and resyncs.
+// afterwards is read from the stream. A connection that died while idle,
+// between two reads, is redialed by the client without an error; the feed
+// counts its client's connections and treats that one as lost too.
+// [Store.FeedStatus] reports the feed's state, reconnections and resyncs.
 //
 // # Liveness
 //

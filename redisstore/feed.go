@@ -20,6 +20,12 @@ const feedBatch = 512
 // dropped.
 var errSilent = errors.New("redisstore: change feed silent: a read got no answer in time")
 
+// errRedialed is why a feed whose connection was replaced between two reads
+// (its client's pool redials a connection that died while idle) is dropped:
+// nothing was lost, the stream being read by id, but the connection was,
+// and the feed says so as for any other loss.
+var errRedialed = errors.New("redisstore: change feed connection lost between reads and redialed")
+
 // cursor is where the feed is in the stream, and what it knows.
 type cursor struct {
 	id    string // the id of the last entry read ("0-0": none)
@@ -103,13 +109,20 @@ func (s *Store) setEpoch(cur *cursor, epoch string) {
 }
 
 // follow delivers the stream's entries after cur until the connection
-// fails, falls silent for two probe intervals, or ctx ends. Each XREAD
+// fails (or was redialed between two reads), falls silent for two probe
+// intervals, or ctx ends. Each XREAD
 // blocks at most one probe interval, so a live server answers at least
 // that often; every interval the feed also rereads the replication id and
 // the epoch id.
 func (s *Store) follow(ctx context.Context, cur *cursor) error {
 	nextProbe := time.Now().Add(s.probe)
+	conns := s.feedConns.Load()
 	for {
+		// What was read on a redialed connection was read by id, so it
+		// is delivered before the feed reports the loss.
+		if s.feedConns.Load() != conns {
+			return errRedialed
+		}
 		if now := time.Now(); !now.Before(nextProbe) {
 			nextProbe = now.Add(s.probe)
 			pctx, cancel := context.WithTimeout(ctx, 2*s.probe)

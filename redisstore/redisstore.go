@@ -107,6 +107,11 @@ type Store struct {
 	once   sync.Once          // Close
 
 	status feedstatus.Status // the change feed's state, for FeedStatus
+
+	// feedConns counts the connections the feed's client has made. Its
+	// pool redials a connection that died while idle, between two reads,
+	// without a word; the feed counts that as a lost connection too.
+	feedConns atomic.Uint64
 }
 
 var (
@@ -288,6 +293,10 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	if rt := s.rdb.Options().ReadTimeout; o.WaitReplicas > 0 && rt > 0 && rt <= o.WaitTimeout {
 		_ = s.rdb.Close()
 		return nil, fmt.Errorf("redisstore: the read timeout (%v) must be longer than WaitTimeout (%v), which WAIT may take", rt, o.WaitTimeout)
+	}
+	fopts.OnConnect = func(context.Context, *redis.Conn) error {
+		s.feedConns.Add(1)
+		return nil
 	}
 	s.feedc = redis.NewClient(fopts)
 	cur, err := s.connectFeed(ctx)
