@@ -162,3 +162,31 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A feed connection that died while idle, between two reads, is redialed by
+// the client's pool without an error; the feed counts the new connection,
+// reports the loss (a reconnect in FeedStatus, a Resync to the watchers,
+// "redialed" in the log) and goes on reading. Here the redial is
+// simulated by counting one more connection.
+func TestFeedRedialed(t *testing.T) {
+	u, _ := redistest.NewPrefix(t)
+	var logs syncBuffer
+	s, err := redisstore.Open(t.Context(), storetest.WithOpt(t, u, "feed_probe", "300ms"), &redisstore.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if redisstore.FeedConns(s) == 0 {
+		t.Fatal("the feed's first connection was not counted")
+	}
+	w := storetest.Watch(t, s)
+	topic := storetest.NewTopic("redial")
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})) // the feed reads
+	redisstore.CountFeedConn(s)
+	poll.Until(t, "a Resync after the redial", func() bool { return w.Resyncs() >= 1 })
+	poll.Until(t, "the reconnect counted", func() bool { st := s.FeedStatus(); return st.Connected && st.Reconnects >= 1 })
+	if got := logs.String(); !strings.Contains(got, "redialed") {
+		t.Errorf("the log does not name the redial:\n%s", got)
+	}
+	storetest.WaitSeen(t, w, storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
+}

@@ -2,18 +2,10 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/statesync-go/statesync"
-	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/internal/redistest"
-	"github.com/statesync-go/statesync/internal/storetest"
 )
 
 func TestConnectTimeout(t *testing.T) {
@@ -77,49 +69,4 @@ func TestOpenClientOptions(t *testing.T) {
 	if s.probe != time.Second || s.maxLen != 500 || s.wait != 2 || s.waitTimeout != 20*time.Millisecond {
 		t.Errorf("URL options: probe %v, maxLen %d, wait %d, waitTimeout %v", s.probe, s.maxLen, s.wait, s.waitTimeout)
 	}
-}
-
-// A feed connection that died while idle, between two reads, is redialed by
-// the client's pool without an error; the feed counts the new connection,
-// reports the loss (a reconnect in FeedStatus, a Resync to the watchers,
-// "redialed" in the log) and goes on reading. Here the redial is
-// simulated by counting one more connection.
-func TestFeedRedialed(t *testing.T) {
-	u, _ := redistest.NewPrefix(t)
-	var logs strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
-	s, err := Open(t.Context(), u+"&feed_probe=300ms", &Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if s.feedConns.Load() == 0 {
-		t.Fatal("the feed's first connection was not counted")
-	}
-	w := storetest.Watch(t, s)
-	topic := storetest.NewTopic("redial")
-	storetest.WaitSeen(t, w, storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`1`)})) // the feed reads
-	s.feedConns.Add(1)
-	poll.Until(t, "a Resync after the redial", func() bool { return w.Resyncs() >= 1 })
-	poll.Until(t, "the reconnect counted", func() bool { st := s.FeedStatus(); return st.Connected && st.Reconnects >= 1 })
-	mu.Lock()
-	got := logs.String()
-	mu.Unlock()
-	if !strings.Contains(got, "redialed") {
-		t.Errorf("the log does not name the redial:\n%s", got)
-	}
-	storetest.WaitSeen(t, w, storetest.MustWrite(t, s, statesync.Write{Topic: topic, Data: json.RawMessage(`2`)}))
-}
-
-// lockedWriter serialises writes to w under mu.
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
