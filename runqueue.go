@@ -2,7 +2,6 @@ package statesync
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -32,12 +31,11 @@ const fastRefreshes = 32
 // A runQueue is the queue of a share group's refreshes and the goroutines
 // that run them.
 type runQueue struct {
-	begun atomic.Uint64 // refreshes taken off the queue
-
 	mu      sync.Mutex
 	items   []runItem // items[head:] wait
 	head    int
 	runners int         // goroutines running the queue
+	begun   uint64      // refreshes taken off the queue
 	watch   *time.Timer // the watchdog, armed while refreshes wait
 	gen     uint64      // counts the arming of the watchdog
 	seen    uint64      // begun when the watchdog was armed or last looked
@@ -74,7 +72,7 @@ func (q *runQueue) add(c *Consumer, seq uint64) {
 func (q *runQueue) arm() {
 	q.gen++
 	gen := q.gen
-	q.seen = q.begun.Load()
+	q.seen = q.begun
 	q.watch = time.AfterFunc(stuckAfter, func() { q.check(gen) })
 }
 
@@ -115,7 +113,7 @@ func (q *runQueue) next() (it runItem, ok bool) {
 	it = q.items[q.head]
 	q.items[q.head] = runItem{} // the queue does not keep the consumer
 	q.head++
-	q.begun.Add(1)
+	q.begun++
 	return it, true
 }
 
@@ -133,12 +131,11 @@ func (q *runQueue) check(gen uint64) {
 		q.mu.Unlock()
 		return
 	}
-	begun := q.begun.Load()
 	more := 0
-	if begun-q.seen < fastRefreshes {
+	if q.begun-q.seen < fastRefreshes {
 		more = min(q.runners, waiting)
 	}
-	q.seen = begun
+	q.seen = q.begun
 	q.runners += more
 	q.watch.Reset(stuckAfter)
 	q.mu.Unlock()

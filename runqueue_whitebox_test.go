@@ -13,7 +13,7 @@ func TestRunQueueStaleLook(t *testing.T) {
 	q.disarm()
 	q.arm()
 	w := q.watch
-	q.begun.Store(100)
+	q.begun = 100
 	q.mu.Unlock()
 
 	q.check(stale)
@@ -35,7 +35,7 @@ func TestRunQueueLookWhileLastRuns(t *testing.T) {
 	q.items = make([]runItem, 1)
 	q.head = 1    // taken, and still running
 	q.runners = 2 // its goroutine and another, stuck as well
-	q.begun.Store(1)
+	q.begun = 1
 	q.arm()
 	gen := q.gen
 	q.mu.Unlock()
@@ -62,7 +62,7 @@ func TestRunQueueLookKeepingUp(t *testing.T) {
 	q.head = fastRefreshes // 8 wait (none is run here)
 	q.runners = 1
 	q.arm()
-	q.begun.Store(fastRefreshes)
+	q.begun = fastRefreshes
 	gen := q.gen
 	q.mu.Unlock()
 
