@@ -1,11 +1,14 @@
 package natsstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,4 +178,63 @@ func TestClusterLeaderKilled(t *testing.T) {
 		last = r.Revision
 	}
 	t.Logf("B's feed: %+v", b.FeedStatus())
+}
+
+// A store opened while its cluster has no quorum (the servers and the
+// daemon started together) is not refused: Open asks again, logging each
+// try, until the servers elect their leaders, and the store then works.
+func TestOpenBeforeQuorum(t *testing.T) {
+	skipSlow(t, "starts a cluster and waits for a leader election")
+	c := natstest.NewCluster(t, 3)
+	for i := range c.Size() {
+		c.Shutdown(i)
+	}
+	c.Launch(0) // alone: no meta leader
+	logs := new(lockedBuffer)
+	type opened struct {
+		s   *natsstore.Store
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		s, err := natsstore.Open(context.Background(), c.URL(), &natsstore.Options{Replicas: 3,
+			// 40 s of tries: the election takes about 5 s here, more
+			// on a loaded machine.
+			RequestTimeout: 10 * time.Second,
+			Logger:         slog.New(slog.NewTextHandler(logs, nil))})
+		done <- opened{s, err}
+	}()
+	poll.Until(t, "a try of Open logged", func() bool { return strings.Contains(logs.String(), "trying again") })
+	c.Launch(1)
+	c.Launch(2)
+	o := <-done
+	if o.err != nil {
+		t.Fatalf("Open: %v\nlogs:\n%s", o.err, logs)
+	}
+	t.Cleanup(func() { _ = o.s.Close() })
+	topic := storetest.NewTopic("quorum")
+	if _, err := o.s.Write(storetest.OpContext(t), statesync.Write{Topic: topic, Data: []byte(`1`)}); err != nil {
+		t.Fatalf("Write after the quorum came: %v", err)
+	}
+	if got := storetest.MustGet(t, o.s, topic); string(got.Data) != `1` {
+		t.Errorf("Get = %q", got.Data)
+	}
+}
+
+// A lockedBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

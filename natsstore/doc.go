@@ -149,6 +149,14 @@
 // their files every two minutes by default (sync_interval; "always"
 // makes every acknowledged write durable on one server).
 //
+// Open waits for servers that are up but not ready: when the cluster has
+// no leader yet (its servers started together with the daemon), finds
+// too few servers online for the replicas asked, or does not answer
+// within the timeout, Open logs a warning and asks again, for up to four
+// timeouts (20 s by default), before it gives up with the last error.
+// Other errors (a bad URL, credentials refused, replicas a lone server
+// cannot hold) fail Open at once.
+//
 // # Caveats
 //
 // Watchers run on the feed's goroutine, one record at a time, and must not

@@ -319,7 +319,67 @@ func firstSeq(now time.Time) uint64 { return uint64(max(now.UnixMicro(), 1)) }
 
 // ensureBucket creates the bucket's stream if it is missing, and reads its
 // history.
+//
+// A cluster that has no quorum yet (servers started together with the
+// daemon, a meta leader being elected) or that answers late (a replicated
+// stream being placed on a loaded machine) is asked again, with a growing
+// pause, for up to [openTries] request timeouts, each try logged: a
+// timed-out request, no responders, and the JetStream errors "temporarily
+// unavailable" and "no suitable peers" are such answers. Any other error,
+// or ctx's end, fails at once. Making the stream again after a try that
+// timed out is harmless: the server answers that the name is in use, and
+// the stream is then looked up.
 func (s *Store) ensureBucket(ctx context.Context) error {
+	giveUp := time.Now().Add(openTries * s.timeout)
+	pause := openPause
+	for {
+		err := s.ensureBucketOnce(ctx)
+		if err == nil || !notReady(err) || ctx.Err() != nil || time.Now().Add(pause).After(giveUp) {
+			return err
+		}
+		s.log.Warn("natsstore: the servers cannot make or find the bucket yet; trying again",
+			"bucket", s.bucket, "err", err, "in", pause)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
+// openTries is how many request timeouts Open spends trying to make or
+// find the bucket on servers that are not ready; openPause is the first
+// pause between two tries.
+const (
+	openTries = 4
+	openPause = 100 * time.Millisecond
+)
+
+// notReady reports whether err, from a request that makes or looks up
+// the bucket, comes from servers that may answer it later.
+func notReady(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.Code == 503 ||
+		apiErr.ErrorCode == jsClusterNotAvail || apiErr.ErrorCode == jsClusterNoPeers)
+}
+
+// JetStream error codes that nats.go does not name: the cluster has no
+// meta leader now (JSClusterNotAvailErr), and it finds too few servers
+// online for the replicas asked (JSClusterNoPeersErr).
+const (
+	jsClusterNotAvail jetstream.ErrorCode = 10008
+	jsClusterNoPeers  jetstream.ErrorCode = 10005
+)
+
+// ensureBucketOnce is one try of [Store.ensureBucket].
+func (s *Store) ensureBucketOnce(ctx context.Context) error {
 	ctx, cancel := s.reqContext(ctx)
 	defer cancel()
 	st, err := s.js.CreateStream(ctx, s.streamConfig(time.Now()))

@@ -1,6 +1,7 @@
 package natsstore
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -248,6 +249,30 @@ func TestIsWrongLastSeq(t *testing.T) {
 	}
 	if isWrongLastSeq(errors.New("x")) || isWrongLastSeq(nil) {
 		t.Error("isWrongLastSeq of a plain error")
+	}
+}
+
+func TestNotReady(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"request timed out", fmtWrap(context.DeadlineExceeded), true},
+		{"nats timeout", fmtWrap(nats.ErrTimeout), true},
+		{"no responders", fmtWrap(nats.ErrNoResponders), true},
+		{"no stream response", fmtWrap(jetstream.ErrNoStreamResponse), true},
+		{"503", fmtWrap(&jetstream.APIError{Code: 503, ErrorCode: 1}), true},
+		{"no meta leader", fmtWrap(&jetstream.APIError{Code: 500, ErrorCode: 10008}), true},
+		{"no peers", fmtWrap(&jetstream.APIError{Code: 400, ErrorCode: 10005}), true},
+		{"replicas unsupported", fmtWrap(&jetstream.APIError{Code: 500, ErrorCode: 10074}), false},
+		{"stream not found", fmtWrap(&jetstream.APIError{Code: 404, ErrorCode: jetstream.JSErrCodeStreamNotFound}), false},
+		{"canceled", fmtWrap(context.Canceled), false},
+		{"plain", errors.New("x"), false},
+	} {
+		if got := notReady(tt.err); got != tt.want {
+			t.Errorf("%s: notReady(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
 	}
 }
 

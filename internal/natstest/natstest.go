@@ -214,11 +214,22 @@ func (c *Cluster) Shutdown(i int) {
 // nothing.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
+	if s := c.Launch(i); s != nil {
+		poll.Until(c.t, fmt.Sprintf("natstest: restarted server n%d current with the cluster", i), s.JetStreamIsCurrent)
+	}
+}
+
+// Launch starts server i again, as [Cluster.Restart] does, without waiting
+// for the cluster: it returns once the server takes connections, as
+// servers started together with their clients would, and returns the
+// server, or nil if it was running.
+func (c *Cluster) Launch(i int) *server.Server {
+	c.t.Helper()
 	c.mu.Lock()
 	nd := c.nodes[i]
 	if nd.srv != nil {
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	o := nd.opts.Clone()
 	c.mu.Unlock()
@@ -226,7 +237,7 @@ func (c *Cluster) Restart(i int) {
 	c.mu.Lock()
 	nd.srv = s
 	c.mu.Unlock()
-	poll.Until(c.t, fmt.Sprintf("natstest: restarted server n%d current with the cluster", i), s.JetStreamIsCurrent)
+	return s
 }
 
 // StreamLeader returns the index of the server leading stream (of
