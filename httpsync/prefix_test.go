@@ -18,6 +18,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 )
 
@@ -426,7 +427,7 @@ func TestEventsPrefixManyTopics(t *testing.T) {
 // with 400 too_many_topics, logged too, until the topics are gone.
 func TestClientSubscribePrefixOverflow(t *testing.T) {
 	s := newPrefixServer(t, &httpsync.HandlerOptions{MaxPrefixTopics: 2})
-	var logs syncBuffer
+	var logs lockedbuf.Buffer
 	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Token: "admin-secret", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	got := make(chan statesync.Invalidation, 10)
 	stop, err := c.SubscribePrefix(t.Context(), "a:", handlerFunc(func(inv statesync.Invalidation) { got <- inv }))

@@ -1,7 +1,6 @@
 package httpsync_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/httpsync"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 )
 
@@ -156,7 +156,7 @@ func TestClientTopicRefusedAfterReconnect(t *testing.T) {
 	})})
 	s.put(t, "a", `0`)
 	before := s.put(t, "b", `0`)
-	var logs syncBuffer
+	var logs lockedbuf.Buffer
 	c := newClient(t, s.ts.URL, &httpsync.ClientOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	a, _ := startConsumer(t, c, "a", nil)
 	b, _ := startConsumer(t, c, "b", nil)
@@ -180,24 +180,6 @@ type grantsFunc func(topic string) bool
 
 func (f grantsFunc) CanRead(topic string) bool { return f(topic) }
 func (f grantsFunc) CanWrite(string) bool      { return false }
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // connTracker is a listener that can close every connection it accepted,
 // hijacked ones included.

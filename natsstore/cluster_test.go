@@ -1,7 +1,6 @@
 package natsstore_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/natstest"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/internal/storetest"
@@ -190,7 +190,7 @@ func TestOpenBeforeQuorum(t *testing.T) {
 		c.Shutdown(i)
 	}
 	c.Launch(0) // alone: no meta leader
-	logs := new(lockedBuffer)
+	logs := new(lockedbuf.Buffer)
 	type opened struct {
 		s   *natsstore.Store
 		err error
@@ -219,22 +219,4 @@ func TestOpenBeforeQuorum(t *testing.T) {
 	if got := storetest.MustGet(t, o.s, topic); string(got.Data) != `1` {
 		t.Errorf("Get = %q", got.Data)
 	}
-}
-
-// A lockedBuffer is a bytes.Buffer safe for concurrent use, for logs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,16 +1,15 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/faultproxy"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/internal/redistest"
 	"github.com/statesync-go/statesync/internal/storetest"
@@ -86,7 +85,7 @@ func TestFaultRig(t *testing.T) {
 		{"LoseHistory", func(r statesynctest.SharedStoreRig) func() { r.LoseHistory(); return func() {} }, "epoch changed", "change feed lost"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs lockedbuf.Buffer
 			r := newFaultRigProbe(t, time.Second, &redisstore.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			w := storetest.Watch(t, r.B)
 			topic := storetest.NewTopic("fault")
@@ -145,24 +144,6 @@ func TestSharedStoreFaults(t *testing.T) {
 	statesynctest.TestSharedStoreFaults(t, newFaultRig)
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A feed connection that died while idle, between two reads, is redialed by
 // the client's pool without an error; the feed counts the new connection,
 // reports the loss (a reconnect in FeedStatus, a Resync to the watchers,
@@ -170,7 +151,7 @@ func (s *syncBuffer) String() string {
 // simulated by counting one more connection.
 func TestFeedRedialed(t *testing.T) {
 	u, _ := redistest.NewPrefix(t)
-	var logs syncBuffer
+	var logs lockedbuf.Buffer
 	s, err := redisstore.Open(t.Context(), storetest.WithOpt(t, u, "feed_probe", "300ms"), &redisstore.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

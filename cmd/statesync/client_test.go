@@ -11,37 +11,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/daemon"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // waitFor bounds the waits of these tests on a context or a channel;
 // polls give up after poll.Timeout.
 const waitFor = 15 * time.Second
-
-// lockedBuffer is a bytes.Buffer safe for a command writing while the test
-// reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // envOf returns a getenv func over vars (name, value pairs).
 func envOf(vars ...string) func(string) string {
@@ -435,7 +416,7 @@ func TestClientHelp(t *testing.T) {
 }
 
 // watchLines returns the lines watch has printed so far, parsed.
-func watchLines(t testing.TB, out *lockedBuffer) []cliLine {
+func watchLines(t testing.TB, out *lockedbuf.Buffer) []cliLine {
 	t.Helper()
 	s := out.String()
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
@@ -460,7 +441,7 @@ func TestWatch(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*waitFor)
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr lockedbuf.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envOf("STATESYNC_SERVER", server)}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, []string{"watch", "a", "b"}) }()
@@ -549,7 +530,7 @@ func TestWatchWaitsForServer(t *testing.T) {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*waitFor)
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr lockedbuf.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envOf("STATESYNC_SERVER", "http://"+addr)}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, []string{"watch", "-v", "late"}) }()

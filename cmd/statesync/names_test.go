@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 )
 
@@ -48,7 +49,7 @@ func TestTopicNamesCLI(t *testing.T) {
 	// watch follows names holding a space and a '/', and prints them.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*waitFor)
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr lockedbuf.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envOf("STATESYNC_SERVER", server)}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, []string{"watch", "my topic", "settings/ui"}) }()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 )
 
@@ -74,7 +75,7 @@ func TestServe(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr lockedbuf.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
 		Getenv: envOf("STATESYNC_LOG_FORMAT", "json", "STATESYNC_SHUTDOWN_TIMEOUT", "5s")}
 	done := make(chan error, 1)

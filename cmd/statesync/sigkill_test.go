@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 )
 
@@ -51,7 +52,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	url    string
 	hc     *http.Client
-	stderr *lockedBuffer
+	stderr *lockedbuf.Buffer
 	exited chan struct{} // closed when the process has been waited for
 	err    error         // what Wait returned; read after exited is closed
 }
@@ -79,7 +80,7 @@ func startProcArgs(t *testing.T, bin string, args ...string) *proc {
 		p := &proc{
 			url:    "http://" + addr,
 			hc:     &http.Client{Transport: &http.Transport{}},
-			stderr: &lockedBuffer{},
+			stderr: &lockedbuf.Buffer{},
 			exited: make(chan struct{}),
 		}
 		p.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--shutdown-timeout", "5s"}, args...)...)

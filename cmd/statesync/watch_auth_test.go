@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/statesync-go/statesync/internal/daemon"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 )
 
 // TestWatchRefused: a missing or refused credential is not transient, so
@@ -63,7 +64,7 @@ func TestWatchInterruptedIsSuccess(t *testing.T) {
 	server := startTestDaemon(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr lockedbuf.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envOf("STATESYNC_SERVER", server)}
 	if err := m.Run(ctx, []string{"watch", "a"}); err != nil {
 		t.Errorf("watch until its context ends = %v; want nil", err)

@@ -11,14 +11,15 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/daemon"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 	"github.com/statesync-go/statesync/persist"
 )
 
 // runWatchCache runs `statesync watch --cache dir args...` against server
 // until ctx ends, and returns its output buffers and result channel.
-func runWatchCache(ctx context.Context, server, dir string, args ...string) (*lockedBuffer, *lockedBuffer, <-chan error) {
-	var stdout, stderr lockedBuffer
+func runWatchCache(ctx context.Context, server, dir string, args ...string) (*lockedbuf.Buffer, *lockedbuf.Buffer, <-chan error) {
+	var stdout, stderr lockedbuf.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: envOf("STATESYNC_SERVER", server)}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, append([]string{"watch", "--cache", dir}, args...)) }()
@@ -27,7 +28,7 @@ func runWatchCache(ctx context.Context, server, dir string, args ...string) (*lo
 
 // waitWatchLine waits up to within for a printed line of topic at rev
 // and epoch, and returns it.
-func waitWatchLine(t *testing.T, out *lockedBuffer, done <-chan error, topic string, rev statesync.Revision, epoch string, within time.Duration) cliLine {
+func waitWatchLine(t *testing.T, out *lockedbuf.Buffer, done <-chan error, topic string, rev statesync.Revision, epoch string, within time.Duration) cliLine {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

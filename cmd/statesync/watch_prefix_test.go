@@ -11,16 +11,17 @@ import (
 
 	"github.com/statesync-go/statesync"
 	"github.com/statesync-go/statesync/internal/daemon"
+	"github.com/statesync-go/statesync/internal/lockedbuf"
 	"github.com/statesync-go/statesync/internal/poll"
 )
 
 // startWatch starts m.Run(watch args…) and returns its stdout, a function that waits
 // until watch printed topic at rev, and one that ends watch and returns
 // its exit code.
-func startWatch(t *testing.T, env []string, args ...string) (stdout *lockedBuffer, waitLine func(topic string, rev statesync.Revision), end func() int) {
+func startWatch(t *testing.T, env []string, args ...string) (stdout *lockedbuf.Buffer, waitLine func(topic string, rev statesync.Revision), end func() int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*waitFor)
-	var out, errOut lockedBuffer
+	var out, errOut lockedbuf.Buffer
 	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Getenv: envOf(env...)}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, append([]string{"watch"}, args...)) }()
