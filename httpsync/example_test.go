@@ -208,7 +208,7 @@ func ExampleHandler_Regrant() {
 		log.Print(err) // keep the previous tokens
 		return
 	}
-	fmt.Println("streams closed:", api.Regrant(next.Regrant))
 	auth.cur.Store(next)
+	fmt.Println("streams closed:", api.Regrant(next.Regrant))
 	// Output: streams closed: 0
 }

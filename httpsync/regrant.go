@@ -15,8 +15,10 @@ import (
 // refused frames for the topics it lost) like any new request. The other
 // streams stay open under their new grants.
 //
-// Call Regrant before the Authenticator starts returning the new grants:
-// fn stays in force for every stream that registers later, so a stream
+// Call Regrant once the Authenticator returns the new grants, so that no
+// request is authenticated with the old ones after a stream was closed:
+// the closed stream's client, reconnecting at once, is refused. fn stays
+// in force for every stream that registers later, so a stream
 // authenticated with the old grants while the change is under way is
 // mapped too (one that cannot be is refused with 503, before any frame).
 // fn must therefore accept the grants it returns and return them

@@ -63,10 +63,13 @@ func (s *Server) ReloadTokens() error {
 		s.reloadOK.Store(0)
 		return fmt.Errorf("serve: %w", err)
 	}
-	// Regrant first: a stream authenticated with the old tokens that
-	// registers meanwhile is mapped onto the new ones too.
-	closed := s.api.Regrant(t.Regrant)
+	// The new tokens first, so that no request is authenticated with the
+	// old ones once a stream has been closed (its client, reconnecting at
+	// once, is refused with 401); then Regrant, which maps every stream
+	// registered before it and, from then on, every stream that
+	// authenticated with the old tokens and registers later.
 	s.auth.cur.Store(t)
+	closed := s.api.Regrant(t.Regrant)
 	s.revoked.Add(uint64(closed))
 	s.reloadOK.Store(1)
 	s.log.Info("token file reloaded", slog.String("file", s.cfg.Tokens), slog.Int("tokens", t.Len()), slog.Int("streamsClosed", closed))
