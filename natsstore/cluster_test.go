@@ -190,6 +190,19 @@ func TestOpenBeforeQuorum(t *testing.T) {
 		c.Shutdown(i)
 	}
 	c.Launch(0) // alone: no meta leader
+	// With no quorum coming, Open gives up after four request timeouts.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if s, err := natsstore.Open(ctx, c.URL(), &natsstore.Options{Replicas: 3, RequestTimeout: 100 * time.Millisecond}); err == nil {
+		_ = s.Close()
+		t.Fatal("Open without a quorum succeeded")
+	} else if !strings.Contains(err.Error(), "open bucket") {
+		t.Errorf("Open without a quorum: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Open without a quorum gave up after %v; want about 400 ms", d)
+	}
 	logs := new(lockedbuf.Buffer)
 	type opened struct {
 		s   *natsstore.Store
