@@ -187,7 +187,7 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*Store, error) {
 		s.nc.Close()
 		return nil, fmt.Errorf("natsstore: %w", err)
 	}
-	if err := s.ensureBucket(ctx); err != nil {
+	if err := s.openBucket(ctx); err != nil {
 		s.nc.Close()
 		return nil, fmt.Errorf("natsstore: open bucket %s: %w", s.bucket, err)
 	}
@@ -317,23 +317,21 @@ func (s *Store) streamConfig(now time.Time) jetstream.StreamConfig {
 // microseconds since 1970.
 func firstSeq(now time.Time) uint64 { return uint64(max(now.UnixMicro(), 1)) }
 
-// ensureBucket creates the bucket's stream if it is missing, and reads its
-// history.
-//
-// A cluster that has no quorum yet (servers started together with the
-// daemon, a meta leader being elected) or that answers late (a replicated
-// stream being placed on a loaded machine) is asked again, with a growing
+// openBucket is [Store.ensureBucket] for Open, on servers that may not be
+// ready yet. A cluster that has no quorum yet (servers started together
+// with the daemon, a meta leader being elected) or that answers late (a
+// replicated stream being placed on a loaded machine) is asked again, with a growing
 // pause, for up to [openTries] request timeouts, each try logged: a
 // timed-out request, no responders, and the JetStream errors "temporarily
 // unavailable" and "no suitable peers" are such answers. Any other error,
 // or ctx's end, fails at once. Making the stream again after a try that
 // timed out is harmless: the server answers that the name is in use, and
 // the stream is then looked up.
-func (s *Store) ensureBucket(ctx context.Context) error {
+func (s *Store) openBucket(ctx context.Context) error {
 	giveUp := time.Now().Add(openTries * s.timeout)
 	pause := openPause
 	for {
-		err := s.ensureBucketOnce(ctx)
+		err := s.ensureBucket(ctx)
 		if err == nil || !notReady(err) || ctx.Err() != nil || time.Now().Add(pause).After(giveUp) {
 			return err
 		}
@@ -378,8 +376,10 @@ const (
 	jsClusterNoPeers  jetstream.ErrorCode = 10005
 )
 
-// ensureBucketOnce is one try of [Store.ensureBucket].
-func (s *Store) ensureBucketOnce(ctx context.Context) error {
+// ensureBucket creates the bucket's stream if it is missing, and reads its
+// history, in one request of the store's timeout (a read or a write that
+// finds the bucket gone makes it again so).
+func (s *Store) ensureBucket(ctx context.Context) error {
 	ctx, cancel := s.reqContext(ctx)
 	defer cancel()
 	st, err := s.js.CreateStream(ctx, s.streamConfig(time.Now()))
