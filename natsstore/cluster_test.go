@@ -209,8 +209,10 @@ func TestOpenBeforeQuorum(t *testing.T) {
 		err error
 	}
 	done := make(chan opened, 1)
+	octx, ocancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer ocancel()
 	go func() {
-		s, err := natsstore.Open(context.Background(), c.URL(), &natsstore.Options{Replicas: 3,
+		s, err := natsstore.Open(octx, c.URL(), &natsstore.Options{Replicas: 3,
 			// 40 s of tries: the election takes about 5 s here, more
 			// on a loaded machine.
 			RequestTimeout: 10 * time.Second,
